@@ -1,0 +1,1 @@
+"""Slack approvals for LangGraph: a Bolt app that turns interrupt() into an in-channel approval."""

@@ -1,0 +1,66 @@
+"""Command line: ``python -m bot run`` (the bot) and ``python -m bot demo`` (bot + local Slack)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from bot.config import Settings, SettingsError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("run", help="run the bot (Socket Mode if SLACK_APP_TOKEN is set, else HTTP)")
+    demo = sub.add_parser("demo", help="run a local Slack workspace and the bot, in a browser")
+    demo.add_argument("--port", type=int, default=3000)
+    demo.add_argument(
+        "--db",
+        type=Path,
+        default=Path("approvals-demo.db"),
+        help="SQLite file (default: %(default)s)",
+    )
+    demo.add_argument("--fresh", action="store_true", help="start from an empty workspace")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("slack_bolt").setLevel(logging.WARNING)
+    try:
+        if args.cmd == "run":
+            settings = Settings.from_env()
+            from bot.runtime import BotRuntime, serve
+
+            async def run(stop: asyncio.Event) -> None:
+                await serve(await BotRuntime.open(settings), stop)
+
+            return _until_signal(run)
+        from bot.demo import run_demo
+
+        return _until_signal(lambda stop: run_demo(args.port, args.db, args.fresh, stop))
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _until_signal(body: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    """Run ``body`` until SIGTERM or Ctrl-C sets its stop event; then it shuts down itself."""
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await body(stop)
+
+    asyncio.run(go())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

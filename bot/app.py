@@ -1,0 +1,34 @@
+"""create_app: the Bolt app with our listeners. Builds nothing at import time."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.deps import Deps
+from bot.listeners import actions, commands, views
+
+log = logging.getLogger(__name__)
+
+
+def create_app(deps: Deps, client: AsyncWebClient, signing_secret: str) -> AsyncApp:
+    app = AsyncApp(
+        client=client,
+        signing_secret=signing_secret,
+        # Ack is sent as soon as a listener calls ack(); the rest runs after the response.
+        process_before_response=False,
+        raise_error_for_unhandled_request=False,
+    )
+    commands.register(app, deps)
+    actions.register(app, deps)
+    views.register(app, deps)
+
+    @app.error
+    async def on_error(error: Exception, body: dict[str, Any]) -> None:
+        # Never log the body: it carries the (legacy) verification token and user text.
+        log.error("listener failed for %s: %r", body.get("type") or body.get("command"), error)
+
+    return app

@@ -1,0 +1,220 @@
+"""Pure Block Kit builders. Everything user- or graph-supplied is escaped for mrkdwn (so
+``<!channel>`` in a comment never pings anyone) and cut to Slack's limits (so Slack never
+rejects a message we build)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.protocol import ApprovalRequest, ChoiceSpec, DecisionRecord
+
+# Slack's limits (https://api.slack.com/reference/block-kit/blocks)
+MAX_BLOCKS = 50
+SECTION_TEXT = 3000
+FIELD_TEXT = 2000
+FIELDS_PER_SECTION = 10
+HEADER_TEXT = 150
+BUTTON_TEXT = 75
+CONTEXT_TEXT = 3000
+MODAL_TITLE = 24
+INPUT_MAX = 3000
+MAX_FIELDS = 40  # four sections of ten: leaves room for the rest under 50 blocks
+
+ACTION_CHOICE = "approval:choice:"
+ACTION_REASON = "approval:reason"
+REASON_CALLBACK = "approval_reason"
+REASON_BLOCK = "reason"
+
+OUTCOME_EMOJI = {"succeeded": "✅", "failed": "💥", "rejected": "🚫", "timed_out": "⏰"}
+
+_PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
+
+
+def escape(text: str) -> str:
+    """Escape the three characters Slack's mrkdwn treats as control sequences."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def cut(text: str, limit: int) -> str:
+    """Shorten to ``limit`` characters with an ellipsis, never splitting an &entity;."""
+    if len(text) <= limit:
+        return text
+    return _PARTIAL_ENTITY.sub("", text[: limit - 1]) + "…"
+
+
+def mrkdwn(text: str, limit: int = SECTION_TEXT) -> str:
+    return cut(escape(text), limit)
+
+
+def plain(text: str, limit: int) -> dict[str, Any]:
+    return {"type": "plain_text", "text": cut(text or " ", limit), "emoji": True}
+
+
+def slack_date(epoch: float) -> str:
+    """A date Slack renders in each reader's own time zone, with a UTC fallback."""
+    fallback = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(epoch)}^{{date_short_pretty}} at {{time}}|{fallback}>"
+
+
+@dataclass(frozen=True)
+class MessageState:
+    """Everything that changes on an approval message after it is first posted."""
+
+    decision: DecisionRecord | None = None
+    approvals: int = 0
+    outcome: dict[str, Any] | None = None
+
+
+def approval_message(
+    request: ApprovalRequest,
+    interrupt_id: str,
+    requester: str,
+    requested_at: float,
+    state: MessageState = MessageState(),
+) -> tuple[str, list[dict[str, Any]]]:
+    """The channel message for one approval: (notification text, blocks)."""
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": plain(request.title, HEADER_TEXT)}]
+    if request.text:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn(request.text)}})
+    blocks.extend(_field_sections(request.fields))
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": f"Requested by <@{requester}> {slack_date(requested_at)}",
+                }
+            ],
+        }
+    )
+    if state.decision is None:
+        if state.approvals:
+            blocks.append(
+                _context(f"{state.approvals} of {request.min_approvals} approvals so far")
+            )
+        blocks.append(_actions(request, interrupt_id))
+    else:
+        blocks.append(_context(decision_line(request, state.decision)))
+        if state.outcome:
+            blocks.append(_outcome(state.outcome))
+        elif state.decision.approved:
+            blocks.append(_context("⏳ Running…"))
+    text = f"{request.title}: {decision_line(request, state.decision) if state.decision else ''}"
+    return cut(text.rstrip(": "), SECTION_TEXT), blocks[:MAX_BLOCKS]
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": cut(text, CONTEXT_TEXT)}]}
+
+
+def _field_sections(fields: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    shown = list(fields[:MAX_FIELDS])
+    texts = [cut(f"*{escape(k)}*\n{escape(v)}", FIELD_TEXT) for k, v in shown]
+    if len(fields) > MAX_FIELDS:
+        texts[-1] = f"_…and {len(fields) - MAX_FIELDS + 1} more fields_"
+    return [
+        {
+            "type": "section",
+            "fields": [{"type": "mrkdwn", "text": t} for t in texts[i : i + FIELDS_PER_SECTION]],
+        }
+        for i in range(0, len(texts), FIELDS_PER_SECTION)
+    ]
+
+
+def _button(choice: ChoiceSpec, action_id: str, interrupt_id: str) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "text": plain(choice.label, BUTTON_TEXT),
+        "action_id": action_id,
+        "value": interrupt_id,
+    }
+    if choice.style in ("primary", "danger"):
+        button["style"] = choice.style
+    return button
+
+
+def _actions(request: ApprovalRequest, interrupt_id: str) -> dict[str, Any]:
+    """One button per choice (action_id by position, value = interrupt id, so a click needs no
+    lookup to find its approval), plus "Reject with reason…" opening a modal."""
+    elements = [
+        _button(c, f"{ACTION_CHOICE}{i}", interrupt_id) for i, c in enumerate(request.choices[:24])
+    ]
+    if request.reject_with_reason and request.reject_choice is not None:
+        elements.append(
+            _button(ChoiceSpec("reason", "Reject with reason…"), ACTION_REASON, interrupt_id)
+        )
+    return {"type": "actions", "block_id": "approval_actions", "elements": elements}
+
+
+def decision_line(request: ApprovalRequest, d: DecisionRecord) -> str:
+    if d.choice == "timeout":
+        return f"⏰ *Timed out* {slack_date(d.decided_at)}: nobody decided in time"
+    choice = request.choice(d.choice)
+    label = choice.label if choice else d.choice
+    emoji = "✅" if d.approved else "❌"
+    who = f"<@{d.decided_by}>" if d.decided_by else "someone"
+    line = f"{emoji} *{escape(label)}* by {who} {slack_date(d.decided_at)}"
+    if d.comment:
+        line += f": “{escape(d.comment)}”"
+    return line
+
+
+def _outcome(outcome: dict[str, Any]) -> dict[str, Any]:
+    emoji = OUTCOME_EMOJI.get(str(outcome.get("status")), "ℹ️")
+    return {
+        "type": "section",
+        "text": {
+            "type": "mrkdwn",
+            "text": f"{emoji} {mrkdwn(str(outcome.get('text', '')), SECTION_TEXT - 4)}",
+        },
+    }
+
+
+def already_decided(request: ApprovalRequest, d: DecisionRecord) -> str:
+    """The ephemeral answer to a click on a decided approval."""
+    if d.choice == "timeout":
+        return f"This request timed out {slack_date(d.decided_at)}; nothing was changed."
+    choice = request.choice(d.choice)
+    verb = ("approved" if d.approved else "rejected") if choice is None else choice.label.lower()
+    return f"Already {escape(verb)} by <@{d.decided_by}> {slack_date(d.decided_at)}."
+
+
+def progress_reply(line: str) -> str:
+    return mrkdwn(line, SECTION_TEXT)
+
+
+def reason_modal(request: ApprovalRequest, interrupt_id: str, channel: str) -> dict[str, Any]:
+    """The "Reject with reason…" modal; private_metadata carries what the submission needs."""
+    metadata = json.dumps({"interrupt_id": interrupt_id, "channel": channel})
+    return {
+        "type": "modal",
+        "callback_id": REASON_CALLBACK,
+        "private_metadata": metadata,
+        "title": plain("Reject with reason", MODAL_TITLE),
+        "submit": plain("Reject", MODAL_TITLE),
+        "close": plain("Cancel", MODAL_TITLE),
+        "blocks": [
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"*{mrkdwn(request.title, 2900)}*"},
+            },
+            {
+                "type": "input",
+                "block_id": REASON_BLOCK,
+                "label": plain("Reason", 2000),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": REASON_BLOCK,
+                    "multiline": True,
+                    "max_length": INPUT_MAX,
+                    "placeholder": plain("Why not? The requester will see this.", 150),
+                },
+            },
+        ],
+    }

@@ -1,0 +1,17 @@
+"""What the listeners need, passed in explicitly (no module-level singletons)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bot.engine import Engine
+from bot.tasks import TaskSet
+from graphs import GraphSpec
+
+
+@dataclass(frozen=True)
+class Deps:
+    engine: Engine
+    tasks: TaskSet
+    specs: Mapping[str, GraphSpec]

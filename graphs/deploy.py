@@ -1,0 +1,222 @@
+"""The /deploy graph: plan -> approval (interrupt) -> deploy -> report, and its deploy backends.
+
+Progress is written with LangGraph's stream writer (``stream_mode="custom"``) so the graph stays
+free of Slack: the bot forwards each progress line as a reply in the approval message's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypedDict
+
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+
+from graphs.approval import APPROVE, REJECT, Decision, request_approval
+
+SERVICE_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+VERSION_RE = re.compile(r"v?\d+\.\d+\.\d+(?:-[0-9A-Za-z][0-9A-Za-z.-]*)?(?:\+[0-9A-Za-z.-]+)?")
+VERSION_MAX = 64
+USAGE = "/deploy <service> <version> [env]"
+
+
+class UsageError(ValueError):
+    """Bad slash-command arguments; the message is shown to the user as is."""
+
+
+@dataclass(frozen=True)
+class DeployArgs:
+    service: str
+    version: str
+    env: str
+
+
+def parse_args(text: str, envs: Sequence[str], default_env: str = "staging") -> DeployArgs:
+    """Parse ``<service> <version> [env]`` and say exactly what is wrong when it can't."""
+    words = text.split()
+    if not words:
+        raise UsageError(f"Tell me what to deploy: `{USAGE}`, e.g. `/deploy api 1.4.2 prod`.")
+    if len(words) < 2:
+        raise UsageError(f"Missing the version. Usage: `{USAGE}`.")
+    if len(words) > 3:
+        raise UsageError(f"Too many arguments ({len(words)}). Usage: `{USAGE}`.")
+    service, version = words[0], words[1]
+    env = words[2] if len(words) == 3 else default_env
+    if not SERVICE_RE.fullmatch(service):
+        raise UsageError(
+            "The service name must be lowercase letters, digits and dashes "
+            f"(at most 63, starting with a letter or digit). Usage: `{USAGE}`."
+        )
+    if len(version) > VERSION_MAX or not VERSION_RE.fullmatch(version):
+        raise UsageError(f"The version must look like `1.4.2` or `v1.4.2-rc.1`. Usage: `{USAGE}`.")
+    if env not in envs:
+        raise UsageError(f"Unknown environment. Valid environments: {', '.join(envs)}.")
+    return DeployArgs(service, version, env)
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    ok: bool
+    detail: str
+
+
+Progress = Callable[[str], None]
+
+
+class DeployBackend(Protocol):
+    """Runs one deploy, reporting progress lines; returns how it went (never raises for a
+    failed deploy: a failure is an outcome, not a crash)."""
+
+    async def deploy(self, args: DeployArgs, progress: Progress) -> DeployResult: ...
+
+
+@dataclass(frozen=True)
+class SimulatedBackend:
+    """A deploy that only pretends: a few steps with pauses, for demos and tests."""
+
+    steps: Sequence[str] = ("Pulling image", "Rolling out", "Running health checks")
+    step_seconds: float = 1.0
+
+    async def deploy(self, args: DeployArgs, progress: Progress) -> DeployResult:
+        for i, step in enumerate(self.steps, 1):
+            progress(f"{step}… ({i}/{len(self.steps)})")
+            await asyncio.sleep(self.step_seconds)
+        return DeployResult(True, f"{args.service} {args.version} is live on {args.env}")
+
+
+@dataclass(frozen=True)
+class CommandBackend:
+    """Runs a configured argv (no shell), streaming its output lines as progress.
+
+    Placeholders ``{service}``, ``{version}`` and ``{env}`` are filled per argument; the values
+    were validated by ``parse_args``, and no shell ever sees them.
+    """
+
+    argv: Sequence[str]
+    timeout_seconds: float = 900.0
+    max_progress_lines: int = 50
+
+    async def deploy(self, args: DeployArgs, progress: Progress) -> DeployResult:
+        values = {"service": args.service, "version": args.version, "env": args.env}
+        argv = [part.format_map(values) for part in self.argv]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            )
+        except OSError as exc:
+            return DeployResult(False, f"could not start {argv[0]}: {exc.strerror or exc}")
+        last = ""
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                shown = 0
+                assert proc.stdout is not None
+                async for raw in proc.stdout:
+                    line = raw.decode(errors="replace").rstrip()
+                    if not line:
+                        continue
+                    last = line
+                    shown += 1
+                    if shown <= self.max_progress_lines:
+                        progress(line)
+                code = await proc.wait()
+        except TimeoutError:
+            return DeployResult(False, f"timed out after {self.timeout_seconds:g} s")
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        if code != 0:
+            return DeployResult(False, f"exit code {code}" + (f": {last}" if last else ""))
+        return DeployResult(True, last or f"{args.service} {args.version} is live on {args.env}")
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    """Everything the /deploy graph needs from configuration."""
+
+    envs: Sequence[str] = ("staging", "prod")
+    default_env: str = "staging"
+    approvers: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    backend: DeployBackend = field(default_factory=SimulatedBackend)
+
+    def parse(self, text: str) -> dict[str, Any]:
+        a = parse_args(text, self.envs, self.default_env)
+        return {"service": a.service, "version": a.version, "env": a.env}
+
+
+class DeployState(TypedDict, total=False):
+    service: str
+    version: str
+    env: str
+    requested_by: str
+    plan: str
+    decision: dict[str, Any]
+    result: dict[str, Any]
+    outcome: dict[str, Any]
+
+
+def build_graph(options: DeployOptions) -> StateGraph:
+    """The uncompiled /deploy graph; the bot compiles it with its checkpointer."""
+
+    def plan(state: DeployState) -> DeployState:
+        return {"plan": f"Deploy {state['service']} {state['version']} to {state['env']}"}
+
+    def approval(state: DeployState) -> DeployState:
+        decision = request_approval(
+            title=f"Deploy {state['service']} {state['version']} to {state['env']}?",
+            text=state["plan"] + ".",
+            fields=[
+                ("Service", state["service"]),
+                ("Version", state["version"]),
+                ("Environment", state["env"]),
+            ],
+            choices=(APPROVE, REJECT),
+            approvers=options.approvers.get(state["env"], ()),
+        )
+        return {"decision": decision.__dict__}
+
+    async def deploy(state: DeployState) -> DeployState:
+        write = get_stream_writer()
+        args = DeployArgs(state["service"], state["version"], state["env"])
+        started = time.monotonic()
+        result = await options.backend.deploy(args, lambda line: write({"progress": line}))
+        return {
+            "result": {
+                "ok": result.ok,
+                "detail": result.detail,
+                "seconds": round(time.monotonic() - started, 1),
+            }
+        }
+
+    def report(state: DeployState) -> DeployState:
+        decision = Decision.from_resume(state.get("decision", {}))
+        what = f"{state['service']} {state['version']} to {state['env']}"
+        if not decision.approved:
+            status = "timed_out" if decision.choice == "timeout" else "rejected"
+            return {"outcome": {"status": status, "text": f"Not deployed: {what}"}}
+        result = state["result"]
+        if result["ok"]:
+            text = f"Deployed {what} in {result['seconds']:g} s: {result['detail']}"
+            return {"outcome": {"status": "succeeded", "text": text}}
+        return {
+            "outcome": {"status": "failed", "text": f"Deploy of {what} failed: {result['detail']}"}
+        }
+
+    def route(state: DeployState) -> str:
+        return "deploy" if state.get("decision", {}).get("approved") else "report"
+
+    g = StateGraph(DeployState)
+    g.add_node("plan", plan)
+    g.add_node("approval", approval)
+    g.add_node("deploy", deploy)
+    g.add_node("report", report)
+    g.add_edge(START, "plan")
+    g.add_edge("plan", "approval")
+    g.add_conditional_edges("approval", route, ["deploy", "report"])
+    g.add_edge("deploy", "report")
+    g.add_edge("report", END)
+    return g

@@ -1,0 +1,111 @@
+"""Shared fixtures: the real bot (BotRuntime + Bolt over aiohttp on 127.0.0.1) wired to the
+local Slack workspace (bot/localslack) through the real Web API client, on a real SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from bot.config import Settings
+from bot.localslack import LocalSlack
+from bot.runtime import BotRuntime
+from graphs.deploy import DeployOptions, SimulatedBackend
+
+SECRET = "test-signing-secret"
+TOKEN = "xoxb-test-token"
+PROD_APPROVERS = ("U0BOB", "U0DAN")
+
+
+def settings_for(ws: LocalSlack, db: Path, **deploy: Any) -> Settings:
+    options = {
+        "approvers": {"prod": PROD_APPROVERS},
+        "backend": SimulatedBackend(step_seconds=0),
+        **deploy,
+    }
+    return Settings(
+        bot_token=TOKEN,
+        signing_secret=SECRET,
+        api_url=ws.api_url,
+        db_path=db,
+        grace_seconds=5,
+        deploy=DeployOptions(**options),
+    )
+
+
+@dataclass
+class Bot:
+    """One running bot instance: its runtime and its HTTP endpoint."""
+
+    runtime: BotRuntime
+    runner: web.AppRunner
+    url: str
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Bot:
+        runtime = await BotRuntime.open(settings)
+        app = web.Application()
+        app.add_routes(runtime.routes())
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await runtime.engine.recover()
+        return cls(runtime, runner, f"http://127.0.0.1:{port}/slack/events")
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+        await self.runtime.close()
+
+
+@dataclass
+class Harness:
+    ws: LocalSlack
+    db: Path
+    bots: list[Bot] = field(default_factory=list)
+
+    async def start_bot(self, **deploy: Any) -> Bot:
+        bot = await Bot.start(settings_for(self.ws, self.db, **deploy))
+        self.bots.append(bot)
+        self.ws.request_url = bot.url
+        return bot
+
+    @property
+    def bot(self) -> Bot:
+        return self.bots[-1]
+
+    async def idle(self) -> None:
+        for bot in self.bots:
+            await bot.runtime.tasks.idle()
+
+    async def wait(self, predicate: Callable[[], Any], timeout: float = 5.0) -> Any:  # noqa: ASYNC109
+        return await self.ws.wait_for(predicate, timeout=timeout)
+
+    def approval_message(self, channel: str = "#deploys") -> dict[str, Any] | None:
+        """The newest message in the channel with approval buttons or a decision."""
+        for m in reversed(self.ws.messages(channel)):
+            if m.get("blocks") and m["blocks"][0].get("type") == "header":
+                return m
+        return None
+
+
+@pytest.fixture
+async def ws() -> AsyncIterator[LocalSlack]:
+    slack = LocalSlack(signing_secret=SECRET, bot_token=TOKEN)
+    await slack.start(host="127.0.0.1", port=0)
+    yield slack
+    await slack.stop()
+
+
+@pytest.fixture
+async def harness(ws: LocalSlack, tmp_path: Path) -> AsyncIterator[Harness]:
+    h = Harness(ws, tmp_path / "approvals.db")
+    await h.start_bot()
+    yield h
+    for bot in h.bots:
+        await bot.stop()

@@ -1,0 +1,130 @@
+"""`python -m bot run` as a real process: configuration errors, HTTP mode against the local
+workspace, SIGKILL while an approval is pending, SIGTERM shutdown, no secrets in the log."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bot.localslack import LocalSlack
+from tests.conftest import SECRET, TOKEN
+from tests.scenario.test_approval_loop import buttons, message_text
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+    return {**env, **extra}
+
+
+async def test_missing_settings_exit_2_with_one_line(tmp_path: Path) -> None:
+    for missing, env in [
+        ("SLACK_BOT_TOKEN", run_env()),
+        ("SLACK_SIGNING_SECRET", run_env(SLACK_BOT_TOKEN=TOKEN)),
+    ]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "run",
+            env=env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _out, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 2
+        assert err.decode() == f"error: {missing} is not set\n"
+
+
+class BotProcess:
+    def __init__(self, ws: LocalSlack, db: Path, log: Path) -> None:
+        self.port = free_port()
+        self.env = run_env(
+            SLACK_BOT_TOKEN=TOKEN,
+            SLACK_SIGNING_SECRET=SECRET,
+            SLACK_API_URL=ws.api_url,
+            APPROVALS_DB=str(db),
+            PORT=str(self.port),
+            APPROVALS_CONFIG=str(db.parent / "approvals.toml"),
+        )
+        (db.parent / "approvals.toml").write_text(
+            '[deploy]\nsimulated_step_seconds = 0\n[approvers]\nprod = ["U0BOB"]\n'
+        )
+        self.log = log
+        self.proc: asyncio.subprocess.Process | None = None
+        ws.request_url = f"http://127.0.0.1:{self.port}/slack/events"
+
+    async def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bot",
+                "run",
+                env=self.env,
+                cwd=self.log.parent,
+                stdout=log,
+                stderr=log,
+            )
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):  # up to ~15 s for a cold interpreter
+                try:
+                    async with http.get(f"http://127.0.0.1:{self.port}/healthz") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientConnectionError:
+                    pass
+                assert self.proc.returncode is None, self.log.read_text()
+                await asyncio.sleep(0.05)
+        raise TimeoutError("bot did not start:\n" + self.log.read_text())
+
+    async def signal(self, sig: int) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return await asyncio.wait_for(self.proc.wait(), 30)
+
+
+@pytest.fixture
+async def ws() -> AsyncIterator[LocalSlack]:
+    slack = LocalSlack(signing_secret=SECRET, bot_token=TOKEN)
+    await slack.start(host="127.0.0.1", port=0)
+    yield slack
+    await slack.stop()
+
+
+async def test_sigkill_while_pending_then_restart_buttons_still_work(
+    ws: LocalSlack, tmp_path: Path
+) -> None:
+    bot = BotProcess(ws, tmp_path / "approvals.db", tmp_path / "bot.log")
+    await bot.start()
+    await ws.slash("alice", "/deploy", "api 1.4.2 prod", channel="#deploys")
+    msg = await ws.wait_for(
+        lambda: next((m for m in ws.messages("#deploys") if m.get("blocks") and buttons(m)), None),
+        timeout=10,
+    )
+    assert await bot.signal(signal.SIGKILL) == -signal.SIGKILL
+
+    await bot.start()
+    await ws.click("bob", msg, "Approve")
+    await ws.wait_for(
+        lambda: "✅ Deployed" in message_text(ws.messages("#deploys")[-1]), timeout=10
+    )
+    assert len([m for m in ws.messages("#deploys") if m.get("blocks")]) == 1
+    assert await bot.signal(signal.SIGTERM) == 0
+    log = bot.log.read_text()
+    assert TOKEN not in log and SECRET not in log
+    assert "Traceback" not in log

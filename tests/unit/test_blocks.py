@@ -1,0 +1,116 @@
+"""Block Kit builders: valid for slack_sdk's models, within the limits slack_sdk does not
+check (button text 75, value 2000), escaped, and cut rather than rejected."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
+
+from bot import blocks
+from bot.localslack.blockkit import validate_blocks
+from bot.protocol import DecisionRecord, normalise
+from graphs.approval import Choice, approval_payload
+
+IID = "aff30caa44221c2f8817332729636d0f"
+
+
+def check_message(blks: list[dict[str, Any]]) -> None:
+    assert len(blks) <= 50
+    for b in blks:
+        Block.parse(b).validate_json()
+        for el in b.get("elements", []):
+            if el.get("type") == "button":
+                assert len(el["text"]["text"]) <= 75
+                assert len(el["value"]) <= 2000
+                assert len(el["action_id"]) <= 255
+    assert validate_blocks(blks) == []
+
+
+def request(**kw: Any):
+    return normalise(approval_payload(**{"title": "Deploy api 1.4.2 to prod?", **kw}))
+
+
+def test_pending_message_has_buttons_with_interrupt_id() -> None:
+    text, blks = blocks.approval_message(
+        request(text="Plan", fields=[("Service", "api")]), IID, "U0ALICE", 1_700_000_000
+    )
+    check_message(blks)
+    actions = next(b for b in blks if b["type"] == "actions")["elements"]
+    assert [a["text"]["text"] for a in actions] == ["Approve", "Reject", "Reject with reason…"]
+    assert {a["value"] for a in actions} == {IID}
+    assert actions[0]["style"] == "primary" and actions[1]["style"] == "danger"
+    assert "Deploy api" in text
+
+
+def test_decided_message_has_no_buttons_and_says_who() -> None:
+    d = DecisionRecord("reject", False, "U0BOB", "not <!channel> today & never", 1_700_000_000)
+    _, blks = blocks.approval_message(
+        request(), IID, "U0ALICE", 1_700_000_000, blocks.MessageState(decision=d)
+    )
+    check_message(blks)
+    assert not [b for b in blks if b["type"] == "actions"]
+    dumped = json.dumps(blks)
+    assert "<@U0BOB>" in dumped
+    assert "<!channel>" not in dumped and "&lt;!channel&gt; today &amp; never" in dumped
+
+
+def test_outcome_is_shown() -> None:
+    d = DecisionRecord("approve", True, "U0BOB", None, 1_700_000_000)
+    state = blocks.MessageState(decision=d, outcome={"status": "succeeded", "text": "Deployed"})
+    _, blks = blocks.approval_message(request(), IID, "U0ALICE", 1_700_000_000, state)
+    check_message(blks)
+    assert "✅ Deployed" in json.dumps(blks, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("n", [0, 1, 10, 11, 39, 40, 41, 200])
+def test_many_fields_fit(n: int) -> None:
+    fields = [(f"k{i}", "v" * 2500) for i in range(n)]
+    _, blks = blocks.approval_message(request(fields=fields), IID, "U0ALICE", 0)
+    check_message(blks)
+
+
+def test_huge_text_is_cut_not_rejected() -> None:
+    big = "<&>" * 5000
+    long_label = "L" * 200
+    req = normalise(
+        approval_payload(
+            title="T" * 500,
+            text=big,
+            fields=[(big, big)],
+            choices=[
+                Choice("x" * 300, long_label, "primary", approves=True),
+                Choice("no", long_label, "danger"),
+            ],
+        )
+    )
+    d = DecisionRecord("no", False, "U0BOB", big, 0)
+    for state in (
+        blocks.MessageState(),
+        blocks.MessageState(decision=d, outcome={"status": "failed", "text": big}),
+    ):
+        text, blks = blocks.approval_message(req, IID, "U0ALICE", 0, state)
+        check_message(blks)
+        assert len(text) <= 3000
+
+
+def test_cut_never_splits_an_entity() -> None:
+    assert blocks.cut(blocks.escape("ab<"), 4) == "ab…"
+    assert blocks.cut("abc", 3) == "abc"
+
+
+def test_reason_modal_is_valid() -> None:
+    view = blocks.reason_modal(request(title="x" * 5000), IID, "C0DEPLOYS")
+    View(**view).validate_json()
+    assert len(view["title"]["text"]) <= 24
+    assert len(view["private_metadata"]) <= 3000
+    assert json.loads(view["private_metadata"]) == {"interrupt_id": IID, "channel": "C0DEPLOYS"}
+
+
+def test_plain_string_interrupt_renders() -> None:
+    _, blks = blocks.approval_message(normalise("Ship it?"), IID, "U0ALICE", 0)
+    check_message(blks)
+    assert "Ship it?" in json.dumps(blks)
