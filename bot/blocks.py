@@ -155,14 +155,21 @@ def _actions(request: ApprovalRequest, interrupt_id: str) -> dict[str, Any]:
 def decision_line(request: ApprovalRequest, d: DecisionRecord) -> str:
     if d.choice == "timeout":
         return f"⏰ *Timed out* {slack_date(d.decided_at)}: nobody decided in time"
-    choice = request.choice(d.choice)
-    label = choice.label if choice else d.choice
     emoji = "✅" if d.approved else "❌"
+    label = _past_tense(request, d)
     who = f"<@{d.decided_by}>" if d.decided_by else "someone"
     line = f"{emoji} *{escape(label)}* by {who} {slack_date(d.decided_at)}"
     if d.comment:
         line += f": “{escape(d.comment)}”"
     return line
+
+
+def _past_tense(request: ApprovalRequest, d: DecisionRecord) -> str:
+    """"Approved"/"Rejected" for the usual choices, the button's label for custom ones."""
+    if d.choice in ("approve", "reject"):
+        return "Approved" if d.choice == "approve" else "Rejected"
+    choice = request.choice(d.choice)
+    return choice.label if choice else d.choice
 
 
 def _outcome(outcome: dict[str, Any]) -> dict[str, Any]:
@@ -180,9 +187,7 @@ def already_decided(request: ApprovalRequest, d: DecisionRecord) -> str:
     """The ephemeral answer to a click on a decided approval."""
     if d.choice == "timeout":
         return f"This request timed out {slack_date(d.decided_at)}; nothing was changed."
-    choice = request.choice(d.choice)
-    verb = ("approved" if d.approved else "rejected") if choice is None else choice.label.lower()
-    return f"Already {escape(verb)} by <@{d.decided_by}> {slack_date(d.decided_at)}."
+    return f"Already {escape(_past_tense(request, d).lower())} by <@{d.decided_by}> {slack_date(d.decided_at)}."
 
 
 def progress_reply(line: str) -> str:

@@ -92,7 +92,7 @@ def deploy_options(
     command_timeout_seconds = 900
     simulated_step_seconds = 1.0
 
-    [approvers]                          # env -> Slack user ids; unlisted env: anyone but the requester
+    [approvers]     # env -> user ids; an unlisted env: anyone but the requester
     prod = ["U0BOB", "U0DAN"]
     ```
     """

@@ -248,6 +248,21 @@ class Workspace:
 
     # -- ids -------------------------------------------------------------------------------
 
+    @property
+    def last_micros(self) -> int:
+        return self._last_micros
+
+    def restore_messages(
+        self, channel_messages: dict[str, list[dict[str, Any]]], last_micros: int
+    ) -> None:
+        """Put back messages saved by an earlier run (see persist.py), for known channels."""
+        for channel, messages in channel_messages.items():
+            if channel in self.conversations:
+                self.channel_messages[channel] = messages
+                for m in messages:
+                    self._by_ts[m["ts"]] = (channel, m)
+        self._last_micros = max(self._last_micros, last_micros)
+
     def next_ts(self) -> str:
         """A Slack `ts` from the clock, strictly increasing across the whole workspace."""
         micros = max(int(self.clock() * 1_000_000), self._last_micros + 1)

@@ -11,12 +11,14 @@ import asyncio
 import copy
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
 
 from .callbacks import ACK_TIMEOUT, Callbacks, Delivery, TriggerIds, find_button, sign
 from .model import APP_ID, Conversation, User, Workspace
+from .persist import Persistence
 from .socketmode import SocketMode
 from .ui import HEARTBEAT_SECONDS, UiApi
 from .webapi import Call, WebApi
@@ -46,6 +48,7 @@ class LocalSlack:
         commands: list[dict[str, str]] | None = None,
         sse_heartbeat: float = HEARTBEAT_SECONDS,
         ack_timeout: float = ACK_TIMEOUT,
+        state_path: Path | None = None,
     ) -> None:
         self.signing_secret = signing_secret
         self.bot_token = bot_token
@@ -84,6 +87,7 @@ class LocalSlack:
         )
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
+        self._persistence = Persistence(self.model, state_path) if state_path else None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -106,6 +110,9 @@ class LocalSlack:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on host:port (0 = ephemeral) and return the base URL."""
+        if self._persistence:
+            self._persistence.load()
+            self._persistence.start()
         self._runner = web.AppRunner(self.web_app, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -116,6 +123,9 @@ class LocalSlack:
 
     async def stop(self) -> None:
         """Close streams, sockets and the server; never hangs on open connections."""
+        if self._persistence:
+            await self._persistence.stop()
+            self._persistence = None
         await self.ui.close()
         await self.socket.close()
         await self.callbacks.close()

@@ -51,7 +51,7 @@ async def test_approve_resumes_deploys_and_shows_outcome(harness: Harness) -> No
     assert done
     final = h.approval_message()
     assert buttons(final) == []
-    assert "*Approve* by <@U0BOB>" in message_text(final)
+    assert "*Approved* by <@U0BOB>" in message_text(final)
     replies = h.ws.replies(DEPLOYS, final["ts"])[1:]
     assert [r["text"] for r in replies] == [
         "Pulling image… (1/3)",
@@ -79,7 +79,7 @@ async def test_reject_with_reason_through_the_modal(harness: Harness) -> None:
     await h.wait(lambda: "❌" in message_text(h.approval_message()))
     await h.idle()
     final = message_text(h.approval_message())
-    assert "Reject* by <@U0BOB>" in final
+    assert "Rejected* by <@U0BOB>" in final
     assert "not on a Friday &lt;!channel&gt; &amp; co" in final
     assert "<!channel>" not in final
     assert h.ws.replies(DEPLOYS, h.approval_message()["ts"])[1:] == []  # no deploy ran
@@ -125,7 +125,7 @@ async def test_twenty_concurrent_clicks_resume_exactly_once(harness: Harness) ->
     assert len(replies) == 3  # one deploy
     told = h.ws.ephemerals("bob") + h.ws.ephemerals("dan")
     assert len(told) == 19
-    assert all(e["text"].startswith("Already approve by <@U0") for e in told)
+    assert all(e["text"].startswith("Already approved by <@U0") for e in told)
 
 
 async def test_stale_and_unknown_buttons_never_resume(harness: Harness) -> None:
@@ -137,7 +137,7 @@ async def test_stale_and_unknown_buttons_never_resume(harness: Harness) -> None:
     # the old copy of the message still has its buttons, as a stale client would
     await h.ws.click("dan", msg, "Reject")
     note = await h.wait(lambda: h.ws.ephemerals("dan"))
-    assert note[-1]["text"].startswith("Already approve by <@U0BOB>")
+    assert note[-1]["text"].startswith("Already approved by <@U0BOB>")
 
     forged = json.loads(json.dumps(msg))
     for b in forged["blocks"]:

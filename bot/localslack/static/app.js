@@ -400,7 +400,7 @@ async function submitModal(v) {
     const c = box.querySelector(`[name="${CSS.escape(bid + "." + aid)}"]`);
     const val = c ? c.value : "";
     // Slack's client-side checks before anything is sent to the app
-    if (!b.optional && !val.trim()) errors[bid] = "Please complete this required field.";
+    if (!b.optional && val === "") errors[bid] = "Please complete this required field.";
     else if (e.min_length && val && val.length < e.min_length) errors[bid] = `Must be at least ${e.min_length} characters.`;
     values[bid] = {[aid]: e.type === "static_select"
       ? {type: "static_select", selected_option: val ? {value: val,

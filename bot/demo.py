@@ -1,0 +1,68 @@
+"""`python -m bot demo`: the local Slack workspace and the bot in one process, on one port,
+with generated credentials and nothing to configure."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from pathlib import Path
+
+from bot.config import Settings, SettingsError
+from bot.localslack import LocalSlack
+from bot.runtime import BotRuntime
+from graphs import registry
+from graphs.deploy import DeployOptions
+
+log = logging.getLogger(__name__)
+
+DEMO_APPROVERS = {"prod": ("U0BOB", "U0DAN")}  # bob and dan; staging: anyone but the requester
+
+
+def demo_settings(port: int, db: Path) -> Settings:
+    return Settings(
+        bot_token="xoxb-demo-" + secrets.token_hex(12),
+        signing_secret=secrets.token_hex(16),
+        api_url=f"http://127.0.0.1:{port}/api/",
+        db_path=db,
+        port=port,
+        deploy=DeployOptions(approvers=DEMO_APPROVERS),
+    )
+
+
+def workspace_file(db: Path) -> Path:
+    return db.with_name(db.name + ".workspace.json")
+
+
+def forget(db: Path) -> None:
+    """--fresh: remove the bot's database and the workspace's messages."""
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"),
+                 workspace_file(db)):
+        path.unlink(missing_ok=True)
+
+
+async def run_demo(port: int, db: Path, fresh: bool, stop: asyncio.Event) -> None:
+    if fresh:
+        forget(db)
+    settings = demo_settings(port, db)
+    commands = [{"command": s.command, "description": s.description, "usage_hint": s.usage}
+                for s in registry(settings.deploy).values()]
+    ws = LocalSlack(signing_secret=settings.signing_secret, bot_token=settings.bot_token,
+                    request_url=f"http://127.0.0.1:{port}/slack/events", commands=commands,
+                    state_path=workspace_file(db))
+    runtime = await BotRuntime.open(settings)
+    ws.web_app.add_routes(runtime.routes())
+    try:
+        await ws.start(host="127.0.0.1", port=port)
+    except OSError as exc:
+        await runtime.close()
+        raise SettingsError(f"cannot listen on 127.0.0.1:{port} ({exc.strerror}); "
+                            "try --port") from None
+    await runtime.engine.recover()
+    print(f"\n  Local Slack workspace: {ws.url}/   (Ctrl-C to stop)\n"
+          f"  You are alice; type /deploy api 1.4.2 prod in #deploys, then switch to bob.\n",
+          flush=True)
+    await stop.wait()
+    log.info("stopping")
+    await ws.stop()
+    await runtime.close()

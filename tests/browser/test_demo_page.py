@@ -1,0 +1,103 @@
+"""A person in a browser: alice runs /deploy, switches to bob, bob approves; then a rejection
+with a reason through the modal, including the empty-reason error. Headless Debian Chromium
+driven by Playwright; screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from graphs.deploy import SimulatedBackend
+from tests.conftest import Harness
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+if not CHROMIUM.exists():
+    if os.environ.get("REQUIRE_BROWSER"):
+        raise RuntimeError("REQUIRE_BROWSER is set but /usr/bin/chromium is missing")
+    pytest.skip("Debian chromium is not installed (apt-get install chromium)",
+                allow_module_level=True)
+
+playwright_api = pytest.importorskip("playwright.async_api")
+
+
+@pytest.fixture
+async def page(harness: Harness) -> AsyncIterator[object]:
+    # A visible deploy: a few progress steps, short enough for a test.
+    await harness.bot.stop()
+    harness.bots.clear()
+    await harness.start_bot(backend=SimulatedBackend(step_seconds=0.2))
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu",
+                  "--disable-background-networking", "--no-first-run"])
+        pg = await browser.new_page(viewport={"width": 1280, "height": 800})
+        yield pg
+        await browser.close()
+
+
+async def as_user(page, user_id: str) -> None:  # noqa: ANN001 (playwright Page)
+    await page.select_option("#user-switcher", user_id)
+
+
+async def slash(page, text: str) -> None:  # noqa: ANN001
+    await page.fill("#composer", text)
+    await page.press("#composer", "Enter")
+
+
+async def test_approve_then_reject_with_reason(harness: Harness, page) -> None:  # noqa: ANN001
+    expect = playwright_api.expect
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.goto(f"{harness.ws.url}/#user=U0ALICE&channel=C0DEPLOYS")
+    await expect(page.locator("#composer")).to_be_visible()
+
+    # alice asks
+    await slash(page, "/deploy api 1.4.2 prod")
+    first = page.locator("#messages .message", has_text="Deploy api 1.4.2 to prod?")
+    await expect(first.get_by_role("button", name="Approve", exact=True)).to_be_visible()
+
+    # bob approves from his own view
+    await as_user(page, "U0BOB")
+    await first.get_by_role("button", name="Approve", exact=True).click()
+    await expect(first).to_contain_text("Deployed api 1.4.2 to prod", timeout=10_000)
+    await expect(first).to_contain_text("Approved by @bob")
+    await expect(first.get_by_role("button", name="Approve", exact=True)).to_have_count(0)
+    await first.locator(".replies").click()
+    thread = page.locator("#thread")
+    await expect(thread).to_contain_text("Running health checks… (3/3)")
+    await page.screenshot(path=ARTIFACTS / "approved.png")
+
+    # alice asks again; bob rejects with a reason
+    await as_user(page, "U0ALICE")
+    await slash(page, "/deploy web 2.0.0-rc.1 prod")
+    second = page.locator("#messages .message", has_text="Deploy web 2.0.0-rc.1 to prod?")
+    await expect(second.get_by_role("button", name="Reject with reason…")).to_be_visible()
+    await as_user(page, "U0BOB")
+    await second.get_by_role("button", name="Reject with reason…").click()
+    modal = page.locator("#modal")
+    await expect(modal).to_be_visible()
+    await expect(modal).to_contain_text("Reject with reason")
+    # Empty: the client refuses a required field; blank: the bot answers response_action errors.
+    await modal.get_by_role("button", name="Reject", exact=True).click()
+    error = modal.locator('.b-input[data-block-id="reason"] .input-error')
+    await expect(error).to_contain_text("required")
+    await modal.locator('[name="reason.reason"]').fill("   ")
+    await modal.get_by_role("button", name="Reject", exact=True).click()
+    await expect(error).to_contain_text("Please say why you are rejecting this")
+    await page.screenshot(path=ARTIFACTS / "empty-reason.png")
+    await modal.locator('[name="reason.reason"]').fill("Freeze until Monday <!channel>")
+    await modal.get_by_role("button", name="Reject", exact=True).click()
+    await expect(modal).to_be_hidden()
+    await expect(second).to_contain_text("Rejected by @bob", timeout=10_000)
+    await expect(second).to_contain_text("Freeze until Monday <!channel>")
+    await expect(second.get_by_role("button", name="Approve", exact=True)).to_have_count(0)
+    await page.screenshot(path=ARTIFACTS / "rejected.png")
+
+    # alice sees the outcome live, without a reload
+    await as_user(page, "U0ALICE")
+    await expect(second).to_contain_text("Rejected by @bob")
