@@ -18,8 +18,10 @@ def create_app(deps: Deps, client: AsyncWebClient, signing_secret: str) -> Async
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret,
-        # Ack is sent as soon as a listener calls ack(); the rest runs after the response.
-        process_before_response=False,
+        # Our listeners only ack and hand work to TaskSet, so they return in microseconds; run
+        # them inline. (With False, Bolt runs them fire-and-forget and polls for the ack every
+        # 10 ms: measured here as a 11.8 ms p50 ack instead of ~1 ms.)
+        process_before_response=True,
         raise_error_for_unhandled_request=False,
     )
     commands.register(app, deps)

@@ -165,7 +165,7 @@ def decision_line(request: ApprovalRequest, d: DecisionRecord) -> str:
 
 
 def _past_tense(request: ApprovalRequest, d: DecisionRecord) -> str:
-    """"Approved"/"Rejected" for the usual choices, the button's label for custom ones."""
+    """ "Approved"/"Rejected" for the usual choices, the button's label for custom ones."""
     if d.choice in ("approve", "reject"):
         return "Approved" if d.choice == "approve" else "Rejected"
     choice = request.choice(d.choice)

@@ -36,8 +36,12 @@ def workspace_file(db: Path) -> Path:
 
 def forget(db: Path) -> None:
     """--fresh: remove the bot's database and the workspace's messages."""
-    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"),
-                 workspace_file(db)):
+    for path in (
+        db,
+        db.with_name(db.name + "-wal"),
+        db.with_name(db.name + "-shm"),
+        workspace_file(db),
+    ):
         path.unlink(missing_ok=True)
 
 
@@ -45,23 +49,32 @@ async def run_demo(port: int, db: Path, fresh: bool, stop: asyncio.Event) -> Non
     if fresh:
         forget(db)
     settings = demo_settings(port, db)
-    commands = [{"command": s.command, "description": s.description, "usage_hint": s.usage}
-                for s in registry(settings.deploy).values()]
-    ws = LocalSlack(signing_secret=settings.signing_secret, bot_token=settings.bot_token,
-                    request_url=f"http://127.0.0.1:{port}/slack/events", commands=commands,
-                    state_path=workspace_file(db))
+    commands = [
+        {"command": s.command, "description": s.description, "usage_hint": s.usage}
+        for s in registry(settings.deploy).values()
+    ]
+    ws = LocalSlack(
+        signing_secret=settings.signing_secret,
+        bot_token=settings.bot_token,
+        request_url=f"http://127.0.0.1:{port}/slack/events",
+        commands=commands,
+        state_path=workspace_file(db),
+    )
     runtime = await BotRuntime.open(settings)
     ws.web_app.add_routes(runtime.routes())
     try:
         await ws.start(host="127.0.0.1", port=port)
     except OSError as exc:
         await runtime.close()
-        raise SettingsError(f"cannot listen on 127.0.0.1:{port} ({exc.strerror}); "
-                            "try --port") from None
+        raise SettingsError(
+            f"cannot listen on 127.0.0.1:{port} ({exc.strerror}); try --port"
+        ) from None
     await runtime.engine.recover()
-    print(f"\n  Local Slack workspace: {ws.url}/   (Ctrl-C to stop)\n"
-          f"  You are alice; type /deploy api 1.4.2 prod in #deploys, then switch to bob.\n",
-          flush=True)
+    print(
+        f"\n  Local Slack workspace: {ws.url}/   (Ctrl-C to stop)\n"
+        f"  You are alice; type /deploy api 1.4.2 prod in #deploys, then switch to bob.\n",
+        flush=True,
+    )
     await stop.wait()
     log.info("stopping")
     await ws.stop()

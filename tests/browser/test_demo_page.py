@@ -19,8 +19,9 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 if not CHROMIUM.exists():
     if os.environ.get("REQUIRE_BROWSER"):
         raise RuntimeError("REQUIRE_BROWSER is set but /usr/bin/chromium is missing")
-    pytest.skip("Debian chromium is not installed (apt-get install chromium)",
-                allow_module_level=True)
+    pytest.skip(
+        "Debian chromium is not installed (apt-get install chromium)", allow_module_level=True
+    )
 
 playwright_api = pytest.importorskip("playwright.async_api")
 
@@ -34,8 +35,14 @@ async def page(harness: Harness) -> AsyncIterator[object]:
     async with playwright_api.async_playwright() as p:
         browser = await p.chromium.launch(
             executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu",
-                  "--disable-background-networking", "--no-first-run"])
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--no-first-run",
+            ],
+        )
         pg = await browser.new_page(viewport={"width": 1280, "height": 800})
         yield pg
         await browser.close()
