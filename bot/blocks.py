@@ -187,7 +187,8 @@ def already_decided(request: ApprovalRequest, d: DecisionRecord) -> str:
     """The ephemeral answer to a click on a decided approval."""
     if d.choice == "timeout":
         return f"This request timed out {slack_date(d.decided_at)}; nothing was changed."
-    return f"Already {escape(_past_tense(request, d).lower())} by <@{d.decided_by}> {slack_date(d.decided_at)}."
+    verb = escape(_past_tense(request, d).lower())
+    return f"Already {verb} by <@{d.decided_by}> {slack_date(d.decided_at)}."
 
 
 def progress_reply(line: str) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import glob
+import os
 import resource
 import statistics
 import tempfile
@@ -20,6 +22,10 @@ from typing import Any
 
 from bot.localslack import LocalSlack
 from tests.conftest import SECRET, TOKEN, Harness
+
+
+def files_kb(pattern: str) -> float:
+    return sum(os.path.getsize(p) for p in glob.glob(pattern)) / 1024
 
 
 def pct(values: list[float], p: float) -> float:
@@ -52,9 +58,12 @@ async def main(clicks: int, burst: int) -> None:
         def on_event(event: dict[str, Any], _to: str | None) -> None:
             if event.get("type") == "message" and "thread_ts" not in event:
                 posted[event["ts"]] = time.perf_counter()
-            if event.get("type") == "message_changed" and event["ts"] not in updated:
-                if decided(ws.model.find_message(event["channel"], event["ts"])):
-                    updated[event["ts"]] = time.perf_counter()
+            if (
+                event.get("type") == "message_changed"
+                and event["ts"] not in updated
+                and decided(ws.model.find_message(event["channel"], event["ts"]))
+            ):
+                updated[event["ts"]] = time.perf_counter()
 
         ws.model.listeners.append(on_event)
 
@@ -94,7 +103,7 @@ async def main(clicks: int, burst: int) -> None:
             f"acks p99 {pct([a.elapsed * 1000 for a in acks], 99):.1f} ms"
         )
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        size_kb = sum(p.stat().st_size for p in Path(tmp).glob("bench.db*")) / 1024
+        size_kb = files_kb(f"{tmp}/bench.db*")
         runs = clicks + burst
         print(
             f"peak RSS (bot + workspace + client in one process): {rss_mb:.0f} MB; "

@@ -48,16 +48,16 @@ async def page(harness: Harness) -> AsyncIterator[object]:
         await browser.close()
 
 
-async def as_user(page, user_id: str) -> None:  # noqa: ANN001 (playwright Page)
+async def as_user(page, user_id: str) -> None:
     await page.select_option("#user-switcher", user_id)
 
 
-async def slash(page, text: str) -> None:  # noqa: ANN001
+async def slash(page, text: str) -> None:
     await page.fill("#composer", text)
     await page.press("#composer", "Enter")
 
 
-async def test_approve_then_reject_with_reason(harness: Harness, page) -> None:  # noqa: ANN001
+async def test_approve_then_reject_with_reason(harness: Harness, page) -> None:
     expect = playwright_api.expect
     ARTIFACTS.mkdir(exist_ok=True)
     await page.goto(f"{harness.ws.url}/#user=U0ALICE&channel=C0DEPLOYS")
