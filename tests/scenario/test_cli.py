@@ -51,7 +51,7 @@ async def test_missing_settings_exit_2_with_one_line(tmp_path: Path) -> None:
 
 
 class BotProcess:
-    def __init__(self, ws: LocalSlack, db: Path, log: Path) -> None:
+    def __init__(self, ws: LocalSlack, db: Path, log: Path, step_seconds: float = 0) -> None:
         self.port = free_port()
         self.env = run_env(
             SLACK_BOT_TOKEN=TOKEN,
@@ -128,3 +128,19 @@ async def test_sigkill_while_pending_then_restart_buttons_still_work(
     log = bot.log.read_text()
     assert TOKEN not in log and SECRET not in log
     assert "Traceback" not in log
+
+
+async def test_sigterm_lets_a_running_deploy_finish(ws: LocalSlack, tmp_path: Path) -> None:
+    bot = BotProcess(ws, tmp_path / "approvals.db", tmp_path / "bot.log", step_seconds=0.5)
+    await bot.start()
+    await ws.slash("alice", "/deploy", "api 1.4.2 prod", channel="#deploys")
+    msg = await ws.wait_for(
+        lambda: next((m for m in ws.messages("#deploys") if m.get("blocks") and buttons(m)), None),
+        timeout=10,
+    )
+    await ws.click("bob", msg, "Approve")
+    await ws.wait_for(lambda: len(ws.replies("#deploys", msg["ts"])) >= 2, timeout=10)
+    assert await bot.signal(signal.SIGTERM) == 0  # within the 10 s grace period
+    final = ws.messages("#deploys")[-1]
+    assert "✅ Deployed" in message_text(final)
+    assert len(ws.replies("#deploys", msg["ts"])) == 1 + 3

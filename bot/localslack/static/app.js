@@ -124,6 +124,23 @@ function img(cls, url, alt) {
   return i;
 }
 
+// `<!date^epoch^{date_short_pretty} at {time}|fallback>` in the reader's own time zone, as
+// Slack shows it ("Today at 12:03 PM"); the fallback when the token is not understood.
+function slackDate(target, fallback) {
+  const [, epoch, format = ""] = target.split("^");
+  const when = new Date(Number(epoch) * 1000);
+  if (!epoch || Number.isNaN(when.getTime())) return document.createTextNode(plain(fallback || ""));
+  const today = new Date(), yesterday = new Date(Date.now() - 864e5);
+  const day = when.toDateString() === today.toDateString() ? "Today"
+    : when.toDateString() === yesterday.toDateString() ? "Yesterday"
+    : when.toLocaleDateString(undefined, {month: "short", day: "numeric", year: "numeric"});
+  const time = when.toLocaleTimeString(undefined, {hour: "numeric", minute: "2-digit"});
+  const text = format.replace(/\{date_short_pretty\}|\{date_pretty\}|\{date_long_pretty\}/g, day)
+    .replace(/\{date_num\}/g, when.toISOString().slice(0, 10))
+    .replace(/\{time\}/g, time).replace(/\{time_secs\}/g, when.toLocaleTimeString());
+  return el("span.date", {title: when.toString()}, text || plain(fallback || ""));
+}
+
 function safeHref(url) {
   return /^(https?:|mailto:)/i.test(url) ? url : null;
 }
@@ -141,7 +158,8 @@ function angle(inner) {
   if (target.startsWith("!")) {
     const word = target.slice(1).split("^")[0];
     if (["channel", "here", "everyone"].includes(word)) return el("span.mention.special", {}, "@" + word);
-    return document.createTextNode(plain(label || word)); // !date^…|fallback, !subteam^…
+    if (word === "date") return slackDate(target, label);
+    return document.createTextNode(plain(label || word)); // !subteam^…|fallback
   }
   const url = decodeEntities(target);
   const href = safeHref(url);
