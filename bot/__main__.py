@@ -26,6 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="SQLite file (default: %(default)s)",
     )
     demo.add_argument("--fresh", action="store_true", help="start from an empty workspace")
+    demo.add_argument(
+        "--rate-limits", action="store_true", help="enforce Slack's per-method rate limits (429)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -42,7 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _until_signal(run)
         from bot.demo import run_demo
 
-        return _until_signal(lambda stop: run_demo(args.port, args.db, args.fresh, stop))
+        return _until_signal(
+            lambda stop: run_demo(args.port, args.db, args.fresh, stop, args.rate_limits)
+        )
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -45,7 +45,9 @@ def forget(db: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-async def run_demo(port: int, db: Path, fresh: bool, stop: asyncio.Event) -> None:
+async def run_demo(
+    port: int, db: Path, fresh: bool, stop: asyncio.Event, rate_limits: bool = False
+) -> None:
     if fresh:
         forget(db)
     settings = demo_settings(port, db)
@@ -60,6 +62,7 @@ async def run_demo(port: int, db: Path, fresh: bool, stop: asyncio.Event) -> Non
         commands=commands,
         state_path=workspace_file(db),
     )
+    ws.set_rate_limits(rate_limits)
     runtime = await BotRuntime.open(settings)
     ws.web_app.add_routes(runtime.routes())
     try:

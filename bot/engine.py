@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -21,7 +22,7 @@ from langgraph.types import Command
 from bot import blocks
 from bot.authz import refusal
 from bot.protocol import ChoiceSpec, DecisionRecord, normalise, resume_value
-from bot.slack import SlackPort
+from bot.slack import SlackError, SlackPort
 from bot.store import Approval, Run, Store
 from bot.tasks import TaskSet
 
@@ -57,7 +58,9 @@ class Engine:
         self.graphs = graphs
         self.tasks = tasks
         self.clock = clock
-        self._locks: dict[str, asyncio.Lock] = {}
+        # One lock per thread: a run is never driven twice at once in this process. Weak, so
+        # a finished run's lock goes away once nobody holds or waits on it.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # -- entry points (each runs as a task the app owns) ---------------------------------
     async def start(self, command: str, args: dict[str, Any], requester: str, channel: str) -> str:
@@ -67,7 +70,15 @@ class Engine:
         await self.store.create_run(run_id, command, graph_input, requester, channel, self.clock())
         run = await self.store.get_run(run_id)
         assert run is not None
-        await self._drive(run, graph_input)
+        try:
+            await self._drive(run, graph_input)
+        except SlackError as exc:
+            # Nothing reached the channel (not_in_channel, …): close the run, and let the
+            # caller tell the requester.
+            await self.store.set_run_status(
+                run_id, "failed", self.clock(), {"status": "failed", "text": f"Slack: {exc.code}"}
+            )
+            raise
         return run_id
 
     async def click(self, interrupt_id: str, user: str, index: int, channel: str) -> None:
@@ -161,7 +172,15 @@ class Engine:
                 channel, user, reason or "This request has no reject choice."
             )
             return
-        await self.slack.open_modal(trigger_id, blocks.reason_modal(request, interrupt_id, channel))
+        try:
+            await self.slack.open_modal(
+                trigger_id, blocks.reason_modal(request, interrupt_id, channel)
+            )
+        except SlackError as exc:  # expired_trigger_id: Slack took over 3 s to reach us
+            log.warning("could not open the reason modal: %s", exc.code)
+            await self.slack.ephemeral(
+                channel, user, "Slack did not let me open the form in time; please click again."
+            )
 
     async def recover(self) -> None:
         """At start-up: resume claimed-but-not-resumed decisions, continue runs cut mid-step,
@@ -177,7 +196,10 @@ class Engine:
 
     # -- internals ------------------------------------------------------------------------
     def _lock(self, run_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(run_id, asyncio.Lock())
+        lock = self._locks.get(run_id)
+        if lock is None:
+            lock = self._locks[run_id] = asyncio.Lock()
+        return lock
 
     async def _load(
         self, interrupt_id: str, user: str, channel: str
@@ -293,15 +315,19 @@ class Engine:
         await self.store.set_run_thread(run.run_id, channel, ts)
 
     async def _progress(self, run_id: str, line: str) -> None:
+        """Post a progress line in the run's thread; a refused post never fails the run."""
         run = await self.store.get_run(run_id)
         if run is None:
             return
         text = blocks.progress_reply(line)
-        if run.thread_ts and run.thread_channel:
-            await self.slack.post(run.thread_channel, text, thread_ts=run.thread_ts)
-        else:
-            channel, ts = await self.slack.post(run.channel, text)
-            await self.store.set_run_thread(run_id, channel, ts)
+        try:
+            if run.thread_ts and run.thread_channel:
+                await self.slack.post(run.thread_channel, text, thread_ts=run.thread_ts)
+            else:
+                channel, ts = await self.slack.post(run.channel, text)
+                await self.store.set_run_thread(run_id, channel, ts)
+        except SlackError as exc:
+            log.warning("run %s: progress not posted: %s", run_id, exc.code)
 
     async def _finish(self, run: Run, outcome: dict[str, Any]) -> None:
         status = "failed" if outcome.get("status") == "failed" else "done"
@@ -310,4 +336,3 @@ class Engine:
         assert done is not None
         for approval in await self.store.approvals_for_run(run.run_id):
             await self._refresh(approval, done)
-        self._locks.pop(run.run_id, None)

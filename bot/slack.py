@@ -6,8 +6,11 @@ drive Slack or the local workspace (both through the real Web API client).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -16,7 +19,17 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 
+class SlackError(Exception):
+    """Slack refused a call; ``code`` is Slack's error string (``not_in_channel``, …)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
 class SlackPort(Protocol):
+    """What the engine needs from Slack. Implementations raise SlackError when refused."""
+
     async def post(
         self,
         channel: str,
@@ -51,6 +64,15 @@ def web_client(token: str, base_url: str) -> AsyncWebClient:
     )
 
 
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """Translate slack-sdk's exception into the port's, so the engine needs no slack_sdk."""
+    try:
+        yield
+    except SlackApiError as exc:
+        raise SlackError(str(exc.response.get("error", "unknown_error"))) from exc
+
+
 class WebApiPort:
     def __init__(self, client: AsyncWebClient) -> None:
         self._client = client
@@ -62,16 +84,20 @@ class WebApiPort:
         blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
     ) -> tuple[str, str]:
-        resp = await self._client.chat_postMessage(
-            channel=channel, text=text, blocks=blocks, thread_ts=thread_ts, unfurl_links=False
-        )
+        with _refusals():
+            resp = await self._client.chat_postMessage(
+                channel=channel, text=text, blocks=blocks, thread_ts=thread_ts, unfurl_links=False
+            )
         return resp["channel"], resp["ts"]
 
     async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
-        await self._client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+        with _refusals():
+            await self._client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
 
     async def ephemeral(self, channel: str, user: str, text: str) -> None:
-        await self._client.chat_postEphemeral(channel=channel, user=user, text=text)
+        with _refusals():
+            await self._client.chat_postEphemeral(channel=channel, user=user, text=text)
 
     async def open_modal(self, trigger_id: str, view: dict[str, Any]) -> None:
-        await self._client.views_open(trigger_id=trigger_id, view=view)
+        with _refusals():
+            await self._client.views_open(trigger_id=trigger_id, view=view)

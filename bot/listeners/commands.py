@@ -7,9 +7,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
-from slack_sdk.errors import SlackApiError
 
 from bot.deps import Deps
+from bot.slack import SlackError
 from graphs import GraphSpec, UsageError
 
 log = logging.getLogger(__name__)
@@ -50,12 +50,11 @@ async def _start(
 ) -> None:
     try:
         await deps.engine.start(spec.command, args, command["user_id"], command["channel_id"])
-    except SlackApiError as exc:
-        error = exc.response.get("error")
-        log.warning("%s in %s: Slack said %s", spec.command, command["channel_id"], error)
+    except SlackError as exc:
+        log.warning("%s in %s: Slack said %s", spec.command, command["channel_id"], exc.code)
         text = (
             NOT_IN_CHANNEL
-            if error in ("not_in_channel", "channel_not_found")
-            else (f"Sorry, Slack refused my message ({error}). Nothing was started.")
+            if exc.code in ("not_in_channel", "channel_not_found")
+            else f"Sorry, Slack refused my message ({exc.code}). Nothing was started."
         )
         await respond(text=text, response_type="ephemeral")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -352,9 +352,11 @@ class LocalSlack:
         or with `error` any Slack error code."""
         self.api.fail_next(method, status, retry_after, times, error)
 
-    def set_rate_limits(self, enabled: bool) -> None:
-        """Turn Slack's per-method tier limits on or off (off by default)."""
+    def set_rate_limits(self, enabled: bool, methods: Iterable[str] | None = None) -> None:
+        """Turn Slack's per-method tier limits on or off (off by default), for every method
+        or only the ones named."""
         self.api.limiter.enabled = enabled
+        self.api.limiter.methods = None if methods is None else frozenset(methods)
         self.api.limiter.buckets.clear()
 
 

@@ -99,11 +99,12 @@ class RateLimiter:
 
     clock: Callable[[], float]
     enabled: bool = False
+    methods: frozenset[str] | None = None  # None: every method with a tier
     buckets: dict[str, _Bucket] = field(default_factory=dict)
 
     def check(self, method: str, channel: str = "") -> int | None:
         """None when allowed, else the Retry-After seconds."""
-        if not self.enabled:
+        if not self.enabled or (self.methods is not None and method not in self.methods):
             return None
         if method == "chat.postMessage":
             key = f"{method}:{channel}"

@@ -211,3 +211,12 @@ async def test_rate_limits(ws: LocalSlack, clock: ManualClock) -> None:
     assert codes.count(429) == 1 and codes[-1] == 429
     ws.set_rate_limits(False)
     assert (await raw_call(ws, "usergroups.users.list", ws.bot_token, **group))[0] == 200
+    # Per method: only the named ones are limited.
+    ws.set_rate_limits(True, methods=["usergroups.users.list"])
+    assert all(
+        (await raw_call(ws, "chat.postMessage", ws.bot_token, **args))[0] == 200 for _ in range(8)
+    )
+    codes = [
+        (await raw_call(ws, "usergroups.users.list", ws.bot_token, **group))[0] for _ in range(21)
+    ]
+    assert codes.count(429) == 1

@@ -279,3 +279,25 @@ async def test_run_cut_mid_step_continues_on_next_start(harness: Harness) -> Non
     assert any(t.startswith("♻️ The bot restarted") for t in texts)
     await h.idle()
     assert (await audit(h)).count("decided") == 1
+
+
+async def test_bot_not_in_channel_tells_the_requester(harness: Harness) -> None:
+    h = harness
+    h.ws.fail_next("chat.postMessage", status=200, error="not_in_channel")
+    d = await h.ws.slash("alice", "/deploy", "api 1.4.2 prod", channel=DEPLOYS)
+    assert d.status == 200
+    note = await h.wait(lambda: h.ws.ephemerals("alice"))
+    assert "Invite me with `/invite @approvals`" in note[-1]["text"]
+    await h.idle()
+    (run,) = await h.bot.runtime.store.runs_with_status("failed")
+    assert run.outcome == {"status": "failed", "text": "Slack: not_in_channel"}
+
+
+async def test_expired_trigger_asks_to_click_again(harness: Harness) -> None:
+    h = harness
+    msg = await deploy(h)
+    h.ws.fail_next("views.open", status=200, error="expired_trigger_id")
+    await h.ws.click("bob", msg, "Reject with reason…")
+    note = await h.wait(lambda: h.ws.ephemerals("bob"))
+    assert "please click again" in note[-1]["text"]
+    assert h.ws.open_views("bob") == []
