@@ -8,11 +8,9 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from bot.localslack import LocalSlack
 from tests.conftest import SECRET, TOKEN
@@ -96,14 +94,6 @@ class BotProcess:
         assert self.proc is not None
         self.proc.send_signal(sig)
         return await asyncio.wait_for(self.proc.wait(), 30)
-
-
-@pytest.fixture
-async def ws() -> AsyncIterator[LocalSlack]:
-    slack = LocalSlack(signing_secret=SECRET, bot_token=TOKEN)
-    await slack.start(host="127.0.0.1", port=0)
-    yield slack
-    await slack.stop()
 
 
 async def test_sigkill_while_pending_then_restart_buttons_still_work(
