@@ -9,7 +9,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.deps import Deps
-from bot.listeners import actions, commands, views
+from bot.listeners import actions, commands, home, views
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ def create_app(deps: Deps, client: AsyncWebClient, signing_secret: str) -> Async
     commands.register(app, deps)
     actions.register(app, deps)
     views.register(app, deps)
+    home.register(app, deps)
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:

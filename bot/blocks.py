@@ -224,3 +224,51 @@ def reason_modal(request: ApprovalRequest, interrupt_id: str, channel: str) -> d
             },
         ],
     }
+
+
+RUN_EMOJI = {"running": "⏳", "waiting": "✋", "done": "✅", "failed": "💥"}
+HOME_BLOCKS = 100
+
+
+@dataclass(frozen=True)
+class HomeItem:
+    """One open approval as the Home tab lists it."""
+
+    request: ApprovalRequest
+    requester: str
+    channel: str
+    requested_at: float
+    yours_to_decide: bool
+
+
+def home_view(items: Sequence[HomeItem], mine: Sequence[tuple[str, str, float]]) -> dict[str, Any]:
+    """The App Home: open approvals (yours to decide first), then your recent requests
+    as (command line, run status, started at)."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": plain("Waiting for a decision", HEADER_TEXT)}
+    ]
+    ordered = sorted(items, key=lambda i: not i.yours_to_decide)
+    for item in ordered:
+        who = "✋ *You can decide this*" if item.yours_to_decide else "Others decide this"
+        blocks.append(
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": cut(
+                        f"*{escape(item.request.title)}*\n{who} · in <#{item.channel}> · "
+                        f"requested by <@{item.requester}> {slack_date(item.requested_at)}",
+                        SECTION_TEXT,
+                    ),
+                },
+            }
+        )
+    if not items:
+        blocks.append(_context("Nothing is waiting. 🎉"))
+    blocks += [{"type": "divider"}, {"type": "header", "text": plain("Your requests", 150)}]
+    for line, status, at in mine:
+        emoji = RUN_EMOJI.get(status, "•")
+        blocks.append(_context(f"{emoji} `{escape(line)}` {status} · {slack_date(at)}"))
+    if not mine:
+        blocks.append(_context("You have not started anything yet. Try `/deploy api 1.4.2`."))
+    return {"type": "home", "blocks": blocks[:HOME_BLOCKS]}

@@ -37,6 +37,12 @@ def _config(run_id: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": run_id}}
 
 
+def _command_line(run: Run) -> str:
+    """The run as the person typed it, e.g. ``/deploy api 1.4.2 prod``."""
+    args = (str(v) for k, v in run.input.items() if k != "requested_by")
+    return " ".join([run.command, *args])
+
+
 def _decision(a: Approval) -> DecisionRecord | None:
     if a.choice is None or a.decided_at is None:
         return None
@@ -181,6 +187,21 @@ class Engine:
             await self.slack.ephemeral(
                 channel, user, "Slack did not let me open the form in time; please click again."
             )
+
+    async def publish_home(self, user: str) -> None:
+        """The App Home for ``user``: open approvals (theirs to decide first), their requests."""
+        items = []
+        for approval, requester in await self.store.open_approvals():
+            request = normalise(approval.request)
+            approve = next((c for c in request.choices if c.approves), None)
+            yours = approve is not None and refusal(request, requester, user, approve) is None
+            items.append(
+                blocks.HomeItem(
+                    request, requester, approval.channel or "", approval.created_at, yours
+                )
+            )
+        mine = [(_command_line(r), r.status, r.created_at) for r in await self.store.runs_by(user)]
+        await self.slack.publish_home(user, blocks.home_view(items, mine))
 
     async def recover(self) -> None:
         """At start-up: resume claimed-but-not-resumed decisions, continue runs cut mid-step,

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 class BotRuntime:
     settings: Settings
     conn: aiosqlite.Connection
+    db_lock: asyncio.Lock  # the saver's lock, shared by the store
     store: Store
     engine: Engine
     tasks: TaskSet
@@ -54,21 +55,29 @@ class BotRuntime:
             store=store, slack=WebApiPort(client), graphs=graphs, tasks=tasks, clock=clock
         )
         app = create_app(Deps(engine, tasks, specs), client, settings.signing_secret)
-        return cls(settings, conn, store, engine, tasks, app)
+        return cls(settings, conn, saver.lock, store, engine, tasks, app)
 
     def routes(self) -> list[web.RouteDef]:
         return http.routes(self.app, self.settings.signing_secret)
 
-    async def close(self) -> None:
-        """Let running graph steps finish within the grace period, then close the database."""
-        cancelled = await self.tasks.close(self.settings.grace_seconds)
+    async def close(self, grace: float | None = None) -> int:
+        """Let running graph steps finish within the grace period, cancel the rest (they
+        continue from their checkpoint on the next start), close the database. Returns how
+        many tasks were cut."""
+        grace = self.settings.grace_seconds if grace is None else grace
+        cancelled = await self.tasks.close(grace)
         if cancelled:
             log.warning(
                 "%d task(s) cut after %.0f s; their runs continue on the next start",
                 cancelled,
-                self.settings.grace_seconds,
+                grace,
             )
-        await self.conn.close()
+        # LangGraph writes checkpoints from background tasks of its own that outlive a
+        # cancelled run; they hold the saver's lock while they write. Close only between
+        # writes, or a half-done write keeps the file locked for the next process.
+        async with self.db_lock:
+            await self.conn.close()
+        return cancelled
 
 
 async def serve(runtime: BotRuntime, stop: asyncio.Event) -> None:

@@ -48,6 +48,8 @@ class SlackPort(Protocol):
 
     async def open_modal(self, trigger_id: str, view: dict[str, Any]) -> None: ...
 
+    async def publish_home(self, user: str, view: dict[str, Any]) -> None: ...
+
 
 def web_client(token: str, base_url: str) -> AsyncWebClient:
     """The Web API client with slack-sdk's own retry handlers: 429 honours Retry-After; 5xx
@@ -101,3 +103,7 @@ class WebApiPort:
     async def open_modal(self, trigger_id: str, view: dict[str, Any]) -> None:
         with _refusals():
             await self._client.views_open(trigger_id=trigger_id, view=view)
+
+    async def publish_home(self, user: str, view: dict[str, Any]) -> None:
+        with _refusals():
+            await self._client.views_publish(user_id=user, view=view)

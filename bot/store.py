@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS bot_runs (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS bot_runs_status ON bot_runs(status);
+CREATE INDEX IF NOT EXISTS bot_runs_requester ON bot_runs(requester, created_at);
 CREATE TABLE IF NOT EXISTS bot_approvals (
     interrupt_id TEXT PRIMARY KEY,
     run_id TEXT NOT NULL REFERENCES bot_runs(run_id),
@@ -301,6 +302,23 @@ class Store:
             "SELECT * FROM bot_approvals WHERE status=? ORDER BY created_at", (status,)
         )
         return [_approval(r) for r in rows]
+
+    async def open_approvals(self, limit: int = 20) -> list[tuple[Approval, str]]:
+        """Posted approvals still waiting, newest first, with their requester."""
+        rows = await self._all(
+            "SELECT a.*, r.requester AS requester FROM bot_approvals a JOIN bot_runs r "
+            "USING (run_id) WHERE a.status='pending' AND a.ts IS NOT NULL "
+            "ORDER BY a.created_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [(_approval(r), r["requester"]) for r in rows]
+
+    async def runs_by(self, requester: str, limit: int = 10) -> list[Run]:
+        rows = await self._all(
+            "SELECT * FROM bot_runs WHERE requester=? ORDER BY created_at DESC LIMIT ?",
+            (requester, limit),
+        )
+        return [_run(r) for r in rows]
 
     async def vote(
         self,

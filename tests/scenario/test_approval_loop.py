@@ -268,9 +268,7 @@ async def test_run_cut_mid_step_continues_on_next_start(harness: Harness) -> Non
     await h.ws.click("bob", msg, "Approve")
     await h.wait(lambda: len(h.ws.replies(DEPLOYS, msg["ts"])) >= 2)  # first step running
     await slow.runner.cleanup()
-    cut = await slow.runtime.tasks.close(grace=0)  # the grace period runs out at once
-    assert cut >= 1
-    await slow.runtime.conn.close()
+    assert await slow.runtime.close(grace=0) >= 1  # the grace period runs out at once
     h.bots.remove(slow)
 
     await h.start_bot()
@@ -301,3 +299,16 @@ async def test_expired_trigger_asks_to_click_again(harness: Harness) -> None:
     note = await h.wait(lambda: h.ws.ephemerals("bob"))
     assert "please click again" in note[-1]["text"]
     assert h.ws.open_views("bob") == []
+
+
+async def test_app_home_lists_what_each_person_can_decide(harness: Harness) -> None:
+    h = harness
+    await deploy(h)
+    for user in ("bob", "carol", "alice"):
+        assert (await h.ws.open_home(user)).status == 200
+    bob = await h.wait(lambda: h.ws.home("bob"))
+    assert "You can decide this" in json.dumps(bob)
+    carol = await h.wait(lambda: h.ws.home("carol"))
+    assert "Others decide this" in json.dumps(carol)
+    alice = json.dumps(await h.wait(lambda: h.ws.home("alice")), ensure_ascii=False)
+    assert "`/deploy api 1.4.2 prod` waiting" in alice

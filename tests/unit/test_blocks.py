@@ -11,7 +11,7 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
 from bot import blocks
-from bot.localslack.blockkit import validate_blocks
+from bot.localslack.blockkit import validate_blocks, validate_view
 from bot.protocol import DecisionRecord, normalise
 from graphs.approval import Choice, approval_payload
 
@@ -114,3 +114,18 @@ def test_plain_string_interrupt_renders() -> None:
     _, blks = blocks.approval_message(normalise("Ship it?"), IID, "U0ALICE", 0)
     check_message(blks)
     assert "Ship it?" in json.dumps(blks)
+
+
+def test_home_view_is_valid_and_lists_yours_first() -> None:
+    items = [
+        blocks.HomeItem(request(title="other <!here>"), "U0ALICE", "C0DEPLOYS", 0, False),
+        blocks.HomeItem(request(title="mine"), "U0ALICE", "C0DEPLOYS", 0, True),
+    ] * 60
+    view = blocks.home_view(items, [("/deploy api 1.4.2 prod", "waiting", 0)] * 20)
+    View(**view).validate_json()
+    assert validate_view(view) == []
+    assert len(view["blocks"]) <= 100
+    assert "You can decide this" in view["blocks"][1]["text"]["text"]
+    assert "<!here>" not in json.dumps(view)
+    empty = blocks.home_view([], [])
+    assert validate_view(empty) == []

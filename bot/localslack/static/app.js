@@ -504,9 +504,11 @@ async function loadHistory(forceBottom) {
   fillList(list, r.messages, channel, {forceBottom});
 }
 
-async function loadHome() {
+// `opened`: the person opened the tab (Slack then sends app_home_opened). A refresh after the
+// app published must not, or every publish would trigger the next one.
+async function loadHome(opened = true) {
   const seq = S.seq;
-  const r = await getJSON("/ui/home", {user: S.user});
+  const r = await getJSON("/ui/home", {user: S.user, opened: opened ? "1" : "0"});
   if (seq !== S.seq || S.channel !== HOME) return;
   const v = r.view;
   $("#messages").replaceChildren(v
@@ -651,7 +653,7 @@ function onEvent(ev) {
       renderModal();
       return;
     case "home":
-      if (S.channel === HOME) loadHome().catch(() => {});
+      if (S.channel === HOME) loadHome(false).catch(() => {});
       return;
     case "notice":
     { // a bare error code ("operation_timeout") gets the friendly wording
