@@ -226,7 +226,7 @@ def reason_modal(request: ApprovalRequest, interrupt_id: str, channel: str) -> d
     }
 
 
-RUN_EMOJI = {"running": "⏳", "waiting": "✋", "done": "✅", "failed": "💥"}
+RUN_EMOJI = {"running": "⏳", "waiting": "✋", **OUTCOME_EMOJI}
 HOME_BLOCKS = 100
 
 
@@ -243,7 +243,7 @@ class HomeItem:
 
 def home_view(items: Sequence[HomeItem], mine: Sequence[tuple[str, str, float]]) -> dict[str, Any]:
     """The App Home: open approvals (yours to decide first), then your recent requests
-    as (command line, run status, started at)."""
+    as (command line, outcome or run status, started at)."""
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": plain("Waiting for a decision", HEADER_TEXT)}
     ]
@@ -268,7 +268,8 @@ def home_view(items: Sequence[HomeItem], mine: Sequence[tuple[str, str, float]])
     blocks += [{"type": "divider"}, {"type": "header", "text": plain("Your requests", 150)}]
     for line, status, at in mine:
         emoji = RUN_EMOJI.get(status, "•")
-        blocks.append(_context(f"{emoji} `{escape(line)}` {status} · {slack_date(at)}"))
+        label = status.replace("_", " ")
+        blocks.append(_context(f"{emoji} `{escape(line)}` {label} · {slack_date(at)}"))
     if not mine:
         blocks.append(_context("You have not started anything yet. Try `/deploy api 1.4.2`."))
     return {"type": "home", "blocks": blocks[:HOME_BLOCKS]}

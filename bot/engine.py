@@ -200,7 +200,10 @@ class Engine:
                     request, requester, approval.channel or "", approval.created_at, yours
                 )
             )
-        mine = [(_command_line(r), r.status, r.created_at) for r in await self.store.runs_by(user)]
+        mine = [
+            (_command_line(r), (r.outcome or {}).get("status", r.status), r.created_at)
+            for r in await self.store.runs_by(user)
+        ]
         await self.slack.publish_home(user, blocks.home_view(items, mine))
 
     async def recover(self) -> None:

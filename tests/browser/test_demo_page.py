@@ -108,3 +108,11 @@ async def test_approve_then_reject_with_reason(harness: Harness, page) -> None:
     # alice sees the outcome live, without a reload
     await as_user(page, "U0ALICE")
     await expect(second).to_contain_text("Rejected by @bob")
+
+    # and her App Home lists her requests
+    await page.click('[data-channel="home"]')
+    home = page.locator("#messages")
+    await expect(home).to_contain_text("Your requests")
+    await expect(home).to_contain_text("/deploy web 2.0.0-rc.1 prod")
+    await expect(home).to_contain_text("Nothing is waiting")
+    await page.screenshot(path=ARTIFACTS / "home.png")
