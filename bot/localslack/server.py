@@ -123,6 +123,7 @@ class LocalSlack:
 
     async def stop(self) -> None:
         """Close streams, sockets and the server; never hangs on open connections."""
+        self.api.release()
         if self._persistence:
             await self._persistence.stop()
             self._persistence = None
@@ -351,6 +352,17 @@ class LocalSlack:
         """The next `times` calls to `method` fail: 429 ratelimited (+Retry-After), 5xx,
         or with `error` any Slack error code."""
         self.api.fail_next(method, status, retry_after, times, error)
+
+    def hold(self, method: str) -> None:
+        """Park calls of a Web API method until `release` (see WebApi.hold)."""
+        self.api.hold(method)
+
+    def release(self, method: str | None = None) -> None:
+        self.api.release(method)
+
+    def holding(self, method: str) -> int:
+        """How many calls of `method` are parked right now."""
+        return self.api.holding.get(method, 0)
 
     def set_rate_limits(self, enabled: bool, methods: Iterable[str] | None = None) -> None:
         """Turn Slack's per-method tier limits on or off (off by default), for every method

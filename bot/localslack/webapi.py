@@ -6,6 +6,7 @@ and failures can be injected per method to exercise the bot's retry paths.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Callable
@@ -146,6 +147,8 @@ class WebApi:
         self.calls: list[Call] = []
         self.limiter = RateLimiter(model.clock)
         self._failures: dict[str, list[_Failure]] = {}
+        self._held: dict[str, asyncio.Event] = {}
+        self.holding: dict[str, int] = {}  # method -> calls parked by hold()
         self._methods: dict[str, Callable[[Args], dict[str, Any]]] = {
             "api.test": lambda args: {"args": args},
             "auth.test": self.auth_test,
@@ -185,12 +188,28 @@ class WebApi:
     async def handle(self, request: web.Request) -> web.Response:
         """POST (or GET) /api/<method>."""
         method = request.match_info["method"]
+        if gate := self._held.get(method):
+            self.holding[method] = self.holding.get(method, 0) + 1
+            await gate.wait()
+            self.holding[method] -= 1
         args = await _read_args(request)
         token = _bearer(request) or args.pop("token", None)
         args.pop("token", None)
         status, headers, response = self._answer(method, args, token, request.host)
         self.calls.append(Call(method, args, response, status, self.model.clock()))
         return web.json_response(response, status=status, headers=headers)
+
+    def hold(self, method: str) -> None:
+        """Park every call of `method` until `release`: a slow Slack, or a window in which
+        a test can kill the app mid-call."""
+        self._held.setdefault(method, asyncio.Event())
+
+    def release(self, method: str | None = None) -> None:
+        """Let parked calls of `method` (of every method, when None) through."""
+        for name in [method] if method else list(self._held):
+            gate = self._held.pop(name, None)
+            if gate:
+                gate.set()
 
     def _answer(
         self, method: str, args: Args, token: str | None, host: str

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from graphs.deploy import SimulatedBackend
+from graphs.deploy import CommandBackend, SimulatedBackend
 from tests.conftest import Harness
 
 DEPLOYS = "#deploys"
@@ -312,3 +314,28 @@ async def test_app_home_lists_what_each_person_can_decide(harness: Harness) -> N
     assert "Others decide this" in json.dumps(carol)
     alice = json.dumps(await h.wait(lambda: h.ws.home("alice")), ensure_ascii=False)
     assert "`/deploy api 1.4.2 prod` waiting" in alice
+
+
+async def test_command_backend_failure_is_shown_on_the_message(
+    harness: Harness, tmp_path: Path
+) -> None:
+    h = harness
+    script = tmp_path / "deploy.py"
+    script.write_text(
+        "import sys\nprint('rolling', sys.argv[1], sys.argv[2], flush=True)\n"
+        "print('health check failed', flush=True)\nsys.exit(2)\n"
+    )
+    old = h.bots.pop()
+    await old.stop()
+    await h.start_bot(
+        backend=CommandBackend([sys.executable, str(script), "{service}", "{version}"])
+    )
+    msg = await deploy(h)
+    await h.ws.click("dan", msg, "Approve")
+    await h.wait(lambda: "💥" in message_text(h.approval_message()))
+    assert "exit code 2: health check failed" in message_text(h.approval_message())
+    replies = [r["text"] for r in h.ws.replies(DEPLOYS, msg["ts"])[1:]]
+    assert replies == ["rolling api 1.4.2", "health check failed"]
+    await h.idle()
+    (run,) = await h.bot.runtime.store.runs_with_status("failed")
+    assert run.outcome["status"] == "failed"

@@ -134,3 +134,31 @@ async def test_sigterm_lets_a_running_deploy_finish(ws: LocalSlack, tmp_path: Pa
     final = ws.messages("#deploys")[-1]
     assert "✅ Deployed" in message_text(final)
     assert len(ws.replies("#deploys", msg["ts"])) == 1 + 3
+
+
+async def test_sigkill_after_the_claim_resumes_once_on_restart(
+    ws: LocalSlack, tmp_path: Path
+) -> None:
+    """The claim commits, then the bot updates the message (chat.update, held here) and only
+    then resumes: a SIGKILL in that window leaves a decided-but-not-resumed approval."""
+    bot = BotProcess(ws, tmp_path / "approvals.db", tmp_path / "bot.log")
+    await bot.start()
+    await ws.slash("alice", "/deploy", "api 1.4.2 prod", channel="#deploys")
+    msg = await ws.wait_for(
+        lambda: next((m for m in ws.messages("#deploys") if m.get("blocks") and buttons(m)), None),
+        timeout=10,
+    )
+    ws.hold("chat.update")
+    await ws.click("bob", msg, "Approve")
+    await ws.wait_for(lambda: ws.holding("chat.update") == 1, timeout=10)
+    assert await bot.signal(signal.SIGKILL) == -signal.SIGKILL
+    ws.release("chat.update")
+    assert not ws.replies("#deploys", msg["ts"])[1:]  # the deploy never started
+
+    await bot.start()  # recovery: resume the claimed decision
+    await ws.wait_for(
+        lambda: "✅ Deployed" in message_text(ws.messages("#deploys")[-1]), timeout=10
+    )
+    assert len(ws.replies("#deploys", msg["ts"])) == 1 + 3  # one deploy
+    assert await bot.signal(signal.SIGTERM) == 0
+    assert [m for m in ws.messages("#deploys") if m.get("blocks")] == [ws.messages("#deploys")[-1]]
