@@ -33,7 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("slack_bolt").setLevel(logging.WARNING)
+    for noisy in ("slack_bolt", "aiohttp.access"):  # one line per request is noise here
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         if args.cmd == "run":
             settings = Settings.from_env()
