@@ -8,7 +8,7 @@ and nowhere else.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +37,6 @@ class ApprovalRequest:
     allow_self_approval: bool = False
     reject_with_reason: bool = True
     shape: str = KIND
-    raw: Any = field(default=None, compare=False, repr=False)
 
     def choice(self, choice_id: str) -> ChoiceSpec | None:
         return next((c for c in self.choices if c.id == choice_id), None)
@@ -59,14 +58,13 @@ def normalise(value: Any) -> ApprovalRequest:
         return _own(value)
     if isinstance(value, str):
         return ApprovalRequest(
-            title="Approval needed", text=value, choices=(APPROVE, REJECT), shape="text", raw=value
+            title="Approval needed", text=value, choices=(APPROVE, REJECT), shape="text"
         )
     return ApprovalRequest(
         title="Approval needed",
         text=repr(value)[:2000],
         choices=(APPROVE, REJECT),
         shape="unknown",
-        raw=value,
     )
 
 
@@ -91,7 +89,6 @@ def _own(v: Mapping[str, Any]) -> ApprovalRequest:
         allow_self_approval=bool(v.get("allow_self_approval", False)),
         reject_with_reason=bool(v.get("reject_with_reason", True)),
         shape=KIND,
-        raw=dict(v),
     )
 
 

@@ -33,7 +33,6 @@ class Choice:
 
 APPROVE = Choice("approve", "Approve", "primary", approves=True)
 REJECT = Choice("reject", "Reject", "danger")
-REJECT_WITH_REASON = Choice("reject", "Reject with reason…", None, comment="required")
 DEFAULT_CHOICES = (APPROVE, REJECT)
 
 
@@ -78,7 +77,10 @@ def approval_payload(
     escalate_after_seconds: float | None = None,
     escalate_to: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Build the interrupt payload without raising, so it can be unit-tested and inspected."""
+    """Build the interrupt payload without raising, so it can be unit-tested and inspected.
+
+    ``timeout_seconds``, ``escalate_after_seconds`` and ``escalate_to`` are part of the
+    payload already but not yet acted on by the bot (escalation comes with its scheduler)."""
     if len(choices) < 2:
         raise ValueError("an approval needs at least two choices")
     if min_approvals < 1:

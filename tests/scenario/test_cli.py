@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -96,16 +97,21 @@ class BotProcess:
         return await asyncio.wait_for(self.proc.wait(), 30)
 
 
+async def request_deploy(ws: LocalSlack) -> dict[str, Any]:
+    """alice asks for a prod deploy; returns the approval message once it is posted."""
+    await ws.slash("alice", "/deploy", "api 1.4.2 prod", channel="#deploys")
+    return await ws.wait_for(
+        lambda: next((m for m in ws.messages("#deploys") if m.get("blocks") and buttons(m)), None),
+        timeout=10,
+    )
+
+
 async def test_sigkill_while_pending_then_restart_buttons_still_work(
     ws: LocalSlack, tmp_path: Path
 ) -> None:
     bot = BotProcess(ws, tmp_path / "approvals.db", tmp_path / "bot.log")
     await bot.start()
-    await ws.slash("alice", "/deploy", "api 1.4.2 prod", channel="#deploys")
-    msg = await ws.wait_for(
-        lambda: next((m for m in ws.messages("#deploys") if m.get("blocks") and buttons(m)), None),
-        timeout=10,
-    )
+    msg = await request_deploy(ws)
     assert await bot.signal(signal.SIGKILL) == -signal.SIGKILL
 
     await bot.start()
@@ -123,11 +129,7 @@ async def test_sigkill_while_pending_then_restart_buttons_still_work(
 async def test_sigterm_lets_a_running_deploy_finish(ws: LocalSlack, tmp_path: Path) -> None:
     bot = BotProcess(ws, tmp_path / "approvals.db", tmp_path / "bot.log", step_seconds=0.5)
     await bot.start()
-    await ws.slash("alice", "/deploy", "api 1.4.2 prod", channel="#deploys")
-    msg = await ws.wait_for(
-        lambda: next((m for m in ws.messages("#deploys") if m.get("blocks") and buttons(m)), None),
-        timeout=10,
-    )
+    msg = await request_deploy(ws)
     await ws.click("bob", msg, "Approve")
     await ws.wait_for(lambda: len(ws.replies("#deploys", msg["ts"])) >= 2, timeout=10)
     assert await bot.signal(signal.SIGTERM) == 0  # within the 10 s grace period
@@ -143,11 +145,7 @@ async def test_sigkill_after_the_claim_resumes_once_on_restart(
     then resumes: a SIGKILL in that window leaves a decided-but-not-resumed approval."""
     bot = BotProcess(ws, tmp_path / "approvals.db", tmp_path / "bot.log")
     await bot.start()
-    await ws.slash("alice", "/deploy", "api 1.4.2 prod", channel="#deploys")
-    msg = await ws.wait_for(
-        lambda: next((m for m in ws.messages("#deploys") if m.get("blocks") and buttons(m)), None),
-        timeout=10,
-    )
+    msg = await request_deploy(ws)
     ws.hold("chat.update")
     await ws.click("bob", msg, "Approve")
     await ws.wait_for(lambda: ws.holding("chat.update") == 1, timeout=10)
