@@ -7,7 +7,9 @@ import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,9 @@ def free_port() -> int:
 
 
 def run_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
-    return {**env, **extra}
+    """This machine's environment without any of the bot's settings, plus ``extra``."""
+    ours = ("SLACK_", "APPROVALS_", "PORT")
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(ours)}, **extra}
 
 
 async def test_missing_settings_exit_2_with_one_line(tmp_path: Path) -> None:
@@ -49,6 +52,16 @@ async def test_missing_settings_exit_2_with_one_line(tmp_path: Path) -> None:
         assert err.decode() == f"error: {missing} is not set\n"
 
 
+async def spawn_bot(
+    args: list[str], log: Path, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    """`python -m bot ARGS` in the log's folder, its output appended to the log."""
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", *args, env=env, cwd=log.parent, stdout=out, stderr=out
+        )
+
+
 class BotProcess:
     def __init__(self, ws: LocalSlack, db: Path, log: Path, step_seconds: float = 0) -> None:
         self.port = free_port()
@@ -61,24 +74,14 @@ class BotProcess:
             APPROVALS_CONFIG=str(db.parent / "approvals.toml"),
         )
         (db.parent / "approvals.toml").write_text(
-            '[deploy]\nsimulated_step_seconds = 0\n[approvers]\nprod = ["U0BOB"]\n'
+            f'[deploy]\nsimulated_step_seconds = {step_seconds}\n[approvers]\nprod = ["U0BOB"]\n'
         )
         self.log = log
         self.proc: asyncio.subprocess.Process | None = None
         ws.request_url = f"http://127.0.0.1:{self.port}/slack/events"
 
     async def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bot",
-                "run",
-                env=self.env,
-                cwd=self.log.parent,
-                stdout=log,
-                stderr=log,
-            )
+        self.proc = await spawn_bot(["run"], self.log, env=self.env)
         async with aiohttp.ClientSession() as http:
             for _ in range(300):  # up to ~15 s for a cold interpreter
                 try:
@@ -97,6 +100,13 @@ class BotProcess:
         return await asyncio.wait_for(self.proc.wait(), 30)
 
 
+def run_status(db: Path) -> str | None:
+    """The newest run's status, read from the bot's file the way an operator would."""
+    with closing(sqlite3.connect(db)) as conn:
+        row = conn.execute("SELECT status FROM bot_runs ORDER BY created_at DESC").fetchone()
+    return row[0] if row else None
+
+
 async def request_deploy(ws: LocalSlack) -> dict[str, Any]:
     """alice asks for a prod deploy; returns the approval message once it is posted."""
     await ws.slash("alice", "/deploy", "api 1.4.2 prod", channel="#deploys")
@@ -112,6 +122,9 @@ async def test_sigkill_while_pending_then_restart_buttons_still_work(
     bot = BotProcess(ws, tmp_path / "approvals.db", tmp_path / "bot.log")
     await bot.start()
     msg = await request_deploy(ws)
+    # Pending = stored with its message ts. (Killed in the millisecond between Slack taking
+    # the message and the bot storing its ts, the bot would post it again on restart.)
+    await ws.wait_for(lambda: run_status(tmp_path / "approvals.db") == "waiting", timeout=10)
     assert await bot.signal(signal.SIGKILL) == -signal.SIGKILL
 
     await bot.start()

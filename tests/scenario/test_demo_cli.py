@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from tests.scenario.test_cli import free_port
+from tests.scenario.test_cli import free_port, spawn_bot
 
 
 class Demo:
@@ -23,19 +22,7 @@ class Demo:
         self.log = tmp / "demo.log"
 
     async def start(self, *extra: str) -> None:
-        with self.log.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bot",
-                "demo",
-                "--port",
-                str(self.port),
-                *extra,
-                cwd=self.tmp,
-                stdout=log,
-                stderr=log,
-            )
+        self.proc = await spawn_bot(["demo", "--port", str(self.port), *extra], self.log)
         await self.until(lambda: self.get("/ui/bootstrap"), "the demo to start")
 
     async def stop(self) -> int:
