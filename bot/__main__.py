@@ -35,6 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("slack_bolt", "aiohttp.access"):  # one line per request is noise here
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Bolt reads SLACK_BOT_TOKEN itself and warns that our client (which carries the same
+    # token, plus SLACK_API_URL and retry handlers) wins: expected, so not worth a warning.
+    logging.getLogger("slack_bolt.AsyncApp").addFilter(
+        lambda record: "`token` will be unused" not in record.getMessage()
+    )
     try:
         if args.cmd == "run":
             settings = Settings.from_env()

@@ -89,6 +89,7 @@ async def serve(runtime: BotRuntime, stop: asyncio.Event) -> None:
         log.info("connected in Socket Mode")
         await runtime.engine.recover()
         await stop.wait()
+        log.info("stopping: closing the Socket Mode connection")
         await handler.close_async()
     else:
         app = web.Application()
@@ -99,5 +100,6 @@ async def serve(runtime: BotRuntime, stop: asyncio.Event) -> None:
         log.info("listening on http://%s:%s/slack/events", s.host, s.port)
         await runtime.engine.recover()
         await stop.wait()
+        log.info("stopping: no new requests; running steps get %.0f s", s.grace_seconds)
         await runner.cleanup()  # stop taking requests first
     await runtime.close()
