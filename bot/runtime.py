@@ -85,12 +85,20 @@ async def serve(runtime: BotRuntime, stop: asyncio.Event) -> None:
     s = runtime.settings
     if s.app_token:
         handler = AsyncSocketModeHandler(runtime.app, s.app_token)
-        await handler.connect_async()
-        log.info("connected in Socket Mode")
-        await runtime.engine.recover()
-        await stop.wait()
+        # slack-sdk retries the connection forever while Slack is unreachable: keep
+        # listening for the stop signal meanwhile.
+        connecting = asyncio.create_task(handler.connect_async(), name="socket-mode-connect")
+        stopping = asyncio.create_task(stop.wait(), name="stop")
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if connecting.done():
+            connecting.result()  # a refusal (invalid_auth, …) ends the process here
+            log.info("connected in Socket Mode")
+            await runtime.engine.recover()
+            await stopping
         log.info("stopping: closing the Socket Mode connection")
         await handler.close_async()
+        connecting.cancel()
+        await asyncio.gather(connecting, return_exceptions=True)
     else:
         app = web.Application()
         app.add_routes(runtime.routes())

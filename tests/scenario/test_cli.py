@@ -63,7 +63,13 @@ async def spawn_bot(
 
 
 class BotProcess:
-    def __init__(self, ws: LocalSlack, db: Path, log: Path, step_seconds: float = 0) -> None:
+    def __init__(
+        self,
+        ws: LocalSlack,
+        db: Path,
+        reaper: list[asyncio.subprocess.Process],
+        step_seconds: float = 0,
+    ) -> None:
         self.port = free_port()
         self.env = run_env(
             SLACK_BOT_TOKEN=TOKEN,
@@ -76,12 +82,14 @@ class BotProcess:
         (db.parent / "approvals.toml").write_text(
             f'[deploy]\nsimulated_step_seconds = {step_seconds}\n[approvers]\nprod = ["U0BOB"]\n'
         )
-        self.log = log
+        self.log = db.parent / "bot.log"
+        self.reaper = reaper
         self.proc: asyncio.subprocess.Process | None = None
         ws.request_url = f"http://127.0.0.1:{self.port}/slack/events"
 
     async def start(self) -> None:
         self.proc = await spawn_bot(["run"], self.log, env=self.env)
+        self.reaper.append(self.proc)
         async with aiohttp.ClientSession() as http:
             for _ in range(300):  # up to ~15 s for a cold interpreter
                 try:
@@ -117,9 +125,9 @@ async def request_deploy(ws: LocalSlack) -> dict[str, Any]:
 
 
 async def test_sigkill_while_pending_then_restart_buttons_still_work(
-    ws: LocalSlack, tmp_path: Path
+    ws: LocalSlack, tmp_path: Path, reaper: list[asyncio.subprocess.Process]
 ) -> None:
-    bot = BotProcess(ws, tmp_path / "approvals.db", tmp_path / "bot.log")
+    bot = BotProcess(ws, tmp_path / "approvals.db", reaper)
     await bot.start()
     msg = await request_deploy(ws)
     # Pending = stored with its message ts. (Killed in the millisecond between Slack taking
@@ -139,8 +147,10 @@ async def test_sigkill_while_pending_then_restart_buttons_still_work(
     assert "Traceback" not in log
 
 
-async def test_sigterm_lets_a_running_deploy_finish(ws: LocalSlack, tmp_path: Path) -> None:
-    bot = BotProcess(ws, tmp_path / "approvals.db", tmp_path / "bot.log", step_seconds=0.5)
+async def test_sigterm_lets_a_running_deploy_finish(
+    ws: LocalSlack, tmp_path: Path, reaper: list[asyncio.subprocess.Process]
+) -> None:
+    bot = BotProcess(ws, tmp_path / "approvals.db", reaper, step_seconds=0.5)
     await bot.start()
     msg = await request_deploy(ws)
     await ws.click("bob", msg, "Approve")
@@ -152,11 +162,11 @@ async def test_sigterm_lets_a_running_deploy_finish(ws: LocalSlack, tmp_path: Pa
 
 
 async def test_sigkill_after_the_claim_resumes_once_on_restart(
-    ws: LocalSlack, tmp_path: Path
+    ws: LocalSlack, tmp_path: Path, reaper: list[asyncio.subprocess.Process]
 ) -> None:
     """The claim commits, then the bot updates the message (chat.update, held here) and only
     then resumes: a SIGKILL in that window leaves a decided-but-not-resumed approval."""
-    bot = BotProcess(ws, tmp_path / "approvals.db", tmp_path / "bot.log")
+    bot = BotProcess(ws, tmp_path / "approvals.db", reaper)
     await bot.start()
     msg = await request_deploy(ws)
     ws.hold("chat.update")

@@ -14,7 +14,8 @@ from tests.scenario.test_cli import free_port, spawn_bot
 
 
 class Demo:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, reaper: list[asyncio.subprocess.Process]) -> None:
+        self.reaper = reaper
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.tmp = tmp
@@ -23,6 +24,7 @@ class Demo:
 
     async def start(self, *extra: str) -> None:
         self.proc = await spawn_bot(["demo", "--port", str(self.port), *extra], self.log)
+        self.reaper.append(self.proc)
         await self.until(lambda: self.get("/ui/bootstrap"), "the demo to start")
 
     async def stop(self) -> int:
@@ -58,8 +60,10 @@ class Demo:
         return next((m for m in reversed(history["messages"]) if m.get("blocks")), None)
 
 
-async def test_demo_keeps_pending_approvals_across_restarts(tmp_path: Path) -> None:
-    demo = Demo(tmp_path)
+async def test_demo_keeps_pending_approvals_across_restarts(
+    tmp_path: Path, reaper: list[asyncio.subprocess.Process]
+) -> None:
+    demo = Demo(tmp_path, reaper)
     await demo.start()
     sent = await demo.post(
         "/ui/message", {"user": "U0ALICE", "channel": "C0DEPLOYS", "text": "/deploy api 1.4.2 prod"}

@@ -34,3 +34,15 @@ async def test_approval_loop_over_socket_mode(ws: LocalSlack, tmp_path: Path) ->
     finally:
         stop.set()
         await asyncio.wait_for(server, 15)
+
+
+async def test_stop_works_while_slack_is_down(ws: LocalSlack, tmp_path: Path) -> None:
+    """slack-sdk retries the connection forever; SIGTERM must still stop the bot."""
+    ws.fail_next("apps.connections.open", status=503, times=1000)
+    settings = dataclasses.replace(settings_for(ws, tmp_path / "a.db"), app_token=ws.app_token)
+    stop = asyncio.Event()
+    server = asyncio.create_task(serve(await BotRuntime.open(settings), stop))
+    await ws.wait_for(lambda: len(ws.calls_to("apps.connections.open")) >= 1, timeout=10)
+    stop.set()
+    await asyncio.wait_for(server, 10)
+    assert not ws.socket.connected
