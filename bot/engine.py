@@ -21,7 +21,13 @@ from langgraph.types import Command
 
 from bot import blocks
 from bot.authz import refusal
-from bot.protocol import ChoiceSpec, DecisionRecord, normalise, resume_value
+from bot.protocol import (
+    ApprovalRequest,
+    ChoiceSpec,
+    DecisionRecord,
+    normalise,
+    resume_value,
+)
 from bot.slack import SlackError, SlackPort
 from bot.store import Approval, Run, Store
 from bot.tasks import TaskSet
@@ -93,11 +99,11 @@ class Engine:
         if found is None:
             return
         approval, run = found
-        choices = normalise(approval.request).choices
-        if not 0 <= index < len(choices):
+        request = normalise(approval.request)
+        if not 0 <= index < len(request.choices):
             await self.slack.ephemeral(channel, user, "That button is no longer valid.")
             return
-        await self._decide(approval, run, user, choices[index], None, channel)
+        await self._decide(approval, run, request, user, request.choices[index], None, channel)
 
     async def reject_with_reason(
         self, interrupt_id: str, user: str, reason: str, channel: str
@@ -107,23 +113,23 @@ class Engine:
         if found is None:
             return
         approval, run = found
-        choice = normalise(approval.request).reject_choice
-        if choice is None:
+        request = normalise(approval.request)
+        if request.reject_choice is None:
             await self.slack.ephemeral(channel, user, "This request has no reject choice.")
             return
-        await self._decide(approval, run, user, choice, reason, channel)
+        await self._decide(approval, run, request, user, request.reject_choice, reason, channel)
 
     async def _decide(
         self,
         approval: Approval,
         run: Run,
+        request: ApprovalRequest,
         user: str,
         choice: ChoiceSpec,
         comment: str | None,
         channel: str,
     ) -> None:
         """Authorise, vote, and resume if this vote claims the decision."""
-        request = normalise(approval.request)
         reason = refusal(request, run.requester, user, choice)
         if reason:
             await self.store.audit(
@@ -193,7 +199,7 @@ class Engine:
         items = []
         for approval, requester in await self.store.open_approvals():
             request = normalise(approval.request)
-            approve = next((c for c in request.choices if c.approves), None)
+            approve = request.approve_choice
             yours = approve is not None and refusal(request, requester, user, approve) is None
             items.append(
                 blocks.HomeItem(

@@ -42,6 +42,11 @@ class ApprovalRequest:
         return next((c for c in self.choices if c.id == choice_id), None)
 
     @property
+    def approve_choice(self) -> ChoiceSpec | None:
+        """The first choice that counts as a yes."""
+        return next((c for c in self.choices if c.approves), None)
+
+    @property
     def reject_choice(self) -> ChoiceSpec | None:
         """The choice a "Reject with reason…" modal submits: the first that does not approve."""
         return next((c for c in self.choices if not c.approves), None)
