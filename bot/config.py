@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.outbox import OutboxOptions
 from graphs.deploy import CommandBackend, DeployBackend, DeployOptions, SimulatedBackend
 
 DEFAULT_API_URL = "https://slack.com/api/"
@@ -32,6 +33,9 @@ class Settings:
     port: int = 3000
     grace_seconds: float = 10.0
     deploy: DeployOptions = field(default_factory=DeployOptions)
+    slack_timeout: float = 10.0  # one Web API call; the outbox retries past it
+    outbox: OutboxOptions = field(default_factory=OutboxOptions)
+    pace: bool = True  # pace calls to Slack's rate-limit tiers
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -44,6 +48,7 @@ class Settings:
             raise SettingsError(f"APPROVALS_CONFIG: no such file: {config_path}")
         path = Path(config_path or "approvals.toml")
         policy = load_policy(path) if path.is_file() else {}
+        timeout = float(_int(env, "APPROVALS_SLACK_TIMEOUT", 10))
         return cls(
             bot_token=env["SLACK_BOT_TOKEN"],
             signing_secret=env["SLACK_SIGNING_SECRET"],
@@ -53,6 +58,11 @@ class Settings:
             port=_int(env, "PORT", 3000),
             grace_seconds=float(_int(env, "APPROVALS_GRACE_SECONDS", 10)),
             deploy=deploy_options(policy, path),
+            slack_timeout=timeout,
+            outbox=OutboxOptions(
+                retry_for=float(_int(env, "APPROVALS_SLACK_RETRY_SECONDS", 3600)),
+                lease=2 * timeout + 5,
+            ),
         )
 
 

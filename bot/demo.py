@@ -72,7 +72,7 @@ async def run_demo(
         raise SettingsError(
             f"cannot listen on 127.0.0.1:{port} ({exc.strerror}); try --port"
         ) from None
-    await runtime.engine.recover()
+    await runtime.begin()
     print(
         f"\n  Local Slack workspace: {ws.url}/   (Ctrl-C to stop)\n"
         f"  You are alice; type /deploy api 1.4.2 prod in #deploys, then switch to bob.\n",

@@ -1,7 +1,11 @@
 """Runs graphs for Slack: start -> interrupts become approvals -> a decision is claimed once ->
-the thread resumes -> the outcome lands on the message. Knows Slack only through SlackPort.
+the thread resumes -> the outcome lands on the message.
 
-Exactly-once: a decision is claimed by one conditional UPDATE (``Store.vote``); only the
+The engine never waits on Slack on the path that records a decision or resumes a graph: what
+Slack must show is written as outbox rows in the same transaction as the state change (see
+``bot.outbox``). Only ``views.open`` is called inline, because its trigger dies in 3 s.
+
+Exactly-once: a decision is claimed by one conditional UPDATE (``Store.decide``); only the
 claimer resumes. Before resuming, the thread's pending interrupts are checked, because LangGraph
 silently restarts an unknown thread and silently replays a finished one.
 """
@@ -13,23 +17,18 @@ import logging
 import time
 import uuid
 import weakref
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
-from bot import blocks
+from bot import blocks, messages
 from bot.authz import refusal
-from bot.protocol import (
-    ApprovalRequest,
-    ChoiceSpec,
-    DecisionRecord,
-    normalise,
-    resume_value,
-)
+from bot.protocol import ApprovalRequest, ChoiceSpec, DecisionRecord, normalise, resume_value
 from bot.slack import SlackError, SlackPort
-from bot.store import Approval, Run, Store
+from bot.store import Approval, Ballot, Delivery, Item, Refused, Run, Store, VoteResult
 from bot.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -37,13 +36,16 @@ log = logging.getLogger(__name__)
 RESTART_NOTE = (
     "♻️ The bot restarted while this run was in progress; continuing from its last checkpoint."
 )
+MODAL_SECONDS = 2.5  # a trigger_id dies 3 s after the click
 
 
-def _config(run_id: str) -> dict[str, Any]:
-    return {"configurable": {"thread_id": run_id}}
+def _config(run: Run, attempt: int | None = None) -> dict[str, Any]:
+    """The thread's config. ``run_attempt`` counts starts after restarts, so a step can give
+    the outside world an idempotency key (see graphs/deploy.py)."""
+    return {"configurable": {"thread_id": run.run_id, "run_attempt": attempt or run.attempt}}
 
 
-def _command_line(run: Run) -> str:
+def command_line(run: Run) -> str:
     """The run as the person typed it, e.g. ``/deploy api 1.4.2 prod``."""
     args = (str(v) for k, v in run.input.items() if k != "requested_by")
     return " ".join([run.command, *args])
@@ -53,6 +55,17 @@ def _decision(a: Approval) -> DecisionRecord | None:
     if a.choice is None or a.decided_at is None:
         return None
     return DecisionRecord(a.choice, bool(a.approved), a.decided_by, a.comment, a.decided_at)
+
+
+def _already_decided(approval: Approval, channel: str, user: str) -> Item:
+    decision = _decision(approval)
+    if decision is not None:
+        text = blocks.already_decided(normalise(approval.request), decision)
+    elif approval.status == "failed":
+        text = "This request was never posted properly, so it was closed."
+    else:
+        text = "This request is closed."
+    return messages.ephemeral(channel, user, text, approval.run_id)
 
 
 class Engine:
@@ -75,124 +88,122 @@ class Engine:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # -- entry points (each runs as a task the app owns) ---------------------------------
-    async def start(self, command: str, args: dict[str, Any], requester: str, channel: str) -> str:
+    async def start(
+        self,
+        command: str,
+        args: dict[str, Any],
+        requester: str,
+        channel: str,
+        response_url: str | None = None,
+    ) -> str:
         """Create a run and drive its graph until it finishes or waits for a person."""
         run_id = uuid.uuid4().hex
         graph_input = {**args, "requested_by": requester}
-        await self.store.create_run(run_id, command, graph_input, requester, channel, self.clock())
-        run = await self.store.get_run(run_id)
-        assert run is not None
-        try:
-            await self._drive(run, graph_input)
-        except SlackError as exc:
-            # Nothing reached the channel (not_in_channel, …): close the run, and let the
-            # caller tell the requester.
-            await self.store.set_run_status(
-                run_id, "failed", self.clock(), {"status": "failed", "text": f"Slack: {exc.code}"}
-            )
-            raise
+        run = await self.store.create_run(
+            run_id, command, graph_input, requester, channel, self.clock(), response_url
+        )
+        await self._drive(run, graph_input)
         return run_id
 
     async def click(self, interrupt_id: str, user: str, index: int, channel: str) -> None:
         """A button: the choice at ``index`` of the request's choices."""
-        found = await self._load(interrupt_id, user, channel)
-        if found is None:
-            return
-        approval, run = found
-        request = normalise(approval.request)
-        if not 0 <= index < len(request.choices):
-            await self.slack.ephemeral(channel, user, "That button is no longer valid.")
-            return
-        await self._decide(approval, run, request, user, request.choices[index], None, channel)
+
+        def pick(request: ApprovalRequest) -> ChoiceSpec | None:
+            return request.choices[index] if 0 <= index < len(request.choices) else None
+
+        await self._decide(interrupt_id, user, channel, pick, None)
 
     async def reject_with_reason(
         self, interrupt_id: str, user: str, reason: str, channel: str
     ) -> None:
         """A submitted "Reject with reason…" modal."""
-        found = await self._load(interrupt_id, user, channel)
-        if found is None:
-            return
-        approval, run = found
-        request = normalise(approval.request)
-        if request.reject_choice is None:
-            await self.slack.ephemeral(channel, user, "This request has no reject choice.")
-            return
-        await self._decide(approval, run, request, user, request.reject_choice, reason, channel)
+        await self._decide(interrupt_id, user, channel, lambda r: r.reject_choice, reason)
 
     async def _decide(
         self,
-        approval: Approval,
-        run: Run,
-        request: ApprovalRequest,
+        interrupt_id: str,
         user: str,
-        choice: ChoiceSpec,
-        comment: str | None,
         channel: str,
+        pick: Callable[[ApprovalRequest], ChoiceSpec | None],
+        comment: str | None,
     ) -> None:
-        """Authorise, vote, and resume if this vote claims the decision."""
-        reason = refusal(request, run.requester, user, choice)
-        if reason:
-            await self.store.audit(
-                "refused",
-                self.clock(),
-                user=user,
-                run_id=run.run_id,
-                interrupt_id=approval.interrupt_id,
-                detail={"choice": choice.id},
-            )
-            await self.slack.ephemeral(channel, user, reason)
-            return
-        if choice.comment == "required" and not comment:
-            await self.slack.ephemeral(channel, user, "This choice needs a reason.")
-            return
-        result = await self.store.vote(
-            approval.interrupt_id,
-            user,
-            choice.id,
-            choice.approves,
-            comment,
-            request.min_approvals,
-            self.clock(),
-        )
-        if result.claimed:
-            await self._refresh(result.approval, run)
-            await self._resume(result.approval)
-        elif result.approval.status == "pending":
-            await self._refresh(result.approval, run, approvals=result.approvals)
-            await self.slack.ephemeral(
-                channel,
-                user,
-                f"Your vote is in: {result.approvals} of {request.min_approvals} approvals.",
-            )
-        else:
-            await self._tell_decided(result.approval, user, channel)
+        """Authorise, vote, claim and queue the message updates in one store call; the
+        claimer then resumes the graph (Slack is not waited for)."""
+        requests: dict[str, ApprovalRequest] = {}
+
+        def request_of(a: Approval) -> ApprovalRequest:
+            if a.interrupt_id not in requests:
+                requests[a.interrupt_id] = normalise(a.request)
+            return requests[a.interrupt_id]
+
+        def judge(approval: Approval, run: Run) -> Ballot | Refused:
+            request = request_of(approval)
+            choice = pick(request)
+            if choice is None:
+                text = "That button is no longer valid."
+                return Refused(user, [messages.ephemeral(channel, user, text, run.run_id)])
+            reason = refusal(request, run.requester, user, choice)
+            if reason is None and choice.comment == "required" and not comment:
+                reason = "This choice needs a reason."
+            if reason:
+                eph = messages.ephemeral(channel, user, reason, run.run_id)
+                return Refused(user, [eph], {"choice": choice.id})
+            return Ballot(user, choice.id, choice.approves, comment, request.min_approvals)
+
+        def render(result: VoteResult) -> list[Item]:
+            a, run = result.approval, result.run
+            if result.claimed:
+                state = blocks.MessageState(_decision(a), result.approvals, run.outcome)
+                return [messages.approval_update(run, a, request_of(a), state)]
+            if a.status == "pending":
+                request = request_of(a)
+                state = blocks.MessageState(None, result.approvals)
+                text = f"Your vote is in: {result.approvals} of {request.min_approvals} approvals."
+                return [
+                    messages.approval_update(run, a, request, state),
+                    messages.ephemeral(channel, user, text, run.run_id),
+                ]
+            return [_already_decided(a, channel, user)]
+
+        def unknown() -> list[Item]:
+            text = "I don't know this request any more; it may have been cleaned up."
+            return [messages.ephemeral(channel, user, text)]
+
+        result = await self.store.decide(interrupt_id, self.clock(), judge, render, unknown)
+        if result is not None and result.claimed:
+            await self._resume(result.approval, result.run)
 
     async def open_reason(
         self, interrupt_id: str, user: str, trigger_id: str, channel: str
     ) -> None:
-        """ "Reject with reason…": check the click first, then open the modal (the trigger
-        expires 3 s after the click)."""
-        found = await self._load(interrupt_id, user, channel)
+        """ "Reject with reason…": check the click, then open the modal inline (the trigger
+        expires 3 s after the click, so this one call cannot wait in the outbox)."""
+        found = await self.store.approval_and_run(interrupt_id)
         if found is None:
+            text = "I don't know this request any more; it may have been cleaned up."
+            await self.store.tell([messages.ephemeral(channel, user, text)], self.clock())
             return
         approval, run = found
+        if approval.status != "pending":
+            await self.store.tell([_already_decided(approval, channel, user)], self.clock())
+            return
         request = normalise(approval.request)
         choice = request.reject_choice
         reason = choice and refusal(request, run.requester, user, choice)
         if choice is None or reason:
-            await self.slack.ephemeral(
-                channel, user, reason or "This request has no reject choice."
-            )
+            text = reason or "This request has no reject choice."
+            await self.store.tell([messages.ephemeral(channel, user, text)], self.clock())
             return
         try:
-            await self.slack.open_modal(
-                trigger_id, blocks.reason_modal(request, interrupt_id, channel)
-            )
-        except SlackError as exc:  # expired_trigger_id: Slack took over 3 s to reach us
-            log.warning("could not open the reason modal: %s", exc.code)
-            await self.slack.ephemeral(
-                channel, user, "Slack did not let me open the form in time; please click again."
-            )
+            async with asyncio.timeout(MODAL_SECONDS):
+                await self.slack.open_modal(
+                    trigger_id, blocks.reason_modal(request, interrupt_id, channel)
+                )
+        except (SlackError, TimeoutError) as exc:
+            error = exc if isinstance(exc, SlackError) else SlackError("timeout", transient=True)
+            log.warning("run %s: reason modal not opened: %s", run.run_id, error.code)
+            eph = messages.ephemeral(channel, user, messages.modal_refused(error), run.run_id)
+            await self.store.tell([eph], self.clock())
 
     async def publish_home(self, user: str) -> None:
         """The App Home for ``user``: open approvals (theirs to decide first), their requests."""
@@ -207,22 +218,44 @@ class Engine:
                 )
             )
         mine = [
-            (_command_line(r), (r.outcome or {}).get("status", r.status), r.created_at)
+            (command_line(r), (r.outcome or {}).get("status", r.status), r.created_at)
             for r in await self.store.runs_by(user)
         ]
-        await self.slack.publish_home(user, blocks.home_view(items, mine))
+        view = blocks.home_view(items, mine)
+        item = Item("publish", {"user": user, "view": view}, key=f"home:{user}", replace=True)
+        await self.store.tell([item], self.clock())
 
     async def recover(self) -> None:
-        """At start-up: resume claimed-but-not-resumed decisions, continue runs cut mid-step,
-        post approvals whose message never went out. Pending approvals need nothing: their
-        buttons carry the interrupt id."""
+        """At start-up: resume claimed-but-not-resumed decisions and continue runs cut
+        mid-step. Pending approvals need nothing (their buttons carry the interrupt id), and
+        unsent messages need nothing (the outbox sends them)."""
         resumed: set[str] = set()
         for approval in await self.store.approvals_with_status("decided"):
-            resumed.add(approval.run_id)
-            self.tasks.spawn(self._resume(approval), f"recover-resume-{approval.interrupt_id}")
+            run = await self.store.get_run(approval.run_id)
+            if run is None:
+                continue
+            resumed.add(run.run_id)
+            self.tasks.spawn(self._resume(approval, run), f"recover-resume-{run.run_id}")
         for run in await self.store.runs_with_status("running"):
             if run.run_id not in resumed:
                 self.tasks.spawn(self._continue(run), f"recover-run-{run.run_id}")
+
+    async def on_delivery_failed(self, d: Delivery, error: SlackError) -> None:
+        """The outbox gave up on a row. An approval Slack will never show ends its run, and
+        the requester is told in plain words; anything else was logged by the outbox."""
+        if (
+            d.kind != "post"
+            or d.interrupt_id is None
+            or d.key != messages.approval_key(d.interrupt_id)
+        ):
+            return
+        run = await self.store.get_run(d.run_id or "")
+        if run is None:
+            return
+        text = messages.post_refused(run, error)
+        await self.store.fail_approval(
+            d.interrupt_id, self.clock(), text, error.code, [messages.tell_requester(run, text)]
+        )
 
     # -- internals ------------------------------------------------------------------------
     def _lock(self, run_id: str) -> asyncio.Lock:
@@ -231,138 +264,114 @@ class Engine:
             lock = self._locks[run_id] = asyncio.Lock()
         return lock
 
-    async def _load(
-        self, interrupt_id: str, user: str, channel: str
-    ) -> tuple[Approval, Run] | None:
-        """The approval and its run if it can still be decided; otherwise tell the user why."""
-        approval = await self.store.get_approval(interrupt_id)
-        run = approval and await self.store.get_run(approval.run_id)
-        if approval is None or run is None:
-            await self.slack.ephemeral(
-                channel, user, "I don't know this request any more; it may have been cleaned up."
-            )
-            return None
-        if approval.status != "pending":
-            await self._tell_decided(approval, user, channel)
-            return None
-        return approval, run
-
-    async def _tell_decided(self, approval: Approval, user: str, channel: str) -> None:
-        decision = _decision(approval)
-        text = (
-            blocks.already_decided(normalise(approval.request), decision)
-            if decision
-            else "This request is closed."
-        )
-        await self.slack.ephemeral(approval.channel or channel, user, text)
-
-    async def _refresh(self, approval: Approval, run: Run, approvals: int = 0) -> None:
-        if not approval.ts or not approval.channel:
-            return
-        text, blks = blocks.approval_message(
-            normalise(approval.request),
-            approval.interrupt_id,
-            run.requester,
-            approval.created_at,
-            blocks.MessageState(_decision(approval), approvals, run.outcome),
-        )
-        await self.slack.update(approval.channel, approval.ts, text, blks)
-
-    async def _resume(self, approval: Approval) -> None:
+    async def _resume(self, approval: Approval, run: Run) -> None:
         """Resume the thread with the claimed decision, unless it already consumed it."""
-        run = await self.store.get_run(approval.run_id)
         decision = _decision(approval)
-        if run is None or decision is None:
+        if decision is None:
             return
         graph = self.graphs[run.command]
         async with self._lock(run.run_id):
-            state = await graph.aget_state(_config(run.run_id))
-            pending = {i.id for i in state.interrupts}
-        if approval.interrupt_id not in pending:
-            # Resumed before a crash: the decision is in the checkpoint already.
-            await self.store.mark_resumed(approval.interrupt_id, self.clock())
-            if run.status == "running":
-                await self._continue(run)
-            return
-        value = resume_value(normalise(approval.request), decision)
-        await self._drive(
-            run, Command(resume={approval.interrupt_id: value}), resumed=approval.interrupt_id
-        )
+            state = await graph.aget_state(_config(run))
+            if approval.interrupt_id not in {i.id for i in state.interrupts}:
+                # Resumed before a crash: the decision is in the checkpoint already.
+                await self.store.mark_resumed(approval.interrupt_id, run.run_id, self.clock())
+                if run.status in ("running", "waiting"):
+                    await self._continue_locked(run)
+                return
+            value = resume_value(normalise(approval.request), decision)
+            command = Command(resume={approval.interrupt_id: value})
+            await self._drive_locked(run, command, resumed=approval.interrupt_id)
 
     async def _continue(self, run: Run) -> None:
-        """Continue a run cut mid-step, from its last checkpoint, and say so in its thread."""
-        state = await self.graphs[run.command].aget_state(_config(run.run_id))
-        await self._progress(run.run_id, RESTART_NOTE)
-        await self._drive(run, None if state.created_at else run.input)
-
-    async def _drive(self, run: Run, graph_input: Any, resumed: str | None = None) -> None:
-        """Stream the graph (progress lines go to the run's thread) until it pauses or ends."""
-        graph = self.graphs[run.command]
-        cfg = _config(run.run_id)
         async with self._lock(run.run_id):
-            await self.store.set_run_status(run.run_id, "running", self.clock())
-            try:
-                async for chunk in graph.astream(graph_input, cfg, stream_mode="custom"):
-                    if isinstance(chunk, dict) and "progress" in chunk:
-                        await self._progress(run.run_id, str(chunk["progress"]))
-                if resumed:
-                    await self.store.mark_resumed(resumed, self.clock())
-                state = await graph.aget_state(cfg)
-            except asyncio.CancelledError:
-                raise  # shutdown: the run stays "running" and continues on the next start
-            except Exception as exc:
-                log.exception("run %s failed", run.run_id)
-                await self._finish(
-                    run,
-                    {"status": "failed", "text": f"The run crashed: {type(exc).__name__}: {exc}"},
-                )
-                return
-            if state.interrupts:
-                for intr in state.interrupts:
-                    await self._open_approval(run, intr.id, intr.value)
-                await self.store.set_run_status(run.run_id, "waiting", self.clock())
-            elif not state.next:
-                outcome = state.values.get("outcome") if isinstance(state.values, dict) else None
-                await self._finish(
-                    run,
-                    outcome
-                    if isinstance(outcome, dict)
-                    else {"status": "succeeded", "text": "Done."},
-                )
+            await self._continue_locked(run)
 
-    async def _open_approval(self, run: Run, interrupt_id: str, value: Any) -> None:
-        """Store the approval (once per interrupt id) and post it unless already posted."""
-        approval, _ = await self.store.add_approval(
-            interrupt_id, run.run_id, value, self.clock(), run.requester
-        )
-        if approval.ts:
-            return  # a replayed node raised the same interrupt: already in the channel
-        text, blks = blocks.approval_message(
-            normalise(value), interrupt_id, run.requester, approval.created_at
-        )
-        channel, ts = await self.slack.post(run.channel, text, blks)
-        await self.store.set_posted(interrupt_id, channel, ts)
-        await self.store.set_run_thread(run.run_id, channel, ts)
+    async def _continue_locked(self, run: Run) -> None:
+        """Continue a run cut mid-step, from its last checkpoint, and say so in its thread."""
+        attempt = await self.store.next_attempt(run.run_id)
+        state = await self.graphs[run.command].aget_state(_config(run, attempt))
+        await self._progress(run, f"restart:{run.run_id}:{attempt}", RESTART_NOTE)
+        await self._drive_locked(run, None if state.created_at else run.input, attempt=attempt)
 
-    async def _progress(self, run_id: str, line: str) -> None:
-        """Post a progress line in the run's thread; a refused post never fails the run."""
-        run = await self.store.get_run(run_id)
-        if run is None:
-            return
-        text = blocks.progress_reply(line)
+    async def _drive(self, run: Run, graph_input: Any) -> None:
+        async with self._lock(run.run_id):
+            await self._drive_locked(run, graph_input)
+
+    async def _drive_locked(
+        self,
+        run: Run,
+        graph_input: Any,
+        resumed: str | None = None,
+        attempt: int | None = None,
+    ) -> None:
+        """Stream the graph until it pauses or ends. Progress lines are keyed by LangGraph's
+        task id and their position in the task, so a step that re-runs after a crash edits
+        its earlier replies instead of posting them again."""
+        graph = self.graphs[run.command]
+        cfg = _config(run, attempt)
+        seen: Counter[str] = Counter()
+        task = "run"
         try:
-            if run.thread_ts and run.thread_channel:
-                await self.slack.post(run.thread_channel, text, thread_ts=run.thread_ts)
-            else:
-                channel, ts = await self.slack.post(run.channel, text)
-                await self.store.set_run_thread(run_id, channel, ts)
-        except SlackError as exc:
-            log.warning("run %s: progress not posted: %s", run_id, exc.code)
+            async for mode, chunk in graph.astream(
+                graph_input, cfg, stream_mode=["custom", "tasks"]
+            ):
+                if mode == "tasks" and isinstance(chunk, dict) and "input" in chunk:
+                    task = str(chunk.get("id"))
+                elif mode == "custom" and isinstance(chunk, dict) and "progress" in chunk:
+                    owner = str(chunk.get("task") or task)
+                    n = seen[owner]
+                    seen[owner] += 1
+                    key = f"progress:{run.run_id}:{owner}:{n}"
+                    await self._progress(run, key, str(chunk["progress"]))
+            state = await graph.aget_state(cfg)
+        except asyncio.CancelledError:
+            raise  # shutdown: the run stays "running" and continues on the next start
+        except Exception:
+            log.exception("run %s failed", run.run_id)
+            outcome = {"status": "failed", "text": messages.RUN_FAILED.format(run_id=run.run_id)}
+            await self._finish(run, outcome, resumed)
+            return
+        if state.interrupts:
+            interrupts = [(i.id, i.value) for i in state.interrupts]
+            await self.store.pause(
+                run,
+                interrupts,
+                self.clock(),
+                lambda a: [messages.approval_post(run, a, normalise(a.request))],
+                resumed,
+            )
+        elif not state.next:
+            outcome = state.values.get("outcome") if isinstance(state.values, dict) else None
+            await self._finish(
+                run,
+                outcome if isinstance(outcome, dict) else {"status": "succeeded", "text": "Done."},
+                resumed,
+            )
 
-    async def _finish(self, run: Run, outcome: dict[str, Any]) -> None:
+    async def _progress(self, run: Run, key: str, line: str) -> None:
+        """Queue a progress line in the run's thread (never fails the run: it is a row)."""
+        thread = None
+        thread_key = run.thread_key
+        if thread_key is None:
+            thread = messages.run_thread(run, command_line(run))
+            thread_key = thread.key
+        assert thread_key is not None
+        reply, retried = messages.progress(run.run_id, thread_key, key, line)
+        await self.store.progress(run, reply, retried, thread, self.clock())
+
+    async def _finish(self, run: Run, outcome: dict[str, Any], resumed: str | None = None) -> None:
         status = "failed" if outcome.get("status") == "failed" else "done"
-        await self.store.set_run_status(run.run_id, status, self.clock(), outcome)
-        done = await self.store.get_run(run.run_id)
-        assert done is not None
-        for approval in await self.store.approvals_for_run(run.run_id):
-            await self._refresh(approval, done)
+
+        def render(done: Run, approvals: list[Approval]) -> list[Item]:
+            return [
+                messages.approval_update(
+                    done,
+                    a,
+                    normalise(a.request),
+                    blocks.MessageState(_decision(a), 0, done.outcome),
+                )
+                for a in approvals
+                if a.status != "failed"
+            ]
+
+        await self.store.finish(run.run_id, status, outcome, self.clock(), render, resumed)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import aiohttp
 import aiosqlite
 from aiohttp import web
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
@@ -20,7 +21,8 @@ from bot.app import create_app
 from bot.config import Settings
 from bot.deps import Deps
 from bot.engine import Engine
-from bot.slack import WebApiPort, web_client
+from bot.outbox import Outbox, Pacer
+from bot.slack import WebApiPort, http_session, web_client
 from bot.store import Store
 from bot.tasks import TaskSet
 from graphs import registry
@@ -35,8 +37,10 @@ class BotRuntime:
     db_lock: asyncio.Lock  # the saver's lock, shared by the store
     store: Store
     engine: Engine
+    outbox: Outbox
     tasks: TaskSet
     app: AsyncApp
+    session: aiohttp.ClientSession
 
     @classmethod
     async def open(cls, settings: Settings, clock: Callable[[], float] = time.time) -> BotRuntime:
@@ -49,13 +53,28 @@ class BotRuntime:
         await store.setup()
         specs = registry(settings.deploy)
         graphs = {cmd: spec.build().compile(checkpointer=saver) for cmd, spec in specs.items()}
-        client = web_client(settings.bot_token, settings.api_url)
+        session = http_session(settings.slack_timeout)
+        client = web_client(settings.bot_token, settings.api_url, session)
+        slack = WebApiPort(client, session)
         tasks = TaskSet()
-        engine = Engine(
-            store=store, slack=WebApiPort(client), graphs=graphs, tasks=tasks, clock=clock
+        engine = Engine(store=store, slack=slack, graphs=graphs, tasks=tasks, clock=clock)
+        outbox = Outbox(
+            store,
+            slack,
+            engine.on_delivery_failed,
+            clock=clock,
+            pacer=Pacer(clock, enabled=settings.pace),
+            options=settings.outbox,
         )
+        store.set_outbox_listener(outbox.wake)
         app = create_app(Deps(engine, tasks, specs), client, settings.signing_secret)
-        return cls(settings, conn, saver.lock, store, engine, tasks, app)
+        return cls(settings, conn, saver.lock, store, engine, outbox, tasks, app, session)
+
+    async def begin(self) -> None:
+        """Start the work that runs without requests: the outbox sender, and recovery of
+        decisions and runs a previous process left unfinished."""
+        self.outbox.start()
+        await self.engine.recover()
 
     def routes(self) -> list[web.RouteDef]:
         return http.routes(self.app, self.settings.signing_secret)
@@ -72,6 +91,10 @@ class BotRuntime:
                 cancelled,
                 grace,
             )
+        cut = await self.outbox.stop(grace)
+        if cut:
+            log.warning("%d Slack call(s) cut; they are sent on the next start", cut)
+        await self.session.close()
         # LangGraph writes checkpoints from background tasks of its own that outlive a
         # cancelled run; they hold the saver's lock while they write. Close only between
         # writes, or a half-done write keeps the file locked for the next process.
@@ -93,7 +116,7 @@ async def serve(runtime: BotRuntime, stop: asyncio.Event) -> None:
         if connecting.done():
             connecting.result()  # a refusal (invalid_auth, …) ends the process here
             log.info("connected in Socket Mode")
-            await runtime.engine.recover()
+            await runtime.begin()
             await stopping
         log.info("stopping: closing the Socket Mode connection")
         await handler.close_async()
@@ -106,7 +129,7 @@ async def serve(runtime: BotRuntime, stop: asyncio.Event) -> None:
         await runner.setup()
         await web.TCPSite(runner, s.host, s.port).start()
         log.info("listening on http://%s:%s/slack/events", s.host, s.port)
-        await runtime.engine.recover()
+        await runtime.begin()
         await stop.wait()
         log.info("stopping: no new requests; running steps get %.0f s", s.grace_seconds)
         await runner.cleanup()  # stop taking requests first

@@ -1,34 +1,41 @@
-"""The engine's port to Slack, and its Web API implementation.
+"""The bot's port to Slack, and its Web API implementation.
 
-The engine depends on ``SlackPort`` only, which keeps it readable and lets the same engine
-drive Slack or the local workspace (both through the real Web API client).
+Every failure a call can meet (Slack's own ``ok: false``, a 429, a 5xx with an HTML body, a
+reset, a timeout) becomes one ``SlackError`` that says whether trying again can help. The
+outbox decides what to do with it; nothing else needs to know slack_sdk's exceptions.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
-)
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+# Slack's own error codes that mean "try again later", not "never".
+TRANSIENT_CODES = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
 
 
 class SlackError(Exception):
-    """Slack refused a call; ``code`` is Slack's error string (``not_in_channel``, …)."""
+    """A Slack call that did not succeed. ``code`` is Slack's error string (``not_in_channel``)
+    or ours for failures below Slack (``http_503``, ``connection_reset``, ``timeout``)."""
 
-    def __init__(self, code: str) -> None:
+    def __init__(self, code: str, *, transient: bool = False, retry_after: float = 0.0) -> None:
         super().__init__(code)
         self.code = code
+        self.transient = transient
+        self.retry_after = retry_after
 
 
 class SlackPort(Protocol):
-    """What the engine needs from Slack. Implementations raise SlackError when refused."""
+    """What the bot needs from Slack. Every method raises SlackError, and only that."""
 
     async def post(
         self,
@@ -41,43 +48,82 @@ class SlackPort(Protocol):
         ...
 
     async def update(
-        self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]
+        self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None
     ) -> None: ...
 
     async def ephemeral(self, channel: str, user: str, text: str) -> None: ...
+
+    async def open_dm(self, user: str) -> str:
+        """The id of the bot's DM with ``user``."""
+        ...
 
     async def open_modal(self, trigger_id: str, view: dict[str, Any]) -> None: ...
 
     async def publish_home(self, user: str, view: dict[str, Any]) -> None: ...
 
+    async def respond(self, response_url: str, text: str) -> None:
+        """An ephemeral answer through a command's ``response_url``."""
+        ...
 
-def web_client(token: str, base_url: str) -> AsyncWebClient:
-    """The Web API client with slack-sdk's own retry handlers: 429 honours Retry-After; 5xx
-    and connection errors back off. (The async client has none of these by default.)"""
-    return AsyncWebClient(
-        token=token,
-        base_url=base_url,
-        timeout=10,
-        retry_handlers=[
-            AsyncRateLimitErrorRetryHandler(max_retry_count=5),
-            AsyncServerErrorRetryHandler(max_retry_count=3),
-            AsyncConnectionErrorRetryHandler(max_retry_count=3),
-        ],
-    )
+
+def web_client(token: str, base_url: str, session: aiohttp.ClientSession) -> AsyncWebClient:
+    """The Web API client on one shared HTTP session (slack_sdk opens a new session, and a new
+    TCP connection, per call otherwise). No retry handlers: the outbox retries durably, for
+    minutes, and paces itself from ``Retry-After``; an inline retry would hide both."""
+    return AsyncWebClient(token=token, base_url=base_url, session=session)
+
+
+def http_session(timeout: float) -> aiohttp.ClientSession:
+    """One session for every Slack call; with a shared session slack_sdk no longer applies its
+    own timeout, so the session carries it."""
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
+
+
+def classify(exc: BaseException) -> SlackError:
+    """Map anything a Slack call raised to a SlackError; see the module docstring."""
+    if isinstance(exc, SlackError):
+        return exc
+    if isinstance(exc, SlackApiError):
+        response = exc.response
+        status = int(getattr(response, "status_code", 0) or getattr(response, "status", 0) or 0)
+        data = getattr(response, "data", None)
+        code = data.get("error") if isinstance(data, dict) else None
+        headers = getattr(response, "headers", None) or {}
+        if status == 429:
+            return SlackError(code or "ratelimited", transient=True, retry_after=_seconds(headers))
+        if status >= 500:
+            return SlackError(code or f"http_{status}", transient=True)
+        if code:
+            return SlackError(str(code), transient=code in TRANSIENT_CODES)
+        return SlackError(f"http_{status or 'unknown'}", transient=status == 0 or status >= 500)
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return SlackError("timeout", transient=True)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return SlackError("connection_error", transient=True)
+    return SlackError(f"unexpected_{type(exc).__name__}", transient=True)
+
+
+def _seconds(headers: Any) -> float:
+    try:
+        return max(0.0, float(headers.get("Retry-After", 1)))
+    except (TypeError, ValueError):
+        return 1.0
 
 
 @contextmanager
-def _refusals() -> Iterator[None]:
-    """Translate slack-sdk's exception into the port's, so the engine needs no slack_sdk."""
+def _translated() -> Iterator[None]:
     try:
         yield
-    except SlackApiError as exc:
-        raise SlackError(str(exc.response.get("error", "unknown_error"))) from exc
+    except (SlackApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise classify(exc) from exc
 
 
 class WebApiPort:
-    def __init__(self, client: AsyncWebClient) -> None:
+    """SlackPort over slack_sdk's async clients."""
+
+    def __init__(self, client: AsyncWebClient, session: aiohttp.ClientSession) -> None:
         self._client = client
+        self._session = session
 
     async def post(
         self,
@@ -86,24 +132,40 @@ class WebApiPort:
         blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
     ) -> tuple[str, str]:
-        with _refusals():
+        with _translated():
             resp = await self._client.chat_postMessage(
                 channel=channel, text=text, blocks=blocks, thread_ts=thread_ts, unfurl_links=False
             )
-        return resp["channel"], resp["ts"]
+        return str(resp["channel"]), str(resp["ts"])
 
-    async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
-        with _refusals():
+    async def update(
+        self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None
+    ) -> None:
+        with _translated():
             await self._client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
 
     async def ephemeral(self, channel: str, user: str, text: str) -> None:
-        with _refusals():
+        with _translated():
             await self._client.chat_postEphemeral(channel=channel, user=user, text=text)
 
+    async def open_dm(self, user: str) -> str:
+        with _translated():
+            resp = await self._client.conversations_open(users=user)
+        return str(resp["channel"]["id"])
+
     async def open_modal(self, trigger_id: str, view: dict[str, Any]) -> None:
-        with _refusals():
+        with _translated():
             await self._client.views_open(trigger_id=trigger_id, view=view)
 
     async def publish_home(self, user: str, view: dict[str, Any]) -> None:
-        with _refusals():
+        with _translated():
             await self._client.views_publish(user_id=user, view=view)
+
+    async def respond(self, response_url: str, text: str) -> None:
+        hook = AsyncWebhookClient(response_url, session=self._session)
+        with _translated():
+            resp = await hook.send(text=text, response_type="ephemeral")
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise SlackError(f"http_{resp.status_code}", transient=True)
+        if resp.status_code >= 400:
+            raise SlackError(str(resp.body or f"http_{resp.status_code}")[:100])

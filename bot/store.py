@@ -1,70 +1,117 @@
-"""The bot's own tables (runs, approvals, votes, audit) in the checkpointer's SQLite file.
+"""The bot's own tables (runs, approvals, votes, audit, outbox) in the checkpointer's SQLite file.
 
 The store shares the AsyncSqliteSaver's connection *and its lock*: a second connection writing
 the same file fails with "database is locked" under load, while one connection serialised by
-one lock never contends in-process. Each public method is one transaction.
+one lock never contends in-process. Each public method is one transaction, and every Slack
+side effect a state change causes is an outbox row written in that same transaction, so a
+crash can lose neither the change nor what it has to tell Slack.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiosqlite
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS bot_runs (
-    run_id TEXT PRIMARY KEY,
-    command TEXT NOT NULL,
-    input TEXT NOT NULL,
-    requester TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    status TEXT NOT NULL,             -- running | waiting | done | failed
-    thread_channel TEXT,
-    thread_ts TEXT,
-    outcome TEXT,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS bot_runs_status ON bot_runs(status);
-CREATE INDEX IF NOT EXISTS bot_runs_requester ON bot_runs(requester, created_at);
-CREATE TABLE IF NOT EXISTS bot_approvals (
-    interrupt_id TEXT PRIMARY KEY,
-    run_id TEXT NOT NULL REFERENCES bot_runs(run_id),
-    request TEXT NOT NULL,
-    status TEXT NOT NULL,             -- pending | decided | resumed | expired
-    channel TEXT,
-    ts TEXT,
-    choice TEXT,
-    approved INTEGER,
-    decided_by TEXT,
-    comment TEXT,
-    decided_at REAL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS bot_approvals_status ON bot_approvals(status);
-CREATE INDEX IF NOT EXISTS bot_approvals_run ON bot_approvals(run_id);
-CREATE TABLE IF NOT EXISTS bot_votes (
-    interrupt_id TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    choice TEXT NOT NULL,
-    comment TEXT,
-    at REAL NOT NULL,
-    PRIMARY KEY (interrupt_id, user_id)
-);
-CREATE TABLE IF NOT EXISTS bot_audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
-    event TEXT NOT NULL,              -- requested | vote | refused | decided | resumed | ...
-    user_id TEXT,
-    run_id TEXT,
-    interrupt_id TEXT,
-    detail TEXT
-);
-"""
+# Each entry upgrades the file by one version (PRAGMA user_version); never edit a released one.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first release
+    """
+    CREATE TABLE IF NOT EXISTS bot_runs (
+        run_id TEXT PRIMARY KEY,
+        command TEXT NOT NULL,
+        input TEXT NOT NULL,
+        requester TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        status TEXT NOT NULL,             -- running | waiting | done | failed
+        thread_channel TEXT,
+        thread_ts TEXT,
+        outcome TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS bot_runs_status ON bot_runs(status);
+    CREATE INDEX IF NOT EXISTS bot_runs_requester ON bot_runs(requester, created_at);
+    CREATE TABLE IF NOT EXISTS bot_approvals (
+        interrupt_id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES bot_runs(run_id),
+        request TEXT NOT NULL,
+        status TEXT NOT NULL,             -- pending | decided | resumed | failed
+        channel TEXT,
+        ts TEXT,
+        choice TEXT,
+        approved INTEGER,
+        decided_by TEXT,
+        comment TEXT,
+        decided_at REAL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS bot_approvals_status ON bot_approvals(status);
+    CREATE INDEX IF NOT EXISTS bot_approvals_run ON bot_approvals(run_id);
+    CREATE TABLE IF NOT EXISTS bot_votes (
+        interrupt_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        choice TEXT NOT NULL,
+        comment TEXT,
+        at REAL NOT NULL,
+        PRIMARY KEY (interrupt_id, user_id)
+    );
+    CREATE TABLE IF NOT EXISTS bot_audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        event TEXT NOT NULL,
+        user_id TEXT,
+        run_id TEXT,
+        interrupt_id TEXT,
+        detail TEXT
+    );
+    """,
+    # 2: the outbox; runs remember their thread by message key, their response_url and attempt
+    """
+    ALTER TABLE bot_runs ADD COLUMN thread_key TEXT;
+    ALTER TABLE bot_runs ADD COLUMN response_url TEXT;
+    ALTER TABLE bot_runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+    UPDATE bot_runs SET thread_key = 'legacy:' || thread_channel || ':' || thread_ts
+        WHERE thread_ts IS NOT NULL;
+    CREATE TABLE bot_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq INTEGER NOT NULL DEFAULT 0,   -- send order: a replaced row moves to the back
+        key TEXT UNIQUE,                  -- the logical message (approval:<id>, progress:…)
+        kind TEXT NOT NULL,               -- post | update | ephemeral | dm | publish | respond
+        ref TEXT,                         -- key of the message this row needs (thread, target)
+        lane TEXT,                        -- one row in flight per lane: keeps a thread in order
+        run_id TEXT,
+        interrupt_id TEXT,
+        payload TEXT NOT NULL,
+        version INTEGER NOT NULL DEFAULT 1,
+        status TEXT NOT NULL,             -- pending | sending | sent | failed
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL,
+        lease_until REAL,
+        channel TEXT,                     -- where it landed (or the DM it goes to)
+        ts TEXT,
+        error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX bot_outbox_open ON bot_outbox(status, seq);
+    CREATE INDEX bot_outbox_seq ON bot_outbox(seq);
+    INSERT INTO bot_outbox(key, kind, payload, status, next_at, channel, ts, created_at,
+                           updated_at)
+        SELECT 'approval:' || interrupt_id, 'post', '{}', 'sent', 0, channel, ts, created_at,
+               created_at
+        FROM bot_approvals WHERE ts IS NOT NULL;
+    INSERT OR IGNORE INTO bot_outbox(key, kind, payload, status, next_at, channel, ts,
+                                     created_at, updated_at)
+        SELECT thread_key, 'post', '{}', 'sent', 0, thread_channel, thread_ts, created_at,
+               created_at
+        FROM bot_runs WHERE thread_ts IS NOT NULL;
+    """,
+)
 
 
 @dataclass(frozen=True)
@@ -75,10 +122,11 @@ class Run:
     requester: str
     channel: str
     status: str
-    thread_channel: str | None
-    thread_ts: str | None
+    thread_key: str | None
     outcome: dict[str, Any] | None
     created_at: float
+    response_url: str | None = None
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -98,26 +146,95 @@ class Approval:
 
 
 @dataclass(frozen=True)
+class Item:
+    """A Slack side effect to write to the outbox.
+
+    ``key`` names a message (a second row with the same key is ignored, unless ``replace``: then
+    the newer content replaces the older, which is how repeated updates coalesce). ``ref`` is
+    the key of the message the row needs first: the update's target, or the reply's thread.
+    """
+
+    kind: str
+    payload: dict[str, Any]
+    key: str | None = None
+    ref: str | None = None
+    replace: bool = False
+    run_id: str | None = None
+    interrupt_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """An outbox row as the sender sees it, with the message it refers to resolved."""
+
+    id: int
+    key: str | None
+    kind: str
+    ref: str | None
+    lane: str | None
+    run_id: str | None
+    interrupt_id: str | None
+    payload: dict[str, Any]
+    version: int
+    status: str
+    attempts: int
+    next_at: float
+    lease_until: float | None
+    created_at: float
+    channel: str | None
+    ref_channel: str | None
+    ref_ts: str | None
+    ref_status: str | None
+
+
+@dataclass(frozen=True)
 class VoteResult:
     """``claimed`` is true for exactly one caller per approval: the one that must resume."""
 
     claimed: bool
     approval: Approval
+    run: Run
     approvals: int
+    voters: tuple[str, ...] = ()
 
 
-def _run(row: aiosqlite.Row) -> Run:
+@dataclass(frozen=True)
+class Ballot:
+    """A vote the engine found acceptable."""
+
+    user: str
+    choice: str
+    approves: bool
+    comment: str | None
+    required: int
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A click the engine turned down: audited, and answered with ``items``."""
+
+    user: str
+    items: list[Item]
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+Judge = Callable[[Approval, Run], Ballot | Refused]
+Render = Callable[[VoteResult], list[Item]]
+
+
+def _run(row: aiosqlite.Row, p: str = "") -> Run:
     return Run(
-        row["run_id"],
-        row["command"],
-        json.loads(row["input"]),
-        row["requester"],
-        row["channel"],
-        row["status"],
-        row["thread_channel"],
-        row["thread_ts"],
-        json.loads(row["outcome"]) if row["outcome"] else None,
-        row["created_at"],
+        row[p + "run_id"],
+        row[p + "command"],
+        json.loads(row[p + "input"]),
+        row[p + "requester"],
+        row[p + "channel"],
+        row[p + "status"],
+        row[p + "thread_key"],
+        json.loads(row[p + "outcome"]) if row[p + "outcome"] else None,
+        row[p + "created_at"],
+        row[p + "response_url"],
+        row[p + "attempt"],
     )
 
 
@@ -139,42 +256,143 @@ def _approval(row: aiosqlite.Row) -> Approval:
     )
 
 
+def _delivery(row: aiosqlite.Row) -> Delivery:
+    return Delivery(
+        row["id"],
+        row["key"],
+        row["kind"],
+        row["ref"],
+        row["lane"],
+        row["run_id"],
+        row["interrupt_id"],
+        json.loads(row["payload"]),
+        row["version"],
+        row["status"],
+        row["attempts"],
+        row["next_at"],
+        row["lease_until"],
+        row["created_at"],
+        row["channel"],
+        row["ref_channel"],
+        row["ref_ts"],
+        row["ref_status"],
+    )
+
+
+_RUN_COLUMNS = (
+    "run_id",
+    "command",
+    "input",
+    "requester",
+    "channel",
+    "status",
+    "thread_key",
+    "outcome",
+    "created_at",
+    "response_url",
+    "attempt",
+)
+# An approval with its run in one read; the run's columns carry an r_ prefix.
+_APPROVAL_AND_RUN = (
+    "SELECT a.*, "
+    + ", ".join(f"r.{c} AS r_{c}" for c in _RUN_COLUMNS)
+    + " FROM bot_approvals a JOIN bot_runs r USING (run_id) WHERE a.interrupt_id=?"
+)
+
+_INSERT_ITEM = (
+    "INSERT INTO bot_outbox(seq, key, kind, ref, lane, run_id, interrupt_id, payload, status, "
+    "next_at, created_at, updated_at) VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM "
+    "bot_outbox), ?,?,?,?,?,?,?, 'pending', ?,?,?) "
+)
+_IGNORE = "ON CONFLICT(key) DO NOTHING"
+_REPLACE = (
+    "ON CONFLICT(key) DO UPDATE SET payload=excluded.payload, version=version+1, seq=excluded.seq, "
+    "status=CASE status WHEN 'sending' THEN 'sending' ELSE 'pending' END, attempts=0, "
+    "next_at=excluded.next_at, error=NULL, created_at=excluded.created_at, "
+    "updated_at=excluded.updated_at"
+)
+
+_OPEN = """
+SELECT o.*, p.channel AS ref_channel, p.ts AS ref_ts, p.status AS ref_status
+FROM bot_outbox o LEFT JOIN bot_outbox p ON p.key = o.ref
+WHERE o.status IN ('pending', 'sending')
+ORDER BY o.seq LIMIT ?
+"""
+
+
 class Store:
-    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock) -> None:
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        lock: asyncio.Lock,
+        on_outbox: Callable[[], None] = lambda: None,
+    ) -> None:
         self._conn = conn
         self._lock = lock
+        self._on_outbox = on_outbox  # wakes the sender after a commit that queued Slack work
+
+    def set_outbox_listener(self, listener: Callable[[], None]) -> None:
+        self._on_outbox = listener
 
     async def setup(self) -> None:
+        """Bring the file to the newest schema, one version per transaction."""
         async with self._lock:
             self._conn.row_factory = aiosqlite.Row
-            await self._conn.executescript(SCHEMA)
-            await self._conn.commit()
-
-    async def _one(self, sql: str, args: Iterable[Any]) -> aiosqlite.Row | None:
-        async with self._lock, self._conn.execute(sql, tuple(args)) as cur:
-            return await cur.fetchone()
-
-    async def _all(self, sql: str, args: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._lock, self._conn.execute(sql, tuple(args)) as cur:
-            return list(await cur.fetchall())
-
-    async def _write(self, *statements: tuple[str, Iterable[Any]]) -> int:
-        """Run statements in one transaction; returns the first statement's rowcount."""
-        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
             try:
-                first = -1
-                for sql, args in statements:
-                    cur = await self._conn.execute(sql, tuple(args))
-                    if first < 0:
-                        first = cur.rowcount
+                version = (await self._conn.execute_fetchall("PRAGMA user_version"))[0][0]
+                for number, script in enumerate(MIGRATIONS[version:], version + 1):
+                    for statement in _statements(script):
+                        await self._conn.execute(statement)
+                    await self._conn.execute(f"PRAGMA user_version={number}")
                 await self._conn.commit()
-                return first
             except BaseException:
                 await self._conn.rollback()
                 raise
 
-    @staticmethod
-    def _audit(
+    # -- plumbing -------------------------------------------------------------------------
+    async def _all(self, sql: str, args: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        async with self._lock:
+            return list(await self._conn.execute_fetchall(sql, tuple(args)))
+
+    async def _one(self, sql: str, args: Iterable[Any]) -> aiosqlite.Row | None:
+        rows = await self._all(sql, args)
+        return rows[0] if rows else None
+
+    async def _commit(self, queued: bool) -> None:
+        await self._conn.commit()
+        if queued:
+            self._on_outbox()
+
+    async def _rollback(self) -> None:
+        await self._conn.rollback()
+
+    async def _items(self, items: Sequence[Item], now: float) -> bool:
+        """Queue outbox rows inside the caller's transaction; True when any was written."""
+        for replace in (False, True):
+            rows = [
+                (
+                    i.key,
+                    i.kind,
+                    i.ref,
+                    i.ref or i.key,
+                    i.run_id,
+                    i.interrupt_id,
+                    json.dumps(i.payload),
+                    now,
+                    now,
+                    now,
+                )
+                for i in items
+                if i.replace is replace
+            ]
+            if rows:
+                sql = _INSERT_ITEM + (_REPLACE if replace else _IGNORE)
+                await self._conn.executemany(sql, rows)
+        return bool(items)
+
+    async def _audit_row(
+        self,
         event: str,
         now: float,
         *,
@@ -182,12 +400,10 @@ class Store:
         run_id: str | None = None,
         interrupt_id: str | None = None,
         detail: Any = None,
-        if_changed: bool = False,
-    ) -> tuple[str, tuple[Any, ...]]:
-        """An audit INSERT; ``if_changed`` keeps it only when the previous statement wrote."""
-        return (
+    ) -> None:
+        await self._conn.execute(
             "INSERT INTO bot_audit(at, event, user_id, run_id, interrupt_id, detail) "
-            "SELECT ?,?,?,?,?,?" + (" WHERE changes()=1" if if_changed else ""),
+            "VALUES (?,?,?,?,?,?)",
             (
                 now,
                 event,
@@ -198,7 +414,7 @@ class Store:
             ),
         )
 
-    # runs
+    # -- runs -----------------------------------------------------------------------------
     async def create_run(
         self,
         run_id: str,
@@ -207,20 +423,37 @@ class Store:
         requester: str,
         channel: str,
         now: float,
-    ) -> None:
-        await self._write(
-            (
-                "INSERT INTO bot_runs(run_id, command, input, requester, channel, status, "
-                "created_at, updated_at) VALUES (?,?,?,?,?, 'running', ?, ?)",
-                (run_id, command, json.dumps(input), requester, channel, now, now),
-            ),
-            self._audit(
-                "run_started",
-                now,
-                user=requester,
-                run_id=run_id,
-                detail={"command": command, "input": input},
-            ),
+        response_url: str | None = None,
+    ) -> Run:
+        async with self._lock:
+            try:
+                await self._conn.execute(
+                    "INSERT INTO bot_runs(run_id, command, input, requester, channel, status, "
+                    "response_url, created_at, updated_at) VALUES (:run_id, :command, :input, "
+                    ":requester, :channel, 'running', :url, :now, :now)",
+                    {
+                        "run_id": run_id,
+                        "command": command,
+                        "input": json.dumps(input),
+                        "requester": requester,
+                        "channel": channel,
+                        "url": response_url,
+                        "now": now,
+                    },
+                )
+                await self._audit_row(
+                    "run_started",
+                    now,
+                    user=requester,
+                    run_id=run_id,
+                    detail={"command": command, "input": input},
+                )
+                await self._commit(False)
+            except BaseException:
+                await self._rollback()
+                raise
+        return Run(
+            run_id, command, input, requester, channel, "running", None, None, now, response_url
         )
 
     async def get_run(self, run_id: str) -> Run | None:
@@ -233,69 +466,197 @@ class Store:
         )
         return [_run(r) for r in rows]
 
-    async def set_run_status(
-        self, run_id: str, status: str, now: float, outcome: dict[str, Any] | None = None
+    async def runs_by(self, requester: str, limit: int = 10) -> list[Run]:
+        rows = await self._all(
+            "SELECT * FROM bot_runs WHERE requester=? ORDER BY created_at DESC LIMIT ?",
+            (requester, limit),
+        )
+        return [_run(r) for r in rows]
+
+    async def next_attempt(self, run_id: str) -> int:
+        """Count one more start of a run cut by a restart; returns the new attempt number."""
+        async with self._lock:
+            try:
+                rows = await self._conn.execute_fetchall(
+                    "UPDATE bot_runs SET attempt=attempt+1 WHERE run_id=? RETURNING attempt",
+                    (run_id,),
+                )
+                await self._commit(False)
+            except BaseException:
+                await self._rollback()
+                raise
+        return int(rows[0][0]) if rows else 1
+
+    async def progress(
+        self, run: Run, item: Item, retried: Item, thread: Item | None, now: float
     ) -> None:
-        await self._write(
-            (
-                "UPDATE bot_runs SET status=?, updated_at=?, outcome=COALESCE(?, outcome) "
-                "WHERE run_id=?",
-                (status, now, json.dumps(outcome) if outcome else None, run_id),
-            ),
-        )
+        """A progress line, posted once per key. A key seen before is a step re-run after a
+        crash: ``retried`` (an edit of the earlier reply) is queued instead. ``thread`` is the
+        run's first message, queued when the run has none yet."""
+        async with self._lock:
+            try:
+                if thread is not None:
+                    await self._items([thread], now)
+                    await self._conn.execute(
+                        "UPDATE bot_runs SET thread_key=? WHERE run_id=? AND thread_key IS NULL",
+                        (thread.key, run.run_id),
+                    )
+                cur = await self._conn.execute(
+                    _INSERT_ITEM + _IGNORE,
+                    (
+                        item.key,
+                        item.kind,
+                        item.ref,
+                        item.ref,
+                        item.run_id,
+                        None,
+                        json.dumps(item.payload),
+                        now,
+                        now,
+                        now,
+                    ),
+                )
+                if cur.rowcount != 1:
+                    await self._items([retried], now)
+                await self._commit(True)
+            except BaseException:
+                await self._rollback()
+                raise
 
-    async def set_run_thread(self, run_id: str, channel: str, ts: str) -> None:
-        """Remember the message whose thread carries the run's progress (first one wins)."""
-        await self._write(
-            (
-                "UPDATE bot_runs SET thread_channel=?, thread_ts=? "
-                "WHERE run_id=? AND thread_ts IS NULL",
-                (channel, ts, run_id),
-            ),
-        )
+    async def pause(
+        self,
+        run: Run,
+        interrupts: Sequence[tuple[str, Any]],
+        now: float,
+        render: Callable[[Approval], list[Item]],
+        resumed: str | None = None,
+    ) -> list[Approval]:
+        """The run waits for people: store one approval per interrupt id (a node LangGraph
+        replays raises the same id, stored once, posted once) and queue its message."""
+        opened: list[Approval] = []
+        async with self._lock:
+            try:
+                if resumed:
+                    await self._mark_resumed(resumed, run.run_id, now)
+                thread_key = run.thread_key
+                queued = False
+                for interrupt_id, value in interrupts:
+                    cur = await self._conn.execute(
+                        "INSERT OR IGNORE INTO bot_approvals(interrupt_id, run_id, request, "
+                        "status, created_at) VALUES (?,?,?, 'pending', ?)",
+                        (interrupt_id, run.run_id, json.dumps(value, default=repr), now),
+                    )
+                    if cur.rowcount != 1:
+                        continue
+                    approval = Approval(
+                        interrupt_id,
+                        run.run_id,
+                        value,
+                        "pending",
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        now,
+                    )
+                    opened.append(approval)
+                    await self._audit_row(
+                        "requested",
+                        now,
+                        user=run.requester,
+                        run_id=run.run_id,
+                        interrupt_id=interrupt_id,
+                    )
+                    queued |= await self._items(render(approval), now)
+                    if thread_key is None:
+                        thread_key = f"approval:{interrupt_id}"
+                await self._conn.execute(
+                    "UPDATE bot_runs SET status='waiting', updated_at=?, "
+                    "thread_key=COALESCE(thread_key, ?) WHERE run_id=?",
+                    (now, thread_key, run.run_id),
+                )
+                await self._commit(queued)
+            except BaseException:
+                await self._rollback()
+                raise
+        return opened
 
-    # approvals
-    async def add_approval(
-        self, interrupt_id: str, run_id: str, request: Any, now: float, requester: str
-    ) -> tuple[Approval, bool]:
-        """Insert once per interrupt id (a node LangGraph replays raises the same id again);
-        returns the row and whether this call created it."""
-        inserted = await self._write(
-            (
-                "INSERT OR IGNORE INTO bot_approvals(interrupt_id, run_id, request, status, "
-                "created_at) VALUES (?,?,?, 'pending', ?)",
-                (interrupt_id, run_id, json.dumps(request, default=repr), now),
-            ),
-            self._audit(
-                "requested",
-                now,
-                user=requester,
-                run_id=run_id,
-                interrupt_id=interrupt_id,
-                if_changed=True,
-            ),
-        )
-        approval = await self.get_approval(interrupt_id)
-        assert approval is not None
-        return approval, inserted == 1
+    async def finish(
+        self,
+        run_id: str,
+        status: str,
+        outcome: dict[str, Any],
+        now: float,
+        render: Callable[[Run, list[Approval]], list[Item]],
+        resumed: str | None = None,
+    ) -> None:
+        """End a run and queue the updates that show its outcome, in one transaction."""
+        async with self._lock:
+            try:
+                if resumed:
+                    await self._mark_resumed(resumed, run_id, now)
+                rows = await self._conn.execute_fetchall(
+                    "UPDATE bot_runs SET status=?, updated_at=?, outcome=? WHERE run_id=? "
+                    "RETURNING *",
+                    (status, now, json.dumps(outcome), run_id),
+                )
+                if not rows:
+                    await self._rollback()
+                    return
+                approvals = await self._conn.execute_fetchall(
+                    "SELECT * FROM bot_approvals WHERE run_id=? ORDER BY created_at", (run_id,)
+                )
+                items = render(_run(rows[0]), [_approval(a) for a in approvals])
+                queued = await self._items(items, now)
+                await self._audit_row("run_" + status, now, run_id=run_id, detail=outcome)
+                await self._commit(queued)
+            except BaseException:
+                await self._rollback()
+                raise
 
-    async def set_posted(self, interrupt_id: str, channel: str, ts: str) -> None:
-        await self._write(
-            (
-                "UPDATE bot_approvals SET channel=?, ts=? WHERE interrupt_id=?",
-                (channel, ts, interrupt_id),
-            )
-        )
+    async def fail_approval(
+        self, interrupt_id: str, now: float, reason: str, code: str, items: Sequence[Item]
+    ) -> None:
+        """The approval's message can never be posted: close it and its run, and queue
+        the words that tell the requester."""
+        async with self._lock:
+            try:
+                rows = await self._conn.execute_fetchall(
+                    "UPDATE bot_approvals SET status='failed' WHERE interrupt_id=? "
+                    "AND status='pending' RETURNING run_id",
+                    (interrupt_id,),
+                )
+                if rows:
+                    run_id = rows[0][0]
+                    await self._conn.execute(
+                        "UPDATE bot_runs SET status='failed', updated_at=?, outcome=? "
+                        "WHERE run_id=?",
+                        (now, json.dumps({"status": "failed", "text": reason}), run_id),
+                    )
+                    await self._audit_row(
+                        "post_failed",
+                        now,
+                        run_id=run_id,
+                        interrupt_id=interrupt_id,
+                        detail={"error": code},
+                    )
+                    await self._items(items, now)
+                await self._commit(bool(rows and items))
+            except BaseException:
+                await self._rollback()
+                raise
 
+    # -- approvals ------------------------------------------------------------------------
     async def get_approval(self, interrupt_id: str) -> Approval | None:
         row = await self._one("SELECT * FROM bot_approvals WHERE interrupt_id=?", (interrupt_id,))
         return _approval(row) if row else None
 
-    async def approvals_for_run(self, run_id: str) -> list[Approval]:
-        rows = await self._all(
-            "SELECT * FROM bot_approvals WHERE run_id=? ORDER BY created_at", (run_id,)
-        )
-        return [_approval(r) for r in rows]
+    async def approval_and_run(self, interrupt_id: str) -> tuple[Approval, Run] | None:
+        row = await self._one(_APPROVAL_AND_RUN, (interrupt_id,))
+        return (_approval(row), _run(row, "r_")) if row else None
 
     async def approvals_with_status(self, status: str) -> list[Approval]:
         rows = await self._all(
@@ -313,81 +674,136 @@ class Store:
         )
         return [(_approval(r), r["requester"]) for r in rows]
 
-    async def runs_by(self, requester: str, limit: int = 10) -> list[Run]:
-        rows = await self._all(
-            "SELECT * FROM bot_runs WHERE requester=? ORDER BY created_at DESC LIMIT ?",
-            (requester, limit),
-        )
-        return [_run(r) for r in rows]
-
-    async def vote(
-        self,
-        interrupt_id: str,
-        user: str,
-        choice: str,
-        approves: bool,
-        comment: str | None,
-        required: int,
-        now: float,
-    ) -> VoteResult:
-        """Record a vote and, when it reaches the decision, claim it: one transaction, one
-        conditional UPDATE, so exactly one caller ever sees ``claimed``."""
+    async def record(
+        self, event: str, now: float, items: Sequence[Item] = (), **audit: Any
+    ) -> None:
+        """An audit row and the Slack side effects it causes, together."""
         async with self._lock:
             try:
-                await self._conn.execute(
-                    "INSERT OR REPLACE INTO bot_votes(interrupt_id, user_id, choice, comment, at) "
-                    "SELECT ?,?,?,?,? WHERE EXISTS (SELECT 1 FROM bot_approvals "
-                    "WHERE interrupt_id=? AND status='pending')",
-                    (interrupt_id, user, choice, comment, now, interrupt_id),
-                )
-                async with self._conn.execute(
-                    "SELECT COUNT(*) FROM bot_votes v JOIN bot_approvals a USING (interrupt_id) "
-                    "WHERE v.interrupt_id=? AND a.status='pending' AND v.choice=?",
-                    (interrupt_id, choice),
-                ) as cur:
-                    row = await cur.fetchone()
-                count = row[0] if row else 0
-                claimed = False
-                if not approves or count >= required:
-                    cur = await self._conn.execute(
-                        "UPDATE bot_approvals SET status='decided', choice=?, approved=?, "
-                        "decided_by=?, comment=?, decided_at=? "
-                        "WHERE interrupt_id=? AND status='pending'",
-                        (choice, int(approves), user, comment, now, interrupt_id),
-                    )
-                    claimed = cur.rowcount == 1
-                event = "decided" if claimed else "vote"
-                sql, args = self._audit(
-                    event,
-                    now,
-                    user=user,
-                    interrupt_id=interrupt_id,
-                    detail={"choice": choice, "comment": comment},
-                )
-                await self._conn.execute(sql, args)
-                await self._conn.commit()
+                await self._audit_row(event, now, **audit)
+                queued = await self._items(items, now)
+                await self._commit(queued)
             except BaseException:
-                await self._conn.rollback()
+                await self._rollback()
                 raise
-            async with self._conn.execute(
-                "SELECT * FROM bot_approvals WHERE interrupt_id=?", (interrupt_id,)
-            ) as cur:
-                row = await cur.fetchone()
-        assert row is not None
-        return VoteResult(claimed, _approval(row), count)
 
-    async def mark_resumed(self, interrupt_id: str, now: float) -> None:
-        await self._write(
-            (
-                "UPDATE bot_approvals SET status='resumed' WHERE interrupt_id=? "
-                "AND status='decided'",
-                (interrupt_id,),
-            ),
-            self._audit("resumed", now, interrupt_id=interrupt_id),
+    async def tell(self, items: Sequence[Item], now: float) -> None:
+        """Queue Slack side effects that change no state (an answer to a stale click)."""
+        if not items:
+            return
+        async with self._lock:
+            try:
+                await self._items(items, now)
+                await self._commit(True)
+            except BaseException:
+                await self._rollback()
+                raise
+
+    async def decide(
+        self,
+        interrupt_id: str,
+        now: float,
+        judge: Judge,
+        render: Render,
+        unknown: Callable[[], list[Item]],
+    ) -> VoteResult | None:
+        """One click, one transaction: load the approval and its run, let ``judge`` authorise,
+        record the vote, claim the decision when it is reached (a conditional UPDATE, so
+        exactly one caller ever sees ``claimed``), audit, and queue what ``render`` says Slack
+        must show. Returns the result when a vote was cast."""
+        async with self._lock:
+            try:
+                rows = await self._conn.execute_fetchall(_APPROVAL_AND_RUN, (interrupt_id,))
+                if not rows:
+                    await self._items(unknown(), now)
+                    await self._commit(True)
+                    return None
+                approval, run = _approval(rows[0]), _run(rows[0], "r_")
+                if approval.status != "pending":
+                    await self._items(render(VoteResult(False, approval, run, 0)), now)
+                    await self._commit(True)
+                    return None
+                verdict = judge(approval, run)
+                if isinstance(verdict, Refused):
+                    await self._audit_row(
+                        "refused",
+                        now,
+                        user=verdict.user,
+                        run_id=run.run_id,
+                        interrupt_id=interrupt_id,
+                        detail=verdict.detail,
+                    )
+                    queued = await self._items(verdict.items, now)
+                    await self._commit(queued)
+                    return None
+                result = await self._vote(approval, run, verdict, now)
+                queued = await self._items(render(result), now)
+                await self._commit(queued)
+                return result
+            except BaseException:
+                await self._rollback()
+                raise
+
+    async def _vote(self, approval: Approval, run: Run, b: Ballot, now: float) -> VoteResult:
+        iid = approval.interrupt_id
+        await self._conn.execute(
+            "INSERT OR REPLACE INTO bot_votes(interrupt_id, user_id, choice, comment, at) "
+            "VALUES (?,?,?,?,?)",
+            (iid, b.user, b.choice, b.comment, now),
         )
+        voters = tuple(
+            r[0]
+            for r in await self._conn.execute_fetchall(
+                "SELECT user_id FROM bot_votes WHERE interrupt_id=? AND choice=? ORDER BY at",
+                (iid, b.choice),
+            )
+        )
+        claimed_rows: list[aiosqlite.Row] = []
+        if not b.approves or len(voters) >= b.required:
+            claimed_rows = list(
+                await self._conn.execute_fetchall(
+                    "UPDATE bot_approvals SET status='decided', choice=?, approved=?, "
+                    "decided_by=?, comment=?, decided_at=? "
+                    "WHERE interrupt_id=? AND status='pending' RETURNING *",
+                    (b.choice, int(b.approves), b.user, b.comment, now, iid),
+                )
+            )
+        claimed = bool(claimed_rows)
+        if claimed:
+            await self._conn.execute(
+                "UPDATE bot_runs SET status='running', updated_at=? WHERE run_id=?",
+                (now, run.run_id),
+            )
+            approval = _approval(claimed_rows[0])
+        await self._audit_row(
+            "decided" if claimed else "vote",
+            now,
+            user=b.user,
+            run_id=run.run_id,
+            interrupt_id=iid,
+            detail={"choice": b.choice, "comment": b.comment},
+        )
+        return VoteResult(claimed, approval, run, len(voters), voters)
+
+    async def _mark_resumed(self, interrupt_id: str, run_id: str, now: float) -> None:
+        cur = await self._conn.execute(
+            "UPDATE bot_approvals SET status='resumed' WHERE interrupt_id=? AND status='decided'",
+            (interrupt_id,),
+        )
+        if cur.rowcount == 1:
+            await self._audit_row("resumed", now, run_id=run_id, interrupt_id=interrupt_id)
+
+    async def mark_resumed(self, interrupt_id: str, run_id: str, now: float) -> None:
+        async with self._lock:
+            try:
+                await self._mark_resumed(interrupt_id, run_id, now)
+                await self._commit(False)
+            except BaseException:
+                await self._rollback()
+                raise
 
     async def audit(self, event: str, now: float, **kw: Any) -> None:
-        await self._write(self._audit(event, now, **kw))
+        await self.record(event, now, **kw)
 
     async def audit_events(self, interrupt_id: str | None = None) -> list[dict[str, Any]]:
         if interrupt_id is None:
@@ -397,3 +813,89 @@ class Store:
                 "SELECT * FROM bot_audit WHERE interrupt_id=? ORDER BY id", (interrupt_id,)
             )
         return [dict(r) for r in rows]
+
+    # -- the outbox, for its sender ---------------------------------------------------------
+    async def outbox_open(self, limit: int = 500) -> list[Delivery]:
+        """Undelivered rows, oldest first, with the message each refers to: the sender needs
+        the ones not yet due too, so that a later reply never overtakes an earlier one."""
+        return [_delivery(r) for r in await self._all(_OPEN, (limit,))]
+
+    async def outbox_claim(self, ids: Sequence[int], now: float, lease: float) -> set[int]:
+        """Take rows for sending; a row another process took meanwhile is not returned."""
+        async with self._lock:
+            try:
+                rows = await self._conn.execute_fetchall(
+                    "UPDATE bot_outbox SET status='sending', lease_until=?, updated_at=? "
+                    "WHERE id IN (SELECT value FROM json_each(?)) AND ((status='pending' AND "
+                    "next_at <= ?) OR (status='sending' AND lease_until < ?)) RETURNING id",
+                    (now + lease, now, json.dumps(list(ids)), now, now),
+                )
+                await self._commit(False)
+            except BaseException:
+                await self._rollback()
+                raise
+        return {int(r[0]) for r in rows}
+
+    async def outbox_sent(
+        self, d: Delivery, now: float, channel: str | None = None, ts: str | None = None
+    ) -> None:
+        """Delivered. A newer version queued meanwhile (a coalesced update) stays pending.
+        An approval's post also records where the message landed."""
+        async with self._lock:
+            try:
+                await self._conn.execute(
+                    "UPDATE bot_outbox SET status=CASE WHEN version=? THEN 'sent' ELSE 'pending' "
+                    "END, attempts=attempts+1, channel=COALESCE(?, channel), ts=COALESCE(?, ts), "
+                    "lease_until=NULL, error=NULL, next_at=?, updated_at=? WHERE id=?",
+                    (d.version, channel, ts, now, now, d.id),
+                )
+                if d.kind == "post" and d.key == f"approval:{d.interrupt_id}" and ts:
+                    await self._conn.execute(
+                        "UPDATE bot_approvals SET channel=?, ts=? WHERE interrupt_id=?",
+                        (channel, ts, d.interrupt_id),
+                    )
+                await self._commit(True)
+            except BaseException:
+                await self._rollback()
+                raise
+
+    async def outbox_note_channel(self, d: Delivery, channel: str) -> None:
+        """A DM's conversation is open: remember it so a retry skips conversations.open."""
+        async with self._lock:
+            await self._conn.execute("UPDATE bot_outbox SET channel=? WHERE id=?", (channel, d.id))
+            await self._commit(False)
+
+    async def outbox_retry(self, d: Delivery, now: float, next_at: float, error: str) -> None:
+        async with self._lock:
+            try:
+                await self._conn.execute(
+                    "UPDATE bot_outbox SET status='pending', attempts=attempts+1, next_at=?, "
+                    "lease_until=NULL, error=?, updated_at=? WHERE id=? AND status='sending'",
+                    (next_at, error, now, d.id),
+                )
+                await self._commit(False)
+            except BaseException:
+                await self._rollback()
+                raise
+
+    async def outbox_failed(self, d: Delivery, now: float, error: str) -> None:
+        async with self._lock:
+            try:
+                await self._conn.execute(
+                    "UPDATE bot_outbox SET status='failed', attempts=attempts+1, error=?, "
+                    "lease_until=NULL, updated_at=? WHERE id=?",
+                    (error, now, d.id),
+                )
+                await self._commit(False)
+            except BaseException:
+                await self._rollback()
+                raise
+
+    async def outbox_rows(self) -> list[dict[str, Any]]:
+        """Every outbox row (tests and the operator's eyes)."""
+        return [dict(r) for r in await self._all("SELECT * FROM bot_outbox ORDER BY id")]
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (they hold no semicolons in strings)."""
+    return [s.strip() for s in script.split(";") if s.strip()]

@@ -55,7 +55,7 @@ class Bot:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        await runtime.engine.recover()
+        await runtime.begin()
         return cls(runtime, runner, f"http://127.0.0.1:{port}/slack/events")
 
     async def stop(self) -> None:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.deps import Deps
-from bot.slack import SlackError
 from graphs import GraphSpec, UsageError
 
-log = logging.getLogger(__name__)
-
-NOT_IN_CHANNEL = (
-    "I can't post in this channel yet. Invite me with `/invite @approvals` "
-    "and run the command again."
+IN_A_CHANNEL = (
+    "Approvals happen where everyone can see them: run `{command}` in a channel "
+    "(invite me there with `/invite @approvals`)."
 )
 
 
@@ -25,8 +21,18 @@ def register(app: AsyncApp, deps: Deps) -> None:
         app.command(spec.command)(_listener(spec, deps))
 
 
+def is_direct_message(command: dict[str, Any]) -> bool:
+    """A DM or group DM: nobody but its members could see, or decide, the request."""
+    channel = str(command.get("channel_id") or "")
+    name = str(command.get("channel_name") or "")
+    return channel.startswith("D") or name == "directmessage" or name.startswith("mpdm-")
+
+
 def _listener(spec: GraphSpec, deps: Deps) -> Callable[..., Awaitable[None]]:
-    async def on_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+    async def on_command(ack: AsyncAck, command: dict[str, Any]) -> None:
+        if is_direct_message(command):
+            await ack(text=IN_A_CHANNEL.format(command=spec.command), response_type="ephemeral")
+            return
         try:
             args = spec.parse(command.get("text") or "")
         except UsageError as exc:
@@ -34,27 +40,14 @@ def _listener(spec: GraphSpec, deps: Deps) -> Callable[..., Awaitable[None]]:
             return
         await ack()
         deps.tasks.spawn(
-            _start(deps, spec, args, command, respond),
-            f"start {spec.command} by {command.get('user_id')}",
+            deps.engine.start(
+                spec.command,
+                args,
+                command["user_id"],
+                command["channel_id"],
+                command.get("response_url"),
+            ),
+            f"start {spec.command} by {command['user_id']}",
         )
 
     return on_command
-
-
-async def _start(
-    deps: Deps,
-    spec: GraphSpec,
-    args: dict[str, Any],
-    command: dict[str, Any],
-    respond: AsyncRespond,
-) -> None:
-    try:
-        await deps.engine.start(spec.command, args, command["user_id"], command["channel_id"])
-    except SlackError as exc:
-        log.warning("%s in %s: Slack said %s", spec.command, command["channel_id"], exc.code)
-        text = (
-            NOT_IN_CHANNEL
-            if exc.code in ("not_in_channel", "channel_not_found")
-            else f"Sorry, Slack refused my message ({exc.code}). Nothing was started."
-        )
-        await respond(text=text, response_type="ephemeral")

@@ -1,5 +1,6 @@
-"""The store's claim on a real SQLite file: one claim per approval, whatever the concurrency,
-and votes counted per person when several approvals are needed."""
+"""The store on a real SQLite file: one claim per approval whatever the concurrency, votes
+counted per person, interrupts stored once, and outbox rows written with the change that
+causes them (coalesced by key, a replaced row moving to the back of the queue)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,22 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from bot.store import Store
+from bot.store import Approval, Ballot, Item, Run, Store, VoteResult
+
+
+def ballot(user: str, choice: str = "approve", required: int = 1, comment: str | None = None):
+    def judge(_a: Approval, _r: Run) -> Ballot:
+        return Ballot(user, choice, choice == "approve", comment, required)
+
+    return judge
+
+
+def nothing(_: VoteResult) -> list[Item]:
+    return []
+
+
+async def vote(store: Store, user: str, choice: str = "approve", required: int = 1, at=3.0):
+    return await store.decide("i1", at, ballot(user, choice, required), nothing, list)
 
 
 @pytest.fixture
@@ -18,39 +34,67 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     async with aiosqlite.connect(tmp_path / "s.db") as conn:
         s = Store(conn, asyncio.Lock())
         await s.setup()
-        await s.create_run("r1", "/deploy", {"service": "api"}, "U0ALICE", "C0DEPLOYS", 1.0)
-        await s.add_approval("i1", "r1", {"kind": "x"}, 2.0, "U0ALICE")
+        run = await s.create_run("r1", "/deploy", {"service": "api"}, "U0ALICE", "C0DEPLOYS", 1.0)
+        await s.pause(run, [("i1", {"kind": "x"})], 2.0, lambda a: [])
         yield s
 
 
 async def test_exactly_one_of_many_concurrent_votes_claims(store: Store) -> None:
-    results = await asyncio.gather(
-        *(store.vote("i1", f"U{n}", "approve", True, None, 1, 3.0) for n in range(50))
-    )
-    assert sum(r.claimed for r in results) == 1
-    winner = next(r for r in results if r.claimed)
+    results = await asyncio.gather(*(vote(store, f"U{n}") for n in range(50)))
+    claimed = [r for r in results if r is not None and r.claimed]
+    assert len(claimed) == 1
     approval = await store.get_approval("i1")
     assert approval is not None and approval.status == "decided"
-    assert approval.decided_by == winner.approval.decided_by
+    assert approval.decided_by == claimed[0].approval.decided_by
     events = [e["event"] for e in await store.audit_events("i1")]
     assert events.count("decided") == 1 and events.count("requested") == 1
 
 
 async def test_two_approvals_needed_counts_people_not_clicks(store: Store) -> None:
-    first = await store.vote("i1", "U0BOB", "approve", True, None, 2, 3.0)
-    again = await store.vote("i1", "U0BOB", "approve", True, None, 2, 3.1)
-    assert not first.claimed and not again.claimed and again.approvals == 1
-    second = await store.vote("i1", "U0DAN", "approve", True, "lgtm", 2, 3.2)
-    assert second.claimed and second.approval.decided_by == "U0DAN"
+    first = await vote(store, "U0BOB", required=2)
+    again = await vote(store, "U0BOB", required=2, at=3.1)
+    assert first and again and not first.claimed and not again.claimed
+    assert again.approvals == 1
+    second = await vote(store, "U0DAN", required=2, at=3.2)
+    assert second and second.claimed and second.approval.decided_by == "U0DAN"
+    assert second.voters == ("U0BOB", "U0DAN")
 
 
 async def test_one_reject_decides_and_late_votes_change_nothing(store: Store) -> None:
-    assert (await store.vote("i1", "U0BOB", "reject", False, "no", 2, 3.0)).claimed
-    late = await store.vote("i1", "U0DAN", "approve", True, None, 1, 4.0)
-    assert not late.claimed and late.approval.choice == "reject"
+    first = await vote(store, "U0BOB", "reject", required=2)
+    assert first and first.claimed
+    assert await vote(store, "U0DAN", at=4.0) is None  # not pending: render only
+    approval = await store.get_approval("i1")
+    assert approval and approval.choice == "reject"
 
 
 async def test_adding_the_same_interrupt_twice_keeps_one_row(store: Store) -> None:
-    again, created = await store.add_approval("i1", "r1", {"kind": "x"}, 9.0, "U0ALICE")
-    assert not created and again.created_at == 2.0
+    run = await store.get_run("r1")
+    assert run is not None
+    again = await store.pause(run, [("i1", {"kind": "x"})], 9.0, lambda a: [])
+    assert again == []
     assert [e["event"] for e in await store.audit_events("i1")] == ["requested"]
+
+
+async def test_a_replaced_update_coalesces_and_moves_behind_later_rows(store: Store) -> None:
+    update = Item("update", {"text": "v1"}, key="update:m", ref="m", replace=True)
+    await store.tell([Item("post", {"text": "m"}, key="m"), update], 1.0)
+    await store.tell([Item("post", {"text": "reply"}, key="r", ref="m")], 2.0)
+    await store.tell([Item("update", {"text": "v2"}, key="update:m", ref="m", replace=True)], 3.0)
+    rows = await store.outbox_open()
+    assert [(d.key, d.payload["text"], d.version) for d in rows] == [
+        ("m", "m", 1),
+        ("r", "reply", 1),
+        ("update:m", "v2", 2),
+    ]
+
+
+async def test_a_row_is_claimed_by_one_sender_until_its_lease_runs_out(store: Store) -> None:
+    await store.tell([Item("ephemeral", {"channel": "C1", "user": "U1", "text": "x"})], 1.0)
+    (row,) = await store.outbox_open()
+    first, second = await asyncio.gather(
+        store.outbox_claim([row.id], 1.0, lease=10), store.outbox_claim([row.id], 1.0, lease=10)
+    )
+    assert sorted([len(first), len(second)]) == [0, 1]
+    assert await store.outbox_claim([row.id], 5.0, lease=10) == set()
+    assert await store.outbox_claim([row.id], 12.0, lease=10) == {row.id}  # the sender died

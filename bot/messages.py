@@ -1,0 +1,139 @@
+"""What the engine wants Slack to show, as outbox items. Pure: Block Kit comes from ``blocks``,
+wording for people from here, and nothing is sent until the outbox sends it.
+
+Message keys name Slack messages before they exist: ``approval:<interrupt id>`` is an
+approval's channel message, ``run:<run id>`` a run's own first message when it has progress
+before any approval, ``progress:<run>:<task>:<n>`` one progress reply.
+"""
+
+from __future__ import annotations
+
+from bot import blocks
+from bot.protocol import ApprovalRequest
+from bot.slack import SlackError
+from bot.store import Approval, Item, Run
+
+INVITE = "I can't post in <#{channel}>: invite me with `/invite @approvals`, then run it again."
+CHANNEL_GONE = "I can't find <#{channel}> any more, so I could not post your request there."
+TOKEN_REFUSED = (
+    "Slack refused my credentials, so I could not post your request. "
+    "Whoever runs this bot needs to check its token."
+)
+SLACK_DOWN = (
+    "Slack kept failing while I tried to post your request, so I gave up. "
+    "Nothing was started; please run it again."
+)
+REFUSED_OTHER = "Slack would not let me post your request, so nothing was started."
+MODAL_LATE = (
+    "Slack took too long to pass on your click, so the form could not open. Please click again."
+)
+MODAL_SLACK_DOWN = (
+    "Slack is having trouble right now, so the form could not open. Please try again in a minute."
+)
+MODAL_TOKEN = (
+    "Slack refused my credentials, so the form could not open. "
+    "Whoever runs this bot needs to check its token."
+)
+MODAL_OTHER = "Slack would not open the form. Please try again, or ask whoever runs this bot."
+RUN_FAILED = (
+    "The run stopped with an internal error. Nothing more will happen; "
+    "the operator's log has the details (run {run_id})."
+)
+
+
+def approval_key(interrupt_id: str) -> str:
+    return f"approval:{interrupt_id}"
+
+
+def approval_post(run: Run, approval: Approval, request: ApprovalRequest) -> Item:
+    text, blks = blocks.approval_message(
+        request, approval.interrupt_id, run.requester, approval.created_at
+    )
+    return Item(
+        "post",
+        {"channel": run.channel, "text": text, "blocks": blks},
+        key=approval_key(approval.interrupt_id),
+        run_id=run.run_id,
+        interrupt_id=approval.interrupt_id,
+    )
+
+
+def approval_update(
+    run: Run,
+    approval: Approval,
+    request: ApprovalRequest,
+    state: blocks.MessageState,
+) -> Item:
+    """The message's newest content; later updates of the same message replace this one."""
+    text, blks = blocks.approval_message(
+        request, approval.interrupt_id, run.requester, approval.created_at, state
+    )
+    key = approval_key(approval.interrupt_id)
+    return Item(
+        "update",
+        {"text": text, "blocks": blks},
+        key=f"update:{key}",
+        ref=key,
+        replace=True,
+        run_id=run.run_id,
+        interrupt_id=approval.interrupt_id,
+    )
+
+
+def ephemeral(channel: str, user: str, text: str, run_id: str | None = None) -> Item:
+    return Item("ephemeral", {"channel": channel, "user": user, "text": text}, run_id=run_id)
+
+
+def run_thread(run: Run, command_line: str) -> Item:
+    """A run's own first message, for progress that comes before any approval."""
+    text = f"⏳ `{blocks.escape(command_line)}` started by <@{run.requester}>"
+    return Item(
+        "post", {"channel": run.channel, "text": text}, key=f"run:{run.run_id}", run_id=run.run_id
+    )
+
+
+def progress(run_id: str, thread_key: str, key: str, line: str) -> tuple[Item, Item]:
+    """A progress reply, and the edit that replaces it when its step re-runs after a crash."""
+    text = blocks.progress_reply(line)
+    reply = Item("post", {"text": text}, key=key, ref=thread_key, run_id=run_id)
+    retried = Item(
+        "update",
+        {"text": blocks.progress_reply(line + " (retried after a restart)")},
+        key=f"update:{key}",
+        ref=key,
+        replace=True,
+        run_id=run_id,
+    )
+    return reply, retried
+
+
+def tell_requester(run: Run, text: str) -> Item:
+    """Reach the requester privately: through their command's response_url while it lives,
+    else by DM."""
+    if run.response_url:
+        return Item("respond", {"url": run.response_url, "text": text}, run_id=run.run_id)
+    return Item("dm", {"user": run.requester, "text": text}, run_id=run.run_id)
+
+
+def post_refused(run: Run, error: SlackError) -> str:
+    """Plain words for an approval message Slack will never take."""
+    if error.code in ("not_in_channel", "is_archived", "restricted_action"):
+        return INVITE.format(channel=run.channel)
+    if error.code == "channel_not_found":
+        return CHANNEL_GONE.format(channel=run.channel)
+    if error.code in ("invalid_auth", "not_authed", "account_inactive", "token_revoked"):
+        return TOKEN_REFUSED
+    if error.transient:
+        return SLACK_DOWN
+    return REFUSED_OTHER
+
+
+def modal_refused(error: SlackError) -> str:
+    """Plain words for a modal Slack would not open."""
+    if error.code in ("expired_trigger_id", "exchanged_trigger_id", "invalid_trigger_id"):
+        return MODAL_LATE
+    if error.transient:
+        return MODAL_SLACK_DOWN
+    if error.code in ("invalid_auth", "not_authed", "account_inactive", "token_revoked"):
+        return MODAL_TOKEN
+    return MODAL_OTHER

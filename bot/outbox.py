@@ -1,0 +1,329 @@
+"""Delivers the outbox: every Slack side effect the engine decided on, durably.
+
+Rows were written in the same transaction as the state change that caused them, so a crash or
+a Slack outage can delay a message but never lose it. The sender:
+
+- retries every transient failure (429 with its Retry-After, 5xx with any body, resets,
+  timeouts) with capped exponential backoff, for ``retry_for`` seconds, not three tries;
+- paces itself to Slack's limits (``Pacer``), so a burst queues instead of earning 429s;
+- keeps order: a row waits for the message it refers to (an update for its post's ``ts``, a
+  reply for its thread), and rows of one lane (a thread) go one at a time, oldest first;
+- sends only the newest content of a message that was updated several times (the store
+  coalesces by key);
+- takes rows with a conditional UPDATE and a lease, so two processes never send one row, and
+  a row whose sender died is taken again when its lease runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from bot.slack import SlackError, SlackPort
+from bot.store import Delivery, Store
+
+log = logging.getLogger(__name__)
+
+# Requests per minute (Slack's tiers); chat.postMessage is paced per channel instead.
+TIER_PER_MINUTE = {2: 20, 3: 50, 4: 100}
+METHOD_TIER = {
+    "chat.update": 3,
+    "chat.postEphemeral": 4,
+    "conversations.open": 3,
+    "views.publish": 4,
+    "usergroups.users.list": 2,
+}
+POST_PER_SECOND = 1.0  # chat.postMessage, per channel
+POST_BURST = 3
+
+KIND_METHOD = {
+    "post": "chat.postMessage",
+    "update": "chat.update",
+    "ephemeral": "chat.postEphemeral",
+    "dm": "chat.postMessage",
+    "publish": "views.publish",
+    "respond": "",  # response_url: not a Web API method, not rate limited the same way
+}
+
+
+@dataclass
+class _Bucket:
+    capacity: float
+    per_second: float
+    tokens: float
+    at: float
+    paused_until: float = 0.0
+
+
+@dataclass
+class Pacer:
+    """Token buckets per Slack method (per channel for chat.postMessage), on the injected
+    clock. ``delay`` says how long a call must wait; ``take`` spends a token; ``pause`` stops a
+    bucket after a 429 for the Retry-After Slack gave."""
+
+    clock: Callable[[], float]
+    enabled: bool = True
+    buckets: dict[str, _Bucket] = field(default_factory=dict)
+
+    def _bucket(self, method: str, channel: str) -> _Bucket | None:
+        if method == "chat.postMessage":
+            key, capacity, rate = f"{method}:{channel}", POST_BURST, POST_PER_SECOND
+        elif method in METHOD_TIER:
+            per_minute = TIER_PER_MINUTE[METHOD_TIER[method]]
+            key, capacity, rate = method, float(per_minute), per_minute / 60
+        else:
+            return None
+        now = self.clock()
+        b = self.buckets.get(key)
+        if b is None:
+            b = self.buckets[key] = _Bucket(capacity, rate, capacity, now)
+        b.tokens = min(b.capacity, b.tokens + max(0.0, now - b.at) * b.per_second)
+        b.at = now
+        return b
+
+    def delay(self, method: str, channel: str = "") -> float:
+        b = self._bucket(method, channel) if method else None
+        if b is None:
+            return 0.0
+        wait = max(0.0, b.paused_until - self.clock())
+        if not self.enabled:
+            return wait
+        return max(wait, 0.0 if b.tokens >= 1 else (1 - b.tokens) / b.per_second)
+
+    def take(self, method: str, channel: str = "") -> None:
+        b = self._bucket(method, channel) if method else None
+        if b is not None:
+            b.tokens -= 1
+
+    def pause(self, method: str, channel: str, seconds: float) -> None:
+        b = self._bucket(method, channel) if method else None
+        if b is not None:
+            b.paused_until = max(b.paused_until, self.clock() + seconds)
+            b.tokens = min(b.tokens, 0.0)
+
+
+@dataclass(frozen=True)
+class OutboxOptions:
+    retry_for: float = 3600.0  # give a transient failure this long before calling it permanent
+    backoff_first: float = 0.5
+    backoff_max: float = 30.0
+    lease: float = 25.0  # longer than the longest single delivery (two calls and their timeouts)
+    concurrency: int = 16
+    batch: int = 500
+    idle_poll: float = 30.0  # rows another process queued are seen at least this often
+
+
+FailureHandler = Callable[[Delivery, SlackError], Awaitable[None]]
+
+
+class Outbox:
+    def __init__(
+        self,
+        store: Store,
+        slack: SlackPort,
+        on_failed: FailureHandler,
+        *,
+        clock: Callable[[], float] = time.time,
+        pacer: Pacer | None = None,
+        options: OutboxOptions = OutboxOptions(),
+    ) -> None:
+        self._store = store
+        self._slack = slack
+        self._on_failed = on_failed
+        self._clock = clock
+        self.pacer = pacer or Pacer(clock)
+        self._options = options
+        self._wake = asyncio.Event()
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._lanes: set[str] = set()
+        self._stopping = False
+        self._loop: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Something was queued or delivered: look again now."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._loop is None:
+            self._loop = asyncio.create_task(self._run(), name="outbox")
+
+    async def stop(self, grace: float) -> int:
+        """Deliver what is due for up to ``grace`` seconds, then stop; returns how many
+        deliveries were cut (their rows are sent again on the next start)."""
+        if self._loop is None:
+            return 0
+        deadline = asyncio.get_running_loop().time() + grace
+        while self._inflight and asyncio.get_running_loop().time() < deadline:
+            await asyncio.wait(
+                set(self._inflight.values()),
+                timeout=max(0.0, deadline - asyncio.get_running_loop().time()),
+            )
+        self._stopping = True
+        self._wake.set()
+        late = list(self._inflight.values())
+        for task in late:
+            task.cancel()
+        await asyncio.gather(self._loop, *late, return_exceptions=True)
+        self._loop = None
+        return len(late)
+
+    # -- the loop ---------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                wait = await self._dispatch()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the DB went away mid-shutdown, or a bug: keep going
+                log.error("outbox: dispatch failed: %s", exc)
+                wait = 1.0
+            if self._stopping:
+                break
+            try:
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    async def _dispatch(self) -> float:
+        """Start every delivery that may go now; returns how long to sleep at most."""
+        now = self._clock()
+        rows = await self._store.outbox_open(self._options.batch)
+        blocked: set[str] = set(self._lanes)
+        ready: list[Delivery] = []
+        wait = self._options.idle_poll
+        parents_failed: list[Delivery] = []
+        for d in rows:
+            lane = d.lane
+            if d.id in self._inflight or (lane is not None and lane in blocked):
+                continue
+            if lane is not None:
+                blocked.add(lane)  # later rows of this lane wait for this one
+            if d.status == "sending":
+                if d.lease_until is not None and d.lease_until > now:
+                    wait = min(wait, d.lease_until - now)
+                    continue
+            elif d.next_at > now:
+                wait = min(wait, d.next_at - now)
+                continue
+            if d.ref is not None and d.ref_status == "failed":
+                parents_failed.append(d)
+                continue
+            if d.ref is not None and d.ref_ts is None:
+                continue  # its message is not in Slack yet; that post's success wakes us
+            if len(self._inflight) + len(ready) >= self._options.concurrency:
+                wait = min(wait, self._options.idle_poll)
+                break
+            method, channel = self._method(d)
+            delay = self.pacer.delay(method, channel)
+            if delay > 0:
+                wait = min(wait, delay)
+                continue
+            self.pacer.take(method, channel)
+            ready.append(d)
+        for d in parents_failed:
+            await self._store.outbox_failed(d, now, "parent_failed")
+            log.info("outbox: %s %s dropped: its message was never posted", d.kind, d.key)
+        if ready:
+            taken = await self._store.outbox_claim([d.id for d in ready], now, self._options.lease)
+            for d in ready:
+                if d.id in taken:
+                    if d.lane is not None:
+                        self._lanes.add(d.lane)
+                    self._inflight[d.id] = asyncio.create_task(
+                        self._deliver(d), name=f"outbox-{d.id}"
+                    )
+        return max(0.0, wait)
+
+    @staticmethod
+    def _method(d: Delivery) -> tuple[str, str]:
+        method = KIND_METHOD.get(d.kind, "")
+        if d.kind == "post":
+            return method, str(d.payload.get("channel") or d.ref_channel or "")
+        if d.kind == "dm":
+            return ("chat.postMessage", d.channel) if d.channel else ("conversations.open", "")
+        return method, ""
+
+    async def _deliver(self, d: Delivery) -> None:
+        try:
+            channel, ts = await self._send(d)
+        except asyncio.CancelledError:
+            raise
+        except SlackError as exc:
+            await self._failed(d, exc)
+        except Exception as exc:  # a bug in a payload: do not retry it forever
+            log.error("outbox: %s row %s could not be sent: %r", d.kind, d.id, exc)
+            await self._failed(d, SlackError(f"unexpected_{type(exc).__name__}"))
+        else:
+            await self._store.outbox_sent(d, self._clock(), channel, ts)
+        finally:
+            self._inflight.pop(d.id, None)
+            if d.lane is not None:
+                self._lanes.discard(d.lane)
+            self._wake.set()
+
+    async def _send(self, d: Delivery) -> tuple[str | None, str | None]:
+        """One delivery: the Web API call(s) its kind needs."""
+        p: Mapping[str, object] = d.payload
+        text = str(p.get("text") or "")
+        blocks = p.get("blocks")  # type: ignore[assignment]
+        if d.kind == "post":
+            channel = str(p.get("channel") or d.ref_channel or "")
+            thread_ts = d.ref_ts if d.ref else None
+            return await self._slack.post(channel, text, blocks, thread_ts)  # type: ignore[arg-type]
+        if d.kind == "update":
+            await self._slack.update(str(d.ref_channel), str(d.ref_ts), text, blocks)  # type: ignore[arg-type]
+            return None, None
+        if d.kind == "ephemeral":
+            await self._slack.ephemeral(str(p["channel"]), str(p["user"]), text)
+            return None, None
+        if d.kind == "dm":
+            channel = d.channel
+            if channel is None:
+                channel = await self._slack.open_dm(str(p["user"]))
+                await self._store.outbox_note_channel(d, channel)
+                self.pacer.take("chat.postMessage", channel)
+            return await self._slack.post(channel, text, blocks)  # type: ignore[arg-type]
+        if d.kind == "publish":
+            await self._slack.publish_home(str(p["user"]), p["view"])  # type: ignore[arg-type]
+            return None, None
+        if d.kind == "respond":
+            await self._slack.respond(str(p["url"]), text)
+            return None, None
+        raise SlackError(f"unknown_kind_{d.kind}")
+
+    async def _failed(self, d: Delivery, exc: SlackError) -> None:
+        now = self._clock()
+        method, channel = self._method(d)
+        if exc.retry_after:
+            self.pacer.pause(method, channel, exc.retry_after)
+        if exc.transient and now - d.created_at < self._options.retry_for:
+            backoff = min(
+                self._options.backoff_max, self._options.backoff_first * 2 ** min(d.attempts, 20)
+            )
+            delay = max(exc.retry_after, backoff * random.uniform(0.8, 1.2))
+            log.info(
+                "outbox: %s for run %s failed (%s), attempt %d; again in %.1f s",
+                d.kind,
+                d.run_id,
+                exc.code,
+                d.attempts + 1,
+                delay,
+            )
+            await self._store.outbox_retry(d, now, now + delay, exc.code)
+            return
+        await self._store.outbox_failed(d, now, exc.code)
+        log.warning(
+            "outbox: gave up on %s %s for run %s after %d attempt(s): %s",
+            d.kind,
+            d.key or d.id,
+            d.run_id,
+            d.attempts + 1,
+            exc.code,
+        )
+        await self._on_failed(d, exc)
