@@ -68,9 +68,10 @@ class SlackPort(Protocol):
 
 def web_client(token: str, base_url: str, session: aiohttp.ClientSession) -> AsyncWebClient:
     """The Web API client on one shared HTTP session (slack_sdk opens a new session, and a new
-    TCP connection, per call otherwise). No retry handlers: the outbox retries durably, for
-    minutes, and paces itself from ``Retry-After``; an inline retry would hide both."""
-    return AsyncWebClient(token=token, base_url=base_url, session=session)
+    TCP connection, per call otherwise). No retry handlers, not even slack_sdk's default one
+    for resets: the outbox retries durably, for minutes, and paces itself from
+    ``Retry-After``; an inline retry would hide both."""
+    return AsyncWebClient(token=token, base_url=base_url, session=session, retry_handlers=[])
 
 
 def http_session(timeout: float) -> aiohttp.ClientSession:

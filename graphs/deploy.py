@@ -7,19 +7,24 @@ free of Slack: the bot forwards each progress line as a reply in the approval me
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 
 from graphs.approval import APPROVE, REJECT, Decision, request_approval
 
-SERVICE_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-VERSION_RE = re.compile(r"v?\d+\.\d+\.\d+(?:-[0-9A-Za-z][0-9A-Za-z.-]*)?(?:\+[0-9A-Za-z.-]+)?")
+# ASCII only: "\d" would also take mathematical bold or Arabic-Indic digits.
+SERVICE_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}", re.ASCII)
+VERSION_RE = re.compile(
+    r"v?[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z][0-9A-Za-z.-]*)?(?:\+[0-9A-Za-z.-]+)?", re.ASCII
+)
 VERSION_MAX = 64
 USAGE = "/deploy <service> <version> [env]"
 
@@ -59,6 +64,16 @@ def parse_args(text: str, envs: Sequence[str], default_env: str = "staging") -> 
 
 
 @dataclass(frozen=True)
+class Step:
+    """Which attempt of which step this is. A step cut by a crash runs again from its start
+    when the bot restarts: ``key`` stays the same, ``attempt`` grows, so the deploy behind it
+    can tell a repeat from a new deploy."""
+
+    key: str = "local"
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
 class DeployResult:
     ok: bool
     detail: str
@@ -71,7 +86,9 @@ class DeployBackend(Protocol):
     """Runs one deploy, reporting progress lines; returns how it went (never raises for a
     failed deploy: a failure is an outcome, not a crash)."""
 
-    async def deploy(self, args: DeployArgs, progress: Progress) -> DeployResult: ...
+    async def deploy(
+        self, args: DeployArgs, progress: Progress, step: Step = Step()
+    ) -> DeployResult: ...
 
 
 @dataclass(frozen=True)
@@ -81,9 +98,11 @@ class SimulatedBackend:
     steps: Sequence[str] = ("Pulling image", "Rolling out", "Running health checks")
     step_seconds: float = 1.0
 
-    async def deploy(self, args: DeployArgs, progress: Progress) -> DeployResult:
-        for i, step in enumerate(self.steps, 1):
-            progress(f"{step}… ({i}/{len(self.steps)})")
+    async def deploy(
+        self, args: DeployArgs, progress: Progress, step: Step = Step()
+    ) -> DeployResult:
+        for i, name in enumerate(self.steps, 1):
+            progress(f"{name}… ({i}/{len(self.steps)})")
             await asyncio.sleep(self.step_seconds)
         return DeployResult(True, f"{args.service} {args.version} is live on {args.env}")
 
@@ -93,19 +112,29 @@ class CommandBackend:
     """Runs a configured argv (no shell), streaming its output lines as progress.
 
     Placeholders ``{service}``, ``{version}`` and ``{env}`` are filled per argument; the values
-    were validated by ``parse_args``, and no shell ever sees them.
+    were validated by ``parse_args``, and no shell ever sees them. The command's environment
+    carries ``DEPLOY_IDEMPOTENCY_KEY`` (the same for every attempt of this run's deploy) and
+    ``DEPLOY_ATTEMPT`` (1, then 2 after a restart cut the first one), so a script can make a
+    repeated deploy safe.
     """
 
     argv: Sequence[str]
     timeout_seconds: float = 900.0
     max_progress_lines: int = 50
 
-    async def deploy(self, args: DeployArgs, progress: Progress) -> DeployResult:
+    async def deploy(
+        self, args: DeployArgs, progress: Progress, step: Step = Step()
+    ) -> DeployResult:
         values = {"service": args.service, "version": args.version, "env": args.env}
         argv = [part.format_map(values) for part in self.argv]
+        env = {
+            **os.environ,
+            "DEPLOY_IDEMPOTENCY_KEY": step.key,
+            "DEPLOY_ATTEMPT": str(step.attempt),
+        }
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
             )
         except OSError as exc:
             return DeployResult(False, f"could not start {argv[0]}: {exc.strerror or exc}")
@@ -179,11 +208,13 @@ def build_graph(options: DeployOptions) -> StateGraph:
         )
         return {"decision": decision.__dict__}
 
-    async def deploy(state: DeployState) -> DeployState:
+    async def deploy(state: DeployState, config: RunnableConfig) -> DeployState:
         write = get_stream_writer()
         args = DeployArgs(state["service"], state["version"], state["env"])
+        conf = config.get("configurable", {})
+        step = Step(f"{conf.get('thread_id', 'local')}:deploy", int(conf.get("run_attempt", 1)))
         started = time.monotonic()
-        result = await options.backend.deploy(args, lambda line: write({"progress": line}))
+        result = await options.backend.deploy(args, lambda line: write({"progress": line}), step)
         return {
             "result": {
                 "ok": result.ok,

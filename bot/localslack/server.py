@@ -21,7 +21,7 @@ from .model import APP_ID, Conversation, User, Workspace
 from .persist import Persistence
 from .socketmode import SocketMode
 from .ui import HEARTBEAT_SECONDS, UiApi
-from .webapi import Call, WebApi
+from .webapi import Call, OutageMode, WebApi
 
 T = TypeVar("T")
 
@@ -88,6 +88,7 @@ class LocalSlack:
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
         self._persistence = Persistence(self.model, state_path) if state_path else None
+        self._loaded = False  # persistence loads once, not on every restart
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -109,10 +110,15 @@ class LocalSlack:
         return self.url + "/api/"
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Serve on host:port (0 = ephemeral) and return the base URL."""
+        """Serve on host:port (0 = ephemeral) and return the base URL. After `stop` it may
+        start again (the same port: a restart the page and the bot must ride out); the
+        workspace state is kept."""
         if self._persistence:
-            self._persistence.load()
+            if not self._loaded:
+                self._persistence.load()
+                self._loaded = True
             self._persistence.start()
+        self.ui.open()
         self._runner = web.AppRunner(self.web_app, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -123,10 +129,9 @@ class LocalSlack:
 
     async def stop(self) -> None:
         """Close streams, sockets and the server; never hangs on open connections."""
-        self.api.release()
-        if self._persistence:
+        self.api.close()
+        if self._persistence and self._runner is not None:
             await self._persistence.stop()
-            self._persistence = None
         await self.ui.close()
         await self.socket.close()
         await self.callbacks.close()
@@ -348,21 +353,73 @@ class LocalSlack:
         retry_after: int = 1,
         times: int = 1,
         error: str | None = None,
+        *,
+        non_json: bool = False,
+        body: str | None = None,
+        content_type: str = "text/html",
     ) -> None:
-        """The next `times` calls to `method` fail: 429 ratelimited (+Retry-After), 5xx,
-        or with `error` any Slack error code."""
-        self.api.fail_next(method, status, retry_after, times, error)
+        """The next `times` calls to `method` fail, not applied: 429 ratelimited
+        (+Retry-After), 5xx, or `status=200, error="message_not_found"` for any Slack error
+        code as `ok: false`. `non_json=True` answers a load balancer's HTML page instead of
+        JSON; `body` sends that text verbatim as `content_type`."""
+        self.api.fail_next(
+            method,
+            status,
+            retry_after,
+            times,
+            error,
+            non_json=non_json,
+            body=body,
+            content_type=content_type,
+        )
+
+    def reset_next(
+        self, method: str, *, after: bool = False, times: int = 1, rst: bool = True
+    ) -> None:
+        """The next `times` calls to `method` get no answer: the connection is reset.
+        `after=True` applies the call first (the answer is lost; a retry duplicates it).
+        `rst=False` closes the connection cleanly instead of a TCP reset."""
+        self.api.reset_next(method, after=after, times=times, rst=rst)
+
+    def delay_next(self, method: str, seconds: float, *, times: int = 1) -> None:
+        """The next `times` calls to `method` are answered after `seconds` of real time and
+        applied only then, even when the client timed out meanwhile (see WebApi.delay_next)."""
+        self.api.delay_next(method, seconds, times=times)
+
+    def outage(self, seconds: float | None = None, mode: OutageMode = "hang") -> None:
+        """Every Web API method is down for `seconds` (None: until `release()`/`end_outage()`).
+        mode "hang": calls wait, then go through when it ends; "error": a non-JSON 503;
+        "reset": the connection is dropped. Error and reset calls are not applied."""
+        self.api.outage(seconds, mode)
+
+    def hold_all(self, seconds: float | None = None) -> None:
+        """Park every Web API call for `seconds` or until `release()`: `outage(mode="hang")`."""
+        self.api.outage(seconds, "hang")
+
+    def end_outage(self) -> None:
+        """End an outage now (parked calls go through)."""
+        self.api.end_outage()
+
+    @property
+    def in_outage(self) -> bool:
+        """Whether an outage is on (it ends by its timer, `end_outage` or `release()`)."""
+        return self.api.in_outage
 
     def hold(self, method: str) -> None:
         """Park calls of a Web API method until `release` (see WebApi.hold)."""
         self.api.hold(method)
 
     def release(self, method: str | None = None) -> None:
+        """Let parked calls of `method` through; None: every method, and end any outage."""
         self.api.release(method)
 
     def holding(self, method: str) -> int:
-        """How many calls of `method` are parked right now."""
+        """How many calls of `method` are parked right now (hold, outage, delay_next)."""
         return self.api.holding.get(method, 0)
+
+    def faults(self, method: str | None = None) -> list[Call]:
+        """Recorded calls that got an injected fault (see Call.fault), of one method or all."""
+        return [c for c in self.api.calls if c.fault and method in (None, c.method)]
 
     def set_rate_limits(self, enabled: bool, methods: Iterable[str] | None = None) -> None:
         """Turn Slack's per-method tier limits on or off (off by default), for every method

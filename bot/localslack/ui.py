@@ -75,6 +75,10 @@ class UiApi:
             web.post("/ui/close", self.close_view),
         ]
 
+    def open(self) -> None:
+        """Accept streams again (a workspace restarted after `close`)."""
+        self._closing = False
+
     async def close(self) -> None:
         """End every open stream so the server can stop without waiting on them."""
         self._closing = True

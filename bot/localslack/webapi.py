@@ -1,17 +1,23 @@
 """The Web API stand-in: `/api/<method>` with Slack's auth, shapes, errors and rate limits.
 
 Handlers are small functions over the model. Every call is recorded (tests assert on them),
-and failures can be injected per method to exercise the bot's retry paths.
+and failures can be injected per method to exercise the bot's retry paths: error answers
+(JSON or a proxy's HTML page), dropped connections before or after the call is applied,
+slow answers, and whole-workspace outages. Injected faults are marked on the recorded call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
-from collections.abc import Callable
+import socket
+import struct
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from http import HTTPStatus
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -31,6 +37,7 @@ from .socketmode import SocketMode
 
 MAX_TEXT = 40_000
 Args = dict[str, Any]
+OutageMode = Literal["hang", "error", "reset"]
 
 # Requests per minute per tier; chat.postMessage is per channel (see RateLimiter).
 TIERS = {1: 1, 2: 20, 3: 50, 4: 100}
@@ -69,21 +76,50 @@ class SlackError(Exception):
 
 @dataclass
 class Call:
-    """One recorded Web API call."""
+    """One recorded Web API call.
+
+    `status` is the HTTP status the client got, 0 when the connection was dropped without an
+    answer; `response` is the JSON that was (or, for a non-JSON body or a dropped answer,
+    would have been) sent. `fault` names what was injected, None for an ordinary call:
+    "answer" (fail_next's JSON answer), "non_json", "reset_before", "reset_after", "delay",
+    "held" (parked by hold), "outage_hang", "outage_error", "outage_reset".
+    """
 
     method: str
     args: Args
     response: dict[str, Any]
     status: int
     time: float
+    fault: str | None = None
 
 
 @dataclass
 class _Failure:
-    status: int
-    retry_after: int
+    """One injected fault for the next `times` calls of a method.
+
+    kind: "answer" (status + JSON or `body`), "reset" (drop the connection; `after` applies
+    the call first), "delay" (answer after `seconds`)."""
+
+    kind: Literal["answer", "reset", "delay"]
     times: int
-    error: str | None
+    status: int = 200
+    retry_after: int = 1
+    error: str | None = None
+    body: str | None = None  # not None: sent verbatim instead of JSON
+    content_type: str = "text/html"
+    after: bool = False
+    rst: bool = True
+    seconds: float = 0.0
+    label: str | None = None  # the recorded fault marker, when not derived from kind
+
+
+@dataclass
+class _Outage:
+    """Slack is down for every method until `over` is set (by a timer or release())."""
+
+    mode: OutageMode
+    over: asyncio.Event = field(default_factory=asyncio.Event)
+    timer: asyncio.TimerHandle | None = None
 
 
 @dataclass
@@ -148,7 +184,9 @@ class WebApi:
         self.limiter = RateLimiter(model.clock)
         self._failures: dict[str, list[_Failure]] = {}
         self._held: dict[str, asyncio.Event] = {}
-        self.holding: dict[str, int] = {}  # method -> calls parked by hold()
+        self.holding: dict[str, int] = {}  # method -> calls parked (hold, outage, delay)
+        self._outage: _Outage | None = None
+        self._wake = asyncio.Event()  # set by close(): cut delays short on shutdown
         self._methods: dict[str, Callable[[Args], dict[str, Any]]] = {
             "api.test": lambda args: {"args": args},
             "auth.test": self.auth_test,
@@ -179,25 +217,147 @@ class WebApi:
         retry_after: int = 1,
         times: int = 1,
         error: str | None = None,
+        *,
+        non_json: bool = False,
+        body: str | None = None,
+        content_type: str = "text/html",
     ) -> None:
-        """Make the next `times` calls of `method` fail (429 ratelimited, 5xx, or an error code)."""
-        self._failures.setdefault(method, []).append(_Failure(status, retry_after, times, error))
+        """Make the next `times` calls of `method` fail without being applied: 429 ratelimited
+        (+Retry-After), a 5xx, or `status=200, error="message_not_found"` (any Slack error
+        code as `ok: false`). `non_json` answers a proxy's HTML page instead of JSON
+        (`<html><body>Bad Gateway</body></html>`); `body` sends that text verbatim with
+        `content_type`."""
+        if non_json and body is None:
+            body = error_page(status)
+        self._add(
+            method,
+            _Failure(
+                "answer", times, status, retry_after, error, body=body, content_type=content_type
+            ),
+        )
+
+    def reset_next(
+        self, method: str, *, after: bool = False, times: int = 1, rst: bool = True
+    ) -> None:
+        """Drop the connection of the next `times` calls of `method` without an HTTP answer.
+        `after=False`: before handling (nothing applied); `after=True`: the call IS applied and
+        recorded, only the answer is lost. `rst` sends a TCP reset (the client sees
+        ClientOSError ECONNRESET); `rst=False` closes cleanly (ServerDisconnectedError)."""
+        self._add(method, _Failure("reset", times, after=after, rst=rst))
+
+    def delay_next(self, method: str, seconds: float, *, times: int = 1) -> None:
+        """Answer the next `times` calls of `method` after `seconds` (real time). The call is
+        applied AFTER the delay, as a Slack slow to process would, even when the client gave
+        up meanwhile; it is recorded then (and counted in `holding` while it waits)."""
+        self._add(method, _Failure("delay", times, seconds=seconds))
+
+    def _add(self, method: str, failure: _Failure) -> None:
+        self._failures.setdefault(method, []).append(failure)
+
+    def outage(self, seconds: float | None = None, mode: OutageMode = "hang") -> None:
+        """Take every Web API method down for `seconds` of real time (None: until `release`).
+        "hang" parks each call until the outage ends, then applies it; "error" answers a
+        non-JSON 503 page, "reset" drops the connection; neither applies the call.
+        Call from within the event loop (the end is a loop timer)."""
+        current = self._outage
+        if current is None or current.over.is_set():
+            current = self._outage = _Outage(mode)
+        current.mode = mode
+        if current.timer is not None:
+            current.timer.cancel()
+            current.timer = None
+        if seconds is not None:
+            current.timer = asyncio.get_running_loop().call_later(seconds, self.end_outage)
+
+    def end_outage(self) -> None:
+        """Slack is back: calls parked by a "hang" outage go through."""
+        current, self._outage = self._outage, None
+        if current is not None:
+            if current.timer is not None:
+                current.timer.cancel()
+            current.over.set()
+
+    @property
+    def in_outage(self) -> bool:
+        """Whether an outage is on."""
+        return self._outage is not None
+
+    def close(self) -> None:
+        """Shutdown: end the outage, let parked calls go and cut delays short."""
+        self.release()
+        self._wake.set()
+        self._wake = asyncio.Event()
 
     # -- the endpoint ----------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.Response:
-        """POST (or GET) /api/<method>."""
+        """POST (or GET) /api/<method>: park (outage, hold), read, then either an injected
+        fault or the real answer; every call is recorded, faults with their marker."""
         method = request.match_info["method"]
-        if gate := self._held.get(method):
-            self.holding[method] = self.holding.get(method, 0) + 1
-            await gate.wait()
-            self.holding[method] -= 1
+        marker = await self._park(method)
         args = await _read_args(request)
         token = _bearer(request) or args.pop("token", None)
         args.pop("token", None)
+        failure = self._outage_failure() or self._take_failure(method)
+        if failure is not None and failure.kind == "delay":
+            await self._sleep(method, failure.seconds)
+            failure, marker = None, "delay"
+        if failure is not None and failure.kind == "answer":
+            status, headers, response = _failure_answer(failure)
+            self._record(method, args, response, status, failure.label or _label(failure))
+            if failure.body is None:
+                return web.json_response(response, status=status, headers=headers)
+            return web.Response(
+                status=status, headers=headers, text=failure.body, content_type=failure.content_type
+            )
+        if failure is not None and not failure.after:
+            self._record(method, args, {}, 0, failure.label or "reset_before")
+            return _drop(request, failure.rst)
         status, headers, response = self._answer(method, args, token, request.host)
-        self.calls.append(Call(method, args, response, status, self.model.clock()))
+        if failure is not None:
+            self._record(method, args, response, 0, "reset_after")
+            return _drop(request, failure.rst)
+        self._record(method, args, response, status, marker)
         return web.json_response(response, status=status, headers=headers)
+
+    def _record(
+        self, method: str, args: Args, response: dict[str, Any], status: int, fault: str | None
+    ) -> None:
+        self.calls.append(Call(method, args, response, status, self.model.clock(), fault))
+
+    async def _park(self, method: str) -> str | None:
+        """Wait out a "hang" outage and then any hold() on the method; the marker, if parked."""
+        marker = None
+        outage = self._outage
+        if outage is not None and outage.mode == "hang":
+            await self._parked(method, outage.over.wait())
+            marker = "outage_hang"
+        if gate := self._held.get(method):
+            await self._parked(method, gate.wait())
+            marker = marker or "held"
+        return marker
+
+    async def _parked(self, method: str, waiting: Awaitable[object]) -> None:
+        """Await `waiting`, counted in `holding[method]` meanwhile."""
+        self.holding[method] = self.holding.get(method, 0) + 1
+        try:
+            await waiting
+        finally:
+            self.holding[method] -= 1
+
+    async def _sleep(self, method: str, seconds: float) -> None:
+        """A delay in real seconds, cut short only by close()."""
+        with contextlib.suppress(TimeoutError):
+            await self._parked(method, asyncio.wait_for(self._wake.wait(), seconds))
+
+    def _outage_failure(self) -> _Failure | None:
+        """The fault an "error" or "reset" outage injects into every call."""
+        outage = self._outage
+        if outage is None or outage.mode == "hang":
+            return None
+        if outage.mode == "reset":
+            return _Failure("reset", 1, label="outage_reset")
+        return _Failure("answer", 1, 503, body=error_page(503), label="outage_error")
 
     def hold(self, method: str) -> None:
         """Park every call of `method` until `release`: a slow Slack, or a window in which
@@ -205,7 +365,9 @@ class WebApi:
         self._held.setdefault(method, asyncio.Event())
 
     def release(self, method: str | None = None) -> None:
-        """Let parked calls of `method` (of every method, when None) through."""
+        """Let parked calls of `method` through; None: of every method, and end any outage."""
+        if method is None:
+            self.end_outage()
         for name in [method] if method else list(self._held):
             gate = self._held.pop(name, None)
             if gate:
@@ -214,9 +376,6 @@ class WebApi:
     def _answer(
         self, method: str, args: Args, token: str | None, host: str
     ) -> tuple[int, dict[str, str], dict[str, Any]]:
-        failure = self._take_failure(method)
-        if failure is not None:
-            return failure
         if method != "api.test" and (auth_error := self._auth_error(method, token)):
             return 200, {}, {"ok": False, "error": auth_error}
         if method not in self._methods and method != "apps.connections.open":
@@ -234,7 +393,7 @@ class WebApi:
             return 200, {}, {"ok": False, "error": e.error, **e.extra}
         return 200, {}, {"ok": True, **result}
 
-    def _take_failure(self, method: str) -> tuple[int, dict[str, str], dict[str, Any]] | None:
+    def _take_failure(self, method: str) -> _Failure | None:
         queue = self._failures.get(method)
         if not queue:
             return None
@@ -242,12 +401,7 @@ class WebApi:
         failure.times -= 1
         if failure.times <= 0:
             queue.pop(0)
-        if failure.status == 429:
-            headers = {"Retry-After": str(failure.retry_after)}
-            return 429, headers, {"ok": False, "error": failure.error or "ratelimited"}
-        if failure.status >= 500:
-            return failure.status, {}, {"ok": False, "error": failure.error or "internal_error"}
-        return failure.status, {}, {"ok": False, "error": failure.error or "fatal_error"}
+        return failure
 
     def _auth_error(self, method: str, token: str | None) -> str | None:
         if not token:
@@ -501,6 +655,44 @@ class WebApi:
         if group is None:
             raise SlackError("no_such_subteam")
         return {"users": list(group.users)}
+
+
+def error_page(status: int) -> str:
+    """The HTML a load balancer answers with, e.g. `<html><body>Bad Gateway</body></html>`."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    return f"<html><body>{phrase}</body></html>"
+
+
+def _label(failure: _Failure) -> str:
+    return "answer" if failure.body is None else "non_json"
+
+
+def _failure_answer(failure: _Failure) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """Status, headers and the JSON (also recorded for a non-JSON body) of an injected answer."""
+    if failure.status == 429:
+        headers = {"Retry-After": str(failure.retry_after)}
+        return 429, headers, {"ok": False, "error": failure.error or "ratelimited"}
+    if failure.status >= 500:
+        return failure.status, {}, {"ok": False, "error": failure.error or "internal_error"}
+    return failure.status, {}, {"ok": False, "error": failure.error or "fatal_error"}
+
+
+def _drop(request: web.Request, rst: bool) -> web.Response:
+    """Close the connection without an HTTP answer. With `rst`, SO_LINGER 0 makes the close a
+    TCP reset. The returned response is never written (aiohttp ignores the closed transport)."""
+    transport = request.transport
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if rst and sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if rst:
+            transport.abort()
+        else:
+            transport.close()
+    return web.Response(status=204)
 
 
 async def _read_args(request: web.Request) -> Args:

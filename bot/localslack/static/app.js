@@ -19,6 +19,17 @@ const S = {
   seq: 0,                // bumps on user/conversation switch: stale answers are dropped
 };
 
+// The connection to the workspace. When it is lost (a fetch cannot reach the server, or the
+// event stream breaks) a banner says so and a probe retries with bounded backoff; once the
+// server answers again the stream is reopened and the open conversation reloaded.
+const RETRY_MIN_MS = 500, RETRY_MAX_MS = 5000;
+const NET = {
+  down: false,           // the banner is showing
+  delay: RETRY_MIN_MS,   // the next probe's wait
+  timer: null,           // the pending probe
+  probing: false,        // a probe's fetch is in flight
+};
+
 const $ = (sel) => document.querySelector(sel);
 
 // el("div.a.b", {attr: v, onclick: f}, child, "text", ...) -> element
@@ -41,25 +52,81 @@ function el(spec, attrs, ...children) {
 
 // ---------------------------------------------------------------- HTTP
 
+// fetch, but a network failure (no answer at all) starts the reconnect loop before it throws.
+async function reach(url, init) {
+  try {
+    return await fetch(url, init);
+  } catch {
+    if (S.boot) connectionLost(true);
+    throw new Error("Disconnected from the workspace");
+  }
+}
+
 async function getJSON(path, params) {
-  const r = await fetch(path + "?" + new URLSearchParams(params || {}));
+  const r = await reach(path + "?" + new URLSearchParams(params || {}));
   if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
   return r.json();
 }
 
+// Never throws: a network failure is `{ok: false, error: "disconnected"}`.
 async function postJSON(path, body) {
-  const r = await fetch(path, {
-    method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
-  });
+  let r;
+  try {
+    r = await reach(path, {
+      method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
+    });
+  } catch {
+    return {ok: false, error: "disconnected"};
+  }
   let data = {};
   try { data = await r.json(); } catch { /* empty or non-JSON body */ }
   if (!r.ok && data.ok === undefined) data = {ok: false, error: data.error || `HTTP ${r.status}`};
   return data;
 }
 
+// ---------------------------------------------------------------- connection
+
+function setBanner(down) {
+  NET.down = down;
+  $("#net-banner").hidden = !down;
+}
+
+// Something failed to reach the server: probe after the current backoff, and keep probing
+// until it answers. `sure`: a request got no answer at all, so say so at once; a broken
+// event stream only shows the banner when the probe fails too (a stream may just end).
+function connectionLost(sure = false) {
+  if (sure) setBanner(true);
+  if (!NET.timer && !NET.probing) scheduleProbe();
+}
+
+function scheduleProbe() {
+  NET.timer = setTimeout(probe, NET.delay);
+  NET.delay = Math.min(NET.delay * 2, RETRY_MAX_MS);
+}
+
+async function probe() {
+  NET.timer = null;
+  NET.probing = true;
+  let ok = false;
+  try { ok = (await fetch("/ui/bootstrap", {cache: "no-store"})).ok; } catch { ok = false; }
+  NET.probing = false;
+  if (ok) { reconnected(); return; }
+  setBanner(true);
+  scheduleProbe();
+}
+
+function reconnected() {
+  setBanner(false);
+  if (!S.events) openEvents(); // its `open` reloads the conversation
+  else scheduleRefresh();
+}
+
+function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
+
 // Friendly wording for the error codes the page shows in toasts.
 function errorText(err) {
   if (err === "operation_timeout") return "The app did not respond (operation_timeout)";
+  if (err === "disconnected") return "Not sent: disconnected from the workspace";
   return `Something went wrong: ${err}`;
 }
 
@@ -624,7 +691,7 @@ let refreshTimer = null;
 function scheduleRefresh() { // coalesce bursts of events into one fetch each
   clearTimeout(refreshTimer);
   refreshTimer = setTimeout(() => {
-    loadHistory().catch(() => {});
+    (S.channel === HOME ? loadHome(false) : loadHistory()).catch(() => {});
     loadThread().catch(() => {});
   }, 60);
 }
@@ -680,7 +747,19 @@ function openEvents() {
   };
   es.onmessage = handle;                                      // unnamed events
   for (const t of EVENT_TYPES) if (t !== "message") es.addEventListener(t, handle); // `event: x` lines
-  es.onopen = () => { if (es === S.events) scheduleRefresh(); }; // catch up after a reconnect
+  es.onopen = () => { // catch up after a reconnect
+    if (es !== S.events) return;
+    NET.delay = RETRY_MIN_MS;
+    scheduleRefresh();
+  };
+  // The stream broke (server gone, or it ended the stream): take over reconnecting from the
+  // browser's own fixed-interval retry, so the banner and the backoff are ours.
+  es.onerror = () => {
+    if (es !== S.events) return;
+    es.close();
+    S.events = null;
+    connectionLost();
+  };
   S.events = es;
 }
 
@@ -705,22 +784,31 @@ function toSlackText(text) {
     });
 }
 
-function setupComposer(ta, sendBtn, getTarget, hints) {
+// The typed text stays in the box until the server has accepted it: a failed send (no
+// connection, or `ok: false`) leaves it there with an inline error, ready to send again.
+function setupComposer(ta, sendBtn, errorBox, getTarget, hints) {
   const grow = () => { ta.style.height = "auto"; ta.style.height = Math.min(ta.scrollHeight, 200) + "px"; };
+  const showError = (text) => { errorBox.textContent = text || ""; errorBox.hidden = !text; };
+  let sending = false;
   const send = async () => {
     const text = ta.value;
-    if (!text.trim()) return;
-    ta.value = ""; grow();
+    if (!text.trim() || sending) return;
+    sending = true;
+    sendBtn.disabled = true;
     if (hints) hints.hide();
     const r = await postJSON("/ui/message", {user: S.user, text: toSlackText(text), ...getTarget()});
-    if (!r.ok) { toast(errorText(r.error), "error"); if (!ta.value) { ta.value = text; grow(); } return; }
+    sending = false;
+    sendBtn.disabled = false;
+    if (!r.ok) { showError(errorText(r.error)); return; }
+    showError("");
+    if (ta.value === text) { ta.value = ""; grow(); } // unless more was typed meanwhile
     scheduleRefresh();
   };
   ta.addEventListener("keydown", (e) => {
     if (hints && hints.key(e)) return;
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); }
   });
-  ta.addEventListener("input", () => { grow(); if (hints) hints.update(); });
+  ta.addEventListener("input", () => { grow(); showError(""); if (hints) hints.update(); });
   sendBtn.addEventListener("click", send);
 }
 
@@ -763,13 +851,20 @@ function slashHints(ta, box) {
 
 // ---------------------------------------------------------------- start
 
-async function start() {
-  try {
-    S.boot = await getJSON("/ui/bootstrap");
-  } catch (err) {
-    document.body.replaceChildren(el("p.fatal", {}, "Cannot reach the local Slack server: " + err.message));
-    return;
+// The first bootstrap, retried with the same bounded backoff until the server answers.
+async function bootstrap() {
+  for (let delay = RETRY_MIN_MS; ; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
+    try {
+      const r = await fetch("/ui/bootstrap", {cache: "no-store"});
+      if (r.ok) { setBanner(false); return await r.json(); }
+    } catch { /* unreachable: retry */ }
+    setBanner(true);
+    await sleep(delay);
   }
+}
+
+async function start() {
+  S.boot = await bootstrap();
   S.boot.conversations ||= [];
   for (const u of S.boot.users || []) S.users.set(u.id, u);
   const team = S.boot.team;
@@ -787,9 +882,9 @@ async function start() {
   const user = wanted.find((u) => u && S.users.has(u)) || people[0]?.id;
   const channel = hash.get("channel") || query.get("channel");
 
-  setupComposer($("#composer"), $("#send"), () => ({channel: S.channel}),
+  setupComposer($("#composer"), $("#send"), $("#composer-error"), () => ({channel: S.channel}),
     slashHints($("#composer"), $("#slash-hints")));
-  setupComposer($("#thread-composer"), $("#thread-send"),
+  setupComposer($("#thread-composer"), $("#thread-send"), $("#thread-composer-error"),
     () => ({channel: S.thread.channel, thread_ts: S.thread.ts}));
   $("#thread-close").addEventListener("click", closeThread);
   document.addEventListener("keydown", (e) => {
