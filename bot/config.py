@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from langgraph.types import Durability
+
 from bot.outbox import OutboxOptions
 from graphs.deploy import CommandBackend, DeployBackend, DeployOptions, SimulatedBackend
 
@@ -36,6 +38,7 @@ class Settings:
     slack_timeout: float = 10.0  # one Web API call; the outbox retries past it
     outbox: OutboxOptions = field(default_factory=OutboxOptions)
     pace: bool = True  # pace calls to Slack's rate-limit tiers
+    durability: Durability = "sync"  # when LangGraph writes checkpoints; see the README
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -59,6 +62,8 @@ class Settings:
             grace_seconds=float(_int(env, "APPROVALS_GRACE_SECONDS", 10)),
             deploy=deploy_options(policy, path),
             slack_timeout=timeout,
+            pace=env.get("APPROVALS_PACE", "1") not in ("0", "false", "no", "off"),
+            durability=_durability(env.get("APPROVALS_DURABILITY") or "sync"),
             outbox=OutboxOptions(
                 retry_for=float(_int(env, "APPROVALS_SLACK_RETRY_SECONDS", 3600)),
                 lease=2 * timeout + 5,
@@ -79,6 +84,12 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _durability(raw: str) -> Durability:
+    if raw not in ("sync", "async", "exit"):
+        raise SettingsError(f"APPROVALS_DURABILITY must be sync, async or exit, got {raw!r}")
+    return raw  # type: ignore[return-value]
 
 
 def load_policy(path: Path) -> dict[str, Any]:

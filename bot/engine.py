@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command
+from langgraph.types import Command, Durability
 
 from bot import blocks, messages
 from bot.authz import refusal
@@ -77,8 +77,10 @@ class Engine:
         graphs: Mapping[str, CompiledStateGraph],
         tasks: TaskSet,
         clock: Callable[[], float] = time.time,
+        durability: Durability = "sync",
     ) -> None:
         self.store = store
+        self.durability: Durability = durability
         self.slack = slack
         self.graphs = graphs
         self.tasks = tasks
@@ -311,11 +313,24 @@ class Engine:
         cfg = _config(run, attempt)
         seen: Counter[str] = Counter()
         task = "run"
+        interrupts: list[tuple[str, Any]] = []
+        values: Any = None
         try:
+            # The stream says all we need: progress ("custom"), which task is running
+            # ("tasks"), and the final state or the interrupts it stopped at ("values"), so no
+            # aget_state is needed afterwards.
             async for mode, chunk in graph.astream(
-                graph_input, cfg, stream_mode=["custom", "tasks"]
+                graph_input,
+                cfg,
+                stream_mode=["custom", "tasks", "values"],
+                durability=self.durability,
             ):
-                if mode == "tasks" and isinstance(chunk, dict) and "input" in chunk:
+                if mode == "values" and isinstance(chunk, dict):
+                    if "__interrupt__" in chunk:
+                        interrupts = [(i.id, i.value) for i in chunk["__interrupt__"]]
+                    else:
+                        values = chunk
+                elif mode == "tasks" and isinstance(chunk, dict) and "input" in chunk:
                     task = str(chunk.get("id"))
                 elif mode == "custom" and isinstance(chunk, dict) and "progress" in chunk:
                     owner = str(chunk.get("task") or task)
@@ -323,7 +338,6 @@ class Engine:
                     seen[owner] += 1
                     key = f"progress:{run.run_id}:{owner}:{n}"
                     await self._progress(run, key, str(chunk["progress"]))
-            state = await graph.aget_state(cfg)
         except asyncio.CancelledError:
             raise  # shutdown: the run stays "running" and continues on the next start
         except Exception:
@@ -331,8 +345,7 @@ class Engine:
             outcome = {"status": "failed", "text": messages.RUN_FAILED.format(run_id=run.run_id)}
             await self._finish(run, outcome, resumed)
             return
-        if state.interrupts:
-            interrupts = [(i.id, i.value) for i in state.interrupts]
+        if interrupts:
             await self.store.pause(
                 run,
                 interrupts,
@@ -340,8 +353,8 @@ class Engine:
                 lambda a: [messages.approval_post(run, a, normalise(a.request))],
                 resumed,
             )
-        elif not state.next:
-            outcome = state.values.get("outcome") if isinstance(state.values, dict) else None
+        else:
+            outcome = values.get("outcome") if isinstance(values, dict) else None
             await self._finish(
                 run,
                 outcome if isinstance(outcome, dict) else {"status": "succeeded", "text": "Done."},

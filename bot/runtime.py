@@ -4,6 +4,7 @@ two ways to serve it (HTTP, Socket Mode) with a graceful stop."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -57,7 +58,14 @@ class BotRuntime:
         client = web_client(settings.bot_token, settings.api_url, session)
         slack = WebApiPort(client, session)
         tasks = TaskSet()
-        engine = Engine(store=store, slack=slack, graphs=graphs, tasks=tasks, clock=clock)
+        engine = Engine(
+            store=store,
+            slack=slack,
+            graphs=graphs,
+            tasks=tasks,
+            clock=clock,
+            durability=settings.durability,
+        )
         outbox = Outbox(
             store,
             slack,
@@ -106,6 +114,9 @@ class BotRuntime:
 async def serve(runtime: BotRuntime, stop: asyncio.Event) -> None:
     """Serve until ``stop`` is set: Socket Mode when an app token is configured, else HTTP."""
     s = runtime.settings
+    # Everything allocated so far (modules, graphs, the app) lives as long as the process:
+    # keep the collector from walking it again on every collection.
+    gc.freeze()
     if s.app_token:
         handler = AsyncSocketModeHandler(runtime.app, s.app_token)
         # slack-sdk retries the connection forever while Slack is unreachable: keep
