@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import aiohttp
 import aiosqlite
 from aiohttp import web
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
@@ -24,6 +23,7 @@ from bot.deps import Deps
 from bot.engine import Engine
 from bot.outbox import Outbox, Pacer
 from bot.slack import WebApiPort, http_session, web_client
+from bot.sqlite import OneHopSqliteSaver
 from bot.store import Store
 from bot.tasks import TaskSet
 from graphs import registry
@@ -48,7 +48,7 @@ class BotRuntime:
         settings.db_path.parent.mkdir(parents=True, exist_ok=True)
         conn = await aiosqlite.connect(settings.db_path)
         await conn.execute("PRAGMA busy_timeout=30000")  # a second process on the same file
-        saver = AsyncSqliteSaver(conn)
+        saver = OneHopSqliteSaver(conn)
         await saver.setup()  # WAL mode, checkpoint tables
         store = Store(conn, saver.lock)
         await store.setup()

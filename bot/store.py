@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
+
+from bot.sqlite import OneHop, transaction
+
+T = TypeVar("T")
+Row = sqlite3.Row
 
 # Each entry upgrades the file by one version (PRAGMA user_version); never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -222,7 +228,7 @@ Judge = Callable[[Approval, Run], Ballot | Refused]
 Render = Callable[[VoteResult], list[Item]]
 
 
-def _run(row: aiosqlite.Row, p: str = "") -> Run:
+def _run(row: Row, p: str = "") -> Run:
     return Run(
         row[p + "run_id"],
         row[p + "command"],
@@ -238,7 +244,7 @@ def _run(row: aiosqlite.Row, p: str = "") -> Run:
     )
 
 
-def _approval(row: aiosqlite.Row) -> Approval:
+def _approval(row: Row) -> Approval:
     approved = row["approved"]
     return Approval(
         row["interrupt_id"],
@@ -256,7 +262,7 @@ def _approval(row: aiosqlite.Row) -> Approval:
     )
 
 
-def _delivery(row: aiosqlite.Row) -> Delivery:
+def _delivery(row: Row) -> Delivery:
     return Delivery(
         row["id"],
         row["key"],
@@ -321,13 +327,16 @@ ORDER BY o.seq LIMIT ?
 
 
 class Store:
+    """Each public method is one transaction and one thread hop (see ``bot.sqlite``): the SQL
+    runs synchronously on aiosqlite's thread, under the saver's lock for writes."""
+
     def __init__(
         self,
         conn: aiosqlite.Connection,
         lock: asyncio.Lock,
         on_outbox: Callable[[], None] = lambda: None,
     ) -> None:
-        self._conn = conn
+        self._hop = OneHop(conn)
         self._lock = lock
         self._on_outbox = on_outbox  # wakes the sender after a commit that queued Slack work
 
@@ -335,84 +344,38 @@ class Store:
         self._on_outbox = listener
 
     async def setup(self) -> None:
-        """Bring the file to the newest schema, one version per transaction."""
-        async with self._lock:
-            self._conn.row_factory = aiosqlite.Row
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                version = (await self._conn.execute_fetchall("PRAGMA user_version"))[0][0]
-                for number, script in enumerate(MIGRATIONS[version:], version + 1):
-                    for statement in _statements(script):
-                        await self._conn.execute(statement)
-                    await self._conn.execute(f"PRAGMA user_version={number}")
-                await self._conn.commit()
-            except BaseException:
-                await self._conn.rollback()
-                raise
+        """Bring the file to the newest schema, one version at a time, in one transaction."""
+
+        def migrate(db: sqlite3.Connection) -> None:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(MIGRATIONS[version:], version + 1):
+                for statement in _statements(script):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version={number}")
+
+        def row_factory(db: sqlite3.Connection) -> None:
+            db.row_factory = Row
+
+        await self._hop(row_factory)
+        await self._write(migrate)
 
     # -- plumbing -------------------------------------------------------------------------
-    async def _all(self, sql: str, args: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], wakes: bool = False) -> T:
+        """Run ``fn`` as one transaction; ``wakes`` when it may have queued outbox rows."""
         async with self._lock:
-            return list(await self._conn.execute_fetchall(sql, tuple(args)))
+            result = await self._hop(transaction(fn))
+        if wakes:
+            self._on_outbox()
+        return result
 
-    async def _one(self, sql: str, args: Iterable[Any]) -> aiosqlite.Row | None:
+    async def _all(self, sql: str, args: Iterable[Any] = ()) -> list[Row]:
+        """A read: one hop, no lock (a single statement never lands inside our writes)."""
+        params = tuple(args)
+        return await self._hop(lambda db: db.execute(sql, params).fetchall())
+
+    async def _one(self, sql: str, args: Iterable[Any]) -> Row | None:
         rows = await self._all(sql, args)
         return rows[0] if rows else None
-
-    async def _commit(self, queued: bool) -> None:
-        await self._conn.commit()
-        if queued:
-            self._on_outbox()
-
-    async def _rollback(self) -> None:
-        await self._conn.rollback()
-
-    async def _items(self, items: Sequence[Item], now: float) -> bool:
-        """Queue outbox rows inside the caller's transaction; True when any was written."""
-        for replace in (False, True):
-            rows = [
-                (
-                    i.key,
-                    i.kind,
-                    i.ref,
-                    i.ref or i.key,
-                    i.run_id,
-                    i.interrupt_id,
-                    json.dumps(i.payload),
-                    now,
-                    now,
-                    now,
-                )
-                for i in items
-                if i.replace is replace
-            ]
-            if rows:
-                sql = _INSERT_ITEM + (_REPLACE if replace else _IGNORE)
-                await self._conn.executemany(sql, rows)
-        return bool(items)
-
-    async def _audit_row(
-        self,
-        event: str,
-        now: float,
-        *,
-        user: str | None = None,
-        run_id: str | None = None,
-        interrupt_id: str | None = None,
-        detail: Any = None,
-    ) -> None:
-        await self._conn.execute(
-            "INSERT INTO bot_audit(at, event, user_id, run_id, interrupt_id, detail) "
-            "VALUES (?,?,?,?,?,?)",
-            (
-                now,
-                event,
-                user,
-                run_id,
-                interrupt_id,
-                None if detail is None else json.dumps(detail, default=str),
-            ),
-        )
 
     # -- runs -----------------------------------------------------------------------------
     async def create_run(
@@ -425,33 +388,22 @@ class Store:
         now: float,
         response_url: str | None = None,
     ) -> Run:
-        async with self._lock:
-            try:
-                await self._conn.execute(
-                    "INSERT INTO bot_runs(run_id, command, input, requester, channel, status, "
-                    "response_url, created_at, updated_at) VALUES (:run_id, :command, :input, "
-                    ":requester, :channel, 'running', :url, :now, :now)",
-                    {
-                        "run_id": run_id,
-                        "command": command,
-                        "input": json.dumps(input),
-                        "requester": requester,
-                        "channel": channel,
-                        "url": response_url,
-                        "now": now,
-                    },
-                )
-                await self._audit_row(
-                    "run_started",
-                    now,
-                    user=requester,
-                    run_id=run_id,
-                    detail={"command": command, "input": input},
-                )
-                await self._commit(False)
-            except BaseException:
-                await self._rollback()
-                raise
+        def tx(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO bot_runs(run_id, command, input, requester, channel, status, "
+                "response_url, created_at, updated_at) VALUES (?,?,?,?,?, 'running', ?,?,?)",
+                (run_id, command, json.dumps(input), requester, channel, response_url, now, now),
+            )
+            _audit(
+                db,
+                "run_started",
+                now,
+                user=requester,
+                run_id=run_id,
+                detail={"command": command, "input": input},
+            )
+
+        await self._write(tx)
         return Run(
             run_id, command, input, requester, channel, "running", None, None, now, response_url
         )
@@ -475,17 +427,15 @@ class Store:
 
     async def next_attempt(self, run_id: str) -> int:
         """Count one more start of a run cut by a restart; returns the new attempt number."""
-        async with self._lock:
-            try:
-                rows = await self._conn.execute_fetchall(
-                    "UPDATE bot_runs SET attempt=attempt+1 WHERE run_id=? RETURNING attempt",
-                    (run_id,),
-                )
-                await self._commit(False)
-            except BaseException:
-                await self._rollback()
-                raise
-        return int(rows[0][0]) if rows else 1
+
+        def tx(db: sqlite3.Connection) -> int:
+            row = db.execute(
+                "UPDATE bot_runs SET attempt=attempt+1 WHERE run_id=? RETURNING attempt",
+                (run_id,),
+            ).fetchone()
+            return int(row[0]) if row else 1
+
+        return await self._write(tx)
 
     async def progress(
         self, run: Run, item: Item, retried: Item, thread: Item | None, now: float
@@ -493,35 +443,18 @@ class Store:
         """A progress line, posted once per key. A key seen before is a step re-run after a
         crash: ``retried`` (an edit of the earlier reply) is queued instead. ``thread`` is the
         run's first message, queued when the run has none yet."""
-        async with self._lock:
-            try:
-                if thread is not None:
-                    await self._items([thread], now)
-                    await self._conn.execute(
-                        "UPDATE bot_runs SET thread_key=? WHERE run_id=? AND thread_key IS NULL",
-                        (thread.key, run.run_id),
-                    )
-                cur = await self._conn.execute(
-                    _INSERT_ITEM + _IGNORE,
-                    (
-                        item.key,
-                        item.kind,
-                        item.ref,
-                        item.ref,
-                        item.run_id,
-                        None,
-                        json.dumps(item.payload),
-                        now,
-                        now,
-                        now,
-                    ),
+
+        def tx(db: sqlite3.Connection) -> None:
+            if thread is not None:
+                _queue(db, [thread], now)
+                db.execute(
+                    "UPDATE bot_runs SET thread_key=? WHERE run_id=? AND thread_key IS NULL",
+                    (thread.key, run.run_id),
                 )
-                if cur.rowcount != 1:
-                    await self._items([retried], now)
-                await self._commit(True)
-            except BaseException:
-                await self._rollback()
-                raise
+            if not _queue(db, [item], now):
+                _queue(db, [retried], now)
+
+        await self._write(tx, wakes=True)
 
     async def pause(
         self,
@@ -533,56 +466,53 @@ class Store:
     ) -> list[Approval]:
         """The run waits for people: store one approval per interrupt id (a node LangGraph
         replays raises the same id, stored once, posted once) and queue its message."""
-        opened: list[Approval] = []
-        async with self._lock:
-            try:
-                if resumed:
-                    await self._mark_resumed(resumed, run.run_id, now)
-                thread_key = run.thread_key
-                queued = False
-                for interrupt_id, value in interrupts:
-                    cur = await self._conn.execute(
-                        "INSERT OR IGNORE INTO bot_approvals(interrupt_id, run_id, request, "
-                        "status, created_at) VALUES (?,?,?, 'pending', ?)",
-                        (interrupt_id, run.run_id, json.dumps(value, default=repr), now),
-                    )
-                    if cur.rowcount != 1:
-                        continue
-                    approval = Approval(
-                        interrupt_id,
-                        run.run_id,
-                        value,
-                        "pending",
-                        None,
-                        None,
-                        None,
-                        None,
-                        None,
-                        None,
-                        None,
-                        now,
-                    )
-                    opened.append(approval)
-                    await self._audit_row(
-                        "requested",
-                        now,
-                        user=run.requester,
-                        run_id=run.run_id,
-                        interrupt_id=interrupt_id,
-                    )
-                    queued |= await self._items(render(approval), now)
-                    if thread_key is None:
-                        thread_key = f"approval:{interrupt_id}"
-                await self._conn.execute(
-                    "UPDATE bot_runs SET status='waiting', updated_at=?, "
-                    "thread_key=COALESCE(thread_key, ?) WHERE run_id=?",
-                    (now, thread_key, run.run_id),
+
+        def tx(db: sqlite3.Connection) -> list[Approval]:
+            if resumed:
+                _mark_resumed(db, resumed, run.run_id, now)
+            opened: list[Approval] = []
+            thread_key = run.thread_key
+            for interrupt_id, value in interrupts:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO bot_approvals(interrupt_id, run_id, request, "
+                    "status, created_at) VALUES (?,?,?, 'pending', ?)",
+                    (interrupt_id, run.run_id, json.dumps(value, default=repr), now),
                 )
-                await self._commit(queued)
-            except BaseException:
-                await self._rollback()
-                raise
-        return opened
+                if cur.rowcount != 1:
+                    continue
+                approval = Approval(
+                    interrupt_id,
+                    run.run_id,
+                    value,
+                    "pending",
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    now,
+                )
+                opened.append(approval)
+                _audit(
+                    db,
+                    "requested",
+                    now,
+                    user=run.requester,
+                    run_id=run.run_id,
+                    interrupt_id=interrupt_id,
+                )
+                _queue(db, render(approval), now)
+                thread_key = thread_key or f"approval:{interrupt_id}"
+            db.execute(
+                "UPDATE bot_runs SET status='waiting', updated_at=?, "
+                "thread_key=COALESCE(thread_key, ?) WHERE run_id=?",
+                (now, thread_key, run.run_id),
+            )
+            return opened
+
+        return await self._write(tx, wakes=True)
 
     async def finish(
         self,
@@ -594,60 +524,54 @@ class Store:
         resumed: str | None = None,
     ) -> None:
         """End a run and queue the updates that show its outcome, in one transaction."""
-        async with self._lock:
-            try:
-                if resumed:
-                    await self._mark_resumed(resumed, run_id, now)
-                rows = await self._conn.execute_fetchall(
-                    "UPDATE bot_runs SET status=?, updated_at=?, outcome=? WHERE run_id=? "
-                    "RETURNING *",
-                    (status, now, json.dumps(outcome), run_id),
-                )
-                if not rows:
-                    await self._rollback()
-                    return
-                approvals = await self._conn.execute_fetchall(
-                    "SELECT * FROM bot_approvals WHERE run_id=? ORDER BY created_at", (run_id,)
-                )
-                items = render(_run(rows[0]), [_approval(a) for a in approvals])
-                queued = await self._items(items, now)
-                await self._audit_row("run_" + status, now, run_id=run_id, detail=outcome)
-                await self._commit(queued)
-            except BaseException:
-                await self._rollback()
-                raise
+
+        def tx(db: sqlite3.Connection) -> None:
+            if resumed:
+                _mark_resumed(db, resumed, run_id, now)
+            row = db.execute(
+                "UPDATE bot_runs SET status=?, updated_at=?, outcome=? WHERE run_id=? RETURNING *",
+                (status, now, json.dumps(outcome), run_id),
+            ).fetchone()
+            if row is None:
+                return
+            approvals = db.execute(
+                "SELECT * FROM bot_approvals WHERE run_id=? ORDER BY created_at", (run_id,)
+            ).fetchall()
+            _queue(db, render(_run(row), [_approval(a) for a in approvals]), now)
+            _audit(db, "run_" + status, now, run_id=run_id, detail=outcome)
+
+        await self._write(tx, wakes=True)
 
     async def fail_approval(
         self, interrupt_id: str, now: float, reason: str, code: str, items: Sequence[Item]
     ) -> None:
         """The approval's message can never be posted: close it and its run, and queue
         the words that tell the requester."""
-        async with self._lock:
-            try:
-                rows = await self._conn.execute_fetchall(
-                    "UPDATE bot_approvals SET status='failed' WHERE interrupt_id=? "
-                    "AND status='pending' RETURNING run_id",
-                    (interrupt_id,),
-                )
-                if rows:
-                    run_id = rows[0][0]
-                    await self._conn.execute(
-                        "UPDATE bot_runs SET status='failed', updated_at=?, outcome=? "
-                        "WHERE run_id=?",
-                        (now, json.dumps({"status": "failed", "text": reason}), run_id),
-                    )
-                    await self._audit_row(
-                        "post_failed",
-                        now,
-                        run_id=run_id,
-                        interrupt_id=interrupt_id,
-                        detail={"error": code},
-                    )
-                    await self._items(items, now)
-                await self._commit(bool(rows and items))
-            except BaseException:
-                await self._rollback()
-                raise
+
+        def tx(db: sqlite3.Connection) -> None:
+            row = db.execute(
+                "UPDATE bot_approvals SET status='failed' WHERE interrupt_id=? "
+                "AND status='pending' RETURNING run_id",
+                (interrupt_id,),
+            ).fetchone()
+            if row is None:
+                return
+            run_id = row[0]
+            db.execute(
+                "UPDATE bot_runs SET status='failed', updated_at=?, outcome=? WHERE run_id=?",
+                (now, json.dumps({"status": "failed", "text": reason}), run_id),
+            )
+            _audit(
+                db,
+                "post_failed",
+                now,
+                run_id=run_id,
+                interrupt_id=interrupt_id,
+                detail={"error": code},
+            )
+            _queue(db, items, now)
+
+        await self._write(tx, wakes=True)
 
     # -- approvals ------------------------------------------------------------------------
     async def get_approval(self, interrupt_id: str) -> Approval | None:
@@ -678,26 +602,17 @@ class Store:
         self, event: str, now: float, items: Sequence[Item] = (), **audit: Any
     ) -> None:
         """An audit row and the Slack side effects it causes, together."""
-        async with self._lock:
-            try:
-                await self._audit_row(event, now, **audit)
-                queued = await self._items(items, now)
-                await self._commit(queued)
-            except BaseException:
-                await self._rollback()
-                raise
+
+        def tx(db: sqlite3.Connection) -> None:
+            _audit(db, event, now, **audit)
+            _queue(db, items, now)
+
+        await self._write(tx, wakes=bool(items))
 
     async def tell(self, items: Sequence[Item], now: float) -> None:
         """Queue Slack side effects that change no state (an answer to a stale click)."""
-        if not items:
-            return
-        async with self._lock:
-            try:
-                await self._items(items, now)
-                await self._commit(True)
-            except BaseException:
-                await self._rollback()
-                raise
+        if items:
+            await self._write(lambda db: _queue(db, items, now), wakes=True)
 
     async def decide(
         self,
@@ -710,97 +625,39 @@ class Store:
         """One click, one transaction: load the approval and its run, let ``judge`` authorise,
         record the vote, claim the decision when it is reached (a conditional UPDATE, so
         exactly one caller ever sees ``claimed``), audit, and queue what ``render`` says Slack
-        must show. Returns the result when a vote was cast."""
-        async with self._lock:
-            try:
-                rows = await self._conn.execute_fetchall(_APPROVAL_AND_RUN, (interrupt_id,))
-                if not rows:
-                    await self._items(unknown(), now)
-                    await self._commit(True)
-                    return None
-                approval, run = _approval(rows[0]), _run(rows[0], "r_")
-                if approval.status != "pending":
-                    await self._items(render(VoteResult(False, approval, run, 0)), now)
-                    await self._commit(True)
-                    return None
-                verdict = judge(approval, run)
-                if isinstance(verdict, Refused):
-                    await self._audit_row(
-                        "refused",
-                        now,
-                        user=verdict.user,
-                        run_id=run.run_id,
-                        interrupt_id=interrupt_id,
-                        detail=verdict.detail,
-                    )
-                    queued = await self._items(verdict.items, now)
-                    await self._commit(queued)
-                    return None
-                result = await self._vote(approval, run, verdict, now)
-                queued = await self._items(render(result), now)
-                await self._commit(queued)
-                return result
-            except BaseException:
-                await self._rollback()
-                raise
+        must show. ``judge`` and ``render`` are pure and run on the database thread. Returns
+        the result when a vote was cast."""
 
-    async def _vote(self, approval: Approval, run: Run, b: Ballot, now: float) -> VoteResult:
-        iid = approval.interrupt_id
-        await self._conn.execute(
-            "INSERT OR REPLACE INTO bot_votes(interrupt_id, user_id, choice, comment, at) "
-            "VALUES (?,?,?,?,?)",
-            (iid, b.user, b.choice, b.comment, now),
-        )
-        voters = tuple(
-            r[0]
-            for r in await self._conn.execute_fetchall(
-                "SELECT user_id FROM bot_votes WHERE interrupt_id=? AND choice=? ORDER BY at",
-                (iid, b.choice),
-            )
-        )
-        claimed_rows: list[aiosqlite.Row] = []
-        if not b.approves or len(voters) >= b.required:
-            claimed_rows = list(
-                await self._conn.execute_fetchall(
-                    "UPDATE bot_approvals SET status='decided', choice=?, approved=?, "
-                    "decided_by=?, comment=?, decided_at=? "
-                    "WHERE interrupt_id=? AND status='pending' RETURNING *",
-                    (b.choice, int(b.approves), b.user, b.comment, now, iid),
+        def tx(db: sqlite3.Connection) -> VoteResult | None:
+            row = db.execute(_APPROVAL_AND_RUN, (interrupt_id,)).fetchone()
+            if row is None:
+                _queue(db, unknown(), now)
+                return None
+            approval, run = _approval(row), _run(row, "r_")
+            if approval.status != "pending":
+                _queue(db, render(VoteResult(False, approval, run, 0)), now)
+                return None
+            verdict = judge(approval, run)
+            if isinstance(verdict, Refused):
+                _audit(
+                    db,
+                    "refused",
+                    now,
+                    user=verdict.user,
+                    run_id=run.run_id,
+                    interrupt_id=interrupt_id,
+                    detail=verdict.detail,
                 )
-            )
-        claimed = bool(claimed_rows)
-        if claimed:
-            await self._conn.execute(
-                "UPDATE bot_runs SET status='running', updated_at=? WHERE run_id=?",
-                (now, run.run_id),
-            )
-            approval = _approval(claimed_rows[0])
-        await self._audit_row(
-            "decided" if claimed else "vote",
-            now,
-            user=b.user,
-            run_id=run.run_id,
-            interrupt_id=iid,
-            detail={"choice": b.choice, "comment": b.comment},
-        )
-        return VoteResult(claimed, approval, run, len(voters), voters)
+                _queue(db, verdict.items, now)
+                return None
+            result = _vote(db, approval, run, verdict, now)
+            _queue(db, render(result), now)
+            return result
 
-    async def _mark_resumed(self, interrupt_id: str, run_id: str, now: float) -> None:
-        cur = await self._conn.execute(
-            "UPDATE bot_approvals SET status='resumed' WHERE interrupt_id=? AND status='decided'",
-            (interrupt_id,),
-        )
-        if cur.rowcount == 1:
-            await self._audit_row("resumed", now, run_id=run_id, interrupt_id=interrupt_id)
+        return await self._write(tx, wakes=True)
 
     async def mark_resumed(self, interrupt_id: str, run_id: str, now: float) -> None:
-        async with self._lock:
-            try:
-                await self._mark_resumed(interrupt_id, run_id, now)
-                await self._commit(False)
-            except BaseException:
-                await self._rollback()
-                raise
+        await self._write(lambda db: _mark_resumed(db, interrupt_id, run_id, now))
 
     async def audit(self, event: str, now: float, **kw: Any) -> None:
         await self.record(event, now, **kw)
@@ -822,80 +679,168 @@ class Store:
 
     async def outbox_claim(self, ids: Sequence[int], now: float, lease: float) -> set[int]:
         """Take rows for sending; a row another process took meanwhile is not returned."""
-        async with self._lock:
-            try:
-                rows = await self._conn.execute_fetchall(
-                    "UPDATE bot_outbox SET status='sending', lease_until=?, updated_at=? "
-                    "WHERE id IN (SELECT value FROM json_each(?)) AND ((status='pending' AND "
-                    "next_at <= ?) OR (status='sending' AND lease_until < ?)) RETURNING id",
-                    (now + lease, now, json.dumps(list(ids)), now, now),
-                )
-                await self._commit(False)
-            except BaseException:
-                await self._rollback()
-                raise
-        return {int(r[0]) for r in rows}
+
+        def tx(db: sqlite3.Connection) -> set[int]:
+            rows = db.execute(
+                "UPDATE bot_outbox SET status='sending', lease_until=?, updated_at=? "
+                "WHERE id IN (SELECT value FROM json_each(?)) AND ((status='pending' AND "
+                "next_at <= ?) OR (status='sending' AND lease_until < ?)) RETURNING id",
+                (now + lease, now, json.dumps(list(ids)), now, now),
+            ).fetchall()
+            return {int(r[0]) for r in rows}
+
+        return await self._write(tx)
 
     async def outbox_sent(
         self, d: Delivery, now: float, channel: str | None = None, ts: str | None = None
     ) -> None:
         """Delivered. A newer version queued meanwhile (a coalesced update) stays pending.
         An approval's post also records where the message landed."""
-        async with self._lock:
-            try:
-                await self._conn.execute(
-                    "UPDATE bot_outbox SET status=CASE WHEN version=? THEN 'sent' ELSE 'pending' "
-                    "END, attempts=attempts+1, channel=COALESCE(?, channel), ts=COALESCE(?, ts), "
-                    "lease_until=NULL, error=NULL, next_at=?, updated_at=? WHERE id=?",
-                    (d.version, channel, ts, now, now, d.id),
+
+        def tx(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE bot_outbox SET status=CASE WHEN version=? THEN 'sent' ELSE 'pending' "
+                "END, attempts=attempts+1, channel=COALESCE(?, channel), ts=COALESCE(?, ts), "
+                "lease_until=NULL, error=NULL, next_at=?, updated_at=? WHERE id=?",
+                (d.version, channel, ts, now, now, d.id),
+            )
+            if d.kind == "post" and d.key == f"approval:{d.interrupt_id}" and ts:
+                db.execute(
+                    "UPDATE bot_approvals SET channel=?, ts=? WHERE interrupt_id=?",
+                    (channel, ts, d.interrupt_id),
                 )
-                if d.kind == "post" and d.key == f"approval:{d.interrupt_id}" and ts:
-                    await self._conn.execute(
-                        "UPDATE bot_approvals SET channel=?, ts=? WHERE interrupt_id=?",
-                        (channel, ts, d.interrupt_id),
-                    )
-                await self._commit(True)
-            except BaseException:
-                await self._rollback()
-                raise
+
+        await self._write(tx)
 
     async def outbox_note_channel(self, d: Delivery, channel: str) -> None:
         """A DM's conversation is open: remember it so a retry skips conversations.open."""
-        async with self._lock:
-            await self._conn.execute("UPDATE bot_outbox SET channel=? WHERE id=?", (channel, d.id))
-            await self._commit(False)
+        await self._write(
+            lambda db: db.execute("UPDATE bot_outbox SET channel=? WHERE id=?", (channel, d.id))
+        )
 
     async def outbox_retry(self, d: Delivery, now: float, next_at: float, error: str) -> None:
-        async with self._lock:
-            try:
-                await self._conn.execute(
-                    "UPDATE bot_outbox SET status='pending', attempts=attempts+1, next_at=?, "
-                    "lease_until=NULL, error=?, updated_at=? WHERE id=? AND status='sending'",
-                    (next_at, error, now, d.id),
-                )
-                await self._commit(False)
-            except BaseException:
-                await self._rollback()
-                raise
+        await self._write(
+            lambda db: db.execute(
+                "UPDATE bot_outbox SET status='pending', attempts=attempts+1, next_at=?, "
+                "lease_until=NULL, error=?, updated_at=? WHERE id=? AND status='sending'",
+                (next_at, error, now, d.id),
+            )
+        )
 
     async def outbox_failed(self, d: Delivery, now: float, error: str) -> None:
-        async with self._lock:
-            try:
-                await self._conn.execute(
-                    "UPDATE bot_outbox SET status='failed', attempts=attempts+1, error=?, "
-                    "lease_until=NULL, updated_at=? WHERE id=?",
-                    (error, now, d.id),
-                )
-                await self._commit(False)
-            except BaseException:
-                await self._rollback()
-                raise
+        await self._write(
+            lambda db: db.execute(
+                "UPDATE bot_outbox SET status='failed', attempts=attempts+1, error=?, "
+                "lease_until=NULL, updated_at=? WHERE id=?",
+                (error, now, d.id),
+            )
+        )
 
     async def outbox_rows(self) -> list[dict[str, Any]]:
         """Every outbox row (tests and the operator's eyes)."""
         return [dict(r) for r in await self._all("SELECT * FROM bot_outbox ORDER BY id")]
 
 
+# -- statements shared by the transactions above; each runs inside the caller's ------------
+
+
+def _queue(db: sqlite3.Connection, items: Sequence[Item], now: float) -> int:
+    """Write outbox rows; returns how many were new or replaced (a known key is skipped)."""
+    written = 0
+    for i in items:
+        cur = db.execute(
+            _INSERT_ITEM + (_REPLACE if i.replace else _IGNORE),
+            (
+                i.key,
+                i.kind,
+                i.ref,
+                i.ref or i.key,
+                i.run_id,
+                i.interrupt_id,
+                json.dumps(i.payload),
+                now,
+                now,
+                now,
+            ),
+        )
+        written += cur.rowcount
+    return written
+
+
+def _audit(
+    db: sqlite3.Connection,
+    event: str,
+    now: float,
+    *,
+    user: str | None = None,
+    run_id: str | None = None,
+    interrupt_id: str | None = None,
+    detail: Any = None,
+) -> None:
+    db.execute(
+        "INSERT INTO bot_audit(at, event, user_id, run_id, interrupt_id, detail) "
+        "VALUES (?,?,?,?,?,?)",
+        (
+            now,
+            event,
+            user,
+            run_id,
+            interrupt_id,
+            None if detail is None else json.dumps(detail, default=str),
+        ),
+    )
+
+
+def _vote(
+    db: sqlite3.Connection, approval: Approval, run: Run, b: Ballot, now: float
+) -> VoteResult:
+    iid = approval.interrupt_id
+    db.execute(
+        "INSERT OR REPLACE INTO bot_votes(interrupt_id, user_id, choice, comment, at) "
+        "VALUES (?,?,?,?,?)",
+        (iid, b.user, b.choice, b.comment, now),
+    )
+    voters = tuple(
+        r[0]
+        for r in db.execute(
+            "SELECT user_id FROM bot_votes WHERE interrupt_id=? AND choice=? ORDER BY at",
+            (iid, b.choice),
+        )
+    )
+    claimed = None
+    if not b.approves or len(voters) >= b.required:
+        claimed = db.execute(
+            "UPDATE bot_approvals SET status='decided', choice=?, approved=?, decided_by=?, "
+            "comment=?, decided_at=? WHERE interrupt_id=? AND status='pending' RETURNING *",
+            (b.choice, int(b.approves), b.user, b.comment, now, iid),
+        ).fetchone()
+    if claimed is not None:
+        db.execute(
+            "UPDATE bot_runs SET status='running', updated_at=? WHERE run_id=?",
+            (now, run.run_id),
+        )
+        approval = _approval(claimed)
+    _audit(
+        db,
+        "decided" if claimed is not None else "vote",
+        now,
+        user=b.user,
+        run_id=run.run_id,
+        interrupt_id=iid,
+        detail={"choice": b.choice, "comment": b.comment},
+    )
+    return VoteResult(claimed is not None, approval, run, len(voters), voters)
+
+
+def _mark_resumed(db: sqlite3.Connection, interrupt_id: str, run_id: str, now: float) -> None:
+    cur = db.execute(
+        "UPDATE bot_approvals SET status='resumed' WHERE interrupt_id=? AND status='decided'",
+        (interrupt_id,),
+    )
+    if cur.rowcount == 1:
+        _audit(db, "resumed", now, run_id=run_id, interrupt_id=interrupt_id)
+
+
 def _statements(script: str) -> list[str]:
-    """Split a migration into statements (they hold no semicolons in strings)."""
+    """Split a migration into statements (they hold no semicolons in strings or comments)."""
     return [s.strip() for s in script.split(";") if s.strip()]

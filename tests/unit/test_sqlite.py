@@ -1,0 +1,114 @@
+"""The one class that touches aiosqlite's private API (bot/sqlite.py): what it relies on still
+holds for the pinned releases, and its saver stores exactly what langgraph's own does."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+from typing import TypedDict
+
+import aiosqlite
+import pytest
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, interrupt
+
+from bot.sqlite import OneHop, OneHopSqliteSaver, transaction
+
+
+async def test_one_hop_runs_on_aiosqlites_thread_with_its_connection(tmp_path: Path) -> None:
+    async with aiosqlite.connect(tmp_path / "a.db") as conn:
+        hop = OneHop(conn)
+
+        def where(db: sqlite3.Connection) -> tuple[str, int]:
+            return threading.current_thread().name, db.execute("SELECT 41 + 1").fetchone()[0]
+
+        thread, answer = await hop(where)
+        assert answer == 42 and thread != threading.current_thread().name
+
+
+async def test_a_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
+    async with aiosqlite.connect(tmp_path / "a.db") as conn:
+        hop = OneHop(conn)
+        await hop(transaction(lambda db: db.execute("CREATE TABLE t (x INTEGER)")))
+
+        def half(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO t VALUES (1)")
+            raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError):
+            await hop(transaction(half))
+        assert await hop(lambda db: db.execute("SELECT COUNT(*) FROM t").fetchone()[0]) == 0
+        assert not await hop(lambda db: db.in_transaction)
+
+
+class State(TypedDict, total=False):
+    answer: str
+    after: str
+
+
+def graph() -> StateGraph:
+    g = StateGraph(State)
+    g.add_node("ask", lambda s: {"answer": interrupt("ok?")})
+    g.add_node("after", lambda s: {"after": s["answer"] + "!"})
+    g.add_edge(START, "ask")
+    g.add_edge("ask", "after")
+    g.add_edge("after", END)
+    return g
+
+
+async def run_twice(saver: AsyncSqliteSaver) -> tuple[list[str], dict[str, str]]:
+    await saver.setup()
+    app = graph().compile(checkpointer=saver)
+    cfg = {"configurable": {"thread_id": "t"}}
+    first = await app.ainvoke({}, cfg)
+    ids = [i.id for i in first["__interrupt__"]]
+    done = await app.ainvoke(Command(resume={ids[0]: "yes"}), cfg)
+    return ids, done
+
+
+async def test_the_one_hop_saver_matches_langgraphs_async_saver(tmp_path: Path) -> None:
+    async with aiosqlite.connect(tmp_path / "ours.db") as ours_conn:
+        ours = await run_twice(OneHopSqliteSaver(ours_conn))
+        state = (
+            await graph()
+            .compile(checkpointer=OneHopSqliteSaver(ours_conn))
+            .aget_state({"configurable": {"thread_id": "t"}})
+        )
+    async with aiosqlite.connect(tmp_path / "theirs.db") as theirs_conn:
+        theirs = await run_twice(AsyncSqliteSaver(theirs_conn))
+    assert ours[1] == theirs[1]  # (interrupt ids hash the checkpoint id: they differ)
+    assert ours[1] == {"answer": "yes", "after": "yes!"}
+    assert not state.next and not state.interrupts
+
+
+async def test_the_one_hop_saver_reads_what_langgraphs_saver_wrote(tmp_path: Path) -> None:
+    """Same tables, same rows: a file written by AsyncSqliteSaver resumes under ours."""
+    async with aiosqlite.connect(tmp_path / "a.db") as conn:
+        saver = AsyncSqliteSaver(conn)
+        await saver.setup()
+        cfg = {"configurable": {"thread_id": "t"}}
+        first = await graph().compile(checkpointer=saver).ainvoke({}, cfg)
+        ours = graph().compile(checkpointer=OneHopSqliteSaver(conn))
+        iid = first["__interrupt__"][0].id
+        assert [i.id for i in (await ours.aget_state(cfg)).interrupts] == [iid]
+        done = await ours.ainvoke(Command(resume={iid: "yes"}), cfg)
+        assert done["after"] == "yes!"
+
+
+async def test_concurrent_threads_share_the_one_hop_saver(tmp_path: Path) -> None:
+    async with aiosqlite.connect(tmp_path / "a.db") as conn:
+        saver = OneHopSqliteSaver(conn)
+        await saver.setup()
+        app = graph().compile(checkpointer=saver)
+        cfgs = [{"configurable": {"thread_id": f"t{n}"}} for n in range(30)]
+        firsts = await asyncio.gather(*(app.ainvoke({}, c) for c in cfgs))
+        dones = await asyncio.gather(
+            *(
+                app.ainvoke(Command(resume={f["__interrupt__"][0].id: str(n)}), c)
+                for n, (f, c) in enumerate(zip(firsts, cfgs, strict=True))
+            )
+        )
+        assert [d["after"] for d in dones] == [f"{n}!" for n in range(30)]
