@@ -21,7 +21,8 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from bot.slack import SlackError, SlackPort
 from bot.store import Delivery, Store
@@ -233,6 +234,8 @@ class Outbox:
             taken = await self._store.outbox_claim([d.id for d in ready], now, self._options.lease)
             for d in ready:
                 if d.id in taken:
+                    version, payload = taken[d.id]
+                    d = replace(d, version=version, payload=payload)
                     if d.lane is not None:
                         self._lanes.add(d.lane)
                     self._inflight[d.id] = asyncio.create_task(
@@ -244,7 +247,7 @@ class Outbox:
     def _method(d: Delivery) -> tuple[str, str]:
         method = KIND_METHOD.get(d.kind, "")
         if d.kind == "post":
-            return method, str(d.payload.get("channel") or d.ref_channel or "")
+            return method, str(d.channel or d.ref_channel or "")
         if d.kind == "dm":
             return ("chat.postMessage", d.channel) if d.channel else ("conversations.open", "")
         return method, ""
@@ -269,15 +272,15 @@ class Outbox:
 
     async def _send(self, d: Delivery) -> tuple[str | None, str | None]:
         """One delivery: the Web API call(s) its kind needs."""
-        p: Mapping[str, object] = d.payload
+        p: Mapping[str, Any] = d.payload
         text = str(p.get("text") or "")
-        blocks = p.get("blocks")  # type: ignore[assignment]
+        blocks: list[dict[str, Any]] | None = p.get("blocks")
         if d.kind == "post":
-            channel = str(p.get("channel") or d.ref_channel or "")
+            channel = str(p.get("channel") or d.channel or d.ref_channel or "")
             thread_ts = d.ref_ts if d.ref else None
-            return await self._slack.post(channel, text, blocks, thread_ts)  # type: ignore[arg-type]
+            return await self._slack.post(channel, text, blocks, thread_ts)
         if d.kind == "update":
-            await self._slack.update(str(d.ref_channel), str(d.ref_ts), text, blocks)  # type: ignore[arg-type]
+            await self._slack.update(str(d.ref_channel), str(d.ref_ts), text, blocks)
             return None, None
         if d.kind == "ephemeral":
             await self._slack.ephemeral(str(p["channel"]), str(p["user"]), text)
@@ -288,9 +291,9 @@ class Outbox:
                 channel = await self._slack.open_dm(str(p["user"]))
                 await self._store.outbox_note_channel(d, channel)
                 self.pacer.take("chat.postMessage", channel)
-            return await self._slack.post(channel, text, blocks)  # type: ignore[arg-type]
+            return await self._slack.post(channel, text, blocks)
         if d.kind == "publish":
-            await self._slack.publish_home(str(p["user"]), p["view"])  # type: ignore[arg-type]
+            await self._slack.publish_home(str(p["user"]), p["view"])
             return None, None
         if d.kind == "respond":
             await self._slack.respond(str(p["url"]), text)

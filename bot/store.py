@@ -271,7 +271,7 @@ def _delivery(row: Row) -> Delivery:
         row["lane"],
         row["run_id"],
         row["interrupt_id"],
-        json.loads(row["payload"]),
+        {},  # read when the row is claimed: the sender looks at many rows, sends few
         row["version"],
         row["status"],
         row["attempts"],
@@ -306,9 +306,9 @@ _APPROVAL_AND_RUN = (
 )
 
 _INSERT_ITEM = (
-    "INSERT INTO bot_outbox(seq, key, kind, ref, lane, run_id, interrupt_id, payload, status, "
-    "next_at, created_at, updated_at) VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM "
-    "bot_outbox), ?,?,?,?,?,?,?, 'pending', ?,?,?) "
+    "INSERT INTO bot_outbox(seq, key, kind, ref, lane, run_id, interrupt_id, payload, channel, "
+    "status, next_at, created_at, updated_at) VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM "
+    "bot_outbox), ?,?,?,?,?,?,?,?, 'pending', ?,?,?) "
 )
 _IGNORE = "ON CONFLICT(key) DO NOTHING"
 _REPLACE = (
@@ -319,7 +319,9 @@ _REPLACE = (
 )
 
 _OPEN = """
-SELECT o.*, p.channel AS ref_channel, p.ts AS ref_ts, p.status AS ref_status
+SELECT o.id, o.key, o.kind, o.ref, o.lane, o.run_id, o.interrupt_id, o.version, o.status,
+       o.attempts, o.next_at, o.lease_until, o.created_at, o.channel,
+       p.channel AS ref_channel, p.ts AS ref_ts, p.status AS ref_status
 FROM bot_outbox o LEFT JOIN bot_outbox p ON p.key = o.ref
 WHERE o.status IN ('pending', 'sending')
 ORDER BY o.seq LIMIT ?
@@ -677,17 +679,21 @@ class Store:
         the ones not yet due too, so that a later reply never overtakes an earlier one."""
         return [_delivery(r) for r in await self._all(_OPEN, (limit,))]
 
-    async def outbox_claim(self, ids: Sequence[int], now: float, lease: float) -> set[int]:
-        """Take rows for sending; a row another process took meanwhile is not returned."""
+    async def outbox_claim(
+        self, ids: Sequence[int], now: float, lease: float
+    ) -> dict[int, tuple[int, dict[str, Any]]]:
+        """Take rows for sending: id -> (version, payload). A row another process took
+        meanwhile is not returned."""
 
-        def tx(db: sqlite3.Connection) -> set[int]:
+        def tx(db: sqlite3.Connection) -> dict[int, tuple[int, dict[str, Any]]]:
             rows = db.execute(
                 "UPDATE bot_outbox SET status='sending', lease_until=?, updated_at=? "
                 "WHERE id IN (SELECT value FROM json_each(?)) AND ((status='pending' AND "
-                "next_at <= ?) OR (status='sending' AND lease_until < ?)) RETURNING id",
+                "next_at <= ?) OR (status='sending' AND lease_until < ?)) "
+                "RETURNING id, version, payload",
                 (now + lease, now, json.dumps(list(ids)), now, now),
             ).fetchall()
-            return {int(r[0]) for r in rows}
+            return {int(r[0]): (int(r[1]), json.loads(r[2])) for r in rows}
 
         return await self._write(tx)
 
@@ -758,6 +764,7 @@ def _queue(db: sqlite3.Connection, items: Sequence[Item], now: float) -> int:
                 i.run_id,
                 i.interrupt_id,
                 json.dumps(i.payload),
+                i.payload.get("channel") if i.kind == "post" else None,
                 now,
                 now,
                 now,
