@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypedDict
+from typing import Any, ClassVar, Protocol, TypedDict
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
@@ -93,8 +93,10 @@ class DeployBackend(Protocol):
 
 @dataclass(frozen=True)
 class SimulatedBackend:
-    """A deploy that only pretends: a few steps with pauses, for demos and tests."""
+    """A deploy that only pretends: a few steps with pauses, for demos and tests. Every
+    message about it says "(simulated)", so nobody mistakes it for a real deploy."""
 
+    simulated: ClassVar[bool] = True
     steps: Sequence[str] = ("Pulling image", "Rolling out", "Running health checks")
     step_seconds: float = 1.0
 
@@ -118,6 +120,7 @@ class CommandBackend:
     repeated deploy safe.
     """
 
+    simulated: ClassVar[bool] = False
     argv: Sequence[str]
     timeout_seconds: float = 900.0
     max_progress_lines: int = 50
@@ -191,12 +194,14 @@ class DeployState(TypedDict, total=False):
 def build_graph(options: DeployOptions) -> StateGraph:
     """The uncompiled /deploy graph; the bot compiles it with its checkpointer."""
 
+    mark = " (simulated)" if getattr(options.backend, "simulated", False) else ""
+
     def plan(state: DeployState) -> DeployState:
         return {"plan": f"Deploy {state['service']} {state['version']} to {state['env']}"}
 
     def approval(state: DeployState) -> DeployState:
         decision = request_approval(
-            title=f"Deploy {state['service']} {state['version']} to {state['env']}?",
+            title=f"Deploy {state['service']} {state['version']} to {state['env']}?{mark}",
             text=state["plan"] + ".",
             fields=[
                 ("Service", state["service"]),
@@ -225,7 +230,7 @@ def build_graph(options: DeployOptions) -> StateGraph:
 
     def report(state: DeployState) -> DeployState:
         decision = Decision.from_resume(state.get("decision", {}))
-        what = f"{state['service']} {state['version']} to {state['env']}"
+        what = f"{state['service']} {state['version']} to {state['env']}{mark}"
         if not decision.approved:
             status = "timed_out" if decision.choice == "timeout" else "rejected"
             return {"outcome": {"status": status, "text": f"Not deployed: {what}"}}
