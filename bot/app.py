@@ -8,6 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import ingress
 from bot.deps import Deps
 from bot.listeners import actions, commands, home, views
 
@@ -24,6 +25,7 @@ def create_app(deps: Deps, client: AsyncWebClient, signing_secret: str) -> Async
         process_before_response=True,
         raise_error_for_unhandled_request=False,
     )
+    app.middleware(ingress.RejectMalformed())  # malformed payloads: 400, no listener runs
     commands.register(app, deps)
     actions.register(app, deps)
     views.register(app, deps)

@@ -346,3 +346,11 @@ async def test_command_backend_failure_is_shown_on_the_message(
     await h.idle()
     (run,) = await h.bot.runtime.store.runs_with_status("failed")
     assert run.outcome["status"] == "failed"
+
+
+async def test_a_service_named_payload_something_is_deployable(harness: Harness) -> None:
+    """Bolt's own parser reads any form mentioning "payload" as an interactive payload; ours
+    looks for the field, so this slash command reaches the listener."""
+    h = harness
+    msg = await deploy(h, "payload-api 1.2.3 prod")
+    assert "Deploy payload-api 1.2.3 to prod?" in message_text(msg)
