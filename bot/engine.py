@@ -28,7 +28,17 @@ from bot import blocks, messages
 from bot.authz import refusal
 from bot.protocol import ApprovalRequest, ChoiceSpec, DecisionRecord, normalise, resume_value
 from bot.slack import SlackError, SlackPort
-from bot.store import Approval, Ballot, Delivery, Item, Refused, Run, Store, VoteResult
+from bot.store import (
+    Approval,
+    Ballot,
+    Delivery,
+    Item,
+    Opening,
+    Refused,
+    Run,
+    Store,
+    VoteResult,
+)
 from bot.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -350,7 +360,7 @@ class Engine:
                 run,
                 interrupts,
                 self.clock(),
-                lambda a: [messages.approval_post(run, a, normalise(a.request))],
+                lambda a: Opening([messages.approval_post(run, a, normalise(a.request))]),
                 resumed,
             )
         else:

@@ -117,6 +117,24 @@ MIGRATIONS: tuple[str, ...] = (
                created_at
         FROM bot_runs WHERE thread_ts IS NOT NULL;
     """,
+    # 3: deadlines (reminders, escalations, timeouts) and the rules each approval was opened with
+    """
+    ALTER TABLE bot_approvals ADD COLUMN rules TEXT;
+    ALTER TABLE bot_approvals ADD COLUMN posted_at REAL;
+    CREATE TABLE bot_deadlines (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        interrupt_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        kind TEXT NOT NULL,               -- remind | escalate | timeout
+        level INTEGER NOT NULL DEFAULT 0, -- escalation level, or reminder number
+        due_at REAL NOT NULL,
+        status TEXT NOT NULL,             -- pending | firing | fired | cancelled
+        lease_until REAL,
+        fired_at REAL,
+        UNIQUE (interrupt_id, kind, level)
+    );
+    CREATE INDEX bot_deadlines_due ON bot_deadlines(status, due_at);
+    """,
 )
 
 
@@ -149,6 +167,7 @@ class Approval:
     comment: str | None
     decided_at: float | None
     created_at: float
+    rules: dict[str, Any] | None = None  # the policy it was opened with (bot.policy, as JSON)
 
 
 @dataclass(frozen=True)
@@ -224,6 +243,37 @@ class Refused:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Opening:
+    """What opening one approval writes besides its row: the rules it is held to, the
+    messages that show it, and its deadlines as (kind, level, due_at)."""
+
+    items: list[Item]
+    rules: dict[str, Any] | None = None
+    deadlines: list[tuple[str, int, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Deadline:
+    id: int
+    interrupt_id: str
+    run_id: str
+    kind: str  # remind | escalate | timeout
+    level: int
+    due_at: float
+
+
+@dataclass(frozen=True)
+class Firing:
+    """What a due deadline does: messages, later deadlines, and for a timeout the decision
+    it claims (choice, approved)."""
+
+    items: list[Item] = field(default_factory=list)
+    deadlines: list[tuple[str, int, float]] = field(default_factory=list)
+    decision: tuple[str, bool] | None = None
+    event: str = "deadline"
+
+
 Judge = Callable[[Approval, Run], Ballot | Refused]
 Render = Callable[[VoteResult], list[Item]]
 
@@ -259,6 +309,7 @@ def _approval(row: Row) -> Approval:
         row["comment"],
         row["decided_at"],
         row["created_at"],
+        json.loads(row["rules"]) if row["rules"] else None,
     )
 
 
@@ -463,7 +514,7 @@ class Store:
         run: Run,
         interrupts: Sequence[tuple[str, Any]],
         now: float,
-        render: Callable[[Approval], list[Item]],
+        open_: Callable[[Approval], Opening],
         resumed: str | None = None,
     ) -> list[Approval]:
         """The run waits for people: store one approval per interrupt id (a node LangGraph
@@ -505,7 +556,14 @@ class Store:
                     run_id=run.run_id,
                     interrupt_id=interrupt_id,
                 )
-                _queue(db, render(approval), now)
+                opening = open_(approval)
+                if opening.rules is not None:
+                    db.execute(
+                        "UPDATE bot_approvals SET rules=? WHERE interrupt_id=?",
+                        (json.dumps(opening.rules), interrupt_id),
+                    )
+                _schedule(db, interrupt_id, run.run_id, opening.deadlines)
+                _queue(db, opening.items, now)
                 thread_key = thread_key or f"approval:{interrupt_id}"
             db.execute(
                 "UPDATE bot_runs SET status='waiting', updated_at=?, "
@@ -673,6 +731,94 @@ class Store:
             )
         return [dict(r) for r in rows]
 
+    # -- deadlines, for the scheduler ---------------------------------------------------------
+    async def deadlines_claim(self, now: float, lease: float, limit: int) -> list[Deadline]:
+        """Take due deadlines (or ones whose firer's lease ran out), oldest first."""
+
+        def tx(db: sqlite3.Connection) -> list[Deadline]:
+            rows = db.execute(
+                "UPDATE bot_deadlines SET status='firing', lease_until=? WHERE id IN ("
+                "SELECT id FROM bot_deadlines WHERE (status='pending' AND due_at <= ?) OR "
+                "(status='firing' AND lease_until < ?) ORDER BY due_at LIMIT ?) "
+                "RETURNING id, interrupt_id, run_id, kind, level, due_at",
+                (now + lease, now, now, limit),
+            ).fetchall()
+            return sorted((Deadline(*r) for r in rows), key=lambda d: (d.due_at, d.id))
+
+        return await self._write(tx)
+
+    async def next_deadline(self) -> float | None:
+        row = await self._one(
+            "SELECT MIN(t) FROM (SELECT MIN(due_at) AS t FROM bot_deadlines "
+            "WHERE status='pending' UNION ALL SELECT MIN(lease_until) FROM bot_deadlines "
+            "WHERE status='firing')",
+            (),
+        )
+        return None if row is None or row[0] is None else float(row[0])
+
+    async def fire(
+        self, d: Deadline, now: float, act: Callable[[Approval, Run], Firing]
+    ) -> tuple[Firing, VoteResult | None] | None:
+        """Carry out a due deadline in one transaction: nothing when its approval is no longer
+        pending; otherwise what ``act`` says, and for a timeout the claim of its decision.
+        Returns what was done, with the claimed result when a timeout decided."""
+
+        def tx(db: sqlite3.Connection) -> tuple[Firing, VoteResult | None] | None:
+            row = db.execute(_APPROVAL_AND_RUN, (d.interrupt_id,)).fetchone()
+            pending = row is not None and row["status"] == "pending"
+            db.execute(
+                "UPDATE bot_deadlines SET status=?, fired_at=?, lease_until=NULL WHERE id=?",
+                ("fired" if pending else "cancelled", now, d.id),
+            )
+            if not pending:
+                return None
+            approval, run = _approval(row), _run(row, "r_")
+            firing = act(approval, run)
+            result = None
+            if firing.decision is not None:
+                choice, approved = firing.decision
+                claimed = db.execute(
+                    "UPDATE bot_approvals SET status='decided', choice=?, approved=?, "
+                    "decided_by=NULL, comment=NULL, decided_at=? WHERE interrupt_id=? AND "
+                    "status='pending' RETURNING *",
+                    (choice, int(approved), now, d.interrupt_id),
+                ).fetchone()
+                if claimed is not None:
+                    _claimed(db, run.run_id, d.interrupt_id, now)
+                    result = VoteResult(True, _approval(claimed), run, 0)
+            _schedule(db, d.interrupt_id, d.run_id, firing.deadlines)
+            _audit(
+                db,
+                firing.event,
+                now,
+                run_id=d.run_id,
+                interrupt_id=d.interrupt_id,
+                detail={"kind": d.kind, "level": d.level},
+            )
+            _queue(db, firing.items, now)
+            return firing, result
+
+        return await self._write(tx, wakes=True)
+
+    async def deadline_now(self, interrupt_id: str, kind: str, now: float) -> bool:
+        """Bring the next pending deadline of ``kind`` forward to now ("Escalate now")."""
+
+        def tx(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "UPDATE bot_deadlines SET due_at=? WHERE id=(SELECT id FROM bot_deadlines "
+                "WHERE interrupt_id=? AND kind=? AND status='pending' ORDER BY due_at LIMIT 1)",
+                (now, interrupt_id, kind),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(tx)
+
+    async def deadlines_for(self, interrupt_id: str) -> list[dict[str, Any]]:
+        rows = await self._all(
+            "SELECT * FROM bot_deadlines WHERE interrupt_id=? ORDER BY due_at, id", (interrupt_id,)
+        )
+        return [dict(r) for r in rows]
+
     # -- the outbox, for its sender ---------------------------------------------------------
     async def outbox_open(self, limit: int = 500) -> list[Delivery]:
         """Undelivered rows, oldest first, with the message each refers to: the sender needs
@@ -711,9 +857,19 @@ class Store:
                 (d.version, channel, ts, now, now, d.id),
             )
             if d.kind == "post" and d.key == f"approval:{d.interrupt_id}" and ts:
+                # Deadlines count from the moment the message is in Slack, not from when it
+                # was queued (they differ by minutes when Slack is down).
                 db.execute(
-                    "UPDATE bot_approvals SET channel=?, ts=? WHERE interrupt_id=?",
-                    (channel, ts, d.interrupt_id),
+                    "UPDATE bot_deadlines SET due_at = due_at + (? - (SELECT created_at FROM "
+                    "bot_approvals WHERE interrupt_id=? AND posted_at IS NULL)) "
+                    "WHERE interrupt_id=? AND status='pending' AND EXISTS (SELECT 1 FROM "
+                    "bot_approvals WHERE interrupt_id=? AND posted_at IS NULL)",
+                    (now, d.interrupt_id, d.interrupt_id, d.interrupt_id),
+                )
+                db.execute(
+                    "UPDATE bot_approvals SET channel=?, ts=?, posted_at=COALESCE(posted_at, ?) "
+                    "WHERE interrupt_id=?",
+                    (channel, ts, now, d.interrupt_id),
                 )
 
         await self._write(tx)
@@ -822,10 +978,7 @@ def _vote(
             (b.choice, int(b.approves), b.user, b.comment, now, iid),
         ).fetchone()
     if claimed is not None:
-        db.execute(
-            "UPDATE bot_runs SET status='running', updated_at=? WHERE run_id=?",
-            (now, run.run_id),
-        )
+        _claimed(db, run.run_id, iid, now)
         approval = _approval(claimed)
     _audit(
         db,
@@ -837,6 +990,28 @@ def _vote(
         detail={"choice": b.choice, "comment": b.comment},
     )
     return VoteResult(claimed is not None, approval, run, len(voters), voters)
+
+
+def _claimed(db: sqlite3.Connection, run_id: str, interrupt_id: str, now: float) -> None:
+    """A decision was claimed: the run runs again and nothing more is due for the approval."""
+    db.execute("UPDATE bot_runs SET status='running', updated_at=? WHERE run_id=?", (now, run_id))
+    db.execute(
+        "UPDATE bot_deadlines SET status='cancelled' WHERE interrupt_id=? AND status='pending'",
+        (interrupt_id,),
+    )
+
+
+def _schedule(
+    db: sqlite3.Connection,
+    interrupt_id: str,
+    run_id: str,
+    deadlines: Sequence[tuple[str, int, float]],
+) -> None:
+    db.executemany(
+        "INSERT OR IGNORE INTO bot_deadlines(interrupt_id, run_id, kind, level, due_at, status) "
+        "VALUES (?,?,?,?,?, 'pending')",
+        [(interrupt_id, run_id, kind, level, due) for kind, level, due in deadlines],
+    )
 
 
 def _mark_resumed(db: sqlite3.Connection, interrupt_id: str, run_id: str, now: float) -> None:

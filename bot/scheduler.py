@@ -1,0 +1,95 @@
+"""Fires stored deadlines (reminders, escalations, timeouts), each once.
+
+Deadlines live in the database, so a restart loses none: one that passed while the bot was
+down fires once, at start-up. The scheduler sleeps until the next one is due and is woken
+early when one is added or moved. Each due deadline is taken with a conditional UPDATE under a
+lease, so it fires once even with two processes on one database; a process that dies while
+firing leaves it to be taken again when the lease runs out.
+
+Time comes from the injected clock. Sleeping uses the event loop's timer, so a test that moves
+a fake clock forward calls ``wake()`` to make the scheduler look again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from bot.store import Deadline, Store
+
+log = logging.getLogger(__name__)
+
+Fire = Callable[[Deadline], Awaitable[None]]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        fire: Fire,
+        *,
+        clock: Callable[[], float] = time.time,
+        lease: float = 60.0,
+        batch: int = 200,
+        idle_poll: float = 30.0,
+    ) -> None:
+        self._store = store
+        self._fire = fire
+        self._clock = clock
+        self._lease = lease
+        self._batch = batch
+        self._idle_poll = idle_poll  # deadlines another process added are seen this often
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.fired = 0  # deadlines this process fired (metrics, tests)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                wait = await self.run_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the DB went away mid-shutdown, or a bug: keep going
+                log.error("scheduler: %s", exc)
+                wait = 1.0
+            try:
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    async def run_due(self) -> float:
+        """Fire everything due now; returns how long until the next deadline (capped)."""
+        for _ in range(1000):  # bounded: 1000 batches is 200,000 deadlines in one go
+            now = self._clock()
+            due = await self._store.deadlines_claim(now, self._lease, self._batch)
+            for deadline in due:
+                try:
+                    await self._fire(deadline)
+                    self.fired += 1
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("scheduler: %s deadline %s failed", deadline.kind, deadline.id)
+            if len(due) < self._batch:
+                break
+        next_at = await self._store.next_deadline()
+        if next_at is None:
+            return self._idle_poll
+        return max(0.0, min(self._idle_poll, next_at - self._clock()))
