@@ -1,16 +1,19 @@
-"""Command line: ``python -m bot run`` (the bot) and ``python -m bot demo`` (bot + local Slack)."""
+"""Command line: ``python -m bot run`` (the bot), ``python -m bot demo`` (bot + local Slack) and
+``python -m bot check-config [PATH]`` (validate the policy file, then exit)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from bot.config import Settings, SettingsError
+from bot.ingress import quiet_bolt_logs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,10 +32,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument(
         "--rate-limits", action="store_true", help="enforce Slack's per-method rate limits (429)"
     )
+    check = sub.add_parser("check-config", help="validate the policy file and exit (0 ok, 2 not)")
+    check.add_argument(
+        "path", nargs="?", type=Path, help="default: $APPROVALS_CONFIG, else ./approvals.toml"
+    )
     args = parser.parse_args(argv)
+    if args.cmd == "check-config":
+        return _check_config(args.path)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # No request body in any log line, including the ones Bolt writes itself.
+    quiet_bolt_logs(logging.getLogger())
     for noisy in ("slack_bolt", "aiohttp.access"):  # one line per request is noise here
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Bolt reads SLACK_BOT_TOKEN itself and warns that our client (which carries the same
@@ -57,6 +68,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _check_config(path: Path | None) -> int:
+    """Validate the policy file without starting the bot: ``ok: …`` on stdout and exit 0, or
+    the one-line fault on stderr and exit 2. Deprecations are warnings on stderr."""
+    from bot.policy import PolicyError, load_policy, policy_path
+
+    path = path or policy_path(os.environ)
+    if path is None:
+        print("ok: no policy file (APPROVALS_CONFIG unset, no ./approvals.toml): built-in defaults")
+        return 0
+    try:
+        policy = load_policy(path)
+        if not policy.graph_entry_points:  # else the graphs are only known once imported
+            from graphs import registry
+            from graphs.deploy import DeployOptions
+
+            policy.check_graphs(registry(DeployOptions()))
+    except PolicyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for line in policy.deprecations:
+        print(f"warning: {line}", file=sys.stderr)
+    sets, levels = policy.rule_sets, policy.escalation_levels
+    print(
+        f"ok: {path}: {sets} rule set{'s' * (sets != 1)}, "
+        f"{levels} escalation level{'s' * (levels != 1)}"
+    )
+    return 0
 
 
 def _until_signal(body: Callable[[asyncio.Event], Awaitable[None]]) -> int:

@@ -1,26 +1,74 @@
-"""Who may decide an approval: pure, so the rule is visible and unit-tested."""
+"""Who may decide an approval: pure, so the rule is visible and unit-tested.
+
+The rules are the ones the approval was opened with (``bot.policy.Rules``). User groups count
+by membership; a group whose members are not known yet raises ``GroupsUnknown`` so the caller
+can look them up and ask again (and refuse, failing closed, when Slack cannot say).
+"""
 
 from __future__ import annotations
 
-from bot.protocol import ApprovalRequest, ChoiceSpec
+from collections.abc import Callable, Iterable
+
+from bot.policy import GROUP_RE, Rules
+from bot.protocol import ChoiceSpec
+
+Members = Callable[[str], frozenset[str] | None]  # group id -> members, None when unknown
 
 
-def refusal(request: ApprovalRequest, requester: str, user: str, choice: ChoiceSpec) -> str | None:
+class GroupsUnknown(Exception):
+    """Deciding needs the members of these user groups."""
+
+    def __init__(self, groups: Iterable[str]) -> None:
+        self.groups = tuple(groups)
+        super().__init__(", ".join(self.groups))
+
+
+def groups_in(ids: Iterable[str]) -> tuple[str, ...]:
+    return tuple(i for i in ids if GROUP_RE.fullmatch(i))
+
+
+def is_listed(ids: Iterable[str], user: str, members: Members) -> bool:
+    """``user`` is one of ``ids`` or in one of its groups. Raises GroupsUnknown when that
+    depends on a group whose members are unknown."""
+    ids = tuple(ids)
+    if user in ids:
+        return True
+    unknown = []
+    for group in groups_in(ids):
+        m = members(group)
+        if m is None:
+            unknown.append(group)
+        elif user in m:
+            return True
+    if unknown:
+        raise GroupsUnknown(unknown)
+    return False
+
+
+def refusal(
+    rules: Rules, requester: str, user: str, choice: ChoiceSpec, members: Members
+) -> str | None:
     """None when ``user`` may pick ``choice``; otherwise the ephemeral text saying why not.
 
     Four-eyes by default: the requester cannot approve their own request, though they may
     withdraw it by rejecting. A non-empty approver list limits who decides at all.
     """
-    if user == requester and choice.approves and not request.allow_self_approval:
-        who = _names(request.approvers) if request.approvers else "someone else"
-        return f"You asked for this, so it needs a second pair of eyes: {who} can approve it."
     if user == requester and not choice.approves:
         return None
-    if request.approvers and user not in request.approvers:
-        return f"Only {_names(request.approvers)} can decide this request."
+    if user == requester and not rules.allow_self_approval:
+        who = names(rules.approvers) if rules.approvers else "someone else"
+        return f"You asked for this, so it needs a second pair of eyes: {who} can approve it."
+    if rules.approvers and not is_listed(rules.approvers, user, members):
+        return f"Only {names(rules.approvers)} can decide this request."
     return None
 
 
-def _names(users: tuple[str, ...]) -> str:
-    mentions = [f"<@{u}>" for u in users]
-    return mentions[0] if len(mentions) == 1 else ", ".join(mentions[:-1]) + " or " + mentions[-1]
+def mention(slack_id: str) -> str:
+    return f"<!subteam^{slack_id}>" if GROUP_RE.fullmatch(slack_id) else f"<@{slack_id}>"
+
+
+def names(ids: Iterable[str]) -> str:
+    mentions = [mention(i) for i in ids]
+    if len(mentions) <= 1:
+        return "".join(mentions)
+    return ", ".join(mentions[:-1]) + " or " + mentions[-1]

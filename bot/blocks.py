@@ -26,11 +26,20 @@ INPUT_MAX = 3000
 MAX_FIELDS = 40  # four sections of ten: leaves room for the rest under 50 blocks
 
 ACTION_CHOICE = "approval:choice:"
+ACTION_COMMENT = "approval:comment:"  # a choice that needs a comment: opens the modal
 ACTION_REASON = "approval:reason"
+ACTION_WITHDRAW = "approval:withdraw"
+ACTION_ESCALATE = "approval:escalate"
 REASON_CALLBACK = "approval_reason"
 REASON_BLOCK = "reason"
 
-OUTCOME_EMOJI = {"succeeded": "✅", "failed": "💥", "rejected": "🚫", "timed_out": "⏰"}
+OUTCOME_EMOJI = {
+    "succeeded": "✅",
+    "failed": "💥",
+    "rejected": "🚫",
+    "timed_out": "⏰",
+    "cancelled": "↩️",
+}
 
 _PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
 
@@ -66,8 +75,19 @@ class MessageState:
     """Everything that changes on an approval message after it is first posted."""
 
     decision: DecisionRecord | None = None
-    approvals: int = 0
+    voters: tuple[str, ...] = ()  # who approved so far, while more are needed
     outcome: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Ask:
+    """How the message asks for a decision: who may decide (mrkdwn), how many approvals,
+    which kinds of choice need a comment, and whether it can be escalated."""
+
+    who: str = ""
+    needed: int = 1
+    comment_on: frozenset[str] = frozenset()  # "approve", "reject"
+    can_escalate: bool = False
 
 
 def approval_message(
@@ -76,29 +96,22 @@ def approval_message(
     requester: str,
     requested_at: float,
     state: MessageState = MessageState(),
+    ask: Ask = Ask(),
 ) -> tuple[str, list[dict[str, Any]]]:
-    """The channel message for one approval: (notification text, blocks)."""
+    """The channel message for one approval (and each escalation DM's copy of it):
+    (notification text, blocks)."""
     blocks: list[dict[str, Any]] = [{"type": "header", "text": plain(request.title, HEADER_TEXT)}]
     if request.text:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn(request.text)}})
     blocks.extend(_field_sections(request.fields))
-    blocks.append(
-        {
-            "type": "context",
-            "elements": [
-                {
-                    "type": "mrkdwn",
-                    "text": f"Requested by <@{requester}> {slack_date(requested_at)}",
-                }
-            ],
-        }
-    )
+    blocks.append(_context(f"Requested by <@{requester}> {slack_date(requested_at)}"))
     if state.decision is None:
-        if state.approvals:
-            blocks.append(
-                _context(f"{state.approvals} of {request.min_approvals} approvals so far")
-            )
-        blocks.append(_actions(request, interrupt_id))
+        if ask.who:
+            blocks.append(_context(ask.who))
+        if state.voters:
+            voters = ", ".join(f"<@{v}>" for v in state.voters)
+            blocks.append(_context(f"{len(state.voters)} of {ask.needed} approvals: {voters}"))
+        blocks.append(_actions(request, interrupt_id, ask))
     else:
         blocks.append(_context(decision_line(request, state.decision)))
         if state.outcome:
@@ -139,22 +152,39 @@ def _button(choice: ChoiceSpec, action_id: str, interrupt_id: str) -> dict[str, 
     return button
 
 
-def _actions(request: ApprovalRequest, interrupt_id: str) -> dict[str, Any]:
+def _actions(request: ApprovalRequest, interrupt_id: str, ask: Ask) -> dict[str, Any]:
     """One button per choice (action_id by position, value = interrupt id, so a click needs no
-    lookup to find its approval), plus "Reject with reason…" opening a modal."""
-    elements = [
-        _button(c, f"{ACTION_CHOICE}{i}", interrupt_id) for i, c in enumerate(request.choices[:24])
-    ]
-    if request.reject_with_reason and request.reject_choice is not None:
+    lookup to find its approval); a choice that needs a comment opens the comment modal. Then
+    "Reject with reason…", "Escalate now" when there is someone to escalate to, "Withdraw"."""
+    elements = []
+    for i, c in enumerate(request.choices[:20]):
+        needs = "approve" if c.approves else "reject"
+        action = ACTION_COMMENT if needs in ask.comment_on else ACTION_CHOICE
+        elements.append(_button(c, f"{action}{i}", interrupt_id))
+    reject = request.reject_choice
+    if request.reject_with_reason and reject is not None and "reject" not in ask.comment_on:
         elements.append(
             _button(ChoiceSpec("reason", "Reject with reason…"), ACTION_REASON, interrupt_id)
         )
+    if ask.can_escalate:
+        elements.append(
+            _button(ChoiceSpec("escalate", "Escalate now"), ACTION_ESCALATE, interrupt_id)
+        )
+    elements.append(_button(ChoiceSpec("withdraw", "Withdraw"), ACTION_WITHDRAW, interrupt_id))
     return {"type": "actions", "block_id": "approval_actions", "elements": elements}
 
 
+CANCELLED = "cancelled"  # the choice id of a request its requester (or an admin) withdrew
+TIMEOUT = "timeout"
+
+
 def decision_line(request: ApprovalRequest, d: DecisionRecord) -> str:
-    if d.choice == "timeout":
-        return f"⏰ *Timed out* {slack_date(d.decided_at)}: nobody decided in time"
+    if d.choice == TIMEOUT:
+        verdict = "approved by policy" if d.approved else "rejected"
+        return f"⏰ *Timed out* {slack_date(d.decided_at)}: nobody decided in time, so {verdict}"
+    if d.choice == CANCELLED:
+        who = f"<@{d.decided_by}>" if d.decided_by else "someone"
+        return f"↩️ *Withdrawn* by {who} {slack_date(d.decided_at)}"
     emoji = "✅" if d.approved else "❌"
     label = _past_tense(request, d)
     who = f"<@{d.decided_by}>" if d.decided_by else "someone"
@@ -185,8 +215,10 @@ def _outcome(outcome: dict[str, Any]) -> dict[str, Any]:
 
 def already_decided(request: ApprovalRequest, d: DecisionRecord) -> str:
     """The ephemeral answer to a click on a decided approval."""
-    if d.choice == "timeout":
+    if d.choice == TIMEOUT:
         return f"This request timed out {slack_date(d.decided_at)}; nothing was changed."
+    if d.choice == CANCELLED:
+        return f"<@{d.decided_by}> withdrew this request {slack_date(d.decided_at)}."
     verb = escape(_past_tense(request, d).lower())
     return f"Already {verb} by <@{d.decided_by}> {slack_date(d.decided_at)}."
 
@@ -195,15 +227,22 @@ def progress_reply(line: str) -> str:
     return mrkdwn(line, SECTION_TEXT)
 
 
-def reason_modal(request: ApprovalRequest, interrupt_id: str, channel: str) -> dict[str, Any]:
-    """The "Reject with reason…" modal; private_metadata carries what the submission needs."""
-    metadata = json.dumps({"interrupt_id": interrupt_id, "channel": channel})
+def comment_modal(
+    request: ApprovalRequest, interrupt_id: str, channel: str, choice: int
+) -> dict[str, Any]:
+    """The modal for a choice that takes a comment ("Reject with reason…", or any choice the
+    policy wants a comment on); private_metadata carries what the submission needs."""
+    picked = request.choices[choice]
+    rejecting = not picked.approves
+    metadata = json.dumps({"interrupt_id": interrupt_id, "channel": channel, "choice": choice})
+    title = "Reject with reason" if rejecting else f"{picked.label} with comment"
+    hint = "Why not? The requester will see this." if rejecting else "The requester will see this."
     return {
         "type": "modal",
         "callback_id": REASON_CALLBACK,
         "private_metadata": metadata,
-        "title": plain("Reject with reason", MODAL_TITLE),
-        "submit": plain("Reject", MODAL_TITLE),
+        "title": plain(title, MODAL_TITLE),
+        "submit": plain(picked.label, MODAL_TITLE),
         "close": plain("Cancel", MODAL_TITLE),
         "blocks": [
             {
@@ -213,13 +252,13 @@ def reason_modal(request: ApprovalRequest, interrupt_id: str, channel: str) -> d
             {
                 "type": "input",
                 "block_id": REASON_BLOCK,
-                "label": plain("Reason", 2000),
+                "label": plain("Reason" if rejecting else "Comment", 2000),
                 "element": {
                     "type": "plain_text_input",
                     "action_id": REASON_BLOCK,
                     "multiline": True,
                     "max_length": INPUT_MAX,
-                    "placeholder": plain("Why not? The requester will see this.", 150),
+                    "placeholder": plain(hint, 150),
                 },
             },
         ],

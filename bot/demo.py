@@ -8,25 +8,44 @@ import logging
 import secrets
 from pathlib import Path
 
-from bot.config import Settings, SettingsError
+from bot.config import Settings, SettingsError, deploy_options
 from bot.localslack import LocalSlack
+from bot.policy import parse_policy
 from bot.runtime import BotRuntime
 from graphs import registry
-from graphs.deploy import DeployOptions
 
 log = logging.getLogger(__name__)
 
-DEMO_APPROVERS = {"prod": ("U0BOB", "U0DAN")}  # bob and dan; staging: anyone but the requester
+# bob and dan approve prod; carol is the supervisor a stuck prod approval escalates to after
+# 30 seconds; staging: anyone but the requester. (The same rules as a file: README.)
+DEMO_POLICY = {
+    "supervisors": ["U0CAROL"],
+    "admins": ["U0CAROL"],
+    "deploy": {"backend": "simulated"},
+    "policy": {
+        "deploy": {
+            "prod": {
+                "approvers": ["U0BOB", "U0DAN"],
+                "remind_every": "2m",
+                "escalation": [{"after": "30s", "notify": ["supervisors"]}],
+                "timeout": "15m",
+                "on_timeout": "reject",
+            }
+        }
+    },
+}
 
 
 def demo_settings(port: int, db: Path) -> Settings:
+    policy = parse_policy(DEMO_POLICY, "demo policy")
     return Settings(
         bot_token="xoxb-demo-" + secrets.token_hex(12),
         signing_secret=secrets.token_hex(16),
         api_url=f"http://127.0.0.1:{port}/api/",
         db_path=db,
         port=port,
-        deploy=DeployOptions(approvers=DEMO_APPROVERS),
+        deploy=deploy_options(policy),
+        policy=policy,
     )
 
 

@@ -25,13 +25,17 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Durability
 
 from bot import blocks, messages
-from bot.authz import refusal
+from bot.authz import GroupsUnknown, groups_in, is_listed, names, refusal
+from bot.groups import GroupCache
+from bot.policy import Policy, Rules, describe, format_duration, freeze_at
 from bot.protocol import ApprovalRequest, ChoiceSpec, DecisionRecord, normalise, resume_value
 from bot.slack import SlackError, SlackPort
 from bot.store import (
     Approval,
     Ballot,
+    Deadline,
     Delivery,
+    Firing,
     Item,
     Opening,
     Refused,
@@ -78,6 +82,20 @@ def _already_decided(approval: Approval, channel: str, user: str) -> Item:
     return messages.ephemeral(channel, user, text, approval.run_id)
 
 
+def ask(rules: Rules) -> blocks.Ask:
+    """How an approval's message asks, from the rules it is held to."""
+    return blocks.Ask(
+        who=describe(rules),
+        needed=rules.min_approvals,
+        comment_on=rules.comment_required,
+        can_escalate=bool(rules.escalation),
+    )
+
+
+def _is_dm(channel: str) -> bool:
+    return channel.startswith("D")
+
+
 class Engine:
     def __init__(
         self,
@@ -86,20 +104,47 @@ class Engine:
         slack: SlackPort,
         graphs: Mapping[str, CompiledStateGraph],
         tasks: TaskSet,
+        policy: Policy | None = None,
+        groups: GroupCache | None = None,
         clock: Callable[[], float] = time.time,
         durability: Durability = "sync",
+        on_deadlines: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
-        self.durability: Durability = durability
         self.slack = slack
         self.graphs = graphs
         self.tasks = tasks
+        self.policy = policy or Policy()
+        self.groups = groups or GroupCache(slack, clock)
         self.clock = clock
+        self.durability: Durability = durability
+        self._on_deadlines = on_deadlines  # wakes the scheduler when a deadline moved
         # One lock per thread: a run is never driven twice at once in this process. Weak, so
         # a finished run's lock goes away once nobody holds or waits on it.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
+    def set_deadline_listener(self, listener: Callable[[], None]) -> None:
+        self._on_deadlines = listener
+
+    def rules_for(self, command: str, args: Mapping[str, Any]) -> Rules:
+        env = args.get("env")
+        return self.policy.rules(command, env if isinstance(env, str) else None)
+
+    def _rules(self, approval: Approval, run: Run) -> Rules:
+        """The rules an approval was opened with (older rows: today's policy)."""
+        if approval.rules is not None:
+            return Rules.from_dict(approval.rules)
+        payload = approval.request if isinstance(approval.request, Mapping) else {}
+        return self.rules_for(run.command, run.input).merge_request(payload)[0]
+
     # -- entry points (each runs as a task the app owns) ---------------------------------
+    def channel_for(self, command: str, args: Mapping[str, Any], channel: str) -> str | None:
+        """Where a request typed in ``channel`` is posted: there, or, typed in a DM, the
+        policy's ``channel`` (None: nowhere; nobody else could see or decide it)."""
+        if not _is_dm(channel) and not channel.startswith("G"):
+            return channel
+        return self.rules_for(command, args).channel
+
     async def start(
         self,
         command: str,
@@ -107,15 +152,45 @@ class Engine:
         requester: str,
         channel: str,
         response_url: str | None = None,
-    ) -> str:
-        """Create a run and drive its graph until it finishes or waits for a person."""
+    ) -> str | None:
+        """Create a run and drive its graph until it finishes or waits for a person; None
+        when the policy refuses the request (the requester is told why)."""
+        now = self.clock()
+        rules = self.rules_for(command, args)
+        why = await self._start_refusal(rules, command, requester, channel, now)
+        if why is not None:
+            tell = (
+                [Item("respond", {"url": response_url, "text": why})]
+                if response_url
+                else [Item("dm", {"user": requester, "text": why})]
+            )
+            await self.store.record(
+                "start_refused", now, tell, user=requester, detail={"command": command}
+            )
+            return None
         run_id = uuid.uuid4().hex
         graph_input = {**args, "requested_by": requester}
         run = await self.store.create_run(
-            run_id, command, graph_input, requester, channel, self.clock(), response_url
+            run_id, command, graph_input, requester, channel, now, response_url
         )
         await self._drive(run, graph_input)
         return run_id
+
+    async def _start_refusal(
+        self, rules: Rules, command: str, requester: str, channel: str, now: float
+    ) -> str | None:
+        window = freeze_at(rules, now)
+        if window is not None and window.action == "refuse":
+            return f"🧊 Change freeze ({window.describe()}): `{command}` can't be requested now."
+        if rules.requesters:
+            groups = groups_in(rules.requesters)
+            unknown = [g for g in groups if self.groups.members(g) is None]
+            if unknown:
+                await self.groups.resolve(unknown)
+            mine = [g for g in groups if requester in (self.groups.members(g) or ())]
+            if not rules.may_request(requester, channel, mine):
+                return f"You can't start `{command}` here: only {names(rules.requesters)} may."
+        return None
 
     async def click(self, interrupt_id: str, user: str, index: int, channel: str) -> None:
         """A button: the choice at ``index`` of the request's choices."""
@@ -125,11 +200,67 @@ class Engine:
 
         await self._decide(interrupt_id, user, channel, pick, None)
 
+    async def decide_with_comment(
+        self, interrupt_id: str, user: str, index: int | None, comment: str, channel: str
+    ) -> None:
+        """A submitted comment modal: the choice at ``index`` (None: the reject choice)."""
+
+        def pick(request: ApprovalRequest) -> ChoiceSpec | None:
+            if index is None:
+                return request.reject_choice
+            return request.choices[index] if 0 <= index < len(request.choices) else None
+
+        await self._decide(interrupt_id, user, channel, pick, comment)
+
     async def reject_with_reason(
         self, interrupt_id: str, user: str, reason: str, channel: str
     ) -> None:
         """A submitted "Reject with reason…" modal."""
-        await self._decide(interrupt_id, user, channel, lambda r: r.reject_choice, reason)
+        await self.decide_with_comment(interrupt_id, user, None, reason, channel)
+
+    async def withdraw(self, interrupt_id: str, user: str, channel: str) -> None:
+        """The requester (or an admin) takes the request back: the graph resumes with a
+        ``cancelled`` decision."""
+        withdraw = ChoiceSpec(blocks.CANCELLED, "Withdraw")
+
+        def judge(approval: Approval, run: Run) -> Ballot | Refused:
+            if user != run.requester and user not in self.policy.admins:
+                text = f"Only <@{run.requester}>, who asked, or an admin can withdraw this."
+                return Refused(user, [messages.ephemeral(channel, user, text, run.run_id)])
+            return Ballot(user, withdraw.id, False, None, 1)
+
+        await self._vote(interrupt_id, user, channel, judge)
+
+    async def escalate_now(self, interrupt_id: str, user: str, channel: str) -> None:
+        """An eligible approver brings the next escalation level forward."""
+        found = await self.store.approval_and_run(interrupt_id)
+        if found is None or found[0].status != "pending":
+            await self._closed(found, interrupt_id, user, channel)
+            return
+        approval, run = found
+        rules = self._rules(approval, run)
+        try:
+            eligible = not rules.approvers or is_listed(rules.approvers, user, self.groups.members)
+        except GroupsUnknown as exc:
+            await self.groups.resolve(exc.groups)
+            eligible = is_listed(rules.approvers, user, self.groups.members)
+        if not eligible:
+            text = f"Only {names(rules.approvers)} can escalate this request."
+        elif await self.store.deadline_now(interrupt_id, "escalate", self.clock()):
+            self._on_deadlines()
+            text = "Escalating now: the next people in line get a DM."
+        else:
+            text = "Everyone in the escalation chain has been asked already."
+        await self.store.tell([messages.ephemeral(channel, user, text, run.run_id)], self.clock())
+
+    async def _closed(
+        self, found: tuple[Approval, Run] | None, interrupt_id: str, user: str, channel: str
+    ) -> None:
+        if found is None:
+            text = "I don't know this request any more; it may have been cleaned up."
+            await self.store.tell([messages.ephemeral(channel, user, text)], self.clock())
+        else:
+            await self.store.tell([_already_decided(found[0], channel, user)], self.clock())
 
     async def _decide(
         self,
@@ -139,40 +270,51 @@ class Engine:
         pick: Callable[[ApprovalRequest], ChoiceSpec | None],
         comment: str | None,
     ) -> None:
-        """Authorise, vote, claim and queue the message updates in one store call; the
-        claimer then resumes the graph (Slack is not waited for)."""
-        requests: dict[str, ApprovalRequest] = {}
-
-        def request_of(a: Approval) -> ApprovalRequest:
-            if a.interrupt_id not in requests:
-                requests[a.interrupt_id] = normalise(a.request)
-            return requests[a.interrupt_id]
+        """Authorise against the approval's rules and vote."""
 
         def judge(approval: Approval, run: Run) -> Ballot | Refused:
-            request = request_of(approval)
+            request = normalise(approval.request)
+            rules = self._rules(approval, run)
             choice = pick(request)
             if choice is None:
                 text = "That button is no longer valid."
                 return Refused(user, [messages.ephemeral(channel, user, text, run.run_id)])
-            reason = refusal(request, run.requester, user, choice)
-            if reason is None and choice.comment == "required" and not comment:
-                reason = "This choice needs a reason."
+            reason = refusal(rules, run.requester, user, choice, self.groups.members)
+            if reason and any(self.groups.unresolved(g) for g in groups_in(rules.approvers)):
+                reason = messages.GROUPS_UNKNOWN
+            kind = "approve" if choice.approves else "reject"
+            needs_comment = kind in rules.comment_required or choice.comment == "required"
+            if reason is None and needs_comment and not comment:
+                reason = "This choice needs a comment: use the form its button opens."
             if reason:
                 eph = messages.ephemeral(channel, user, reason, run.run_id)
                 return Refused(user, [eph], {"choice": choice.id})
-            return Ballot(user, choice.id, choice.approves, comment, request.min_approvals)
+            ends = choice.approves or not rules.reject_ends
+            return Ballot(
+                user, choice.id, choice.approves, comment, rules.min_approvals if ends else 1
+            )
+
+        await self._vote(interrupt_id, user, channel, judge)
+
+    async def _vote(
+        self, interrupt_id: str, user: str, channel: str, judge: Callable[..., Ballot | Refused]
+    ) -> None:
+        """One store transaction (load, authorise, vote, claim, audit, messages); the claimer
+        then resumes the graph. Slack is not waited for. A rule naming a user group whose
+        members are not known yet is looked up, and the click judged again."""
 
         def render(result: VoteResult) -> list[Item]:
             a, run = result.approval, result.run
+            request = normalise(a.request)
+            rules = self._rules(a, run)
             if result.claimed:
-                state = blocks.MessageState(_decision(a), result.approvals, run.outcome)
-                return [messages.approval_update(run, a, request_of(a), state)]
+                state = blocks.MessageState(_decision(a), outcome=run.outcome)
+                return [messages.approval_update(run, a, request, state, ask(rules))]
             if a.status == "pending":
-                request = request_of(a)
-                state = blocks.MessageState(None, result.approvals)
-                text = f"Your vote is in: {result.approvals} of {request.min_approvals} approvals."
+                state = blocks.MessageState(None, result.voters)
+                text = f"Your vote is in: {result.approvals} of {rules.min_approvals} approvals."
                 return [
-                    messages.approval_update(run, a, request, state),
+                    messages.approval_update(run, a, request, state, ask(rules)),
                     messages.ephemeral(channel, user, text, run.run_id),
                 ]
             return [_already_decided(a, channel, user)]
@@ -181,41 +323,62 @@ class Engine:
             text = "I don't know this request any more; it may have been cleaned up."
             return [messages.ephemeral(channel, user, text)]
 
-        result = await self.store.decide(interrupt_id, self.clock(), judge, render, unknown)
+        for _ in range(2):
+            try:
+                result = await self.store.decide(interrupt_id, self.clock(), judge, render, unknown)
+                break
+            except GroupsUnknown as exc:
+                await self.groups.resolve(exc.groups)
+        else:
+            return
         if result is not None and result.claimed:
             await self._resume(result.approval, result.run)
 
-    async def open_reason(
-        self, interrupt_id: str, user: str, trigger_id: str, channel: str
+    async def open_comment(
+        self, interrupt_id: str, user: str, trigger_id: str, channel: str, index: int | None
     ) -> None:
-        """ "Reject with reason…": check the click, then open the modal inline (the trigger
-        expires 3 s after the click, so this one call cannot wait in the outbox)."""
+        """A choice that takes a comment (``index``; None: "Reject with reason…"): check the
+        click, then open the modal inline (the trigger expires 3 s after the click, so this
+        one call cannot wait in the outbox)."""
         found = await self.store.approval_and_run(interrupt_id)
-        if found is None:
-            text = "I don't know this request any more; it may have been cleaned up."
-            await self.store.tell([messages.ephemeral(channel, user, text)], self.clock())
+        if found is None or found[0].status != "pending":
+            await self._closed(found, interrupt_id, user, channel)
             return
         approval, run = found
-        if approval.status != "pending":
-            await self.store.tell([_already_decided(approval, channel, user)], self.clock())
-            return
         request = normalise(approval.request)
-        choice = request.reject_choice
-        reason = choice and refusal(request, run.requester, user, choice)
+        if index is None:
+            choice = request.reject_choice
+            index = request.choices.index(choice) if choice is not None else -1
+        choice = request.choices[index] if 0 <= index < len(request.choices) else None
+        try:
+            reason = choice and refusal(
+                self._rules(approval, run), run.requester, user, choice, self.groups.members
+            )
+        except GroupsUnknown as exc:
+            await self.groups.resolve(exc.groups)
+            reason = choice and refusal(
+                self._rules(approval, run), run.requester, user, choice, self.groups.members
+            )
         if choice is None or reason:
-            text = reason or "This request has no reject choice."
+            text = reason or "That button is no longer valid."
             await self.store.tell([messages.ephemeral(channel, user, text)], self.clock())
             return
         try:
             async with asyncio.timeout(MODAL_SECONDS):
                 await self.slack.open_modal(
-                    trigger_id, blocks.reason_modal(request, interrupt_id, channel)
+                    trigger_id, blocks.comment_modal(request, interrupt_id, channel, index)
                 )
         except (SlackError, TimeoutError) as exc:
             error = exc if isinstance(exc, SlackError) else SlackError("timeout", transient=True)
-            log.warning("run %s: reason modal not opened: %s", run.run_id, error.code)
+            log.warning("run %s: comment modal not opened: %s", run.run_id, error.code)
             eph = messages.ephemeral(channel, user, messages.modal_refused(error), run.run_id)
             await self.store.tell([eph], self.clock())
+
+    async def open_reason(
+        self, interrupt_id: str, user: str, trigger_id: str, channel: str
+    ) -> None:
+        """ "Reject with reason…"."""
+        await self.open_comment(interrupt_id, user, trigger_id, channel, None)
 
     async def publish_home(self, user: str) -> None:
         """The App Home for ``user``: open approvals (theirs to decide first), their requests."""
@@ -223,7 +386,13 @@ class Engine:
         for approval, requester in await self.store.open_approvals():
             request = normalise(approval.request)
             approve = request.approve_choice
-            yours = approve is not None and refusal(request, requester, user, approve) is None
+            rules = Rules.from_dict(approval.rules) if approval.rules else Rules()
+            try:
+                yours = approve is not None and not refusal(
+                    rules, requester, user, approve, self.groups.members
+                )
+            except GroupsUnknown:
+                yours = False
             items.append(
                 blocks.HomeItem(
                     request, requester, approval.channel or "", approval.created_at, yours
@@ -251,6 +420,68 @@ class Engine:
         for run in await self.store.runs_with_status("running"):
             if run.run_id not in resumed:
                 self.tasks.spawn(self._continue(run), f"recover-run-{run.run_id}")
+
+    async def fire_deadline(self, d: Deadline) -> None:
+        """A reminder, an escalation level or the final timeout fell due (the scheduler
+        calls this once per deadline). Escalation targets that are user groups are expanded
+        to their members first; the rest is one store transaction."""
+        found = await self.store.approval_and_run(d.interrupt_id)
+        targets: list[str] = []
+        if found is not None and d.kind == "escalate":
+            schedule = self._rules(*found).escalation_schedule()
+            notify = schedule[d.level].notify if d.level < len(schedule) else ()
+            await self.groups.resolve([g for g in groups_in(notify) if not self.groups.members(g)])
+            for target in notify:
+                members = self.groups.members(target) if target in groups_in(notify) else None
+                targets += sorted(members) if members is not None else [target]
+        now = self.clock()
+
+        def act(approval: Approval, run: Run) -> Firing:
+            return self._firing(d, approval, run, list(dict.fromkeys(targets)), now)
+
+        done = await self.store.fire(d, now, act)
+        if done is not None and done[1] is not None:
+            await self._resume(done[1].approval, done[1].run)
+
+    def _firing(
+        self, d: Deadline, approval: Approval, run: Run, targets: list[str], now: float
+    ) -> Firing:
+        """What a due deadline does to a pending approval (pure; runs in the transaction)."""
+        rules = self._rules(approval, run)
+        request = normalise(approval.request)
+        note = f"note:{approval.interrupt_id}:{d.kind}:{d.level}"
+        waited = format_duration(max(0.0, now - approval.created_at))
+        if d.kind == "remind":
+            assert rules.remind_every is not None
+            posted = d.due_at - d.level * rules.remind_every
+            nxt = rules.next_reminder(d.level + 1, posted)
+            text = f"⏰ Still waiting for a decision after {waited}. {describe(rules)}."
+            return Firing(
+                [messages.thread_note(run, approval, note, text)],
+                [("remind", d.level + 1, nxt)] if nxt is not None else [],
+                event="reminded",
+            )
+        if d.kind == "escalate":
+            copies = [
+                messages.approval_copy(run, approval, request, ask(rules), t)
+                for t in targets
+                if t != run.requester
+            ]
+            who = names(targets) or "nobody (the escalation target has no members)"
+            text = f"⏫ Escalated to {who} after {waited}."
+            items = [*copies, messages.thread_note(run, approval, note, text)]
+            return Firing(items, event="escalated")
+        if rules.on_timeout == "keep_waiting":
+            text = f"⏰ Nobody decided within {waited}; still waiting, as the policy says."
+            return Firing([messages.thread_note(run, approval, note, text)], event="timed_out")
+        approved = rules.on_timeout == "approve"
+        decision = DecisionRecord(blocks.TIMEOUT, approved, None, None, now)
+        decided = blocks.MessageState(decision)
+        return Firing(
+            [messages.approval_update(run, approval, request, decided, ask(rules))],
+            decision=(blocks.TIMEOUT, approved),
+            event="timed_out",
+        )
 
     async def on_delivery_failed(self, d: Delivery, error: SlackError) -> None:
         """The outbox gave up on a row. An approval Slack will never show ends its run, and
@@ -356,13 +587,8 @@ class Engine:
             await self._finish(run, outcome, resumed)
             return
         if interrupts:
-            await self.store.pause(
-                run,
-                interrupts,
-                self.clock(),
-                lambda a: Opening([messages.approval_post(run, a, normalise(a.request))]),
-                resumed,
-            )
+            await self.store.pause(run, interrupts, self.clock(), self._opening(run), resumed)
+            self._on_deadlines()  # the new approvals' deadlines may be the next ones due
         else:
             outcome = values.get("outcome") if isinstance(values, dict) else None
             await self._finish(
@@ -370,6 +596,24 @@ class Engine:
                 outcome if isinstance(outcome, dict) else {"status": "succeeded", "text": "Done."},
                 resumed,
             )
+
+    def _opening(self, run: Run) -> Callable[[Approval], Opening]:
+        """What opening an approval writes: the rules it is held to (the policy for the
+        graph and env, with what the graph asked for where the policy allows it; during a
+        change freeze, the freeze approvers), its message, and its deadlines."""
+
+        def open_(approval: Approval) -> Opening:
+            payload = approval.request if isinstance(approval.request, Mapping) else {}
+            rules, ignored = self.rules_for(run.command, run.input).merge_request(payload)
+            for line in ignored:
+                log.warning("run %s: %s", run.run_id, line)
+            window = freeze_at(rules, approval.created_at)
+            if window is not None and window.action == "require_freeze_approvers":
+                rules = rules.during_freeze(window)
+            post = messages.approval_post(run, approval, normalise(approval.request), ask(rules))
+            return Opening([post], rules.to_dict(), rules.deadlines(approval.created_at))
+
+        return open_
 
     async def _progress(self, run: Run, key: str, line: str) -> None:
         """Queue a progress line in the run's thread (never fails the run: it is a row)."""
@@ -391,7 +635,8 @@ class Engine:
                     done,
                     a,
                     normalise(a.request),
-                    blocks.MessageState(_decision(a), 0, done.outcome),
+                    blocks.MessageState(_decision(a), outcome=done.outcome),
+                    blocks.Ask(),
                 )
                 for a in approvals
                 if a.status != "failed"

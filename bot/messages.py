@@ -24,6 +24,10 @@ SLACK_DOWN = (
     "Nothing was started; please run it again."
 )
 REFUSED_OTHER = "Slack would not let me post your request, so nothing was started."
+GROUPS_UNKNOWN = (
+    "I couldn't check who is in the user group that decides this, so I can't take your "
+    "decision right now. Please try again in a minute."
+)
 MODAL_LATE = (
     "Slack took too long to pass on your click, so the form could not open. Please click again."
 )
@@ -45,9 +49,9 @@ def approval_key(interrupt_id: str) -> str:
     return f"approval:{interrupt_id}"
 
 
-def approval_post(run: Run, approval: Approval, request: ApprovalRequest) -> Item:
+def approval_post(run: Run, approval: Approval, request: ApprovalRequest, ask: blocks.Ask) -> Item:
     text, blks = blocks.approval_message(
-        request, approval.interrupt_id, run.requester, approval.created_at
+        request, approval.interrupt_id, run.requester, approval.created_at, ask=ask
     )
     return Item(
         "post",
@@ -63,10 +67,12 @@ def approval_update(
     approval: Approval,
     request: ApprovalRequest,
     state: blocks.MessageState,
+    ask: blocks.Ask,
 ) -> Item:
-    """The message's newest content; later updates of the same message replace this one."""
+    """The message's newest content; later updates of the same message replace this one. The
+    store copies it to every escalation DM of the same approval."""
     text, blks = blocks.approval_message(
-        request, approval.interrupt_id, run.requester, approval.created_at, state
+        request, approval.interrupt_id, run.requester, approval.created_at, state, ask
     )
     key = approval_key(approval.interrupt_id)
     return Item(
@@ -78,6 +84,38 @@ def approval_update(
         run_id=run.run_id,
         interrupt_id=approval.interrupt_id,
     )
+
+
+def copy_key(interrupt_id: str, target: str) -> str:
+    """An escalation's copy of the approval message, in ``target``'s DM (or channel)."""
+    return f"copy:{interrupt_id}:{target}"
+
+
+def approval_copy(
+    run: Run, approval: Approval, request: ApprovalRequest, ask: blocks.Ask, target: str
+) -> Item:
+    """The approval message, with working buttons, sent to a person by DM (or to a channel)."""
+    text, blks = blocks.approval_message(
+        request, approval.interrupt_id, run.requester, approval.created_at, ask=ask
+    )
+    payload = {"text": text, "blocks": blks}
+    if target.startswith(("C", "G")):
+        kind, payload = "post", {**payload, "channel": target}
+    else:
+        kind, payload = "dm", {**payload, "user": target}
+    return Item(
+        kind,
+        payload,
+        key=copy_key(approval.interrupt_id, target),
+        run_id=run.run_id,
+        interrupt_id=approval.interrupt_id,
+    )
+
+
+def thread_note(run: Run, approval: Approval, key: str, text: str) -> Item:
+    """A line in the approval's thread (reminders, escalations, timeouts)."""
+    thread = run.thread_key or approval_key(approval.interrupt_id)
+    return Item("post", {"text": text}, key=key, ref=thread, run_id=run.run_id)
 
 
 def ephemeral(channel: str, user: str, text: str, run_id: str | None = None) -> Item:

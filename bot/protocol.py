@@ -26,15 +26,14 @@ class ChoiceSpec:
 
 @dataclass(frozen=True)
 class ApprovalRequest:
-    """The bot's view of one pending interrupt, whatever shape the graph used."""
+    """The bot's view of one pending interrupt, whatever shape the graph used: what to show
+    and which choices to offer. Who may decide is the policy's (``bot.policy.Rules``), merged
+    with what the graph asked for when the approval opens."""
 
     title: str
     text: str = ""
     fields: tuple[tuple[str, str], ...] = ()
     choices: tuple[ChoiceSpec, ...] = ()
-    approvers: tuple[str, ...] = ()
-    min_approvals: int = 1
-    allow_self_approval: bool = False
     reject_with_reason: bool = True
     shape: str = KIND
 
@@ -89,9 +88,6 @@ def _own(v: Mapping[str, Any]) -> ApprovalRequest:
         text=str(v.get("text") or ""),
         fields=tuple((str(k), str(val)) for k, val in v.get("fields", ())),
         choices=choices,
-        approvers=tuple(map(str, v.get("approvers", ()))),
-        min_approvals=max(1, int(v.get("min_approvals", 1))),
-        allow_self_approval=bool(v.get("allow_self_approval", False)),
         reject_with_reason=bool(v.get("reject_with_reason", True)),
         shape=KIND,
     )

@@ -18,10 +18,13 @@ from slack_bolt.async_app import AsyncApp
 
 from bot import http
 from bot.app import create_app
-from bot.config import Settings
+from bot.config import Settings, SettingsError
 from bot.deps import Deps
 from bot.engine import Engine
+from bot.groups import GroupCache
 from bot.outbox import Outbox, Pacer
+from bot.policy import PolicyError
+from bot.scheduler import Scheduler
 from bot.slack import WebApiPort, http_session, web_client
 from bot.sqlite import OneHopSqliteSaver
 from bot.store import Store
@@ -39,6 +42,7 @@ class BotRuntime:
     store: Store
     engine: Engine
     outbox: Outbox
+    scheduler: Scheduler
     tasks: TaskSet
     app: AsyncApp
     session: aiohttp.ClientSession
@@ -53,6 +57,10 @@ class BotRuntime:
         store = Store(conn, saver.lock)
         await store.setup()
         specs = registry(settings.deploy)
+        try:
+            settings.policy.check_graphs(specs)
+        except PolicyError as exc:
+            raise SettingsError(str(exc)) from None
         graphs = {cmd: spec.build().compile(checkpointer=saver) for cmd, spec in specs.items()}
         session = http_session(settings.slack_timeout)
         client = web_client(settings.bot_token, settings.api_url, session)
@@ -63,9 +71,13 @@ class BotRuntime:
             slack=slack,
             graphs=graphs,
             tasks=tasks,
+            policy=settings.policy,
+            groups=GroupCache(slack, clock),
             clock=clock,
             durability=settings.durability,
         )
+        scheduler = Scheduler(store, engine.fire_deadline, clock=clock)
+        engine.set_deadline_listener(scheduler.wake)
         outbox = Outbox(
             store,
             slack,
@@ -76,13 +88,16 @@ class BotRuntime:
         )
         store.set_outbox_listener(outbox.wake)
         app = create_app(Deps(engine, tasks, specs), client, settings.signing_secret)
-        return cls(settings, conn, saver.lock, store, engine, outbox, tasks, app, session)
+        return cls(
+            settings, conn, saver.lock, store, engine, outbox, scheduler, tasks, app, session
+        )
 
     async def begin(self) -> None:
-        """Start the work that runs without requests: the outbox sender, and recovery of
-        decisions and runs a previous process left unfinished."""
+        """Start the work that runs without requests: the outbox sender, the deadline
+        scheduler, and recovery of decisions and runs a previous process left unfinished."""
         self.outbox.start()
         await self.engine.recover()
+        self.scheduler.start()
 
     def routes(self) -> list[web.RouteDef]:
         return http.routes(self.app, self.settings.signing_secret)
@@ -99,6 +114,7 @@ class BotRuntime:
                 cancelled,
                 grace,
             )
+        await self.scheduler.stop()
         cut = await self.outbox.stop(grace)
         if cut:
             log.warning("%d Slack call(s) cut; they are sent on the next start", cut)

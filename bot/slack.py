@@ -65,6 +65,10 @@ class SlackPort(Protocol):
         """An ephemeral answer through a command's ``response_url``."""
         ...
 
+    async def group_members(self, group: str) -> list[str]:
+        """The members of a user group (``usergroups.users.list``)."""
+        ...
+
 
 def web_client(token: str, base_url: str, session: aiohttp.ClientSession) -> AsyncWebClient:
     """The Web API client on one shared HTTP session (slack_sdk opens a new session, and a new
@@ -161,6 +165,11 @@ class WebApiPort:
     async def publish_home(self, user: str, view: dict[str, Any]) -> None:
         with _translated():
             await self._client.views_publish(user_id=user, view=view)
+
+    async def group_members(self, group: str) -> list[str]:
+        with _translated():
+            resp = await self._client.usergroups_users_list(usergroup=group)
+        return [str(u) for u in resp.get("users") or []]
 
     async def respond(self, response_url: str, text: str) -> None:
         hook = AsyncWebhookClient(response_url, session=self._session)

@@ -13,7 +13,7 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import aiosqlite
@@ -225,7 +225,8 @@ class VoteResult:
 
 @dataclass(frozen=True)
 class Ballot:
-    """A vote the engine found acceptable."""
+    """A vote the engine found acceptable; ``required`` distinct people picking this choice
+    decide the request (1 for a reject that ends it)."""
 
     user: str
     choice: str
@@ -907,9 +908,10 @@ class Store:
 
 
 def _queue(db: sqlite3.Connection, items: Sequence[Item], now: float) -> int:
-    """Write outbox rows; returns how many were new or replaced (a known key is skipped)."""
+    """Write outbox rows; returns how many were new or replaced (a known key is skipped).
+    An update of an approval's message also updates each copy of it (escalation DMs)."""
     written = 0
-    for i in items:
+    for i in _with_copies(db, items):
         cur = db.execute(
             _INSERT_ITEM + (_REPLACE if i.replace else _IGNORE),
             (
@@ -928,6 +930,19 @@ def _queue(db: sqlite3.Connection, items: Sequence[Item], now: float) -> int:
         )
         written += cur.rowcount
     return written
+
+
+def _with_copies(db: sqlite3.Connection, items: Sequence[Item]) -> list[Item]:
+    out = list(items)
+    for i in items:
+        if i.kind != "update" or not (i.ref or "").startswith("approval:"):
+            continue
+        prefix = "copy:" + (i.ref or "").removeprefix("approval:") + ":"
+        copies = db.execute(
+            "SELECT key FROM bot_outbox WHERE key >= ? AND key < ?", (prefix, prefix[:-1] + ";")
+        ).fetchall()
+        out += [replace(i, key=f"update:{c[0]}", ref=c[0]) for c in copies]
+    return out
 
 
 def _audit(
@@ -971,7 +986,7 @@ def _vote(
         )
     )
     claimed = None
-    if not b.approves or len(voters) >= b.required:
+    if len(voters) >= b.required:
         claimed = db.execute(
             "UPDATE bot_approvals SET status='decided', choice=?, approved=?, decided_by=?, "
             "comment=?, decided_at=? WHERE interrupt_id=? AND status='pending' RETURNING *",

@@ -172,7 +172,6 @@ class DeployOptions:
 
     envs: Sequence[str] = ("staging", "prod")
     default_env: str = "staging"
-    approvers: Mapping[str, Sequence[str]] = field(default_factory=dict)
     backend: DeployBackend = field(default_factory=SimulatedBackend)
 
     def parse(self, text: str) -> dict[str, Any]:
@@ -209,7 +208,6 @@ def build_graph(options: DeployOptions) -> StateGraph:
                 ("Environment", state["env"]),
             ],
             choices=(APPROVE, REJECT),
-            approvers=options.approvers.get(state["env"], ()),
         )
         return {"decision": decision.__dict__}
 
@@ -232,7 +230,9 @@ def build_graph(options: DeployOptions) -> StateGraph:
         decision = Decision.from_resume(state.get("decision", {}))
         what = f"{state['service']} {state['version']} to {state['env']}{mark}"
         if not decision.approved:
-            status = "timed_out" if decision.choice == "timeout" else "rejected"
+            status = {"timeout": "timed_out", "cancelled": "cancelled"}.get(
+                decision.choice, "rejected"
+            )
             return {"outcome": {"status": status, "text": f"Not deployed: {what}"}}
         result = state["result"]
         if result["ok"]:

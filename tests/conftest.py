@@ -3,6 +3,7 @@ local Slack workspace (bot/localslack) through the real Web API client, on a rea
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from bot.config import Settings
 from bot.localslack import LocalSlack
+from bot.policy import Policy, parse_policy
 from bot.runtime import BotRuntime
 from graphs.deploy import DeployOptions, SimulatedBackend
 
@@ -21,20 +23,29 @@ TOKEN = "xoxb-test-token"
 PROD_APPROVERS = ("U0BOB", "U0DAN")
 
 
-def settings_for(ws: LocalSlack, db: Path, **deploy: Any) -> Settings:
-    options = {
-        "approvers": {"prod": PROD_APPROVERS},
-        "backend": SimulatedBackend(step_seconds=0),
-        **deploy,
+# Settings fields a test may override through settings_for / Harness.start_bot (slack_timeout,
+# outbox, pace, grace_seconds, ...); every other keyword is a DeployOptions field, except
+# ``policy``, which may also be the policy file's contents as a dict.
+SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(Settings)) - {"deploy", "policy"}
+DEFAULT_POLICY = {"policy": {"deploy": {"prod": {"approvers": list(PROD_APPROVERS)}}}}
+
+
+def settings_for(ws: LocalSlack, db: Path, **options: Any) -> Settings:
+    """Test Settings: keywords naming a Settings field (``slack_timeout=1``,
+    ``outbox=OutboxOptions(...)``) set it; ``policy`` is a Policy or the file's contents as a
+    dict (default: bob and dan approve prod); the rest are DeployOptions fields."""
+    fields = {k: options.pop(k) for k in list(options) if k in SETTINGS_FIELDS}
+    policy = options.pop("policy", DEFAULT_POLICY)
+    fields["policy"] = policy if isinstance(policy, Policy) else parse_policy(policy, "test")
+    deploy = {"backend": SimulatedBackend(step_seconds=0), **options}
+    base: dict[str, Any] = {
+        "bot_token": TOKEN,
+        "signing_secret": SECRET,
+        "api_url": ws.api_url,
+        "db_path": db,
+        "grace_seconds": 5,
     }
-    return Settings(
-        bot_token=TOKEN,
-        signing_secret=SECRET,
-        api_url=ws.api_url,
-        db_path=db,
-        grace_seconds=5,
-        deploy=DeployOptions(**options),
-    )
+    return Settings(**{**base, **fields}, deploy=DeployOptions(**deploy))
 
 
 @dataclass
@@ -69,8 +80,9 @@ class Harness:
     db: Path
     bots: list[Bot] = field(default_factory=list)
 
-    async def start_bot(self, **deploy: Any) -> Bot:
-        bot = await Bot.start(settings_for(self.ws, self.db, **deploy))
+    async def start_bot(self, **options: Any) -> Bot:
+        """A bot on this workspace and file; ``options`` as for ``settings_for``."""
+        bot = await Bot.start(settings_for(self.ws, self.db, **options))
         self.bots.append(bot)
         self.ws.request_url = bot.url
         return bot

@@ -1,44 +1,66 @@
-"""Button clicks on approval messages: ack at once, decide in a task."""
+"""Button clicks on approval messages (in the channel or an escalation DM): ack at once, act
+in a task."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.blocks import ACTION_CHOICE, ACTION_REASON
+from bot.blocks import (
+    ACTION_CHOICE,
+    ACTION_COMMENT,
+    ACTION_ESCALATE,
+    ACTION_REASON,
+    ACTION_WITHDRAW,
+)
 from bot.deps import Deps
 
 CHOICE = re.compile(rf"^{re.escape(ACTION_CHOICE)}(\d+)$")
+COMMENT = re.compile(rf"^{re.escape(ACTION_COMMENT)}(\d+)$")
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
-    async def on_choice(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
+    engine = deps.engine
+
+    def on(
+        name: str, work: Callable[[str, str, str, dict[str, Any], dict[str, Any]], Awaitable[None]]
+    ) -> Callable[..., Awaitable[None]]:
+        async def listener(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+            await ack()
+            interrupt_id, user = str(action.get("value", "")), body["user"]["id"]
+            deps.tasks.spawn(
+                work(interrupt_id, user, _channel(body), body, action), f"{name} by {user}"
+            )
+
+        return listener
+
+    async def choice(iid: str, user: str, channel: str, body: Any, action: Any) -> None:
         match = CHOICE.match(action["action_id"])
         assert match is not None  # the listener's matcher guarantees it
-        deps.tasks.spawn(
-            deps.engine.click(
-                str(action.get("value", "")),
-                body["user"]["id"],
-                int(match.group(1)),
-                _channel(body),
-            ),
-            f"click {action['action_id']} by {body['user']['id']}",
-        )
+        await engine.click(iid, user, int(match.group(1)), channel)
 
-    async def on_reason(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        deps.tasks.spawn(
-            deps.engine.open_reason(
-                str(action.get("value", "")), body["user"]["id"], body["trigger_id"], _channel(body)
-            ),
-            f"reason modal for {body['user']['id']}",
-        )
+    async def comment(iid: str, user: str, channel: str, body: Any, action: Any) -> None:
+        match = COMMENT.match(action["action_id"])
+        assert match is not None
+        await engine.open_comment(iid, user, body["trigger_id"], channel, int(match.group(1)))
 
-    app.action(CHOICE)(on_choice)
-    app.action(ACTION_REASON)(on_reason)
+    async def reason(iid: str, user: str, channel: str, body: Any, action: Any) -> None:
+        await engine.open_comment(iid, user, body["trigger_id"], channel, None)
+
+    async def withdraw(iid: str, user: str, channel: str, body: Any, action: Any) -> None:
+        await engine.withdraw(iid, user, channel)
+
+    async def escalate(iid: str, user: str, channel: str, body: Any, action: Any) -> None:
+        await engine.escalate_now(iid, user, channel)
+
+    app.action(CHOICE)(on("click", choice))
+    app.action(COMMENT)(on("comment modal", comment))
+    app.action(ACTION_REASON)(on("reason modal", reason))
+    app.action(ACTION_WITHDRAW)(on("withdraw", withdraw))
+    app.action(ACTION_ESCALATE)(on("escalate now", escalate))
 
 
 def _channel(body: dict[str, Any]) -> str:

@@ -30,21 +30,27 @@ def is_direct_message(command: dict[str, Any]) -> bool:
 
 def _listener(spec: GraphSpec, deps: Deps) -> Callable[..., Awaitable[None]]:
     async def on_command(ack: AsyncAck, command: dict[str, Any]) -> None:
-        if is_direct_message(command):
-            await ack(text=IN_A_CHANNEL.format(command=spec.command), response_type="ephemeral")
-            return
         try:
             args = spec.parse(command.get("text") or "")
         except UsageError as exc:
             await ack(text=str(exc), response_type="ephemeral")
             return
+        channel = str(command["channel_id"])
+        if is_direct_message(command):
+            # Typed in a DM: post where the policy says, or refuse (nobody else would see it).
+            target = deps.engine.channel_for(spec.command, args, "D")
+            if target is None:
+                text = IN_A_CHANNEL.format(command=spec.command)
+                await ack(text=text, response_type="ephemeral")
+                return
+            channel = target
         await ack()
         deps.tasks.spawn(
             deps.engine.start(
                 spec.command,
                 args,
                 command["user_id"],
-                command["channel_id"],
+                channel,
                 command.get("response_url"),
             ),
             f"start {spec.command} by {command['user_id']}",

@@ -1,4 +1,5 @@
-"""The "Reject with reason…" modal: an empty reason is answered inline; otherwise decide."""
+"""The comment modal ("Reject with reason…", or a choice the policy wants a comment on): an
+empty comment is answered inline; otherwise decide."""
 
 from __future__ import annotations
 
@@ -14,30 +15,32 @@ from bot.deps import Deps
 log = logging.getLogger(__name__)
 
 EMPTY_REASON = "Please say why you are rejecting this; the requester will see it."
+EMPTY_COMMENT = "Please add a comment; the requester will see it."
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
     async def on_submit(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        values = view.get("state", {}).get("values", {})
-        reason = ((values.get(REASON_BLOCK) or {}).get(REASON_BLOCK) or {}).get("value") or ""
-        if not reason.strip():
-            await ack(response_action="errors", errors={REASON_BLOCK: EMPTY_REASON})
-            return
-        await ack()
+        user = body["user"]["id"]
         try:
             meta = json.loads(view.get("private_metadata") or "")
             interrupt_id, channel = str(meta["interrupt_id"]), str(meta["channel"])
+            choice = meta.get("choice")
+            index = choice if isinstance(choice, int) else None
         except (ValueError, KeyError, TypeError):
-            log.warning(
-                "reason modal with unreadable private_metadata from %s",
-                body.get("user", {}).get("id"),
-            )
+            await ack()
+            log.warning("comment modal with unreadable private_metadata from %s", user)
             return
+        values = view.get("state", {}).get("values", {})
+        comment = ((values.get(REASON_BLOCK) or {}).get(REASON_BLOCK) or {}).get("value") or ""
+        if not comment.strip():
+            rejecting = "Reject" in str((view.get("title") or {}).get("text", ""))
+            error = EMPTY_REASON if rejecting or index is None else EMPTY_COMMENT
+            await ack(response_action="errors", errors={REASON_BLOCK: error})
+            return
+        await ack()
         deps.tasks.spawn(
-            deps.engine.reject_with_reason(
-                interrupt_id, body["user"]["id"], reason.strip(), channel
-            ),
-            f"reject with reason by {body['user']['id']}",
+            deps.engine.decide_with_comment(interrupt_id, user, index, comment.strip(), channel),
+            f"decision with comment by {user}",
         )
 
     app.view(REASON_CALLBACK)(on_submit)

@@ -44,7 +44,7 @@ async def audit(h: Harness) -> list[str]:
 async def test_approve_resumes_deploys_and_shows_outcome(harness: Harness) -> None:
     h = harness
     msg = await deploy(h)
-    assert buttons(msg) == ["Approve", "Reject", "Reject with reason…"]
+    assert buttons(msg) == ["Approve", "Reject", "Reject with reason…", "Withdraw"]
     assert "Deploy api 1.4.2 to prod?" in message_text(msg)
     assert "<@U0ALICE>" in message_text(msg)
 

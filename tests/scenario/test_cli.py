@@ -81,7 +81,8 @@ class BotProcess:
             APPROVALS_SLACK_TIMEOUT="2",
         )
         (db.parent / "approvals.toml").write_text(
-            f'[deploy]\nsimulated_step_seconds = {step_seconds}\n[approvers]\nprod = ["U0BOB"]\n'
+            f'[deploy]\nbackend = "simulated"\nsimulated_step_seconds = {step_seconds}\n'
+            '[policy.deploy.prod]\napprovers = ["U0BOB"]\n'
         )
         self.log = db.parent / "bot.log"
         self.reaper = reaper

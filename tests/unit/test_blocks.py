@@ -40,7 +40,8 @@ def test_pending_message_has_buttons_with_interrupt_id() -> None:
     )
     check_message(blks)
     actions = next(b for b in blks if b["type"] == "actions")["elements"]
-    assert [a["text"]["text"] for a in actions] == ["Approve", "Reject", "Reject with reason…"]
+    labels = ["Approve", "Reject", "Reject with reason…", "Withdraw"]
+    assert [a["text"]["text"] for a in actions] == labels
     assert {a["value"] for a in actions} == {IID}
     assert actions[0]["style"] == "primary" and actions[1]["style"] == "danger"
     assert "Deploy api" in text
@@ -102,12 +103,39 @@ def test_cut_never_splits_an_entity() -> None:
     assert blocks.cut("abc", 3) == "abc"
 
 
-def test_reason_modal_is_valid() -> None:
-    view = blocks.reason_modal(request(title="x" * 5000), IID, "C0DEPLOYS")
+@pytest.mark.parametrize(
+    ("choice", "title"), [(1, "Reject with reason"), (0, "Approve with comment")]
+)
+def test_comment_modal_is_valid(choice: int, title: str) -> None:
+    view = blocks.comment_modal(request(title="x" * 5000), IID, "C0DEPLOYS", choice)
     View(**view).validate_json()
-    assert len(view["title"]["text"]) <= 24
+    assert view["title"]["text"] == title and len(title) <= 24
     assert len(view["private_metadata"]) <= 3000
-    assert json.loads(view["private_metadata"]) == {"interrupt_id": IID, "channel": "C0DEPLOYS"}
+    meta = json.loads(view["private_metadata"])
+    assert meta == {"interrupt_id": IID, "channel": "C0DEPLOYS", "choice": choice}
+
+
+def test_a_choice_that_needs_a_comment_opens_the_modal() -> None:
+    who = "Needs 2 of <@U0BOB>, <@U0DAN>"
+    ask = blocks.Ask(who=who, needed=2, comment_on=frozenset({"reject"}))
+    _, blks = blocks.approval_message(request(), IID, "U0ALICE", 0, blocks.MessageState(), ask)
+    check_message(blks)
+    actions = next(b for b in blks if b["type"] == "actions")["elements"]
+    assert [(a["text"]["text"], a["action_id"]) for a in actions] == [
+        ("Approve", "approval:choice:0"),
+        ("Reject", "approval:comment:1"),
+        ("Withdraw", "approval:withdraw"),
+    ]
+    assert "Needs 2 of <@U0BOB>, <@U0DAN>" in json.dumps(blks)
+
+
+def test_quorum_progress_is_on_the_message() -> None:
+    ask = blocks.Ask(needed=2, can_escalate=True)
+    state = blocks.MessageState(voters=("U0BOB",))
+    _, blks = blocks.approval_message(request(), IID, "U0ALICE", 0, state, ask)
+    check_message(blks)
+    assert "1 of 2 approvals: <@U0BOB>" in json.dumps(blks)
+    assert "Escalate now" in json.dumps(blks)
 
 
 def test_plain_string_interrupt_renders() -> None:

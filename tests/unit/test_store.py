@@ -61,7 +61,7 @@ async def test_two_approvals_needed_counts_people_not_clicks(store: Store) -> No
 
 
 async def test_one_reject_decides_and_late_votes_change_nothing(store: Store) -> None:
-    first = await vote(store, "U0BOB", "reject", required=2)
+    first = await vote(store, "U0BOB", "reject", required=1)  # a reject that ends it
     assert first and first.claimed
     assert await vote(store, "U0DAN", at=4.0) is None  # not pending: render only
     approval = await store.get_approval("i1")
