@@ -10,7 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import ingress
 from bot.deps import Deps
-from bot.listeners import actions, commands, home, views
+from bot.listeners import actions, approvals, commands, home, views
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ def create_app(deps: Deps, client: AsyncWebClient, signing_secret: str) -> Async
     )
     app.middleware(ingress.RejectMalformed())  # malformed payloads: 400, no listener runs
     commands.register(app, deps)
+    approvals.register(app, deps)
     actions.register(app, deps)
     views.register(app, deps)
     home.register(app, deps)

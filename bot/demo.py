@@ -9,6 +9,7 @@ import secrets
 from pathlib import Path
 
 from bot.config import Settings, SettingsError, deploy_options
+from bot.listeners import approvals
 from bot.localslack import LocalSlack
 from bot.policy import parse_policy
 from bot.runtime import BotRuntime
@@ -73,7 +74,7 @@ async def run_demo(
     commands = [
         {"command": s.command, "description": s.description, "usage_hint": s.usage}
         for s in registry(settings.deploy).values()
-    ]
+    ] + [approvals.SPEC]
     ws = LocalSlack(
         signing_secret=settings.signing_secret,
         bot_token=settings.bot_token,

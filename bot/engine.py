@@ -19,6 +19,7 @@ import uuid
 import weakref
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
@@ -27,6 +28,7 @@ from langgraph.types import Command, Durability
 from bot import blocks, messages
 from bot.authz import GroupsUnknown, groups_in, is_listed, names, refusal
 from bot.groups import GroupCache
+from bot.policy import USER_RE as USER
 from bot.policy import Policy, Rules, describe, format_duration, freeze_at
 from bot.protocol import ApprovalRequest, ChoiceSpec, DecisionRecord, normalise, resume_value
 from bot.slack import SlackError, SlackPort
@@ -130,7 +132,7 @@ class Engine:
         env = args.get("env")
         return self.policy.rules(command, env if isinstance(env, str) else None)
 
-    def _rules(self, approval: Approval, run: Run) -> Rules:
+    def rules_of(self, approval: Approval, run: Run) -> Rules:
         """The rules an approval was opened with (older rows: today's policy)."""
         if approval.rules is not None:
             return Rules.from_dict(approval.rules)
@@ -238,7 +240,7 @@ class Engine:
             await self._closed(found, interrupt_id, user, channel)
             return
         approval, run = found
-        rules = self._rules(approval, run)
+        rules = self.rules_of(approval, run)
         try:
             eligible = not rules.approvers or is_listed(rules.approvers, user, self.groups.members)
         except GroupsUnknown as exc:
@@ -274,7 +276,7 @@ class Engine:
 
         def judge(approval: Approval, run: Run) -> Ballot | Refused:
             request = normalise(approval.request)
-            rules = self._rules(approval, run)
+            rules = self.rules_of(approval, run)
             choice = pick(request)
             if choice is None:
                 text = "That button is no longer valid."
@@ -306,7 +308,7 @@ class Engine:
         def render(result: VoteResult) -> list[Item]:
             a, run = result.approval, result.run
             request = normalise(a.request)
-            rules = self._rules(a, run)
+            rules = self.rules_of(a, run)
             if result.claimed:
                 state = blocks.MessageState(_decision(a), outcome=run.outcome)
                 return [messages.approval_update(run, a, request, state, ask(rules))]
@@ -352,12 +354,12 @@ class Engine:
         choice = request.choices[index] if 0 <= index < len(request.choices) else None
         try:
             reason = choice and refusal(
-                self._rules(approval, run), run.requester, user, choice, self.groups.members
+                self.rules_of(approval, run), run.requester, user, choice, self.groups.members
             )
         except GroupsUnknown as exc:
             await self.groups.resolve(exc.groups)
             reason = choice and refusal(
-                self._rules(approval, run), run.requester, user, choice, self.groups.members
+                self.rules_of(approval, run), run.requester, user, choice, self.groups.members
             )
         if choice is None or reason:
             text = reason or "That button is no longer valid."
@@ -428,7 +430,7 @@ class Engine:
         found = await self.store.approval_and_run(d.interrupt_id)
         targets: list[str] = []
         if found is not None and d.kind == "escalate":
-            schedule = self._rules(*found).escalation_schedule()
+            schedule = self.rules_of(*found).escalation_schedule()
             notify = schedule[d.level].notify if d.level < len(schedule) else ()
             await self.groups.resolve([g for g in groups_in(notify) if not self.groups.members(g)])
             for target in notify:
@@ -447,18 +449,22 @@ class Engine:
         self, d: Deadline, approval: Approval, run: Run, targets: list[str], now: float
     ) -> Firing:
         """What a due deadline does to a pending approval (pure; runs in the transaction)."""
-        rules = self._rules(approval, run)
+        rules = self.rules_of(approval, run)
         request = normalise(approval.request)
         note = f"note:{approval.interrupt_id}:{d.kind}:{d.level}"
         waited = format_duration(max(0.0, now - approval.created_at))
         if d.kind == "remind":
             assert rules.remind_every is not None
             posted = d.due_at - d.level * rules.remind_every
-            nxt = rules.next_reminder(d.level + 1, posted)
+            n = d.level + 1
+            nxt = rules.next_reminder(n, posted)
+            while nxt is not None and nxt <= now and n < d.level + 10_000:
+                n += 1  # reminders missed while the bot was down: one is enough
+                nxt = rules.next_reminder(n, posted)
             text = f"⏰ Still waiting for a decision after {waited}. {describe(rules)}."
             return Firing(
                 [messages.thread_note(run, approval, note, text)],
-                [("remind", d.level + 1, nxt)] if nxt is not None else [],
+                [("remind", n, nxt)] if nxt is not None else [],
                 event="reminded",
             )
         if d.kind == "escalate":
@@ -470,7 +476,10 @@ class Engine:
             who = names(targets) or "nobody (the escalation target has no members)"
             text = f"⏫ Escalated to {who} after {waited}."
             items = [*copies, messages.thread_note(run, approval, note, text)]
-            return Firing(items, event="escalated")
+            # Whoever an approval is escalated to may decide it from then on.
+            added = tuple(t for t in targets if t not in rules.approvers and USER.fullmatch(t))
+            wider = replace(rules, approvers=rules.approvers + added) if rules.approvers else rules
+            return Firing(items, event="escalated", rules=wider.to_dict() if added else None)
         if rules.on_timeout == "keep_waiting":
             text = f"⏰ Nobody decided within {waited}; still waiting, as the policy says."
             return Firing([messages.thread_note(run, approval, note, text)], event="timed_out")

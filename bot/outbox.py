@@ -38,6 +38,8 @@ METHOD_TIER = {
     "views.publish": 4,
     "usergroups.users.list": 2,
 }
+# Kinds whose call replaces what Slack shows: a late copy of an older one would undo a newer.
+REPLACES = frozenset({"update", "publish"})
 POST_PER_SECOND = 1.0  # chat.postMessage, per channel
 POST_BURST = 3
 
@@ -116,6 +118,10 @@ class OutboxOptions:
     concurrency: int = 16
     batch: int = 500
     idle_poll: float = 30.0  # rows another process queued are seen at least this often
+    # A call that timed out may still be applied by Slack later. An update (or home publish)
+    # that timed out is tried again only after this long, so that its late copy lands before
+    # the retry instead of overwriting newer content (a later update) with older.
+    late_landing: float = 10.0
 
 
 FailureHandler = Callable[[Delivery, SlackError], Awaitable[None]]
@@ -129,13 +135,15 @@ class Outbox:
         on_failed: FailureHandler,
         *,
         clock: Callable[[], float] = time.time,
+        stamp: Callable[[], float] | None = None,
         pacer: Pacer | None = None,
         options: OutboxOptions = OutboxOptions(),
     ) -> None:
         self._store = store
         self._slack = slack
         self._on_failed = on_failed
-        self._clock = clock
+        self._clock = clock  # Slack's time: pacing, backoff, leases
+        self._stamp = stamp or clock  # the bot's time, for when a message landed
         self.pacer = pacer or Pacer(clock)
         self._options = options
         self._wake = asyncio.Event()
@@ -263,7 +271,7 @@ class Outbox:
             log.error("outbox: %s row %s could not be sent: %r", d.kind, d.id, exc)
             await self._failed(d, SlackError(f"unexpected_{type(exc).__name__}"))
         else:
-            await self._store.outbox_sent(d, self._clock(), channel, ts)
+            await self._store.outbox_sent(d, self._clock(), channel, ts, self._stamp())
         finally:
             self._inflight.pop(d.id, None)
             if d.lane is not None:
@@ -305,11 +313,14 @@ class Outbox:
         method, channel = self._method(d)
         if exc.retry_after:
             self.pacer.pause(method, channel, exc.retry_after)
-        if exc.transient and now - d.created_at < self._options.retry_for:
+        failing_since = d.failing_since if d.failing_since is not None else now
+        if exc.transient and now - failing_since < self._options.retry_for:
             backoff = min(
                 self._options.backoff_max, self._options.backoff_first * 2 ** min(d.attempts, 20)
             )
             delay = max(exc.retry_after, backoff * random.uniform(0.8, 1.2))
+            if exc.code == "timeout" and d.kind in REPLACES:
+                delay = max(delay, self._options.late_landing)
             log.info(
                 "outbox: %s for run %s failed (%s), attempt %d; again in %.1f s",
                 d.kind,

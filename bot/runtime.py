@@ -78,12 +78,14 @@ class BotRuntime:
         )
         scheduler = Scheduler(store, engine.fire_deadline, clock=clock)
         engine.set_deadline_listener(scheduler.wake)
+        # The outbox keeps Slack's time (rate limits, backoff) on the wall clock, whatever
+        # clock the engine's deadlines use.
         outbox = Outbox(
             store,
             slack,
             engine.on_delivery_failed,
-            clock=clock,
-            pacer=Pacer(clock, enabled=settings.pace),
+            stamp=clock,
+            pacer=Pacer(time.time, enabled=settings.pace),
             options=settings.outbox,
         )
         store.set_outbox_listener(outbox.wake)

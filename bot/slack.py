@@ -69,6 +69,10 @@ class SlackPort(Protocol):
         """The members of a user group (``usergroups.users.list``)."""
         ...
 
+    async def workspace_url(self) -> str:
+        """The workspace's URL (``auth.test``), for permalinks."""
+        ...
+
 
 def web_client(token: str, base_url: str, session: aiohttp.ClientSession) -> AsyncWebClient:
     """The Web API client on one shared HTTP session (slack_sdk opens a new session, and a new
@@ -170,6 +174,11 @@ class WebApiPort:
         with _translated():
             resp = await self._client.usergroups_users_list(usergroup=group)
         return [str(u) for u in resp.get("users") or []]
+
+    async def workspace_url(self) -> str:
+        with _translated():
+            resp = await self._client.auth_test()
+        return str(resp.get("url") or "")
 
     async def respond(self, response_url: str, text: str) -> None:
         hook = AsyncWebhookClient(response_url, session=self._session)

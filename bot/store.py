@@ -96,8 +96,9 @@ MIGRATIONS: tuple[str, ...] = (
         version INTEGER NOT NULL DEFAULT 1,
         status TEXT NOT NULL,             -- pending | sending | sent | failed
         attempts INTEGER NOT NULL DEFAULT 0,
-        next_at REAL NOT NULL,
+        next_at REAL NOT NULL,            -- on the sender's clock (0: at once)
         lease_until REAL,
+        failing_since REAL,               -- the sender gives up retry_for seconds after this
         channel TEXT,                     -- where it landed (or the DM it goes to)
         ts TEXT,
         error TEXT,
@@ -134,6 +135,8 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (interrupt_id, kind, level)
     );
     CREATE INDEX bot_deadlines_due ON bot_deadlines(status, due_at);
+    CREATE INDEX bot_approvals_pending ON bot_approvals(status, created_at);
+    CREATE INDEX bot_audit_run ON bot_audit(run_id, id);
     """,
 )
 
@@ -205,7 +208,7 @@ class Delivery:
     attempts: int
     next_at: float
     lease_until: float | None
-    created_at: float
+    failing_since: float | None
     channel: str | None
     ref_channel: str | None
     ref_ts: str | None
@@ -273,6 +276,7 @@ class Firing:
     deadlines: list[tuple[str, int, float]] = field(default_factory=list)
     decision: tuple[str, bool] | None = None
     event: str = "deadline"
+    rules: dict[str, Any] | None = None  # the approval's rules from now on (who may decide)
 
 
 Judge = Callable[[Approval, Run], Ballot | Refused]
@@ -329,7 +333,7 @@ def _delivery(row: Row) -> Delivery:
         row["attempts"],
         row["next_at"],
         row["lease_until"],
-        row["created_at"],
+        row["failing_since"],
         row["channel"],
         row["ref_channel"],
         row["ref_ts"],
@@ -366,13 +370,13 @@ _IGNORE = "ON CONFLICT(key) DO NOTHING"
 _REPLACE = (
     "ON CONFLICT(key) DO UPDATE SET payload=excluded.payload, version=version+1, seq=excluded.seq, "
     "status=CASE status WHEN 'sending' THEN 'sending' ELSE 'pending' END, attempts=0, "
-    "next_at=excluded.next_at, error=NULL, created_at=excluded.created_at, "
+    "next_at=excluded.next_at, error=NULL, failing_since=NULL, created_at=excluded.created_at, "
     "updated_at=excluded.updated_at"
 )
 
 _OPEN = """
 SELECT o.id, o.key, o.kind, o.ref, o.lane, o.run_id, o.interrupt_id, o.version, o.status,
-       o.attempts, o.next_at, o.lease_until, o.created_at, o.channel,
+       o.attempts, o.next_at, o.lease_until, o.failing_since, o.channel,
        p.channel AS ref_channel, p.ts AS ref_ts, p.status AS ref_status
 FROM bot_outbox o LEFT JOIN bot_outbox p ON p.key = o.ref
 WHERE o.status IN ('pending', 'sending')
@@ -649,6 +653,35 @@ class Store:
         )
         return [_approval(r) for r in rows]
 
+    async def pending_page(self, before: float | None, limit: int) -> list[tuple[Approval, Run]]:
+        """Pending approvals with their runs, newest first, created before ``before`` (one
+        page; the caller pages on while it filters)."""
+        rows = await self._all(
+            _APPROVAL_AND_RUN.replace("WHERE a.interrupt_id=?", "WHERE a.status='pending'")
+            + (" AND a.created_at < ?" if before is not None else "")
+            + " ORDER BY a.created_at DESC LIMIT ?",
+            ((before,) if before is not None else ()) + (limit,),
+        )
+        return [(_approval(r), _run(r, "r_")) for r in rows]
+
+    async def runs_waiting_by(self, requester: str, limit: int) -> list[Run]:
+        rows = await self._all(
+            "SELECT * FROM bot_runs WHERE requester=? AND status IN ('waiting', 'running') "
+            "ORDER BY created_at DESC LIMIT ?",
+            (requester, limit),
+        )
+        return [_run(r) for r in rows]
+
+    async def run_history(self, run_id: str) -> list[dict[str, Any]]:
+        rows = await self._all("SELECT * FROM bot_audit WHERE run_id=? ORDER BY id", (run_id,))
+        return [dict(r) for r in rows]
+
+    async def approvals_of(self, run_id: str) -> list[Approval]:
+        rows = await self._all(
+            "SELECT * FROM bot_approvals WHERE run_id=? ORDER BY created_at", (run_id,)
+        )
+        return [_approval(r) for r in rows]
+
     async def open_approvals(self, limit: int = 20) -> list[tuple[Approval, str]]:
         """Posted approvals still waiting, newest first, with their requester."""
         rows = await self._all(
@@ -788,6 +821,11 @@ class Store:
                     _claimed(db, run.run_id, d.interrupt_id, now)
                     result = VoteResult(True, _approval(claimed), run, 0)
             _schedule(db, d.interrupt_id, d.run_id, firing.deadlines)
+            if firing.rules is not None:
+                db.execute(
+                    "UPDATE bot_approvals SET rules=? WHERE interrupt_id=?",
+                    (json.dumps(firing.rules), d.interrupt_id),
+                )
             _audit(
                 db,
                 firing.event,
@@ -845,10 +883,17 @@ class Store:
         return await self._write(tx)
 
     async def outbox_sent(
-        self, d: Delivery, now: float, channel: str | None = None, ts: str | None = None
+        self,
+        d: Delivery,
+        now: float,
+        channel: str | None = None,
+        ts: str | None = None,
+        posted_at: float | None = None,
     ) -> None:
         """Delivered. A newer version queued meanwhile (a coalesced update) stays pending.
-        An approval's post also records where the message landed."""
+        An approval's post also records where the message landed and when (``posted_at``, on
+        the deadlines' clock), and moves its deadlines to count from then."""
+        posted = now if posted_at is None else posted_at
 
         def tx(db: sqlite3.Connection) -> None:
             db.execute(
@@ -865,12 +910,12 @@ class Store:
                     "bot_approvals WHERE interrupt_id=? AND posted_at IS NULL)) "
                     "WHERE interrupt_id=? AND status='pending' AND EXISTS (SELECT 1 FROM "
                     "bot_approvals WHERE interrupt_id=? AND posted_at IS NULL)",
-                    (now, d.interrupt_id, d.interrupt_id, d.interrupt_id),
+                    (posted, d.interrupt_id, d.interrupt_id, d.interrupt_id),
                 )
                 db.execute(
                     "UPDATE bot_approvals SET channel=?, ts=?, posted_at=COALESCE(posted_at, ?) "
                     "WHERE interrupt_id=?",
-                    (channel, ts, now, d.interrupt_id),
+                    (channel, ts, posted, d.interrupt_id),
                 )
 
         await self._write(tx)
@@ -885,8 +930,9 @@ class Store:
         await self._write(
             lambda db: db.execute(
                 "UPDATE bot_outbox SET status='pending', attempts=attempts+1, next_at=?, "
-                "lease_until=NULL, error=?, updated_at=? WHERE id=? AND status='sending'",
-                (next_at, error, now, d.id),
+                "lease_until=NULL, error=?, failing_since=COALESCE(failing_since, ?), "
+                "updated_at=? WHERE id=? AND status='sending'",
+                (next_at, error, now, now, d.id),
             )
         )
 
@@ -923,7 +969,7 @@ def _queue(db: sqlite3.Connection, items: Sequence[Item], now: float) -> int:
                 i.interrupt_id,
                 json.dumps(i.payload),
                 i.payload.get("channel") if i.kind == "post" else None,
-                now,
+                0.0,  # due at once; the sender keeps time for retries on its own clock
                 now,
                 now,
             ),

@@ -4,6 +4,7 @@ local Slack workspace (bot/localslack) through the real Web API client, on a rea
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,8 +58,8 @@ class Bot:
     url: str
 
     @classmethod
-    async def start(cls, settings: Settings) -> Bot:
-        runtime = await BotRuntime.open(settings)
+    async def start(cls, settings: Settings, clock: Callable[[], float] = time.time) -> Bot:
+        runtime = await BotRuntime.open(settings, clock)
         app = web.Application()
         app.add_routes(runtime.routes())
         runner = web.AppRunner(app)
@@ -80,9 +81,9 @@ class Harness:
     db: Path
     bots: list[Bot] = field(default_factory=list)
 
-    async def start_bot(self, **options: Any) -> Bot:
+    async def start_bot(self, clock: Callable[[], float] = time.time, **options: Any) -> Bot:
         """A bot on this workspace and file; ``options`` as for ``settings_for``."""
-        bot = await Bot.start(settings_for(self.ws, self.db, **options))
+        bot = await Bot.start(settings_for(self.ws, self.db, **options), clock)
         self.bots.append(bot)
         self.ws.request_url = bot.url
         return bot
@@ -104,6 +105,22 @@ class Harness:
             if m.get("blocks") and m["blocks"][0].get("type") == "header":
                 return m
         return None
+
+
+@dataclass
+class FakeClock:
+    """Time the bot sees, moved by the test: deadlines fall due without anyone sleeping."""
+
+    now: float = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def advance(self, seconds: float, *bots: Bot) -> None:
+        """Move time on and make each bot's scheduler look again."""
+        self.now += seconds
+        for bot in bots:
+            bot.runtime.scheduler.wake()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import yaml
 
+from bot.listeners import approvals
 from graphs import registry
 from graphs.deploy import DeployOptions
 
@@ -15,6 +16,7 @@ def test_every_registered_command_is_in_the_manifest() -> None:
     for command, spec in registry(DeployOptions()).items():
         assert command in declared
         assert declared[command]["usage_hint"] == spec.usage
+    assert declared["/approvals"]["usage_hint"] == approvals.USAGE
 
 
 def test_scopes_settings_and_events() -> None:

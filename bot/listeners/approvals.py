@@ -1,0 +1,59 @@
+"""``/approvals``: list, mine, show, cancel, help. Reads are answered in the ack (they are
+a few milliseconds of SQLite); a cancel resumes graphs, so it runs as a task and answers
+through the command's response_url."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from bot.deps import Deps
+from bot.queries import HELP, Queries
+from bot.store import Item
+
+COMMAND = "/approvals"
+USAGE = "list | mine | show <run> | cancel <run> | help"
+DESCRIPTION = "What is waiting for you, your requests, a run's history"
+SPEC = {"command": COMMAND, "description": DESCRIPTION, "usage_hint": USAGE}
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    queries = Queries(deps.engine)
+
+    async def on_command(ack: AsyncAck, command: dict[str, Any]) -> None:
+        words = str(command.get("text") or "").split()
+        verb, rest = (words[0].lower(), words[1:]) if words else ("help", [])
+        user, channel = str(command["user_id"]), str(command["channel_id"])
+        if verb == "list":
+            text = await queries.decidable(user)
+        elif verb == "mine":
+            text = await queries.mine(user)
+        elif verb in ("show", "cancel") and len(rest) == 1:
+            if verb == "show":
+                text = await queries.show(rest[0])
+            else:
+                await ack(text="Withdrawing…", response_type="ephemeral")
+                deps.tasks.spawn(
+                    _cancel(deps, queries, rest[0], user, channel, command.get("response_url")),
+                    f"/approvals cancel by {user}",
+                )
+                return
+        elif verb in ("show", "cancel"):
+            text = f"Usage: `/approvals {verb} <run>` (the run id is on `/approvals mine`)."
+        elif verb == "help":
+            text = HELP
+        else:
+            text = f"I don't know `{verb[:40]}`. Usage: `/approvals {USAGE}`.\n\n{HELP}"
+        await ack(text=text, response_type="ephemeral")
+
+    app.command(COMMAND)(on_command)
+
+
+async def _cancel(
+    deps: Deps, queries: Queries, run_id: str, user: str, channel: str, url: str | None
+) -> None:
+    text = await queries.cancel(run_id, user, channel)
+    if url:
+        answer = Item("respond", {"url": url, "text": text})
+        await deps.engine.store.tell([answer], deps.engine.clock())
