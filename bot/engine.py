@@ -468,17 +468,17 @@ class Engine:
                 event="reminded",
             )
         if d.kind == "escalate":
+            # Whoever an approval is escalated to may decide it from then on.
+            added = tuple(t for t in targets if t not in rules.approvers and USER.fullmatch(t))
+            wider = replace(rules, approvers=rules.approvers + added) if rules.approvers else rules
             copies = [
-                messages.approval_copy(run, approval, request, ask(rules), t)
+                messages.approval_copy(run, approval, request, ask(wider), t)
                 for t in targets
                 if t != run.requester
             ]
             who = names(targets) or "nobody (the escalation target has no members)"
             text = f"⏫ Escalated to {who} after {waited}."
             items = [*copies, messages.thread_note(run, approval, note, text)]
-            # Whoever an approval is escalated to may decide it from then on.
-            added = tuple(t for t in targets if t not in rules.approvers and USER.fullmatch(t))
-            wider = replace(rules, approvers=rules.approvers + added) if rules.approvers else rules
             return Firing(items, event="escalated", rules=wider.to_dict() if added else None)
         if rules.on_timeout == "keep_waiting":
             text = f"⏰ Nobody decided within {waited}; still waiting, as the policy says."

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from graphs.deploy import SimulatedBackend
-from tests.conftest import Harness
+from tests.conftest import FakeClock, Harness
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -116,3 +116,49 @@ async def test_approve_then_reject_with_reason(harness: Harness, page) -> None:
     await expect(home).to_contain_text("/deploy web 2.0.0-rc.1 prod")
     await expect(home).to_contain_text("Nothing is waiting")
     await page.screenshot(path=ARTIFACTS / "home.png")
+
+
+async def test_carol_gets_the_escalation_dm_and_approves_from_it(harness: Harness, page) -> None:
+    expect = playwright_api.expect
+    ARTIFACTS.mkdir(exist_ok=True)
+    clock = FakeClock()
+    await harness.bot.stop()
+    harness.bots.clear()
+    bot = await harness.start_bot(
+        clock=clock,
+        backend=SimulatedBackend(step_seconds=0.2),
+        policy={
+            "supervisors": ["U0CAROL"],
+            "policy": {
+                "deploy": {
+                    "prod": {
+                        "approvers": ["U0BOB", "U0DAN"],
+                        "escalation": [{"after": "30m", "notify": ["supervisors"]}],
+                    }
+                }
+            },
+        },
+    )
+    await page.goto(f"{harness.ws.url}/#user=U0ALICE&channel=C0DEPLOYS")
+    await expect(page.locator("#composer")).to_be_visible()
+    await slash(page, "/deploy api 1.4.2 prod")
+    channel_copy = page.locator("#messages .message", has_text="Deploy api 1.4.2 to prod?")
+    await expect(channel_copy).to_contain_text("Needs 1 of @bob, @dan")
+
+    await clock.advance(30 * 60, bot)  # nobody decided: carol, the supervisor, gets a DM
+    await expect(channel_copy.locator(".replies")).to_be_visible(timeout=10_000)
+    await as_user(page, "U0CAROL")
+    await page.click('[data-channel="D0CAROL"]')
+    dm = page.locator("#messages .message", has_text="Deploy api 1.4.2 to prod?")
+    await expect(dm.get_by_role("button", name="Approve", exact=True)).to_be_visible()
+    await page.screenshot(path=ARTIFACTS / "escalation-dm.png")
+    await dm.get_by_role("button", name="Approve", exact=True).click()
+    await expect(dm).to_contain_text("Approved by @carol", timeout=10_000)
+    await expect(dm).to_contain_text("Deployed api 1.4.2 to prod", timeout=10_000)
+
+    await page.click('[data-channel="C0DEPLOYS"]')
+    await expect(channel_copy).to_contain_text("Approved by @carol")
+    await expect(channel_copy.get_by_role("button", name="Approve", exact=True)).to_have_count(0)
+    await channel_copy.locator(".replies").click()
+    await expect(page.locator("#thread")).to_contain_text("Escalated to @carol")
+    await page.screenshot(path=ARTIFACTS / "escalation-approved.png")
