@@ -19,7 +19,7 @@ import uuid
 import weakref
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
@@ -53,6 +53,7 @@ RESTART_NOTE = (
     "♻️ The bot restarted while this run was in progress; continuing from its last checkpoint."
 )
 MODAL_SECONDS = 2.5  # a trigger_id dies 3 s after the click
+UNKNOWN = "I don't know this request any more; it may have been cleaned up."
 
 
 def _config(run: Run, attempt: int | None = None) -> dict[str, Any]:
@@ -73,15 +74,25 @@ def _decision(a: Approval) -> DecisionRecord | None:
     return DecisionRecord(a.choice, bool(a.approved), a.decided_by, a.comment, a.decided_at)
 
 
-def _already_decided(approval: Approval, channel: str, user: str) -> Item:
+@dataclass(frozen=True)
+class Answer:
+    """What a decider is told: ``status`` is decided | voted | refused | closed | unknown."""
+
+    status: str
+    text: str
+
+
+def _closed_text(approval: Approval) -> str:
     decision = _decision(approval)
     if decision is not None:
-        text = blocks.already_decided(normalise(approval.request), decision)
-    elif approval.status == "failed":
-        text = "This request was never posted properly, so it was closed."
-    else:
-        text = "This request is closed."
-    return messages.ephemeral(channel, user, text, approval.run_id)
+        return blocks.already_decided(normalise(approval.request), decision)
+    if approval.status == "failed":
+        return "This request was never posted properly, so it was closed."
+    return "This request is closed."
+
+
+def _already_decided(approval: Approval, channel: str, user: str) -> Item:
+    return messages.ephemeral(channel, user, _closed_text(approval), approval.run_id)
 
 
 def ask(rules: Rules) -> blocks.Ask:
@@ -220,18 +231,17 @@ class Engine:
         """A submitted "Reject with reason…" modal."""
         await self.decide_with_comment(interrupt_id, user, None, reason, channel)
 
-    async def withdraw(self, interrupt_id: str, user: str, channel: str) -> None:
+    async def withdraw(self, interrupt_id: str, user: str, channel: str | None) -> Answer:
         """The requester (or an admin) takes the request back: the graph resumes with a
         ``cancelled`` decision."""
-        withdraw = ChoiceSpec(blocks.CANCELLED, "Withdraw")
 
         def judge(approval: Approval, run: Run) -> Ballot | Refused:
             if user != run.requester and user not in self.policy.admins:
                 text = f"Only <@{run.requester}>, who asked, or an admin can withdraw this."
-                return Refused(user, [messages.ephemeral(channel, user, text, run.run_id)])
-            return Ballot(user, withdraw.id, False, None, 1)
+                return Refused(user, [], text=text)
+            return Ballot(user, blocks.CANCELLED, False, None, 1)
 
-        await self._vote(interrupt_id, user, channel, judge)
+        return await self._vote(interrupt_id, user, channel, judge)
 
     async def escalate_now(self, interrupt_id: str, user: str, channel: str) -> None:
         """An eligible approver brings the next escalation level forward."""
@@ -268,10 +278,10 @@ class Engine:
         self,
         interrupt_id: str,
         user: str,
-        channel: str,
+        channel: str | None,
         pick: Callable[[ApprovalRequest], ChoiceSpec | None],
         comment: str | None,
-    ) -> None:
+    ) -> Answer:
         """Authorise against the approval's rules and vote."""
 
         def judge(approval: Approval, run: Run) -> Ballot | Refused:
@@ -279,8 +289,7 @@ class Engine:
             rules = self.rules_of(approval, run)
             choice = pick(request)
             if choice is None:
-                text = "That button is no longer valid."
-                return Refused(user, [messages.ephemeral(channel, user, text, run.run_id)])
+                return Refused(user, [], text="That button is no longer valid.")
             reason = refusal(rules, run.requester, user, choice, self.groups.members)
             if reason and any(self.groups.unresolved(g) for g in groups_in(rules.approvers)):
                 reason = messages.GROUPS_UNKNOWN
@@ -289,52 +298,87 @@ class Engine:
             if reason is None and needs_comment and not comment:
                 reason = "This choice needs a comment: use the form its button opens."
             if reason:
-                eph = messages.ephemeral(channel, user, reason, run.run_id)
-                return Refused(user, [eph], {"choice": choice.id})
+                return Refused(user, [], {"choice": choice.id}, text=reason)
             ends = choice.approves or not rules.reject_ends
             return Ballot(
                 user, choice.id, choice.approves, comment, rules.min_approvals if ends else 1
             )
 
-        await self._vote(interrupt_id, user, channel, judge)
+        return await self._vote(interrupt_id, user, channel, judge)
 
     async def _vote(
-        self, interrupt_id: str, user: str, channel: str, judge: Callable[..., Ballot | Refused]
-    ) -> None:
+        self,
+        interrupt_id: str,
+        user: str,
+        channel: str | None,
+        judge: Callable[[Approval, Run], Ballot | Refused],
+    ) -> Answer:
         """One store transaction (load, authorise, vote, claim, audit, messages); the claimer
         then resumes the graph. Slack is not waited for. A rule naming a user group whose
-        members are not known yet is looked up, and the click judged again."""
+        members are not known yet is looked up, and the click judged again. What the person
+        is told goes to ``channel`` as an ephemeral (None: only in the returned Answer, for
+        deciders outside Slack)."""
+        answer = Answer("unknown", "")
+
+        def tell(status: str, text: str, run_id: str | None = None) -> list[Item]:
+            nonlocal answer
+            answer = Answer(status, text)
+            return [messages.ephemeral(channel, user, text, run_id)] if channel else []
+
+        def judged(approval: Approval, run: Run) -> Ballot | Refused:
+            verdict = judge(approval, run)
+            if isinstance(verdict, Refused):
+                return replace(verdict, items=tell("refused", verdict.text, run.run_id))
+            return verdict
 
         def render(result: VoteResult) -> list[Item]:
             a, run = result.approval, result.run
             request = normalise(a.request)
             rules = self.rules_of(a, run)
             if result.claimed:
-                state = blocks.MessageState(_decision(a), outcome=run.outcome)
+                nonlocal answer
+                decision = _decision(a)
+                assert decision is not None
+                answer = Answer("decided", blocks.decision_line(request, decision))
+                state = blocks.MessageState(decision, outcome=run.outcome)
                 return [messages.approval_update(run, a, request, state, ask(rules))]
             if a.status == "pending":
                 state = blocks.MessageState(None, result.voters)
                 text = f"Your vote is in: {result.approvals} of {rules.min_approvals} approvals."
                 return [
                     messages.approval_update(run, a, request, state, ask(rules)),
-                    messages.ephemeral(channel, user, text, run.run_id),
+                    *tell("voted", text, run.run_id),
                 ]
-            return [_already_decided(a, channel, user)]
+            return tell("closed", _closed_text(a), run.run_id)
 
         def unknown() -> list[Item]:
-            text = "I don't know this request any more; it may have been cleaned up."
-            return [messages.ephemeral(channel, user, text)]
+            return tell("unknown", UNKNOWN)
 
         for _ in range(2):
             try:
-                result = await self.store.decide(interrupt_id, self.clock(), judge, render, unknown)
+                result = await self.store.decide(
+                    interrupt_id, self.clock(), judged, render, unknown
+                )
                 break
             except GroupsUnknown as exc:
                 await self.groups.resolve(exc.groups)
         else:
-            return
+            return Answer("refused", messages.GROUPS_UNKNOWN)
         if result is not None and result.claimed:
             await self._resume(result.approval, result.run)
+        return answer
+
+    async def decide(
+        self, interrupt_id: str, user: str, choice_id: str, comment: str | None = None
+    ) -> Answer:
+        """A decision made outside Slack (the terminal, the HTTP API): the same rules, the
+        same claim and the same message updates as a click; the answer comes back instead of
+        an ephemeral."""
+
+        def pick(request: ApprovalRequest) -> ChoiceSpec | None:
+            return request.choice(choice_id)
+
+        return await self._decide(interrupt_id, user, None, pick, comment)
 
     async def open_comment(
         self, interrupt_id: str, user: str, trigger_id: str, channel: str, index: int | None

@@ -245,6 +245,7 @@ class Refused:
     user: str
     items: list[Item]
     detail: dict[str, Any] = field(default_factory=dict)
+    text: str = ""  # the answer in words (what ``items`` tell the person in Slack)
 
 
 @dataclass(frozen=True)
