@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 # bob and dan approve prod; carol is the supervisor a stuck prod approval escalates to after
 # 30 seconds; staging: anyone but the requester. (The same rules as a file: README.)
 DEMO_POLICY = {
+    "graphs": ["graphs.agent:specs"],  # the example agent, registered as a team's own would be
     "supervisors": ["U0CAROL"],
     "admins": ["U0CAROL"],
     "deploy": {"backend": "simulated"},
@@ -74,6 +75,7 @@ async def run_demo(
     commands = [
         {"command": s.command, "description": s.description, "usage_hint": s.usage}
         for s in registry(settings.deploy).values()
+        if s.command.startswith("/")
     ] + [approvals.SPEC]
     ws = LocalSlack(
         signing_secret=settings.signing_secret,

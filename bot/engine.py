@@ -64,6 +64,8 @@ def _config(run: Run, attempt: int | None = None) -> dict[str, Any]:
 
 def command_line(run: Run) -> str:
     """The run as the person typed it, e.g. ``/deploy api 1.4.2 prod``."""
+    if not run.command.startswith("/"):
+        return f"/approvals run {run.command}"
     args = (str(v) for k, v in run.input.items() if k != "requested_by")
     return " ".join([run.command, *args])
 
@@ -103,6 +105,19 @@ def ask(rules: Rules) -> blocks.Ask:
         comment_on=rules.comment_required,
         can_escalate=bool(rules.escalation),
     )
+
+
+def outcome_of(values: Any) -> dict[str, Any]:
+    """What a finished run shows: its ``outcome`` key, or an agent's last message."""
+    if isinstance(values, dict):
+        if isinstance(values.get("outcome"), dict):
+            return values["outcome"]
+        msgs = values.get("messages")
+        last = msgs[-1] if isinstance(msgs, list) and msgs else None
+        text = getattr(last, "content", None)
+        if isinstance(text, str) and text:
+            return {"status": "succeeded", "text": text}
+    return {"status": "succeeded", "text": "Done."}
 
 
 def _is_dm(channel: str) -> bool:
@@ -643,12 +658,7 @@ class Engine:
             await self.store.pause(run, interrupts, self.clock(), self._opening(run), resumed)
             self._on_deadlines()  # the new approvals' deadlines may be the next ones due
         else:
-            outcome = values.get("outcome") if isinstance(values, dict) else None
-            await self._finish(
-                run,
-                outcome if isinstance(outcome, dict) else {"status": "succeeded", "text": "Done."},
-                resumed,
-            )
+            await self._finish(run, outcome_of(values), resumed)
 
     def _opening(self, run: Run) -> Callable[[Approval], Opening]:
         """What opening an approval writes: the rules it is held to (the policy for the

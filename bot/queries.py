@@ -21,6 +21,7 @@ HELP = """*`/approvals`*: what is waiting, and what happened
 • `/approvals mine`: your requests still open
 • `/approvals show <run>`: one run's history (who, what, when)
 • `/approvals cancel <run>`: withdraw your request (admins: anyone's)
+• `/approvals run <graph> <text>`: start a graph (e.g. `/approvals run deploy api 1.4.2`)
 • `/approvals help`: this"""
 
 

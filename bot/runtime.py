@@ -29,7 +29,7 @@ from bot.slack import WebApiPort, http_session, web_client
 from bot.sqlite import OneHopSqliteSaver
 from bot.store import Store
 from bot.tasks import TaskSet
-from graphs import registry
+from graphs import EntryPointError, compile_spec, registry
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +49,26 @@ class BotRuntime:
 
     @classmethod
     async def open(cls, settings: Settings, clock: Callable[[], float] = time.time) -> BotRuntime:
+        try:  # someone's entry point or policy that does not fit: one line, before any I/O
+            specs = registry(settings.deploy, settings.policy.graph_entry_points)
+            settings.policy.check_graphs(specs)
+        except (EntryPointError, PolicyError) as exc:
+            raise SettingsError(str(exc)) from None
         settings.db_path.parent.mkdir(parents=True, exist_ok=True)
         conn = await aiosqlite.connect(settings.db_path)
-        await conn.execute("PRAGMA busy_timeout=30000")  # a second process on the same file
-        saver = OneHopSqliteSaver(conn)
-        await saver.setup()  # WAL mode, checkpoint tables
-        store = Store(conn, saver.lock)
-        await store.setup()
-        specs = registry(settings.deploy)
         try:
-            settings.policy.check_graphs(specs)
-        except PolicyError as exc:
+            await conn.execute("PRAGMA busy_timeout=30000")  # a second process on the file
+            saver = OneHopSqliteSaver(conn)
+            await saver.setup()  # WAL mode, checkpoint tables
+            store = Store(conn, saver.lock)
+            await store.setup()
+            graphs = {cmd: compile_spec(spec, saver) for cmd, spec in specs.items()}
+        except EntryPointError as exc:
+            await conn.close()
             raise SettingsError(str(exc)) from None
-        graphs = {cmd: spec.build().compile(checkpointer=saver) for cmd, spec in specs.items()}
+        except BaseException:
+            await conn.close()
+            raise
         session = http_session(settings.slack_timeout)
         client = web_client(settings.bot_token, settings.api_url, session)
         slack = WebApiPort(client, session)

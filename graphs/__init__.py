@@ -1,11 +1,15 @@
-"""Registry of the graphs the bot can start: slash command -> builder, usage and parser.
+"""Registry of the graphs the bot can start: command -> builder, usage and parser.
 
-Nothing here imports ``bot`` or Slack: a human decision enters a graph only via ``interrupt()``.
+Built in: ``/deploy``. Teams add their own without touching ``bot/``: the policy file's
+``graphs = ["myteam.agents:specs"]`` names an importable list of ``GraphSpec``. Nothing here
+imports ``bot`` or Slack: a human decision enters a graph only via ``interrupt()``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import inspect
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,24 +18,39 @@ from langgraph.graph import StateGraph
 from graphs import deploy
 from graphs.deploy import UsageError
 
-__all__ = ["GraphSpec", "UsageError", "registry"]
+__all__ = ["EntryPointError", "GraphSpec", "UsageError", "compile_spec", "registry"]
 
 
 @dataclass(frozen=True)
 class GraphSpec:
-    """How one slash command maps to a graph. ``parse`` raises UsageError with a message for
-    the user; its result (plus ``requested_by``) is the graph's input."""
+    """How one command maps to a graph. ``parse`` raises UsageError with a message for the
+    user; its result (plus ``requested_by``) is the graph's input. ``build`` returns an
+    uncompiled StateGraph (the bot compiles it with its checkpointer), or takes a
+    ``checkpointer`` keyword and returns a compiled graph (as LangChain's ``create_agent``
+    does). ``command`` is a slash command (``/deploy``) that must be in the Slack app, or a
+    bare name (``agent``) started with ``/approvals run agent …``."""
 
     command: str
     description: str
     usage: str
     parse: Callable[[str], dict[str, Any]]
-    build: Callable[[], StateGraph]
+    build: Callable[..., Any]
+
+    @property
+    def name(self) -> str:
+        return self.command.lstrip("/")
 
 
-def registry(deploy_options: deploy.DeployOptions) -> dict[str, GraphSpec]:
-    """All slash commands, keyed by command (``/deploy``)."""
-    return {
+class EntryPointError(Exception):
+    """An entry point that cannot be used; the message is one line for the operator."""
+
+
+def registry(
+    deploy_options: deploy.DeployOptions, entry_points: Iterable[str] = ()
+) -> dict[str, GraphSpec]:
+    """All graphs, keyed by command (``/deploy``, ``agent``): built-ins, then each entry
+    point's specs. A duplicate command is an error."""
+    specs = {
         "/deploy": GraphSpec(
             command="/deploy",
             description="Deploy a service after a second person approves",
@@ -40,3 +59,46 @@ def registry(deploy_options: deploy.DeployOptions) -> dict[str, GraphSpec]:
             build=lambda: deploy.build_graph(deploy_options),
         ),
     }
+    for ref in entry_points:
+        for spec in load_entry_point(ref):
+            if spec.command in specs or any(s.name == spec.name for s in specs.values()):
+                raise EntryPointError(f"graphs: {ref}: {spec.command} is registered twice")
+            specs[spec.command] = spec
+    return specs
+
+
+def load_entry_point(ref: str) -> list[GraphSpec]:
+    """``"package.module:attribute"`` -> its list of GraphSpec."""
+    module_name, _, attr = ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # an import error in someone's module: one line, not a trace
+        raise EntryPointError(f"graphs: {ref}: cannot import {module_name}: {exc}") from None
+    value = getattr(module, attr, None)
+    if value is None:
+        raise EntryPointError(f"graphs: {ref}: {module_name} has no attribute {attr!r}")
+    specs = list(value) if isinstance(value, list | tuple) else None
+    if not specs or not all(isinstance(s, GraphSpec) for s in specs):
+        raise EntryPointError(f"graphs: {ref}: must be a list of graphs.GraphSpec")
+    for s in specs:
+        if not s.command or not s.name.replace("-", "").replace("_", "").isalnum():
+            raise EntryPointError(f"graphs: {ref}: bad command {s.command!r}")
+    return specs
+
+
+def compile_spec(spec: GraphSpec, checkpointer: Any) -> Any:
+    """The spec's graph, compiled with the bot's checkpointer."""
+    params = inspect.signature(spec.build).parameters
+    if "checkpointer" in params:
+        return spec.build(checkpointer=checkpointer)
+    graph = spec.build()
+    if isinstance(graph, StateGraph):
+        return graph.compile(checkpointer=checkpointer)
+    raise EntryPointError(
+        f"graphs: {spec.command}: build() returned {type(graph).__name__}, not a StateGraph "
+        "(or take a `checkpointer` keyword and return a compiled graph)"
+    )
+
+
+def by_name(specs: Mapping[str, GraphSpec], name: str) -> GraphSpec | None:
+    return next((s for s in specs.values() if s.name == name.lstrip("/")), None)

@@ -9,11 +9,13 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.deps import Deps
+from bot.listeners import commands
 from bot.queries import HELP, Queries
 from bot.store import Item
+from graphs import by_name
 
 COMMAND = "/approvals"
-USAGE = "list | mine | show <run> | cancel <run> | help"
+USAGE = "list | mine | show <run> | cancel <run> | run <graph> <text> | help"
 DESCRIPTION = "What is waiting for you, your requests, a run's history"
 SPEC = {"command": COMMAND, "description": DESCRIPTION, "usage_hint": USAGE}
 
@@ -39,6 +41,16 @@ def register(app: AsyncApp, deps: Deps) -> None:
                     f"/approvals cancel by {user}",
                 )
                 return
+        elif verb == "run" and rest:
+            spec = by_name(deps.specs, rest[0])
+            if spec is not None:
+                await commands.start(deps, spec, " ".join(rest[1:]), command, ack)
+                return
+            known = ", ".join(f"`{s.name}`" for s in deps.specs.values())
+            text = f"I don't know a graph `{rest[0][:40]}`. Graphs: {known}."
+        elif verb == "run":
+            known = ", ".join(f"`{s.name}`" for s in deps.specs.values())
+            text = f"Usage: `/approvals run <graph> <text>`. Graphs: {known}."
         elif verb in ("show", "cancel"):
             text = f"Usage: `/approvals {verb} <run>` (the run id is on `/approvals mine`)."
         elif verb == "help":

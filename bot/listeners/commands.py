@@ -1,4 +1,6 @@
-"""Slash commands: parse, ack (with usage help when the arguments are wrong), start the run."""
+"""Slash commands that start graphs: parse, ack (with usage help when the arguments are
+wrong), start the run. ``/approvals run <name> <text>`` starts any registered graph the same
+way (``start``)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ IN_A_CHANNEL = (
 
 def register(app: AsyncApp, deps: Deps) -> None:
     for spec in deps.specs.values():
-        app.command(spec.command)(_listener(spec, deps))
+        if spec.command.startswith("/"):  # the others start with `/approvals run <name>`
+            app.command(spec.command)(_listener(spec, deps))
 
 
 def is_direct_message(command: dict[str, Any]) -> bool:
@@ -30,30 +33,32 @@ def is_direct_message(command: dict[str, Any]) -> bool:
 
 def _listener(spec: GraphSpec, deps: Deps) -> Callable[..., Awaitable[None]]:
     async def on_command(ack: AsyncAck, command: dict[str, Any]) -> None:
-        try:
-            args = spec.parse(command.get("text") or "")
-        except UsageError as exc:
-            await ack(text=str(exc), response_type="ephemeral")
-            return
-        channel = str(command["channel_id"])
-        if is_direct_message(command):
-            # Typed in a DM: post where the policy says, or refuse (nobody else would see it).
-            target = deps.engine.channel_for(spec.command, args, "D")
-            if target is None:
-                text = IN_A_CHANNEL.format(command=spec.command)
-                await ack(text=text, response_type="ephemeral")
-                return
-            channel = target
-        await ack()
-        deps.tasks.spawn(
-            deps.engine.start(
-                spec.command,
-                args,
-                command["user_id"],
-                channel,
-                command.get("response_url"),
-            ),
-            f"start {spec.command} by {command['user_id']}",
-        )
+        await start(deps, spec, str(command.get("text") or ""), command, ack)
 
     return on_command
+
+
+async def start(
+    deps: Deps, spec: GraphSpec, text: str, command: dict[str, Any], ack: AsyncAck
+) -> None:
+    """Parse ``text`` for ``spec``, ack, and start the run as a task."""
+    try:
+        args = spec.parse(text)
+    except UsageError as exc:
+        await ack(text=str(exc), response_type="ephemeral")
+        return
+    channel = str(command["channel_id"])
+    if is_direct_message(command):
+        # Typed in a DM: post where the policy says, or refuse (nobody else would see it).
+        target = deps.engine.channel_for(spec.command, args, "D")
+        if target is None:
+            await ack(text=IN_A_CHANNEL.format(command=spec.command), response_type="ephemeral")
+            return
+        channel = target
+    await ack()
+    deps.tasks.spawn(
+        deps.engine.start(
+            spec.command, args, command["user_id"], channel, command.get("response_url")
+        ),
+        f"start {spec.command} by {command['user_id']}",
+    )

@@ -1,0 +1,81 @@
+"""An example agent that needs no API key: LangChain's ``create_agent`` on a scripted chat
+model, with ``HumanInTheLoopMiddleware`` gating its one tool. The bot knows nothing about it:
+it is registered through an entry point (``graphs = ["graphs.agent:specs"]``), as a team's own
+agent would be, and started with ``/approvals run agent <task>``.
+
+The model is scripted: asked to do something, it calls ``send_email`` once with the task as
+the body; when the tool answers, it reports back.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+from langchain.agents import create_agent
+from langchain.agents.middleware import HumanInTheLoopMiddleware
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.tools import tool
+
+from graphs import GraphSpec, UsageError
+
+
+@tool
+def send_email(to: str, subject: str, body: str) -> str:
+    """Send an email (pretend: nothing leaves this machine)."""
+    return f"Sent to {to}: {subject!r} ({len(body)} characters)"
+
+
+class ScriptedModel(GenericFakeChatModel):
+    """A chat model that plays one script: call the tool, then summarise its answer."""
+
+    messages: Any = iter(())  # unused: each answer is derived from the conversation
+
+    def bind_tools(self, tools: Sequence[Any], **_: Any) -> ScriptedModel:
+        return self
+
+    def _generate(self, messages: list[BaseMessage], *_: Any, **__: Any) -> ChatResult:
+        last = messages[-1]
+        if isinstance(last, ToolMessage):
+            reply = AIMessage(content=f"Done: {last.content}")
+        else:
+            task = str(last.content)
+            call = {
+                "name": "send_email",
+                "args": {"to": "team@example.com", "subject": task[:60], "body": task},
+                "id": f"call-{zlib.crc32(task.encode()):08x}",  # the same after a restart
+            }
+            reply = AIMessage(content="", tool_calls=[call])
+        return ChatResult(generations=[ChatGeneration(message=reply)])
+
+
+def build(checkpointer: Any, interrupt_mode: str = "per_call") -> Any:
+    """The compiled agent (``create_agent`` takes the checkpointer itself)."""
+    gate = HumanInTheLoopMiddleware(
+        interrupt_on={"send_email": {"allowed_decisions": ["approve", "reject"]}},
+        interrupt_mode=interrupt_mode,  # type: ignore[arg-type]
+    )
+    return create_agent(
+        ScriptedModel(), tools=[send_email], middleware=[gate], checkpointer=checkpointer
+    )
+
+
+def parse(text: str) -> dict[str, Any]:
+    task = text.strip()
+    if not task:
+        raise UsageError("Tell the agent what to do: `/approvals run agent <task>`.")
+    return {"messages": [{"role": "user", "content": task[:2000]}]}
+
+
+specs = [
+    GraphSpec(
+        command="agent",
+        description="An example agent whose email tool needs approval",
+        usage="<task>",
+        parse=parse,
+        build=build,
+    )
+]
