@@ -5,6 +5,9 @@ test moves it and wakes the scheduler); everything else is the real wire."""
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,7 +65,17 @@ async def escalating(h: Harness, clock: FakeClock, **prod: Any) -> dict[str, Any
     old = h.bots.pop()
     await old.stop()
     await h.start_bot(clock=clock, policy=with_rules(**prod))
-    return await deploy(h)
+    msg = await deploy(h)
+    # Deadlines count from when the bot recorded the message as posted: wait for that, or
+    # moving the clock first would move them too.
+    await h.wait(lambda: posted(h.db))
+    return msg
+
+
+def posted(db: Path) -> bool:
+    with closing(sqlite3.connect(db)) as conn:
+        row = conn.execute("SELECT COUNT(*) FROM bot_approvals WHERE posted_at IS NULL").fetchone()
+    return row[0] == 0
 
 
 async def test_each_level_fires_once_with_its_dms(harness: Harness, clock: FakeClock) -> None:
