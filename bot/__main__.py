@@ -1,5 +1,6 @@
-"""Command line: ``python -m bot run`` (the bot), ``python -m bot demo`` (bot + local Slack) and
-``python -m bot check-config [PATH]`` (validate the policy file, then exit)."""
+"""Command line: ``python -m bot run`` (the bot), ``python -m bot demo`` (bot + local Slack),
+``python -m bot check-config [PATH]`` (validate the policy file, then exit), and the terminal's
+``pending``, ``approve``, ``reject``, ``decide`` and ``audit`` (bot/cli.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from bot import cli
 from bot.config import Settings, SettingsError
 from bot.ingress import quiet_bolt_logs
 
@@ -36,9 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument(
         "path", nargs="?", type=Path, help="default: $APPROVALS_CONFIG, else ./approvals.toml"
     )
+    cli.add_commands(sub)
     args = parser.parse_args(argv)
     if args.cmd == "check-config":
         return _check_config(args.path)
+    if args.cmd in cli.COMMANDS:
+        return cli.main(args)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -152,7 +152,9 @@ def _button(choice: ChoiceSpec, action_id: str, interrupt_id: str) -> dict[str, 
     return button
 
 
-def _actions(request: ApprovalRequest, interrupt_id: str, ask: Ask) -> dict[str, Any]:
+def _actions(
+    request: ApprovalRequest, interrupt_id: str, ask: Ask, block_id: str = "approval_actions"
+) -> dict[str, Any]:
     """One button per choice (action_id by position, value = interrupt id, so a click needs no
     lookup to find its approval); a choice that needs a comment opens the comment modal. Then
     "Reject with reason…", "Escalate now" when there is someone to escalate to, "Withdraw"."""
@@ -171,7 +173,7 @@ def _actions(request: ApprovalRequest, interrupt_id: str, ask: Ask) -> dict[str,
             _button(ChoiceSpec("escalate", "Escalate now"), ACTION_ESCALATE, interrupt_id)
         )
     elements.append(_button(ChoiceSpec("withdraw", "Withdraw"), ACTION_WITHDRAW, interrupt_id))
-    return {"type": "actions", "block_id": "approval_actions", "elements": elements}
+    return {"type": "actions", "block_id": block_id, "elements": elements}
 
 
 CANCELLED = "cancelled"  # the choice id of a request its requester (or an admin) withdrew
@@ -271,39 +273,60 @@ HOME_BLOCKS = 100
 
 @dataclass(frozen=True)
 class HomeItem:
-    """One open approval as the Home tab lists it."""
+    """One open approval as the Home tab lists it; ``ask`` is set when the viewer may decide
+    it (then it gets working buttons)."""
 
     request: ApprovalRequest
+    interrupt_id: str
     requester: str
     channel: str
     requested_at: float
-    yours_to_decide: bool
+    ask: Ask | None = None
 
 
-def home_view(items: Sequence[HomeItem], mine: Sequence[tuple[str, str, float]]) -> dict[str, Any]:
-    """The App Home: open approvals (yours to decide first), then your recent requests
-    as (command line, outcome or run status, started at)."""
+@dataclass(frozen=True)
+class HomeCounts:
+    open: int  # pending approvals in all
+    looked_at: int  # the newest ones checked for the viewer (the Home pages no further)
+
+
+def home_view(
+    items: Sequence[HomeItem],
+    mine: Sequence[tuple[str, str, float]],
+    recent: Sequence[str] = (),
+    counts: HomeCounts = HomeCounts(0, 0),
+) -> dict[str, Any]:
+    """The App Home: what the viewer can decide (with buttons), then their recent requests
+    as (command line, outcome or run status, started at), then recent decisions."""
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": plain("Waiting for a decision", HEADER_TEXT)}
+        {"type": "header", "text": plain("Waiting for your decision", HEADER_TEXT)}
     ]
-    ordered = sorted(items, key=lambda i: not i.yours_to_decide)
-    for item in ordered:
-        who = "✋ *You can decide this*" if item.yours_to_decide else "Others decide this"
+    yours = [i for i in items if i.ask is not None]
+    blocks.append(
+        _context(
+            f"{len(yours)} of the newest {counts.looked_at} open requests are yours to decide "
+            f"({counts.open} open in all). `/approvals list` shows them too."
+        )
+    )
+    for item in yours:
+        assert item.ask is not None
         blocks.append(
             {
                 "type": "section",
                 "text": {
                     "type": "mrkdwn",
                     "text": cut(
-                        f"*{escape(item.request.title)}*\n{who} · in <#{item.channel}> · "
-                        f"requested by <@{item.requester}> {slack_date(item.requested_at)}",
+                        f"*{escape(item.request.title)}*\nin <#{item.channel}> · requested by "
+                        f"<@{item.requester}> {slack_date(item.requested_at)}",
                         SECTION_TEXT,
                     ),
                 },
             }
         )
-    if not items:
-        blocks.append(_context("Nothing is waiting. 🎉"))
+        # block_ids are unique within a view: one per approval
+        blocks.append(_actions(item.request, item.interrupt_id, item.ask, item.interrupt_id))
+    if not yours:
+        blocks.append(_context("Nothing is waiting for you. 🎉"))
     blocks += [{"type": "divider"}, {"type": "header", "text": plain("Your requests", 150)}]
     for line, status, at in mine:
         emoji = RUN_EMOJI.get(status, "•")
@@ -311,4 +334,7 @@ def home_view(items: Sequence[HomeItem], mine: Sequence[tuple[str, str, float]])
         blocks.append(_context(f"{emoji} `{escape(line)}` {label} · {slack_date(at)}"))
     if not mine:
         blocks.append(_context("You have not started anything yet. Try `/deploy api 1.4.2`."))
+    if recent:
+        blocks += [{"type": "divider"}, {"type": "header", "text": plain("Recent decisions", 150)}]
+        blocks += [_context(line) for line in recent]
     return {"type": "home", "blocks": blocks[:HOME_BLOCKS]}

@@ -53,6 +53,8 @@ RESTART_NOTE = (
     "♻️ The bot restarted while this run was in progress; continuing from its last checkpoint."
 )
 MODAL_SECONDS = 2.5  # a trigger_id dies 3 s after the click
+HOME_LOOKS = 200  # newest pending approvals the App Home checks for the viewer
+HOME_SHOWN = 10  # of those, how many it shows with buttons (a view holds 100 blocks)
 UNKNOWN = "I don't know this request any more; it may have been cleaned up."
 
 
@@ -93,8 +95,22 @@ def _closed_text(approval: Approval) -> str:
     return "This request is closed."
 
 
-def _already_decided(approval: Approval, channel: str, user: str) -> Item:
-    return messages.ephemeral(channel, user, _closed_text(approval), approval.run_id)
+def _already_decided(
+    approval: Approval, channel: str | None, user: str, fallback: str | None = None
+) -> list[Item]:
+    return _ephemeral(channel, user, _closed_text(approval), approval.run_id, fallback)
+
+
+def _ephemeral(
+    channel: str | None,
+    user: str,
+    text: str,
+    run_id: str | None = None,
+    fallback: str | None = None,
+) -> list[Item]:
+    """An ephemeral answer, when the person acted in a channel or DM (not from the Home);
+    ``fallback`` is the click's response_url, used if Slack refuses the ephemeral."""
+    return [messages.ephemeral(channel, user, text, run_id, fallback)] if channel else []
 
 
 def ask(rules: Rules) -> blocks.Ask:
@@ -220,16 +236,23 @@ class Engine:
                 return f"You can't start `{command}` here: only {names(rules.requesters)} may."
         return None
 
-    async def click(self, interrupt_id: str, user: str, index: int, channel: str) -> None:
+    async def click(
+        self,
+        interrupt_id: str,
+        user: str,
+        index: int,
+        channel: str | None,
+        response_url: str | None = None,
+    ) -> None:
         """A button: the choice at ``index`` of the request's choices."""
 
         def pick(request: ApprovalRequest) -> ChoiceSpec | None:
             return request.choices[index] if 0 <= index < len(request.choices) else None
 
-        await self._decide(interrupt_id, user, channel, pick, None)
+        await self._decide(interrupt_id, user, channel, pick, None, response_url)
 
     async def decide_with_comment(
-        self, interrupt_id: str, user: str, index: int | None, comment: str, channel: str
+        self, interrupt_id: str, user: str, index: int | None, comment: str, channel: str | None
     ) -> None:
         """A submitted comment modal: the choice at ``index`` (None: the reject choice)."""
 
@@ -258,7 +281,7 @@ class Engine:
 
         return await self._vote(interrupt_id, user, channel, judge)
 
-    async def escalate_now(self, interrupt_id: str, user: str, channel: str) -> None:
+    async def escalate_now(self, interrupt_id: str, user: str, channel: str | None) -> None:
         """An eligible approver brings the next escalation level forward."""
         found = await self.store.approval_and_run(interrupt_id)
         if found is None or found[0].status != "pending":
@@ -278,16 +301,16 @@ class Engine:
             text = "Escalating now: the next people in line get a DM."
         else:
             text = "Everyone in the escalation chain has been asked already."
-        await self.store.tell([messages.ephemeral(channel, user, text, run.run_id)], self.clock())
+        await self.store.tell(_ephemeral(channel, user, text, run.run_id), self.clock())
 
     async def _closed(
-        self, found: tuple[Approval, Run] | None, interrupt_id: str, user: str, channel: str
+        self, found: tuple[Approval, Run] | None, interrupt_id: str, user: str, channel: str | None
     ) -> None:
         if found is None:
             text = "I don't know this request any more; it may have been cleaned up."
-            await self.store.tell([messages.ephemeral(channel, user, text)], self.clock())
+            await self.store.tell(_ephemeral(channel, user, text), self.clock())
         else:
-            await self.store.tell([_already_decided(found[0], channel, user)], self.clock())
+            await self.store.tell(_already_decided(found[0], channel, user), self.clock())
 
     async def _decide(
         self,
@@ -296,6 +319,7 @@ class Engine:
         channel: str | None,
         pick: Callable[[ApprovalRequest], ChoiceSpec | None],
         comment: str | None,
+        response_url: str | None = None,
     ) -> Answer:
         """Authorise against the approval's rules and vote."""
 
@@ -319,7 +343,7 @@ class Engine:
                 user, choice.id, choice.approves, comment, rules.min_approvals if ends else 1
             )
 
-        return await self._vote(interrupt_id, user, channel, judge)
+        return await self._vote(interrupt_id, user, channel, judge, response_url)
 
     async def _vote(
         self,
@@ -327,6 +351,7 @@ class Engine:
         user: str,
         channel: str | None,
         judge: Callable[[Approval, Run], Ballot | Refused],
+        response_url: str | None = None,
     ) -> Answer:
         """One store transaction (load, authorise, vote, claim, audit, messages); the claimer
         then resumes the graph. Slack is not waited for. A rule naming a user group whose
@@ -338,7 +363,7 @@ class Engine:
         def tell(status: str, text: str, run_id: str | None = None) -> list[Item]:
             nonlocal answer
             answer = Answer(status, text)
-            return [messages.ephemeral(channel, user, text, run_id)] if channel else []
+            return _ephemeral(channel, user, text, run_id, response_url)
 
         def judged(approval: Approval, run: Run) -> Ballot | Refused:
             verdict = judge(approval, run)
@@ -396,7 +421,12 @@ class Engine:
         return await self._decide(interrupt_id, user, None, pick, comment)
 
     async def open_comment(
-        self, interrupt_id: str, user: str, trigger_id: str, channel: str, index: int | None
+        self,
+        interrupt_id: str,
+        user: str,
+        trigger_id: str,
+        channel: str | None,
+        index: int | None,
     ) -> None:
         """A choice that takes a comment (``index``; None: "Reject with reason…"): check the
         click, then open the modal inline (the trigger expires 3 s after the click, so this
@@ -422,18 +452,18 @@ class Engine:
             )
         if choice is None or reason:
             text = reason or "That button is no longer valid."
-            await self.store.tell([messages.ephemeral(channel, user, text)], self.clock())
+            await self.store.tell(_ephemeral(channel, user, text), self.clock())
             return
         try:
             async with asyncio.timeout(MODAL_SECONDS):
                 await self.slack.open_modal(
-                    trigger_id, blocks.comment_modal(request, interrupt_id, channel, index)
+                    trigger_id, blocks.comment_modal(request, interrupt_id, channel or "", index)
                 )
         except (SlackError, TimeoutError) as exc:
             error = exc if isinstance(exc, SlackError) else SlackError("timeout", transient=True)
             log.warning("run %s: comment modal not opened: %s", run.run_id, error.code)
-            eph = messages.ephemeral(channel, user, messages.modal_refused(error), run.run_id)
-            await self.store.tell([eph], self.clock())
+            text = messages.modal_refused(error)
+            await self.store.tell(_ephemeral(channel, user, text, run.run_id), self.clock())
 
     async def open_reason(
         self, interrupt_id: str, user: str, trigger_id: str, channel: str
@@ -442,28 +472,44 @@ class Engine:
         await self.open_comment(interrupt_id, user, trigger_id, channel, None)
 
     async def publish_home(self, user: str) -> None:
-        """The App Home for ``user``: open approvals (theirs to decide first), their requests."""
+        """The App Home for ``user``: what they may decide (with working buttons), their
+        requests, recent decisions. It looks at the newest pending approvals only, so it
+        stays fast with thousands open, and says how many there are."""
+        page = await self.store.pending_page(None, HOME_LOOKS)
         items = []
-        for approval, requester in await self.store.open_approvals():
+        for approval, run in page:
+            rules = self.rules_of(approval, run)
             request = normalise(approval.request)
             approve = request.approve_choice
-            rules = Rules.from_dict(approval.rules) if approval.rules else Rules()
             try:
                 yours = approve is not None and not refusal(
-                    rules, requester, user, approve, self.groups.members
+                    rules, run.requester, user, approve, self.groups.members
                 )
             except GroupsUnknown:
                 yours = False
-            items.append(
-                blocks.HomeItem(
-                    request, requester, approval.channel or "", approval.created_at, yours
+            if yours and len(items) < HOME_SHOWN:
+                items.append(
+                    blocks.HomeItem(
+                        request,
+                        approval.interrupt_id,
+                        run.requester,
+                        approval.channel or run.channel,
+                        approval.created_at,
+                        ask(rules),
+                    )
                 )
-            )
         mine = [
             (command_line(r), (r.outcome or {}).get("status", r.status), r.created_at)
             for r in await self.store.runs_by(user)
         ]
-        view = blocks.home_view(items, mine)
+        recent = [
+            f"*{blocks.escape(normalise(a.request).title)}*: "
+            + blocks.decision_line(normalise(a.request), d)
+            for a in await self.store.recent_decisions(5)
+            if (d := _decision(a)) is not None
+        ]
+        counts = blocks.HomeCounts(await self.store.count_pending(), len(page))
+        view = blocks.home_view(items, mine, recent, counts)
         item = Item("publish", {"user": user, "view": view}, key=f"home:{user}", replace=True)
         await self.store.tell([item], self.clock())
 
@@ -552,21 +598,28 @@ class Engine:
         )
 
     async def on_delivery_failed(self, d: Delivery, error: SlackError) -> None:
-        """The outbox gave up on a row. An approval Slack will never show ends its run, and
-        the requester is told in plain words; anything else was logged by the outbox."""
-        if (
-            d.kind != "post"
-            or d.interrupt_id is None
-            or d.key != messages.approval_key(d.interrupt_id)
-        ):
+        """The outbox gave up on a row. Nobody may be left without the news it carried: an
+        approval Slack will never show ends its run and the requester is told why; a final
+        message Slack will not take reaches the requester another way; an ephemeral goes
+        through the click's response_url. Anything else was logged by the outbox."""
+        now = self.clock()
+        if d.kind == "ephemeral" and d.payload.get("fallback_url"):
+            answer = {"url": d.payload["fallback_url"], "text": d.payload.get("text", "")}
+            await self.store.tell([Item("respond", answer, run_id=d.run_id)], now)
             return
-        run = await self.store.get_run(d.run_id or "")
+        if d.interrupt_id is None or d.run_id is None:
+            return
+        key = messages.approval_key(d.interrupt_id)
+        run = await self.store.get_run(d.run_id)
         if run is None:
             return
-        text = messages.post_refused(run, error)
-        await self.store.fail_approval(
-            d.interrupt_id, self.clock(), text, error.code, [messages.tell_requester(run, text)]
-        )
+        if d.kind == "post" and d.key == key:
+            text = messages.post_refused(run, error)
+            items = [messages.tell_requester(run, text)]
+            await self.store.fail_approval(d.interrupt_id, now, text, error.code, items)
+        elif d.kind == "update" and d.ref == key and run.outcome is not None:
+            tell = messages.tell_requester(run, messages.outcome_unseen(run, run.outcome))
+            await self.store.tell([tell], now)
 
     # -- internals ------------------------------------------------------------------------
     def _lock(self, run_id: str) -> asyncio.Lock:

@@ -118,8 +118,23 @@ def thread_note(run: Run, approval: Approval, key: str, text: str) -> Item:
     return Item("post", {"text": text}, key=key, ref=thread, run_id=run.run_id)
 
 
-def ephemeral(channel: str, user: str, text: str, run_id: str | None = None) -> Item:
-    return Item("ephemeral", {"channel": channel, "user": user, "text": text}, run_id=run_id)
+def ephemeral(
+    channel: str, user: str, text: str, run_id: str | None = None, fallback: str | None = None
+) -> Item:
+    """An ephemeral. ``fallback`` is the click's response_url: if Slack refuses the ephemeral
+    for good, the words go that way instead."""
+    payload = {"channel": channel, "user": user, "text": text}
+    if fallback:
+        payload["fallback_url"] = fallback
+    return Item("ephemeral", payload, run_id=run_id)
+
+
+def outcome_unseen(run: Run, outcome: dict[str, object]) -> str:
+    """The requester's news when the message itself could not be updated."""
+    return (
+        f"I couldn't update your request's message in <#{run.channel}>, so here is how it "
+        f"went: {blocks.escape(str(outcome.get('text', '')))}"
+    )
 
 
 def run_thread(run: Run, command_line: str) -> Item:

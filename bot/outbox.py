@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot.slack import SlackError, SlackPort
-from bot.store import Delivery, Store
+from bot.store import Delivery, Sent, Store
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ class OutboxOptions:
     concurrency: int = 16
     batch: int = 500
     idle_poll: float = 30.0  # rows another process queued are seen at least this often
+    coalesce: float = 0.003  # after a wake-up, let a burst of commits arrive before looking
     # A call that timed out may still be applied by Slack later. An update (or home publish)
     # that timed out is tried again only after this long, so that its late copy lands before
     # the retry instead of overwriting newer content (a later update) with older.
@@ -148,6 +149,10 @@ class Outbox:
         self._options = options
         self._wake = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}
+        # Deliveries Slack took, recorded in one transaction at the next pass (one write per
+        # pass, not one per message: the sender shares the database lock with every click).
+        self._sent: list[Sent] = []
+        self._idle = asyncio.Event()  # set after a pass with nothing in flight or due
         self._lanes: set[str] = set()
         self._stopping = False
         self._loop: asyncio.Task[None] | None = None
@@ -162,22 +167,32 @@ class Outbox:
 
     async def stop(self, grace: float) -> int:
         """Deliver what is due for up to ``grace`` seconds, then stop; returns how many
-        deliveries were cut (their rows are sent again on the next start)."""
+        deliveries were cut (their rows are sent again on the next start, after their
+        lease). Every delivery Slack took is recorded before this returns."""
         if self._loop is None:
             return 0
-        deadline = asyncio.get_running_loop().time() + grace
-        while self._inflight and asyncio.get_running_loop().time() < deadline:
-            await asyncio.wait(
-                set(self._inflight.values()),
-                timeout=max(0.0, deadline - asyncio.get_running_loop().time()),
-            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        self._idle.clear()
+        self._wake.set()
+        try:  # until nothing is due (rows waiting for a later retry stay for the next start)
+            async with asyncio.timeout(grace):
+                await self._idle.wait()
+        except TimeoutError:
+            pass
         self._stopping = True
         self._wake.set()
+        await asyncio.gather(self._loop, return_exceptions=True)  # starts nothing more
+        self._loop = None
+        if self._inflight:  # what the last pass started gets the rest of the grace period
+            await asyncio.wait(
+                set(self._inflight.values()), timeout=max(0.0, deadline - loop.time())
+            )
         late = list(self._inflight.values())
         for task in late:
             task.cancel()
-        await asyncio.gather(self._loop, *late, return_exceptions=True)
-        self._loop = None
+        await asyncio.gather(*late, return_exceptions=True)
+        await self._record_sent()
         return len(late)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -196,17 +211,27 @@ class Outbox:
             try:
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
+                # A burst of commits wakes us hundreds of times: look once for all of them.
+                await asyncio.sleep(self._options.coalesce)
             except TimeoutError:
                 pass
+        await self._record_sent()
+
+    async def _record_sent(self) -> None:
+        if self._sent:
+            done, self._sent = self._sent, []
+            await self._store.outbox_sent_many(done)
 
     async def _dispatch(self) -> float:
         """Start every delivery that may go now; returns how long to sleep at most."""
+        await self._record_sent()
         now = self._clock()
         rows = await self._store.outbox_open(self._options.batch)
         blocked: set[str] = set(self._lanes)
         ready: list[Delivery] = []
         wait = self._options.idle_poll
         parents_failed: list[Delivery] = []
+        due_but_paced = 0
         for d in rows:
             lane = d.lane
             if d.id in self._inflight or (lane is not None and lane in blocked):
@@ -232,12 +257,17 @@ class Outbox:
             delay = self.pacer.delay(method, channel)
             if delay > 0:
                 wait = min(wait, delay)
+                due_but_paced += 1
                 continue
             self.pacer.take(method, channel)
             ready.append(d)
         for d in parents_failed:
             await self._store.outbox_failed(d, now, "parent_failed")
             log.info("outbox: %s %s dropped: its message was never posted", d.kind, d.key)
+        if not ready and not self._inflight and not self._sent and not due_but_paced:
+            self._idle.set()
+        else:
+            self._idle.clear()
         if ready:
             taken = await self._store.outbox_claim([d.id for d in ready], now, self._options.lease)
             for d in ready:
@@ -271,7 +301,7 @@ class Outbox:
             log.error("outbox: %s row %s could not be sent: %r", d.kind, d.id, exc)
             await self._failed(d, SlackError(f"unexpected_{type(exc).__name__}"))
         else:
-            await self._store.outbox_sent(d, self._clock(), channel, ts, self._stamp())
+            self._sent.append(Sent(d, self._clock(), channel, ts, self._stamp()))
         finally:
             self._inflight.pop(d.id, None)
             if d.lane is not None:

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
     "DEFAULT_PATH",
+    "ApiToken",
     "DeploySection",
     "FreezeWindow",
     "Level",
@@ -67,6 +68,10 @@ DECISIONS = ("approve", "reject")
 ON_TIMEOUT: tuple[OnTimeout, ...] = ("reject", "approve", "keep_waiting")
 FREEZE_ACTIONS: tuple[FreezeAction, ...] = ("refuse", "require_freeze_approvers")
 BACKENDS = ("simulated", "command")
+SCOPES = ("read", "decide")
+ANYONE = "*"  # in a token's act_as: the request may name any Slack user
+SHA256_RE = re.compile(r"[0-9a-f]{64}", re.ASCII)
+TOKEN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
 
 
 class PolicyError(ValueError):
@@ -455,6 +460,25 @@ class DeploySection:
     simulated_step_seconds: float = 1.0
 
 
+@dataclass(frozen=True)
+class ApiToken:
+    """One bearer token of the HTTP API (``[api] tokens``). The file holds the token's SHA-256
+    only, so reading the file does not give the token away. A token with the "decide" scope
+    decides either as one fixed Slack user (``as_user``) or as the user a request names, if
+    ``act_as`` lists that user ("*": any user; the policy still decides who may approve)."""
+
+    name: str
+    token_sha256: str
+    scopes: frozenset[str]
+    as_user: str | None = None
+    act_as: tuple[str, ...] = ()
+
+    def may_act_as(self, user: str) -> bool:
+        if self.as_user is not None:
+            return user == self.as_user
+        return ANYONE in self.act_as or user in self.act_as
+
+
 # A rule layer: field -> (value, the key it came from).
 _Layer = Mapping[str, tuple[Any, str]]
 
@@ -469,6 +493,7 @@ class Policy:
     graph_entry_points: tuple[str, ...] = ()
     deploy: DeploySection = field(default_factory=DeploySection)
     deprecations: tuple[str, ...] = ()
+    api_tokens: tuple[ApiToken, ...] = ()
     # (graph, env) -> layer; ("default", None) is [policy.default]. In file order.
     layers: Mapping[tuple[str, str | None], _Layer] = field(
         default_factory=lambda: MappingProxyType({})
@@ -586,7 +611,7 @@ def load_policy(path: Path | None) -> Policy:
     return parse_policy(data, source)
 
 
-TOP_KEYS = ("supervisors", "admins", "graphs", "deploy", "policy", "approvers")
+TOP_KEYS = ("supervisors", "admins", "graphs", "deploy", "policy", "approvers", "api")
 DEPLOY_KEYS = (
     "envs",
     "default_env",
@@ -614,6 +639,9 @@ RULE_KEYS = (
 )
 LEVEL_KEYS = ("after", "notify")
 FREEZE_KEYS = ("days", "dates", "from_date", "to_date", "from", "to", "tz", "action")
+API_KEYS = ("tokens",)
+TOKEN_KEYS = ("name", "token_sha256", "scopes", "as", "act_as")
+TOKEN_SHAPE = "{ name = …, token_sha256 = …, scopes = […] }"
 
 
 def parse_policy(data: Mapping[str, Any], source: str) -> Policy:
@@ -645,6 +673,7 @@ class _Parser:
         for graph, value in self.table(data, "policy", "policy").items():
             self.graph(graph, value, layers)
         deprecations = self.legacy(self.table(data, "approvers", "approvers"), layers)
+        api_tokens = self.api(self.table(data, "api", "api"))
         policy = Policy(
             source=self.source,
             supervisors=supervisors,
@@ -652,6 +681,7 @@ class _Parser:
             graph_entry_points=entry_points,
             deploy=deploy,
             deprecations=deprecations,
+            api_tokens=api_tokens,
             layers=MappingProxyType({k: MappingProxyType(v) for k, v in layers.items()}),
         )
         self.check(policy)
@@ -770,6 +800,106 @@ class _Parser:
             f"{self.source}: [approvers] is deprecated: write approvers = [...] in "
             f"[policy.deploy.<env>] instead (for {envs})",
         )
+
+    # -- the HTTP API's tokens -----------------------------------------------------------------
+    def api(self, t: Mapping[str, Any]) -> tuple[ApiToken, ...]:
+        for key, value in t.items():
+            if key not in API_KEYS:
+                raise self.unknown(f"api.{_key(key)}", key, value, API_KEYS)
+        raw = t.get("tokens", [])
+        if not isinstance(raw, list):
+            raise self.fail(
+                "api.tokens", f"must be a list of tables ({TOKEN_SHAPE}), got {_kind(raw)}"
+            )
+        tokens: list[ApiToken] = []
+        for i, entry in enumerate(raw):
+            where = f"api.tokens[{i}]"
+            token = self.token(entry, where)
+            for j, other in enumerate(tokens):
+                if other.name == token.name:
+                    raise self.fail(f"{where}.name", f"{_show(token.name)} is listed twice")
+                if other.token_sha256 == token.token_sha256:
+                    raise self.fail(f"{where}.token_sha256", f"the same token as api.tokens[{j}]")
+            tokens.append(token)
+        return tuple(tokens)
+
+    def token(self, t: Any, where: str) -> ApiToken:
+        if not isinstance(t, Mapping):
+            raise self.fail(where, f"must be a table ({TOKEN_SHAPE}), got {_kind(t)}")
+        for key, value in t.items():
+            if key not in TOKEN_KEYS:
+                raise self.unknown(f"{where}.{_key(key)}", key, value, TOKEN_KEYS)
+        if "name" not in t:
+            raise self.fail(f"{where}.name", "missing: every token needs a name (logs show it)")
+        name = self.string(t["name"], f"{where}.name", "a name")
+        if not TOKEN_NAME_RE.fullmatch(name):
+            raise self.fail(
+                f"{where}.name",
+                f'must be letters, digits, ".", "-" or "_" (at most 64), got {_show(name)}',
+            )
+        if "token_sha256" not in t:
+            raise self.fail(
+                f"{where}.token_sha256",
+                "missing: the SHA-256 of the token, in hex (never the token)",
+            )
+        digest = t["token_sha256"]
+        # Never echo the value: someone may have pasted the token itself here.
+        if (
+            isinstance(digest, str)
+            and SHA256_RE.fullmatch(digest.lower())
+            and digest != digest.lower()
+        ):
+            raise self.fail(f"{where}.token_sha256", "hex digits are lower case")
+        if not isinstance(digest, str) or not SHA256_RE.fullmatch(digest):
+            raise self.fail(
+                f"{where}.token_sha256",
+                "must be 64 hex digits: the SHA-256 of the token, not the token itself",
+            )
+        if "scopes" not in t:
+            raise self.fail(f"{where}.scopes", 'missing: list what it may do: "read", "decide"')
+        scopes = self.strings(t["scopes"], f"{where}.scopes", '"read" and/or "decide"')
+        if not scopes:
+            raise self.fail(f"{where}.scopes", 'must list "read" and/or "decide"')
+        for i, scope in enumerate(scopes):
+            if scope not in SCOPES:
+                raise self.fail(
+                    f"{where}.scopes[{i}]", f'must be "read" or "decide", got {_show(scope)}'
+                )
+        self.no_repeats(scopes, f"{where}.scopes")
+        as_user = None
+        if "as" in t:
+            as_user = t["as"]
+            if _id_kind(as_user) != "user":
+                raise self.fail(
+                    f"{where}.as", f"must be a Slack user id (U… or W…), got {_show(as_user)}"
+                )
+        act_as: tuple[str, ...] = ()
+        if "act_as" in t:
+            if as_user is not None:
+                raise self.fail(f"{where}.act_as", 'give "as" or "act_as", not both')
+            act_as = self.strings(t["act_as"], f"{where}.act_as", 'Slack user ids, or ["*"]')
+            if not act_as:
+                raise self.fail(f"{where}.act_as", 'must list Slack user ids, or be ["*"]')
+            for i, user in enumerate(act_as):
+                if user == ANYONE and len(act_as) > 1:
+                    raise self.fail(f"{where}.act_as[{i}]", '"*" (anyone) stands alone')
+                if user != ANYONE and _id_kind(user) != "user":
+                    raise self.fail(
+                        f"{where}.act_as[{i}]",
+                        f'must be a Slack user id (U… or W…) or "*", got {_show(user)}',
+                    )
+            self.no_repeats(act_as, f"{where}.act_as")
+        deciding = as_user is not None or bool(act_as)
+        if "decide" in scopes and not deciding:
+            raise self.fail(
+                where,
+                'a token with the "decide" scope needs "as" (the Slack user it decides as) '
+                'or "act_as" (the users a request may name)',
+            )
+        if deciding and "decide" not in scopes:
+            key = "as" if as_user is not None else "act_as"
+            raise self.fail(f"{where}.{key}", 'only a token with the "decide" scope decides')
+        return ApiToken(name, digest, frozenset(scopes), as_user, act_as)
 
     # -- one rule -------------------------------------------------------------------------------
     def rule(self, key: str, v: Any, where: str) -> Any:

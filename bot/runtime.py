@@ -16,7 +16,7 @@ from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
-from bot import http
+from bot import api, http
 from bot.app import create_app
 from bot.config import Settings, SettingsError
 from bot.deps import Deps
@@ -109,7 +109,9 @@ class BotRuntime:
         self.scheduler.start()
 
     def routes(self) -> list[web.RouteDef]:
-        return http.routes(self.app, self.settings.signing_secret)
+        """/slack/events, /healthz, and the HTTP API under /api (bot/api.py)."""
+        slack = http.routes(self.app, self.settings.signing_secret)
+        return slack + api.routes(self.engine, self.tasks, self.settings.policy.api_tokens)
 
     async def close(self, grace: float | None = None) -> int:
         """Let running graph steps finish within the grace period, cancel the rest (they

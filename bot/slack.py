@@ -183,7 +183,7 @@ class WebApiPort:
     async def respond(self, response_url: str, text: str) -> None:
         hook = AsyncWebhookClient(response_url, session=self._session)
         with _translated():
-            resp = await hook.send(text=text, response_type="ephemeral")
+            resp = await hook.send(text=text, response_type="ephemeral", replace_original=False)
         if resp.status_code == 429 or resp.status_code >= 500:
             raise SlackError(f"http_{resp.status_code}", transient=True)
         if resp.status_code >= 400:

@@ -137,6 +137,20 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX bot_deadlines_due ON bot_deadlines(status, due_at);
     CREATE INDEX bot_approvals_pending ON bot_approvals(status, created_at);
     CREATE INDEX bot_audit_run ON bot_audit(run_id, id);
+    CREATE INDEX bot_approvals_decided ON bot_approvals(decided_at);
+    """,
+    # 4: the HTTP API remembers each Idempotency-Key (per token) and the answer it was given
+    """
+    CREATE TABLE bot_api_requests (
+        token TEXT NOT NULL,              -- the token's name in the policy file
+        key TEXT NOT NULL,                -- the client's Idempotency-Key
+        fingerprint TEXT NOT NULL,        -- SHA-256 of the path and the body
+        status INTEGER,                   -- NULL while the first request is being answered
+        response TEXT,                    -- the JSON body it was answered with
+        created_at REAL NOT NULL,
+        PRIMARY KEY (token, key)
+    );
+    CREATE INDEX bot_api_requests_age ON bot_api_requests(created_at);
     """,
 )
 
@@ -317,6 +331,42 @@ def _approval(row: Row) -> Approval:
         row["created_at"],
         json.loads(row["rules"]) if row["rules"] else None,
     )
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A delivery Slack took: when (sender's clock), where, and when on the bot's clock."""
+
+    delivery: Delivery
+    now: float
+    channel: str | None
+    ts: str | None
+    posted_at: float
+
+
+def _sent(db: sqlite3.Connection, sent: Sent) -> None:
+    d, now, channel, ts = sent.delivery, sent.now, sent.channel, sent.ts
+    db.execute(
+        "UPDATE bot_outbox SET status=CASE WHEN version=? THEN 'sent' ELSE 'pending' "
+        "END, attempts=attempts+1, channel=COALESCE(?, channel), ts=COALESCE(?, ts), "
+        "lease_until=NULL, error=NULL, next_at=?, updated_at=? WHERE id=?",
+        (d.version, channel, ts, now, now, d.id),
+    )
+    if d.kind == "post" and d.key == f"approval:{d.interrupt_id}" and ts:
+        # Deadlines count from the moment the message is in Slack, not from when it was
+        # queued (they differ by minutes when Slack is down).
+        db.execute(
+            "UPDATE bot_deadlines SET due_at = due_at + (? - (SELECT created_at FROM "
+            "bot_approvals WHERE interrupt_id=? AND posted_at IS NULL)) "
+            "WHERE interrupt_id=? AND status='pending' AND EXISTS (SELECT 1 FROM "
+            "bot_approvals WHERE interrupt_id=? AND posted_at IS NULL)",
+            (sent.posted_at, d.interrupt_id, d.interrupt_id, d.interrupt_id),
+        )
+        db.execute(
+            "UPDATE bot_approvals SET channel=?, ts=?, posted_at=COALESCE(posted_at, ?) "
+            "WHERE interrupt_id=?",
+            (channel, ts, sent.posted_at, d.interrupt_id),
+        )
 
 
 def _delivery(row: Row) -> Delivery:
@@ -665,6 +715,18 @@ class Store:
         )
         return [(_approval(r), _run(r, "r_")) for r in rows]
 
+    async def count_pending(self) -> int:
+        row = await self._one("SELECT COUNT(*) FROM bot_approvals WHERE status='pending'", ())
+        return int(row[0]) if row else 0
+
+    async def recent_decisions(self, limit: int) -> list[Approval]:
+        rows = await self._all(
+            "SELECT * FROM bot_approvals WHERE status IN ('decided', 'resumed') "
+            "ORDER BY decided_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [_approval(r) for r in rows]
+
     async def runs_waiting_by(self, requester: str, limit: int) -> list[Run]:
         rows = await self._all(
             "SELECT * FROM bot_runs WHERE requester=? AND status IN ('waiting', 'running') "
@@ -765,6 +827,130 @@ class Store:
                 "SELECT * FROM bot_audit WHERE interrupt_id=? ORDER BY id", (interrupt_id,)
             )
         return [dict(r) for r in rows]
+
+    # -- the terminal, the HTTP API and the audit export (reads) ----------------------------
+    async def pending_approvals(
+        self, after: tuple[float, str] | None, limit: int
+    ) -> list[tuple[Approval, Run]]:
+        """Pending approvals with their runs, oldest first, after the (created_at,
+        interrupt_id) of the last one seen: a cursor that never skips approvals opened in the
+        same instant (one pause opens several)."""
+        sql = _APPROVAL_AND_RUN.replace("WHERE a.interrupt_id=?", "WHERE a.status='pending'")
+        args: tuple[Any, ...] = ()
+        if after is not None:
+            sql += " AND (a.created_at > ? OR (a.created_at = ? AND a.interrupt_id > ?))"
+            args = (after[0], after[0], after[1])
+        rows = await self._all(
+            sql + " ORDER BY a.created_at, a.interrupt_id LIMIT ?", (*args, limit)
+        )
+        return [(_approval(r), _run(r, "r_")) for r in rows]
+
+    async def approval_ids(self, prefix: str, limit: int) -> list[str]:
+        """Interrupt ids that start with ``prefix`` (the terminal takes a unique prefix)."""
+        rows = await self._all(
+            "SELECT interrupt_id FROM bot_approvals WHERE interrupt_id >= ? AND interrupt_id < ? "
+            "ORDER BY interrupt_id LIMIT ?",
+            (prefix, prefix + "\U0010ffff", limit),
+        )
+        return [r[0] for r in rows]
+
+    async def outbox_open_for_run(self, run_id: str, since: float) -> int:
+        """Rows of a run queued (or replaced) since ``since`` that Slack has not had yet: a
+        decision made outside the bot waits for these before its process exits."""
+        row = await self._one(
+            "SELECT COUNT(*) FROM bot_outbox WHERE run_id=? AND created_at >= ? "
+            "AND status IN ('pending', 'sending')",
+            (run_id, since),
+        )
+        return int(row[0]) if row else 0
+
+    async def audit_mark(self) -> int:
+        """The newest audit row's id: what a decision writes comes after it."""
+        row = await self._one("SELECT COALESCE(MAX(id), 0) FROM bot_audit", ())
+        return int(row[0]) if row else 0
+
+    async def audit_after(self, mark: int, interrupt_id: str, user: str) -> list[dict[str, Any]]:
+        rows = await self._all(
+            "SELECT * FROM bot_audit WHERE id > ? AND interrupt_id=? AND user_id=? ORDER BY id",
+            (mark, interrupt_id, user),
+        )
+        return [dict(r) for r in rows]
+
+    async def audit_page(self, since: float, after_id: int, limit: int) -> list[dict[str, Any]]:
+        """Audit rows at or after ``since``, in the order they were written, after ``after_id``."""
+        rows = await self._all(
+            "SELECT * FROM bot_audit WHERE at >= ? AND id > ? ORDER BY id LIMIT ?",
+            (since, after_id, limit),
+        )
+        return [dict(r) for r in rows]
+
+    async def latest_checkpoints(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """Each run's newest LangGraph checkpoint id (its thread's; ids sort by time)."""
+        rows = await self._all(
+            "SELECT thread_id, MAX(checkpoint_id) FROM checkpoints WHERE checkpoint_ns='' "
+            "AND thread_id IN (SELECT value FROM json_each(?)) GROUP BY thread_id",
+            (json.dumps(list(run_ids)),),
+        )
+        return {r[0]: r[1] for r in rows}
+
+    # -- the HTTP API's Idempotency-Keys (its own table, written only by bot/api.py) ---------
+    async def api_request_begin(
+        self, token: str, key: str, fingerprint: str, now: float, keep: float, stale: float
+    ) -> tuple[str, int | None, str | None] | None:
+        """Take an Idempotency-Key for a token: None when it is new (the caller answers it);
+        else the first request's fingerprint, status and response (status None: still being
+        answered). Keys older than ``keep`` seconds are forgotten first, and so are keys still
+        unanswered after ``stale`` seconds (the process answering them stopped)."""
+
+        def tx(db: sqlite3.Connection) -> tuple[str, int | None, str | None] | None:
+            db.execute(
+                "DELETE FROM bot_api_requests WHERE created_at < ? OR "
+                "(status IS NULL AND created_at < ?)",
+                (now - keep, now - stale),
+            )
+            row = db.execute(
+                "SELECT fingerprint, status, response FROM bot_api_requests "
+                "WHERE token=? AND key=?",
+                (token, key),
+            ).fetchone()
+            if row is not None:
+                return row[0], row[1], row[2]
+            db.execute(
+                "INSERT INTO bot_api_requests(token, key, fingerprint, created_at) "
+                "VALUES (?,?,?,?)",
+                (token, key, fingerprint, now),
+            )
+            return None
+
+        return await self._write(tx)
+
+    async def api_request_end(
+        self, token: str, key: str, status: int, response: str
+    ) -> tuple[int, str]:
+        """Record a key's answer unless one is recorded already; returns the recorded one."""
+
+        def tx(db: sqlite3.Connection) -> tuple[int, str]:
+            db.execute(
+                "UPDATE bot_api_requests SET status=?, response=? WHERE token=? AND key=? "
+                "AND status IS NULL",
+                (status, response, token, key),
+            )
+            row = db.execute(
+                "SELECT status, response FROM bot_api_requests WHERE token=? AND key=?",
+                (token, key),
+            ).fetchone()
+            return (row[0], row[1]) if row and row[0] is not None else (status, response)
+
+        return await self._write(tx)
+
+    async def api_request_forget(self, token: str, key: str) -> None:
+        """Let a key be used again: its request failed before it could be answered."""
+        await self._write(
+            lambda db: db.execute(
+                "DELETE FROM bot_api_requests WHERE token=? AND key=? AND status IS NULL",
+                (token, key),
+            )
+        )
 
     # -- deadlines, for the scheduler ---------------------------------------------------------
     async def deadlines_claim(self, now: float, lease: float, limit: int) -> list[Deadline]:
@@ -883,43 +1069,17 @@ class Store:
 
         return await self._write(tx)
 
-    async def outbox_sent(
-        self,
-        d: Delivery,
-        now: float,
-        channel: str | None = None,
-        ts: str | None = None,
-        posted_at: float | None = None,
-    ) -> None:
-        """Delivered. A newer version queued meanwhile (a coalesced update) stays pending.
-        An approval's post also records where the message landed and when (``posted_at``, on
-        the deadlines' clock), and moves its deadlines to count from then."""
-        posted = now if posted_at is None else posted_at
+    async def outbox_sent_many(self, done: Sequence[Sent]) -> None:
+        """Delivered, in one transaction. A newer version queued meanwhile (a coalesced
+        update) stays pending. An approval's post also records where the message landed and
+        when (``posted_at``, on the deadlines' clock), and moves its deadlines to count from
+        then."""
 
         def tx(db: sqlite3.Connection) -> None:
-            db.execute(
-                "UPDATE bot_outbox SET status=CASE WHEN version=? THEN 'sent' ELSE 'pending' "
-                "END, attempts=attempts+1, channel=COALESCE(?, channel), ts=COALESCE(?, ts), "
-                "lease_until=NULL, error=NULL, next_at=?, updated_at=? WHERE id=?",
-                (d.version, channel, ts, now, now, d.id),
-            )
-            if d.kind == "post" and d.key == f"approval:{d.interrupt_id}" and ts:
-                # Deadlines count from the moment the message is in Slack, not from when it
-                # was queued (they differ by minutes when Slack is down).
-                db.execute(
-                    "UPDATE bot_deadlines SET due_at = due_at + (? - (SELECT created_at FROM "
-                    "bot_approvals WHERE interrupt_id=? AND posted_at IS NULL)) "
-                    "WHERE interrupt_id=? AND status='pending' AND EXISTS (SELECT 1 FROM "
-                    "bot_approvals WHERE interrupt_id=? AND posted_at IS NULL)",
-                    (posted, d.interrupt_id, d.interrupt_id, d.interrupt_id),
-                )
-                db.execute(
-                    "UPDATE bot_approvals SET channel=?, ts=?, posted_at=COALESCE(posted_at, ?) "
-                    "WHERE interrupt_id=?",
-                    (channel, ts, posted, d.interrupt_id),
-                )
+            for sent in done:
+                _sent(db, sent)
 
-        await self._write(tx)
+        await self._write(tx, wakes=True)
 
     async def outbox_note_channel(self, d: Delivery, channel: str) -> None:
         """A DM's conversation is open: remember it so a retry skips conversations.open."""

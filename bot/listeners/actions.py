@@ -26,34 +26,40 @@ def register(app: AsyncApp, deps: Deps) -> None:
     engine = deps.engine
 
     def on(
-        name: str, work: Callable[[str, str, str, dict[str, Any], dict[str, Any]], Awaitable[None]]
+        name: str,
+        work: Callable[[str, str, str | None, dict[str, Any], dict[str, Any]], Awaitable[None]],
     ) -> Callable[..., Awaitable[None]]:
         async def listener(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
             await ack()
             interrupt_id, user = str(action.get("value", "")), body["user"]["id"]
-            deps.tasks.spawn(
-                work(interrupt_id, user, _channel(body), body, action), f"{name} by {user}"
-            )
+            channel = _channel(body) or None  # None: clicked in the App Home
+
+            async def act() -> None:
+                await work(interrupt_id, user, channel, body, action)
+                if channel is None:
+                    await engine.publish_home(user)  # the Home is the answer there
+
+            deps.tasks.spawn(act(), f"{name} by {user}")
 
         return listener
 
-    async def choice(iid: str, user: str, channel: str, body: Any, action: Any) -> None:
+    async def choice(iid: str, user: str, channel: str | None, body: Any, action: Any) -> None:
         match = CHOICE.match(action["action_id"])
         assert match is not None  # the listener's matcher guarantees it
-        await engine.click(iid, user, int(match.group(1)), channel)
+        await engine.click(iid, user, int(match.group(1)), channel, body.get("response_url"))
 
-    async def comment(iid: str, user: str, channel: str, body: Any, action: Any) -> None:
+    async def comment(iid: str, user: str, channel: str | None, body: Any, action: Any) -> None:
         match = COMMENT.match(action["action_id"])
         assert match is not None
         await engine.open_comment(iid, user, body["trigger_id"], channel, int(match.group(1)))
 
-    async def reason(iid: str, user: str, channel: str, body: Any, action: Any) -> None:
+    async def reason(iid: str, user: str, channel: str | None, body: Any, action: Any) -> None:
         await engine.open_comment(iid, user, body["trigger_id"], channel, None)
 
-    async def withdraw(iid: str, user: str, channel: str, body: Any, action: Any) -> None:
+    async def withdraw(iid: str, user: str, channel: str | None, body: Any, action: Any) -> None:
         await engine.withdraw(iid, user, channel)
 
-    async def escalate(iid: str, user: str, channel: str, body: Any, action: Any) -> None:
+    async def escalate(iid: str, user: str, channel: str | None, body: Any, action: Any) -> None:
         await engine.escalate_now(iid, user, channel)
 
     app.action(CHOICE)(on("click", choice))

@@ -39,7 +39,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         await ack()
         deps.tasks.spawn(
-            deps.engine.decide_with_comment(interrupt_id, user, index, comment.strip(), channel),
+            deps.engine.decide_with_comment(
+                interrupt_id, user, index, comment.strip(), channel or None
+            ),
             f"decision with comment by {user}",
         )
 

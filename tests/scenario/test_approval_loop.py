@@ -316,11 +316,18 @@ async def test_app_home_lists_what_each_person_can_decide(harness: Harness) -> N
     for user in ("bob", "carol", "alice"):
         assert (await h.ws.open_home(user)).status == 200
     bob = await h.wait(lambda: h.ws.home("bob"))
-    assert "You can decide this" in json.dumps(bob)
+    assert "1 of the newest 1 open requests are yours to decide" in json.dumps(bob)
+    assert "Deploy api 1.4.2 to prod?" in json.dumps(bob)
     carol = await h.wait(lambda: h.ws.home("carol"))
-    assert "Others decide this" in json.dumps(carol)
+    assert "Nothing is waiting for you" in json.dumps(carol)
     alice = json.dumps(await h.wait(lambda: h.ws.home("alice")), ensure_ascii=False)
     assert "`/deploy api 1.4.2 prod` waiting" in alice
+
+    # bob approves from his Home: the buttons work there too, and the Home is redrawn
+    await h.ws.click("bob", bob["id"], "Approve")
+    await h.wait(lambda: "✅ Deployed" in message_text(h.approval_message()))
+    assert "*Approved* by <@U0BOB>" in message_text(h.approval_message())
+    await h.wait(lambda: "Recent decisions" in json.dumps(h.ws.home("bob")))
 
 
 async def test_command_backend_failure_is_shown_on_the_message(

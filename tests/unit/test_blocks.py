@@ -144,16 +144,28 @@ def test_plain_string_interrupt_renders() -> None:
     assert "Ship it?" in json.dumps(blks)
 
 
-def test_home_view_is_valid_and_lists_yours_first() -> None:
+ASK = blocks.Ask()
+
+
+def test_home_view_is_valid_with_buttons_for_what_you_may_decide() -> None:
     items = [
-        blocks.HomeItem(request(title="other <!here>"), "U0ALICE", "C0DEPLOYS", 0, False),
-        blocks.HomeItem(request(title="mine"), "U0ALICE", "C0DEPLOYS", 0, True),
-    ] * 60
-    view = blocks.home_view(items, [("/deploy api 1.4.2 prod", "waiting", 0)] * 20)
+        item
+        for n in range(10)
+        for item in (
+            blocks.HomeItem(request(title="other <!here>"), f"o{n}", "U0ALICE", "C0DEPLOYS", 0),
+            blocks.HomeItem(request(title="mine"), f"m{n}", "U0ALICE", "C0DEPLOYS", 0, ASK),
+        )
+    ]
+    mine = [("/deploy api 1.4.2 prod", "waiting", 0.0)] * 20
+    recent = ["*x*: ✅ *Approved* by <@U0BOB>"] * 5
+    view = blocks.home_view(items, mine, recent, blocks.HomeCounts(12_000, 200))
     View(**view).validate_json()
     assert validate_view(view) == []
     assert len(view["blocks"]) <= 100
-    assert "You can decide this" in view["blocks"][1]["text"]["text"]
-    assert "<!here>" not in json.dumps(view)
+    text = json.dumps(view)
+    assert "10 of the newest 200 open requests are yours to decide (12000 open in all)" in text
+    assert "<!here>" not in text and "other" not in text
+    assert sum(b["type"] == "actions" for b in view["blocks"]) == 10
+    assert "Recent decisions" in text
     empty = blocks.home_view([], [])
     assert validate_view(empty) == []

@@ -101,7 +101,7 @@ MISTAKES = [
     ('supervisor = ["U0CAROL"]', 'supervisor: unknown key (did you mean "supervisors"?)'),
     (
         "colour = 1",
-        "colour: unknown key (known: supervisors, admins, graphs, deploy, policy, approvers)",
+        "colour: unknown key (known: supervisors, admins, graphs, deploy, policy, approvers, api)",
     ),
     ('[deploy]\nbackned = "command"', 'deploy.backned: unknown key (did you mean "backend"?)'),
     (
@@ -835,3 +835,135 @@ def test_check_config_cli_default_path_and_deprecations(tmp_path: Path) -> None:
     assert done.returncode == 0
     assert done.stdout == f"ok: {tmp_path / 'approvals.toml'}: 1 rule set, 0 escalation levels\n"
     assert done.stderr.startswith("warning: ") and "[approvers] is deprecated" in done.stderr
+
+
+# -- [api] tokens -------------------------------------------------------------------------------
+
+HASH = "a" * 64
+OTHER = "b" * 64
+
+
+def token(**fields: object) -> str:
+    """An [api] table with one token: name "ci", HASH, read + decide as U0CI, then ``fields``."""
+    base: dict[str, object] = {
+        "name": "ci",
+        "token_sha256": HASH,
+        "scopes": ["read", "decide"],
+        "as": "U0CI",
+    }
+    base.update(fields)
+    cells = ", ".join(f"{k} = {json.dumps(v)}" for k, v in base.items() if v is not None)
+    return f"[api]\ntokens = [{{ {cells} }}]\n"
+
+
+API_MISTAKES = [
+    ("[api]\ntoken = []", 'api.token: unknown key (did you mean "tokens"?)'),
+    (
+        '[api]\ntokens = "x"',
+        "api.tokens: must be a list of tables ({ name = …, token_sha256 = …, scopes = […] }), "
+        "got a string",
+    ),
+    (
+        '[api]\ntokens = ["x"]',
+        "api.tokens[0]: must be a table ({ name = …, token_sha256 = …, scopes = […] }), got a "
+        "string",
+    ),
+    (token(scope=["read"]), 'api.tokens[0].scope: unknown key (did you mean "scopes"?)'),
+    (token(name=None), "api.tokens[0].name: missing: every token needs a name (logs show it)"),
+    (
+        token(name="c i"),
+        'api.tokens[0].name: must be letters, digits, ".", "-" or "_" (at most 64), got "c i"',
+    ),
+    (
+        token(token_sha256=None),
+        "api.tokens[0].token_sha256: missing: the SHA-256 of the token, in hex (never the token)",
+    ),
+    (
+        token(token_sha256="secret-token-pasted-here"),
+        "api.tokens[0].token_sha256: must be 64 hex digits: the SHA-256 of the token, not the "
+        "token itself",
+    ),
+    (token(token_sha256="A" * 64), "api.tokens[0].token_sha256: hex digits are lower case"),
+    (token(scopes=None), 'api.tokens[0].scopes: missing: list what it may do: "read", "decide"'),
+    (token(scopes=[]), 'api.tokens[0].scopes: must list "read" and/or "decide"'),
+    (
+        token(scopes=["read", "write"]),
+        'api.tokens[0].scopes[1]: must be "read" or "decide", got "write"',
+    ),
+    (token(scopes=["read", "read"]), 'api.tokens[0].scopes[1]: "read" is listed twice'),
+    (token(**{"as": "bob"}), 'api.tokens[0].as: must be a Slack user id (U… or W…), got "bob"'),
+    (
+        token(**{"as": "S0RELEASE"}),
+        'api.tokens[0].as: must be a Slack user id (U… or W…), got "S0RELEASE"',
+    ),
+    (token(act_as=["U0BOB"]), 'api.tokens[0].act_as: give "as" or "act_as", not both'),
+    (
+        token(**{"as": None}),
+        'api.tokens[0]: a token with the "decide" scope needs "as" (the Slack user it decides '
+        'as) or "act_as" (the users a request may name)',
+    ),
+    (
+        token(**{"as": None, "act_as": []}),
+        'api.tokens[0].act_as: must list Slack user ids, or be ["*"]',
+    ),
+    (
+        token(**{"as": None, "act_as": ["U0BOB", "*"]}),
+        'api.tokens[0].act_as[1]: "*" (anyone) stands alone',
+    ),
+    (
+        token(**{"as": None, "act_as": ["C0DEPLOYS"]}),
+        'api.tokens[0].act_as[0]: must be a Slack user id (U… or W…) or "*", got "C0DEPLOYS"',
+    ),
+    (
+        token(scopes=["read"]),
+        'api.tokens[0].as: only a token with the "decide" scope decides',
+    ),
+    (
+        "[api]\ntokens = [\n"
+        f'  {{ name = "ci", token_sha256 = "{HASH}", scopes = ["read"] }},\n'
+        f'  {{ name = "ci", token_sha256 = "{OTHER}", scopes = ["read"] }},\n]',
+        'api.tokens[1].name: "ci" is listed twice',
+    ),
+    (
+        "[api]\ntokens = [\n"
+        f'  {{ name = "ci", token_sha256 = "{HASH}", scopes = ["read"] }},\n'
+        f'  {{ name = "cd", token_sha256 = "{HASH}", scopes = ["read"] }},\n]',
+        "api.tokens[1].token_sha256: the same token as api.tokens[0]",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "line"), API_MISTAKES, ids=[m[1] for m in API_MISTAKES])
+def test_each_api_token_mistake_is_one_line(text: str, line: str) -> None:
+    with pytest.raises(PolicyError) as caught:
+        parse(text)
+    assert str(caught.value) == f"approvals.toml: {line}"
+    assert "\n" not in str(caught.value)
+
+
+def test_a_pasted_token_is_never_echoed() -> None:
+    with pytest.raises(PolicyError) as caught:
+        parse(token(token_sha256="apv_s3cr3t"))
+    assert "s3cr3t" not in str(caught.value)
+
+
+def test_api_tokens() -> None:
+    assert parse("").api_tokens == () == Policy().api_tokens
+    inline = parse(
+        "[api]\ntokens = [\n"
+        f'  {{ name = "ci", token_sha256 = "{HASH}", scopes = ["read", "decide"], '
+        'as = "U0CIBOT" },\n'
+        f'  {{ name = "portal", token_sha256 = "{OTHER}", scopes = ["decide"], act_as = ["*"] }},\n'
+        f'  {{ name = "pair", token_sha256 = "{"c" * 64}", scopes = ["decide"], '
+        'act_as = ["U0BOB", "U0DAN"] },\n'
+        f'  {{ name = "dash.board", token_sha256 = "{"d" * 64}", scopes = ["read"] }},\n'
+        "]\n"
+    )
+    ci, portal, pair, board = inline.api_tokens
+    assert (ci.name, ci.as_user, ci.scopes) == ("ci", "U0CIBOT", frozenset({"read", "decide"}))
+    assert ci.may_act_as("U0CIBOT") and not ci.may_act_as("U0BOB")
+    assert portal.may_act_as("U0BOB") and portal.may_act_as("W0ANY")
+    assert pair.may_act_as("U0DAN") and not pair.may_act_as("U0CAROL")
+    assert board.scopes == frozenset({"read"}) and not board.may_act_as("U0BOB")
+    tables = parse(f'[[api.tokens]]\nname = "ci"\ntoken_sha256 = "{HASH}"\nscopes = ["read"]\n')
+    assert tables.api_tokens[0].name == "ci"

@@ -1,0 +1,104 @@
+"""``python -m bot audit``: the audit table as JSON Lines or CSV, for auditors and log stores.
+
+One record per ``bot_audit`` row, in the order the rows were written: who, what (the event),
+when (ISO 8601, UTC), the run, the approval (interrupt id), the run's LangGraph checkpoint and
+the event's detail. Per-event checkpoint ids are not stored, so ``checkpoint_id`` is the
+newest checkpoint of the run's thread *at export time* (the state the run is in now, which is
+what a resume or an inspection with ``graph.aget_state`` starts from).
+
+Values are exported as stored: a CSV opened in a spreadsheet shows a comment such as
+``=1+1`` as a formula, so hand CSV to tools, or read the JSON Lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol, TextIO
+
+FIELDS = ("at", "event", "who", "run_id", "interrupt_id", "checkpoint_id", "detail")
+FORMATS = ("jsonl", "csv")
+PAGE = 1000  # audit rows read per query: memory stays flat however long the history
+MAX_PAGES = 1_000_000  # a bound on the loop, far above any real table
+
+
+class AuditSource(Protocol):
+    """The store's reads the export needs (a Protocol, so tests can hand in rows)."""
+
+    async def audit_page(self, since: float, after_id: int, limit: int) -> list[dict[str, Any]]: ...
+
+    async def latest_checkpoints(self, run_ids: list[str]) -> dict[str, str]: ...
+
+
+def iso_utc(epoch: float) -> str:
+    """``1767225600.5`` -> ``"2026-01-01T00:00:00.500Z"``."""
+    stamp = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def record(row: Mapping[str, Any], checkpoints: Mapping[str, str]) -> dict[str, Any]:
+    """One audit row as exported (``detail`` parsed back from its stored JSON)."""
+    detail = row.get("detail")
+    if isinstance(detail, str):
+        with contextlib.suppress(ValueError):  # not JSON (an older release): keep the text
+            detail = json.loads(detail)
+    run_id = row.get("run_id")
+    return {
+        "at": iso_utc(float(row["at"])),
+        "event": row["event"],
+        "who": row.get("user_id"),
+        "run_id": run_id,
+        "interrupt_id": row.get("interrupt_id"),
+        "checkpoint_id": checkpoints.get(run_id) if run_id else None,
+        "detail": detail,
+    }
+
+
+class Writer:
+    """Writes records in one format; CSV gets its header first and JSON-encoded details."""
+
+    def __init__(self, out: TextIO, fmt: str) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"format must be jsonl or csv, got {fmt!r}")
+        self._out = out
+        self._csv: Any = None
+        if fmt == "csv":
+            self._csv = csv.DictWriter(out, fieldnames=FIELDS)
+            self._csv.writeheader()
+
+    def write(self, records: Iterable[dict[str, Any]]) -> None:
+        for r in records:
+            if self._csv is None:
+                self._out.write(json.dumps(r, ensure_ascii=False, sort_keys=False) + "\n")
+                continue
+            detail = r["detail"]
+            cells = {k: ("" if v is None else v) for k, v in r.items()}
+            if detail is not None and not isinstance(detail, str):
+                cells["detail"] = json.dumps(detail, ensure_ascii=False, separators=(",", ":"))
+            self._csv.writerow(cells)
+
+
+async def export(source: AuditSource, since: float, fmt: str, out: TextIO) -> int:
+    """Write every audit row at or after ``since`` (Unix seconds); returns how many."""
+    writer = Writer(out, fmt)
+    known: dict[str, str] = {}
+    asked: set[str] = set()
+    after = 0
+    count = 0
+    for _ in range(MAX_PAGES):
+        rows = await source.audit_page(since, after, PAGE)
+        if not rows:
+            break
+        new = sorted({r["run_id"] for r in rows if r.get("run_id")} - asked)
+        if new:
+            known.update(await source.latest_checkpoints(new))
+            asked.update(new)
+        writer.write(record(r, known) for r in rows)
+        count += len(rows)
+        after = int(rows[-1]["id"])
+        if len(rows) < PAGE:
+            break
+    return count
