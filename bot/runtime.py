@@ -96,6 +96,7 @@ class BotRuntime:
             options=settings.outbox,
         )
         store.set_outbox_listener(outbox.wake)
+        store.set_fast_path(outbox.fast_path())
         app = create_app(Deps(engine, tasks, specs), client, settings.signing_secret)
         return cls(
             settings, conn, saver.lock, store, engine, outbox, scheduler, tasks, app, session

@@ -152,6 +152,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX bot_api_requests_age ON bot_api_requests(created_at);
     """,
+    # 5: the first open row of a lane is looked up when a row is queued
+    """
+    CREATE INDEX bot_outbox_lane ON bot_outbox(lane, status, seq);
+    """,
 )
 
 
@@ -425,6 +429,15 @@ _REPLACE = (
     "updated_at=excluded.updated_at"
 )
 
+_NEW = """
+SELECT o.id, o.key, o.kind, o.ref, o.lane, o.run_id, o.interrupt_id, o.version, o.status,
+       o.attempts, o.next_at, o.lease_until, o.failing_since, o.channel,
+       p.channel AS ref_channel, p.ts AS ref_ts, p.status AS ref_status
+FROM bot_outbox o LEFT JOIN bot_outbox p ON p.key = o.ref
+WHERE o.seq > ? AND o.status = 'pending' AND o.next_at = 0
+ORDER BY o.seq
+"""
+
 _OPEN = """
 SELECT o.id, o.key, o.kind, o.ref, o.lane, o.run_id, o.interrupt_id, o.version, o.status,
        o.attempts, o.next_at, o.lease_until, o.failing_since, o.channel,
@@ -448,9 +461,14 @@ class Store:
         self._hop = OneHop(conn)
         self._lock = lock
         self._on_outbox = on_outbox  # wakes the sender after a commit that queued Slack work
+        self._fast: FastPath | None = None
 
     def set_outbox_listener(self, listener: Callable[[], None]) -> None:
         self._on_outbox = listener
+
+    def set_fast_path(self, fast: FastPath) -> None:
+        """Let transactions that queue Slack work hand the sender rows it may send at once."""
+        self._fast = fast
 
     async def setup(self) -> None:
         """Bring the file to the newest schema, one version at a time, in one transaction."""
@@ -470,9 +488,27 @@ class Store:
 
     # -- plumbing -------------------------------------------------------------------------
     async def _write(self, fn: Callable[[sqlite3.Connection], T], wakes: bool = False) -> T:
-        """Run ``fn`` as one transaction; ``wakes`` when it may have queued outbox rows."""
-        async with self._lock:
-            result = await self._hop(transaction(fn))
+        """Run ``fn`` as one transaction; ``wakes`` when it may have queued outbox rows.
+
+        Rows it queued that may go at once (first in their lane, their message already in
+        Slack) are claimed for this process in the same transaction and handed to the
+        sender: no second read or claim behind everyone else's transactions. If the process
+        dies before sending them, their lease runs out and any sender takes them again."""
+        fast = self._fast if wakes and self._fast is not None and self._fast.active() else None
+        if fast is None:
+            async with self._lock:
+                result = await self._hop(transaction(fn))
+        else:
+
+            def run(db: sqlite3.Connection) -> tuple[T, list[Delivery]]:
+                mark = db.execute("SELECT COALESCE(MAX(seq), 0) FROM bot_outbox").fetchone()[0]
+                out = fn(db)
+                return out, _take_new(db, mark, fast.clock(), fast.lease)
+
+            async with self._lock:
+                result, taken = await self._hop(transaction(run))
+            if taken:
+                fast.take(taken)
         if wakes:
             self._on_outbox()
         return result
@@ -1112,6 +1148,40 @@ class Store:
 
 
 # -- statements shared by the transactions above; each runs inside the caller's ------------
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """The sender's side of the fast path: its clock and lease, and where rows go."""
+
+    take: Callable[[list[Delivery]], None]
+    active: Callable[[], bool]  # the sender is running (else rows wait for its first pass)
+    clock: Callable[[], float]
+    lease: float
+
+
+def _take_new(db: sqlite3.Connection, mark: int, now: float, lease: float) -> list[Delivery]:
+    """Claim the rows queued after ``mark`` that may be sent at once."""
+    taken = []
+    for r in db.execute(_NEW, (mark,)).fetchall():
+        first = db.execute(
+            "SELECT id FROM bot_outbox WHERE lane=? AND status IN ('pending', 'sending') "
+            "ORDER BY seq LIMIT 1",
+            (r["lane"],),
+        ).fetchone()
+        if r["lane"] is not None and first is not None and first[0] != r["id"]:
+            continue  # an earlier row of its thread goes first
+        if r["ref"] is not None and (r["ref_ts"] is None or r["ref_status"] != "sent"):
+            continue  # its message is not in Slack yet
+        claimed = db.execute(
+            "UPDATE bot_outbox SET status='sending', lease_until=? WHERE id=? "
+            "AND status='pending' RETURNING version, payload",
+            (now + lease, r["id"]),
+        ).fetchone()
+        if claimed is not None:
+            d = _delivery(r)
+            taken.append(replace(d, version=claimed[0], payload=json.loads(claimed[1])))
+    return taken
 
 
 def _queue(db: sqlite3.Connection, items: Sequence[Item], now: float) -> int:
