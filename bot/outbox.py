@@ -153,6 +153,7 @@ class Outbox:
         # pass, not one per message: the sender shares the database lock with every click).
         self._sent: list[Sent] = []
         self._idle = asyncio.Event()  # set after a pass with nothing in flight or due
+        self._dm_channels: dict[str, str] = {}  # user -> the bot's DM with them
         self._lanes: set[str] = set()
         self._stopping = False
         self._loop: asyncio.Task[None] | None = None
@@ -302,13 +303,13 @@ class Outbox:
                     )
         return max(0.0, wait)
 
-    @staticmethod
-    def _method(d: Delivery) -> tuple[str, str]:
+    def _method(self, d: Delivery) -> tuple[str, str]:
         method = KIND_METHOD.get(d.kind, "")
         if d.kind == "post":
             return method, str(d.channel or d.ref_channel or "")
         if d.kind == "dm":
-            return ("chat.postMessage", d.channel) if d.channel else ("conversations.open", "")
+            channel = d.channel or self._dm_channels.get(str(d.payload.get("user")))
+            return ("chat.postMessage", channel) if channel else ("conversations.open", "")
         return method, ""
 
     async def _deliver(self, d: Delivery, delay: float = 0.0) -> None:
@@ -347,11 +348,13 @@ class Outbox:
             await self._slack.ephemeral(str(p["channel"]), str(p["user"]), text)
             return None, None
         if d.kind == "dm":
-            channel = d.channel
+            user = str(p["user"])
+            channel = d.channel or self._dm_channels.get(user)
             if channel is None:
-                channel = await self._slack.open_dm(str(p["user"]))
+                channel = await self._slack.open_dm(user)
                 await self._store.outbox_note_channel(d, channel)
                 self.pacer.take("chat.postMessage", channel)
+            self._dm_channels[user] = channel  # a DM's id never changes: open it once
             return await self._slack.post(channel, text, blocks)
         if d.kind == "publish":
             await self._slack.publish_home(str(p["user"]), p["view"])
