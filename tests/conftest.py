@@ -3,6 +3,7 @@ local Slack workspace (bot/localslack) through the real Web API client, on a rea
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
@@ -138,3 +139,14 @@ async def harness(ws: LocalSlack, tmp_path: Path) -> AsyncIterator[Harness]:
     yield h
     for bot in h.bots:
         await bot.stop()
+
+
+@pytest.fixture
+async def reaper() -> AsyncIterator[list[asyncio.subprocess.Process]]:
+    """Processes a test started; any still running when it ends (say, it failed) are killed."""
+    procs: list[asyncio.subprocess.Process] = []
+    yield procs
+    for proc in procs:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -3,7 +3,6 @@ the settings it needs (``h.start_bot(**FAST, backend=...)``)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,14 +20,3 @@ async def fh(ws: LocalSlack, tmp_path: Path) -> AsyncIterator[Harness]:
     ws.release()  # parked calls go, so that stopping never waits on them
     for bot in h.bots:
         await bot.stop()
-
-
-@pytest.fixture
-async def reaper() -> AsyncIterator[list[asyncio.subprocess.Process]]:
-    """Processes a test started; any still running when it ends (say, it failed) are killed."""
-    procs: list[asyncio.subprocess.Process] = []
-    yield procs
-    for proc in procs:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
