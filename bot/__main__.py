@@ -38,10 +38,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument(
         "path", nargs="?", type=Path, help="default: $APPROVALS_CONFIG, else ./approvals.toml"
     )
+    man = sub.add_parser("manifest", help="print the Slack app manifest (JSON), every command")
+    man.add_argument("--url", help="HTTP mode: the public https://…/slack/events URL")
     cli.add_commands(sub)
     args = parser.parse_args(argv)
     if args.cmd == "check-config":
         return _check_config(args.path)
+    if args.cmd == "manifest":
+        return _manifest(args.url)
     if args.cmd in cli.COMMANDS:
         return cli.main(args)
     logging.basicConfig(
@@ -73,6 +77,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _manifest(url: str | None) -> int:
+    """Print the manifest, with the commands of the policy file's entry points too."""
+    from bot.config import deploy_options, read_policy
+    from bot.manifest import render
+    from bot.policy import policy_path
+    from graphs import EntryPointError, registry
+
+    try:
+        policy = read_policy(policy_path(os.environ))
+        specs = registry(deploy_options(policy), policy.graph_entry_points)
+    except (SettingsError, EntryPointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(render(specs, url))
+    return 0
 
 
 def _check_config(path: Path | None) -> int:

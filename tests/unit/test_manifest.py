@@ -1,10 +1,15 @@
 """manifest.yml stays in step with the code: its commands, scopes and events."""
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
 
 from bot.listeners import approvals
+from bot.manifest import manifest
 from graphs import registry
 from graphs.deploy import DeployOptions
 
@@ -33,3 +38,26 @@ def test_scopes_settings_and_events() -> None:
     assert settings["event_subscriptions"]["bot_events"] == ["app_home_opened"]
     assert MANIFEST["features"]["app_home"]["home_tab_enabled"] is True
     assert MANIFEST["features"]["bot_user"]["display_name"] == "approvals"
+
+
+def test_the_generated_manifest_matches_the_file() -> None:
+    """`python -m bot manifest` and manifest.yml say the same (the file adds comments)."""
+    generated = manifest(registry(DeployOptions()))
+    assert generated["features"]["slash_commands"] == MANIFEST["features"]["slash_commands"]
+    assert generated["oauth_config"] == MANIFEST["oauth_config"]
+    assert generated["settings"] == MANIFEST["settings"]
+    http = manifest(registry(DeployOptions()), "https://x.example/slack/events")
+    assert http["settings"]["socket_mode_enabled"] is False
+    assert all(c["url"].startswith("https://") for c in http["features"]["slash_commands"])
+
+
+def test_manifest_command_prints_json_with_entry_point_commands(tmp_path: Path) -> None:
+    policy = tmp_path / "approvals.toml"
+    policy.write_text('graphs = ["graphs.agent:specs"]\n')
+    env = {**os.environ, "APPROVALS_CONFIG": str(policy)}
+    out = subprocess.run(
+        [sys.executable, "-m", "bot", "manifest"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    commands = [c["command"] for c in json.loads(out.stdout)["features"]["slash_commands"]]
+    assert commands == ["/deploy", "/approvals"]  # the agent is started with /approvals run

@@ -1,0 +1,60 @@
+"""``python -m bot manifest``: the Slack app manifest for this bot, with every registered
+slash command (the built-in ``/deploy``, ``/approvals``, and any entry point's), as JSON,
+which Slack's "Create New App → From an app manifest" accepts as it does YAML."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from bot.listeners import approvals
+from graphs import GraphSpec
+
+SCOPES = ["chat:write", "commands", "im:write", "users:read", "usergroups:read"]
+
+
+def manifest(specs: Mapping[str, GraphSpec], request_url: str | None = None) -> dict[str, Any]:
+    """The manifest; ``request_url`` set = HTTP mode at that URL, else Socket Mode."""
+    commands = [
+        {"command": s.command, "description": s.description, "usage_hint": s.usage}
+        for s in specs.values()
+        if s.command.startswith("/")
+    ] + [dict(approvals.SPEC)]
+    for c in commands:
+        c["should_escape"] = False
+        if request_url:
+            c["url"] = request_url
+    interactivity: dict[str, Any] = {"is_enabled": True}
+    events: dict[str, Any] = {"bot_events": ["app_home_opened"]}
+    if request_url:
+        interactivity["request_url"] = request_url
+        events["request_url"] = request_url
+    return {
+        "display_information": {
+            "name": "Approvals",
+            "description": "A second pair of eyes for LangGraph workflows, right in the channel.",
+            "background_color": "#1d3b5c",
+        },
+        "features": {
+            "app_home": {
+                "home_tab_enabled": True,
+                "messages_tab_enabled": True,
+                "messages_tab_read_only_enabled": True,
+            },
+            "bot_user": {"display_name": "approvals", "always_online": True},
+            "slash_commands": commands,
+        },
+        "oauth_config": {"scopes": {"bot": SCOPES}},
+        "settings": {
+            "interactivity": interactivity,
+            "event_subscriptions": events,
+            "org_deploy_enabled": False,
+            "socket_mode_enabled": request_url is None,
+            "token_rotation_enabled": False,
+        },
+    }
+
+
+def render(specs: Mapping[str, GraphSpec], request_url: str | None = None) -> str:
+    return json.dumps(manifest(specs, request_url), indent=2)
