@@ -263,12 +263,6 @@ class Engine:
 
         await self._decide(interrupt_id, user, channel, pick, comment)
 
-    async def reject_with_reason(
-        self, interrupt_id: str, user: str, reason: str, channel: str
-    ) -> None:
-        """A submitted "Reject with reason…" modal."""
-        await self.decide_with_comment(interrupt_id, user, None, reason, channel)
-
     async def withdraw(self, interrupt_id: str, user: str, channel: str | None) -> Answer:
         """The requester (or an admin) takes the request back: the graph resumes with a
         ``cancelled`` decision."""
@@ -464,12 +458,6 @@ class Engine:
             log.warning("run %s: comment modal not opened: %s", run.run_id, error.code)
             text = messages.modal_refused(error)
             await self.store.tell(_ephemeral(channel, user, text, run.run_id), self.clock())
-
-    async def open_reason(
-        self, interrupt_id: str, user: str, trigger_id: str, channel: str
-    ) -> None:
-        """ "Reject with reason…"."""
-        await self.open_comment(interrupt_id, user, trigger_id, channel, None)
 
     async def publish_home(self, user: str) -> None:
         """The App Home for ``user``: what they may decide (with working buttons), their

@@ -390,9 +390,9 @@ def _optional(body: dict[str, Any], name: str, ok: Callable[[object], bool]) -> 
 
 
 class RejectMalformed(AsyncMiddleware):
-    """Answers 400 (no listener runs) when ``problem`` finds a bad field, logging the field's
-    name only. A class, not a function: Bolt builds a function middleware's arguments from
-    the payload first, which itself can fail on a malformed one."""
+    """Answers 400 (no listener runs) when ``problem`` finds a bad field in a Socket Mode
+    envelope, logging the field's name only. A class, not a function: Bolt builds a function
+    middleware's arguments from the payload first, which itself can fail on a malformed one."""
 
     async def async_process(
         self,
@@ -401,6 +401,8 @@ class RejectMalformed(AsyncMiddleware):
         resp: BoltResponse,
         next: Callable[[], Awaitable[BoltResponse]],  # Bolt passes it by this name
     ) -> BoltResponse:
+        if req.mode == "http":
+            return await next()  # bot/http.py checked it before Bolt saw it: not twice per ack
         bad = problem(req.body)
         if bad is None:
             return await next()

@@ -26,6 +26,7 @@ from typing import Any
 
 from bot.slack import SlackError, SlackPort
 from bot.store import Delivery, FastPath, Sent, Store
+from bot.tasks import woken
 
 log = logging.getLogger(__name__)
 
@@ -230,13 +231,9 @@ class Outbox:
                 wait = 1.0
             if self._stopping:
                 break
-            try:
-                async with asyncio.timeout(wait):
-                    await self._wake.wait()
+            if await woken(self._wake, wait):
                 # A burst of commits wakes us hundreds of times: look once for all of them.
                 await asyncio.sleep(self._options.coalesce)
-            except TimeoutError:
-                pass
         await self._record_sent()
 
     async def _record_sent(self) -> None:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from bot.store import Deadline, Store
+from bot.tasks import woken
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,7 @@ class Scheduler:
             except Exception as exc:  # the DB went away mid-shutdown, or a bug: keep going
                 log.error("scheduler: %s", exc)
                 wait = 1.0
-            try:
-                async with asyncio.timeout(wait):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+            await woken(self._wake, wait)
 
     async def run_due(self) -> float:
         """Fire everything due now; returns how long until the next deadline (capped)."""

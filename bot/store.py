@@ -781,16 +781,6 @@ class Store:
         )
         return [_approval(r) for r in rows]
 
-    async def open_approvals(self, limit: int = 20) -> list[tuple[Approval, str]]:
-        """Posted approvals still waiting, newest first, with their requester."""
-        rows = await self._all(
-            "SELECT a.*, r.requester AS requester FROM bot_approvals a JOIN bot_runs r "
-            "USING (run_id) WHERE a.status='pending' AND a.ts IS NOT NULL "
-            "ORDER BY a.created_at DESC LIMIT ?",
-            (limit,),
-        )
-        return [(_approval(r), r["requester"]) for r in rows]
-
     async def record(
         self, event: str, now: float, items: Sequence[Item] = (), **audit: Any
     ) -> None:
@@ -1075,12 +1065,6 @@ class Store:
 
         return await self._write(tx)
 
-    async def deadlines_for(self, interrupt_id: str) -> list[dict[str, Any]]:
-        rows = await self._all(
-            "SELECT * FROM bot_deadlines WHERE interrupt_id=? ORDER BY due_at, id", (interrupt_id,)
-        )
-        return [dict(r) for r in rows]
-
     # -- the outbox, for its sender ---------------------------------------------------------
     async def outbox_open(self, limit: int = 500) -> list[Delivery]:
         """Undelivered rows, oldest first, with the message each refers to: the sender needs
@@ -1141,10 +1125,6 @@ class Store:
                 (error, now, d.id),
             )
         )
-
-    async def outbox_rows(self) -> list[dict[str, Any]]:
-        """Every outbox row (tests and the operator's eyes)."""
-        return [dict(r) for r in await self._all("SELECT * FROM bot_outbox ORDER BY id")]
 
 
 # -- statements shared by the transactions above; each runs inside the caller's ------------

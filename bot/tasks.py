@@ -52,3 +52,14 @@ class TaskSet:
         if late:
             await asyncio.wait(late)
         return len(late)
+
+
+async def woken(event: asyncio.Event, seconds: float) -> bool:
+    """Sleep until ``event`` is set or ``seconds`` pass; True when woken. The loops
+    that sleep until their next due work (outbox, scheduler) and can be woken early."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
