@@ -18,7 +18,16 @@ def main() -> int:
     from bot.__main__ import main as bot_main
 
     _probe.COUNTS.info["bot_file"] = bot.__file__
-    return bot_main(["run"])
+    profile_to = os.environ.get("BOT_PROFILE")  # measurement only: cProfile of the event loop
+    if not profile_to:
+        return bot_main(["run"])
+    import cProfile
+
+    profiler = cProfile.Profile()
+    try:
+        return profiler.runcall(bot_main, ["run"])
+    finally:
+        profiler.dump_stats(profile_to)
 
 
 if __name__ == "__main__":

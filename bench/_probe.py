@@ -50,6 +50,9 @@ class _Counters:
 
 COUNTS = _Counters()
 _gc_started = [0.0]
+# SQL_TRACE_LOG=path appends every statement to that file: for reading, by hand, what one
+# start or one decision runs.
+_SQL_LOG = open(os.environ["SQL_TRACE_LOG"], "a") if os.environ.get("SQL_TRACE_LOG") else None  # noqa: SIM115
 
 
 def _on_statement(sql: str) -> None:
@@ -57,6 +60,9 @@ def _on_statement(sql: str) -> None:
     COUNTS.statements += 1
     head = sql.lstrip().split(None, 1)
     COUNTS.by_kind[head[0].upper() if head else "?"] += 1
+    if _SQL_LOG is not None:
+        _SQL_LOG.write(" ".join(sql.split())[:300] + "\n")
+        _SQL_LOG.flush()
 
 
 class TracedConnection(sqlite3.Connection):

@@ -46,7 +46,7 @@ from bot.engine import Answer
 from bot.outbox import Outbox
 from bot.policy import USER_RE, Policy, Rules, format_duration, parse_duration
 from bot.protocol import ApprovalRequest, ChoiceSpec, normalise
-from bot.sqlite import OneHop
+from bot.sqlite import OneHop, Writer
 from bot.store import Approval, Run, Store
 
 T = TypeVar("T")
@@ -267,7 +267,7 @@ async def reader(path: Path) -> AsyncIterator[Store]:
         if row is None or row[0] < SCHEMA:
             raise Usage(f"{path} is not a database of this bot, or older: start the bot once")
         await OneHop(conn)(_rows_by_name)
-        yield Store(conn, asyncio.Lock())
+        yield Store(conn, Writer(conn, asyncio.Lock()))
     finally:
         await conn.close()
 

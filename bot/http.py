@@ -215,10 +215,12 @@ async def _dispatch(app: AsyncApp, request: web.Request, raw: bytes) -> web.Resp
     field_name = ingress.problem(parsed)
     if field_name is not None:
         raise Malformed(field_name)
-    bolt_request = AsyncBoltRequest(body=text, query=request.query_string, headers=headers)
-    if bolt_request.body != parsed:  # Bolt misread a form mentioning "payload": use ours
-        bolt_request.body = parsed
-        bolt_request.context = build_async_context(AsyncBoltContext({}), parsed)
+    # Bolt parses an HTTP body itself (and misreads a form mentioning "payload"): give it an
+    # empty one, then the body we parsed and checked, and the context built from it.
+    bolt_request = AsyncBoltRequest(body="", query=request.query_string, headers=headers)
+    bolt_request.raw_body = text
+    bolt_request.body = parsed
+    bolt_request.context = build_async_context(AsyncBoltContext({}), parsed)
     response = await app.async_dispatch(bolt_request)
     if response.status >= 500:
         # Bolt has already logged the listener's failure (our app.error handler: one line).

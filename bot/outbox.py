@@ -158,6 +158,7 @@ class Outbox:
         self._lanes: set[str] = set()
         self._stopping = False
         self._loop: asyncio.Task[None] | None = None
+        self._recorder: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """Something was queued or delivered: look again now."""
@@ -206,6 +207,8 @@ class Outbox:
         self._stopping = True
         self._wake.set()
         await asyncio.gather(self._loop, return_exceptions=True)  # starts nothing more
+        if self._recorder is not None:
+            await asyncio.gather(self._recorder, return_exceptions=True)
         self._loop = None
         if self._inflight:  # what the last pass started gets the rest of the grace period
             await asyncio.wait(
@@ -237,9 +240,40 @@ class Outbox:
         await self._record_sent()
 
     async def _record_sent(self) -> None:
-        if self._sent:
-            done, self._sent = self._sent, []
-            await self._store.outbox_sent_many(done)
+        """Record what Slack took, and go straight on to the rows that waited for it."""
+        if not self._sent:
+            return
+        done, self._sent = self._sent, []
+        try:
+            follow = not self._stopping
+            taken, left = await self._store.outbox_sent_many(
+                done, self._clock(), self._options.lease, follow
+            )
+        except BaseException:
+            self._sent[:0] = done  # recorded by the next pass, never sent again
+            raise
+        self.take(taken)
+        if left:
+            self._wake.set()
+
+    def _delivered(self, sent: Sent) -> None:
+        self._sent.append(sent)
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_soon(), name="outbox-record")
+
+    async def _record_soon(self) -> None:
+        """Record deliveries as they finish (those finishing together in one write) without a
+        pass over the whole outbox; when nothing is left in flight, one pass settles whatever
+        is due and tells ``stop`` the sender is idle."""
+        try:
+            while self._sent and not self._stopping:
+                await asyncio.sleep(0)  # deliveries finishing in this tick join this write
+                await self._record_sent()
+        except Exception as exc:  # the DB went away: the loop's next pass records them
+            log.error("outbox: recording deliveries failed: %s", exc)
+            self._wake.set()
+        if not self._inflight:
+            self._wake.set()
 
     async def _dispatch(self) -> float:
         """Start every delivery that may go now; returns how long to sleep at most."""
@@ -318,16 +352,18 @@ class Outbox:
             raise
         except SlackError as exc:
             await self._failed(d, exc)
+            self._wake.set()  # its retry, or the rows behind it, need a pass
         except Exception as exc:  # a bug in a payload: do not retry it forever
             log.error("outbox: %s row %s could not be sent: %r", d.kind, d.id, exc)
             await self._failed(d, SlackError(f"unexpected_{type(exc).__name__}"))
+            self._wake.set()
         else:
-            self._sent.append(Sent(d, self._clock(), channel, ts, self._stamp()))
+            # Recorded in a moment, with the rows that waited for it: no pass needed.
+            self._delivered(Sent(d, self._clock(), channel, ts, self._stamp()))
         finally:
             self._inflight.pop(d.id, None)
             if d.lane is not None:
                 self._lanes.discard(d.lane)
-            self._wake.set()
 
     async def _send(self, d: Delivery) -> tuple[str | None, str | None]:
         """One delivery: the Web API call(s) its kind needs."""

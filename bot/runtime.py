@@ -60,7 +60,7 @@ class BotRuntime:
             await conn.execute("PRAGMA busy_timeout=30000")  # a second process on the file
             saver = OneHopSqliteSaver(conn)
             await saver.setup()  # WAL mode, checkpoint tables
-            store = Store(conn, saver.lock)
+            store = Store(conn, saver.writer)
             await store.setup()
             graphs = {cmd: compile_spec(spec, saver) for cmd, spec in specs.items()}
         except EntryPointError as exc:

@@ -7,6 +7,11 @@ work under the saver's lock, so throughput is one over the time a decision holds
 ``OneHopSqliteSaver`` does the same for the checkpointer's reads and writes by running
 langgraph's own synchronous ``SqliteSaver`` there.
 
+Most of a small write transaction's cost is its commit: an fsync of the WAL. ``Writer`` lets
+every write, ours and the checkpointer's, share a commit with the others that queued while
+the previous one was on its way to the disk (a group commit): under load N transactions
+cost one fsync, not N; alone, a transaction costs what it did.
+
 This is the one place that touches private attributes of a dependency: aiosqlite's
 ``Connection._execute`` (queue a function for the worker thread) and ``Connection._conn``
 (the sqlite3 connection that thread owns). pyproject.toml pins the aiosqlite and
@@ -16,8 +21,10 @@ checks the behaviour it relies on.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import aiosqlite
@@ -57,28 +64,121 @@ def transaction(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Conn
         db.execute("BEGIN IMMEDIATE")
         try:
             result = fn(db)
+            db.commit()
         except BaseException:
             db.rollback()
             raise
-        db.commit()
         return result
 
     return run
 
 
+class Writer:
+    """Write transactions, committed in groups.
+
+    A transaction asked for while another group is being written joins the next group; each
+    group is one ``BEGIN IMMEDIATE`` … ``COMMIT`` in one hop, under ``lock`` (the saver's, so
+    no read of the checkpointer lands between a group's statements). Within a group each
+    transaction runs in its own savepoint: one that raises is rolled back alone and only its
+    caller sees the error. Every caller returns after the commit that made its work durable,
+    so nothing a caller goes on to do (send a message, resume a graph) runs ahead of the
+    disk. A group of one is exactly ``transaction(fn)``."""
+
+    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock, most: int = 64) -> None:
+        self._hop = OneHop(conn)
+        self._lock = lock
+        self._most = most  # bounds how long the last of a group waits for the first
+        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def __call__(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((fn, future))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush(), name="sqlite-writer")
+        return await future
+
+    async def _flush(self) -> None:
+        while self._queue:
+            group, self._queue = self._queue[: self._most], self._queue[self._most :]
+            try:
+                async with self._lock:
+                    outcomes = await self._hop(partial(_commit, [fn for fn, _ in group]))
+            except asyncio.CancelledError:
+                for _, future in group:
+                    future.cancel()
+                raise
+            except Exception as exc:  # BEGIN or COMMIT failed: nothing of the group was saved
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), (ok, value) in zip(group, outcomes, strict=True):
+                if future.done():  # its caller was cancelled; its work is committed anyway
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+
+def _commit(
+    fns: Sequence[Callable[[sqlite3.Connection], Any]], db: sqlite3.Connection
+) -> list[tuple[bool, Any]]:
+    """One transaction for ``fns``, each in a savepoint when there are several."""
+    if len(fns) == 1:
+        try:
+            return [(True, transaction(fns[0])(db))]
+        except Exception as exc:
+            return [(False, exc)]
+    outcomes: list[tuple[bool, Any]] = []
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for fn in fns:
+            db.execute("SAVEPOINT one")
+            try:
+                outcomes.append((True, fn(db)))
+            except Exception as exc:
+                db.execute("ROLLBACK TO one")
+                outcomes.append((False, exc))
+            db.execute("RELEASE one")
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+    return outcomes
+
+
+class _Uncommitted:
+    """The sqlite3 connection as langgraph's SqliteSaver sees it: its ``commit()`` after each
+    write is left to the ``Writer``, which commits the whole group."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def cursor(self) -> sqlite3.Cursor:
+        return self._db.cursor()
+
+    def commit(self) -> None:
+        pass
+
+
 class OneHopSqliteSaver(AsyncSqliteSaver):
     """AsyncSqliteSaver whose get/put/put_writes cost one thread hop each instead of three to
     five: langgraph's synchronous SqliteSaver does the work on aiosqlite's thread, on the same
-    sqlite3 connection, under the async saver's lock. Everything else is inherited."""
+    sqlite3 connection, under the async saver's lock. Its writes go through ``writer``, which
+    the bot's store shares, so they are committed in groups with everyone else's. Everything
+    else is inherited."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         super().__init__(conn)
         self._hop = OneHop(conn)
+        self.writer = Writer(conn, self.lock)
         self._sync: SqliteSaver | None = None
 
     def _saver(self, db: sqlite3.Connection) -> SqliteSaver:
         if self._sync is None:
-            self._sync = SqliteSaver(db, serde=self.serde)
+            self._sync = SqliteSaver(_Uncommitted(db), serde=self.serde)  # type: ignore[arg-type]
             self._sync.is_setup = True  # the async setup() made the same tables
         return self._sync
 
@@ -95,10 +195,9 @@ class OneHopSqliteSaver(AsyncSqliteSaver):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         await self.setup()
-        async with self.lock:
-            return await self._hop(
-                lambda db: self._saver(db).put(config, checkpoint, metadata, new_versions)
-            )
+        return await self.writer(
+            lambda db: self._saver(db).put(config, checkpoint, metadata, new_versions)
+        )
 
     async def aput_writes(
         self,
@@ -108,7 +207,4 @@ class OneHopSqliteSaver(AsyncSqliteSaver):
         task_path: str = "",
     ) -> None:
         await self.setup()
-        async with self.lock:
-            await self._hop(
-                lambda db: self._saver(db).put_writes(config, writes, task_id, task_path)
-            )
+        await self.writer(lambda db: self._saver(db).put_writes(config, writes, task_id, task_path))

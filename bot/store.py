@@ -9,7 +9,6 @@ crash can lose neither the change nor what it has to tell Slack.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -18,7 +17,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from bot.sqlite import OneHop, transaction
+from bot.sqlite import OneHop, Writer
 
 T = TypeVar("T")
 Row = sqlite3.Row
@@ -438,6 +437,20 @@ WHERE o.seq > ? AND o.status = 'pending' AND o.next_at = 0
 ORDER BY o.seq
 """
 
+# The first waiting row of each of the given lanes (a JSON array), when due.
+_NEXT_IN_LANES = """
+SELECT o.id, o.key, o.kind, o.ref, o.lane, o.run_id, o.interrupt_id, o.version, o.status,
+       o.attempts, o.next_at, o.lease_until, o.failing_since, o.channel,
+       p.channel AS ref_channel, p.ts AS ref_ts, p.status AS ref_status
+FROM bot_outbox o LEFT JOIN bot_outbox p ON p.key = o.ref
+WHERE o.id IN (
+    SELECT (SELECT id FROM bot_outbox WHERE lane = l.value AND status = 'pending'
+            ORDER BY seq LIMIT 1)
+    FROM json_each(?) l)
+AND o.next_at <= ?
+ORDER BY o.seq
+"""
+
 _OPEN = """
 SELECT o.id, o.key, o.kind, o.ref, o.lane, o.run_id, o.interrupt_id, o.version, o.status,
        o.attempts, o.next_at, o.lease_until, o.failing_since, o.channel,
@@ -450,16 +463,17 @@ ORDER BY o.seq LIMIT ?
 
 class Store:
     """Each public method is one transaction and one thread hop (see ``bot.sqlite``): the SQL
-    runs synchronously on aiosqlite's thread, under the saver's lock for writes."""
+    runs synchronously on aiosqlite's thread; writes go through the ``Writer`` the
+    checkpointer uses, which commits them in groups under the saver's lock."""
 
     def __init__(
         self,
         conn: aiosqlite.Connection,
-        lock: asyncio.Lock,
+        writer: Writer,
         on_outbox: Callable[[], None] = lambda: None,
     ) -> None:
         self._hop = OneHop(conn)
-        self._lock = lock
+        self._writer = writer  # shared with the checkpointer: commits in groups
         self._on_outbox = on_outbox  # wakes the sender after a commit that queued Slack work
         self._fast: FastPath | None = None
 
@@ -493,23 +507,26 @@ class Store:
         Rows it queued that may go at once (first in their lane, their message already in
         Slack) are claimed for this process in the same transaction and handed to the
         sender: no second read or claim behind everyone else's transactions. If the process
-        dies before sending them, their lease runs out and any sender takes them again."""
+        dies before sending them, their lease runs out and any sender takes them again. The
+        sender is woken only for rows left behind (behind a row of their thread that is not
+        this process's to send, say): the rest are sent or follow a row in flight."""
         fast = self._fast if wakes and self._fast is not None and self._fast.active() else None
         if fast is None:
-            async with self._lock:
-                result = await self._hop(transaction(fn))
-        else:
+            result = await self._writer(fn)
+            if wakes:
+                self._on_outbox()
+            return result
 
-            def run(db: sqlite3.Connection) -> tuple[T, list[Delivery]]:
-                mark = db.execute("SELECT COALESCE(MAX(seq), 0) FROM bot_outbox").fetchone()[0]
-                out = fn(db)
-                return out, _take_new(db, mark, fast.clock(), fast.lease)
+        def run(db: sqlite3.Connection) -> tuple[T, list[Delivery], bool]:
+            mark = db.execute("SELECT COALESCE(MAX(seq), 0) FROM bot_outbox").fetchone()[0]
+            out = fn(db)
+            taken, left = _take(db, _NEW, (mark,), fast.clock(), fast.lease)
+            return out, taken, left
 
-            async with self._lock:
-                result, taken = await self._hop(transaction(run))
-            if taken:
-                fast.take(taken)
-        if wakes:
+        result, taken, left = await self._writer(run)
+        if taken:
+            fast.take(taken)
+        if left:
             self._on_outbox()
         return result
 
@@ -1089,17 +1106,28 @@ class Store:
 
         return await self._write(tx)
 
-    async def outbox_sent_many(self, done: Sequence[Sent]) -> None:
+    async def outbox_sent_many(
+        self, done: Sequence[Sent], now: float, lease: float, follow: bool = True
+    ) -> tuple[list[Delivery], bool]:
         """Delivered, in one transaction. A newer version queued meanwhile (a coalesced
         update) stays pending. An approval's post also records where the message landed and
         when (``posted_at``, on the deadlines' clock), and moves its deadlines to count from
-        then."""
+        then.
 
-        def tx(db: sqlite3.Connection) -> None:
+        In the same transaction, the rows that were waiting on these (the next of each lane:
+        a reply for its thread, an update for its post's ``ts``) are claimed and returned, so
+        the sender goes straight on to them (unless ``follow`` is off: a stopping sender), and
+        whether any waiting row was left."""
+
+        def tx(db: sqlite3.Connection) -> tuple[list[Delivery], bool]:
             for sent in done:
                 _sent(db, sent)
+            if not follow:
+                return [], False
+            lanes = json.dumps(sorted({s.delivery.lane for s in done if s.delivery.lane}))
+            return _take(db, _NEXT_IN_LANES, (lanes, now), now, lease)
 
-        await self._write(tx, wakes=True)
+        return await self._write(tx)
 
     async def outbox_note_channel(self, d: Delivery, channel: str) -> None:
         """A DM's conversation is open: remember it so a retry skips conversations.open."""
@@ -1140,18 +1168,23 @@ class FastPath:
     lease: float
 
 
-def _take_new(db: sqlite3.Connection, mark: int, now: float, lease: float) -> list[Delivery]:
-    """Claim the rows queued after ``mark`` that may be sent at once."""
+def _take(
+    db: sqlite3.Connection, candidates: str, args: tuple[Any, ...], now: float, lease: float
+) -> tuple[list[Delivery], bool]:
+    """Claim the ``candidates`` rows that may be sent at once; and whether any was left."""
     taken = []
-    for r in db.execute(_NEW, (mark,)).fetchall():
+    left = False
+    for r in db.execute(candidates, args).fetchall():
         first = db.execute(
             "SELECT id FROM bot_outbox WHERE lane=? AND status IN ('pending', 'sending') "
             "ORDER BY seq LIMIT 1",
             (r["lane"],),
         ).fetchone()
         if r["lane"] is not None and first is not None and first[0] != r["id"]:
+            left = True
             continue  # an earlier row of its thread goes first
         if r["ref"] is not None and (r["ref_ts"] is None or r["ref_status"] != "sent"):
+            left = True
             continue  # its message is not in Slack yet
         claimed = db.execute(
             "UPDATE bot_outbox SET status='sending', lease_until=? WHERE id=? "
@@ -1161,7 +1194,7 @@ def _take_new(db: sqlite3.Connection, mark: int, now: float, lease: float) -> li
         if claimed is not None:
             d = _delivery(r)
             taken.append(replace(d, version=claimed[0], payload=json.loads(claimed[1])))
-    return taken
+    return taken, left
 
 
 def _queue(db: sqlite3.Connection, items: Sequence[Item], now: float) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
+from bot.sqlite import Writer
 from bot.store import Approval, Ballot, Item, Opening, Run, Store, VoteResult
 
 
@@ -32,7 +33,7 @@ async def vote(store: Store, user: str, choice: str = "approve", required: int =
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
     async with aiosqlite.connect(tmp_path / "s.db") as conn:
-        s = Store(conn, asyncio.Lock())
+        s = Store(conn, Writer(conn, asyncio.Lock()))
         await s.setup()
         run = await s.create_run("r1", "/deploy", {"service": "api"}, "U0ALICE", "C0DEPLOYS", 1.0)
         await s.pause(run, [("i1", {"kind": "x"})], 2.0, lambda a: Opening([]))
