@@ -135,13 +135,12 @@ class Metrics:
     def __init__(
         self,
         ops: OpsStore,
+        registry: CollectorRegistry,
         *,
-        registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
         process: bool = True,
     ) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
+        self.registry = r = registry  # this app's: two bots in one process never share one
         self.decision_seconds = Histogram(
             "approvals_decision_seconds",
             "Seconds from an approval being opened to its decision, by outcome.",

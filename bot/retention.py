@@ -40,6 +40,7 @@ class Pruner:
         every: float = 3600.0,
         batch: int = 100,
         batches: int = 10,
+        first_after: float = 60.0,
         on_pruned: Callable[[Pruned], None] = lambda pruned: None,
     ) -> None:
         self._ops = ops
@@ -49,6 +50,7 @@ class Pruner:
         self._every = every
         self._batch = batch
         self._batches = batches
+        self._first_after = first_after  # start-up is busy enough (recovery, catching up)
         self._on_pruned = on_pruned
         self._last: float | None = None  # when the last pass ran, on the injected clock
         self._wake = asyncio.Event()
@@ -74,6 +76,7 @@ class Pruner:
             self._task = None
 
     async def _run(self) -> None:
+        await woken(self._wake, self._first_after)
         while True:
             self._wake.clear()
             now = self._clock()

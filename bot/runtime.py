@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import aiosqlite
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
@@ -82,7 +83,7 @@ class BotRuntime:
             await conn.close()
             raise
         ops = OpsStore(conn, saver.lock)
-        metrics = Metrics(ops, clock=clock)
+        metrics = Metrics(ops, CollectorRegistry(), clock=clock)
         session = http_session(settings.slack_timeout)
         client = web_client(settings.bot_token, settings.api_url, session)
         slack = WebApiPort(client, session, metrics.slack_call)
