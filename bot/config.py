@@ -64,6 +64,9 @@ class Settings:
                 "DATABASE_URL is set, but the PostgreSQL backend is not in this release: "
                 "unset it to use SQLite at APPROVALS_DB"
             )
+        port, health_port = _int(env, "PORT", 3000), _port(env, "APPROVALS_HEALTH_PORT")
+        if health_port == port:
+            raise SettingsError(f"APPROVALS_HEALTH_PORT must differ from PORT ({port})")
         policy = read_policy(policy_path(env))
         timeout = float(_int(env, "APPROVALS_SLACK_TIMEOUT", 10))
         return cls(
@@ -73,8 +76,8 @@ class Settings:
             api_url=normalise_api_url(env.get("SLACK_API_URL") or DEFAULT_API_URL),
             db_path=Path(env.get("APPROVALS_DB") or "approvals.db"),
             host=env.get("APPROVALS_HOST") or "127.0.0.1",
-            port=_int(env, "PORT", 3000),
-            health_port=_port(env, "APPROVALS_HEALTH_PORT"),
+            port=port,
+            health_port=health_port,
             retention_days=_retention(env),
             grace_seconds=float(_int(env, "APPROVALS_GRACE_SECONDS", 10)),
             deploy=deploy_options(policy, require_backend=True),

@@ -323,6 +323,7 @@ def test_operations_settings(tmp_path: Path) -> None:
         ("APPROVALS_HEALTH_PORT", "70000"),
         ("APPROVALS_HEALTH_PORT", "x"),
         ("APPROVALS_RETENTION_DAYS", "-1"),
+        ("APPROVALS_HEALTH_PORT", "3000"),  # PORT's
         ("DATABASE_URL", "postgresql://postgres@127.0.0.1/test"),
     ]:
         with pytest.raises(SettingsError, match=name):
