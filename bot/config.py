@@ -46,6 +46,10 @@ class Settings:
     outbox: OutboxOptions = field(default_factory=OutboxOptions)
     pace: bool = True  # pace calls to Slack's rate-limit tiers
     durability: Durability = "sync"  # when LangGraph writes checkpoints; see the README
+    # /healthz, /readyz and /metrics on a port of their own (Socket Mode has no other HTTP
+    # port; in HTTP mode they are on PORT as well). None: no such port.
+    health_port: int | None = None
+    retention_days: float = 30.0  # finished runs and their checkpoints are kept this long; 0: ever
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -53,6 +57,16 @@ class Settings:
         for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
             if not env.get(name):
                 raise SettingsError(f"{name} is not set")
+        if env.get("DATABASE_URL"):
+            # Several replicas each on their own SQLite file would each post, remind and
+            # time out the same approvals: refuse rather than split the state silently.
+            raise SettingsError(
+                "DATABASE_URL is set, but the PostgreSQL backend is not in this release: "
+                "unset it to use SQLite at APPROVALS_DB"
+            )
+        port, health_port = _int(env, "PORT", 3000), _port(env, "APPROVALS_HEALTH_PORT")
+        if health_port == port:
+            raise SettingsError(f"APPROVALS_HEALTH_PORT must differ from PORT ({port})")
         policy = read_policy(policy_path(env))
         timeout = float(_int(env, "APPROVALS_SLACK_TIMEOUT", 10))
         return cls(
@@ -61,7 +75,10 @@ class Settings:
             app_token=env.get("SLACK_APP_TOKEN") or None,
             api_url=normalise_api_url(env.get("SLACK_API_URL") or DEFAULT_API_URL),
             db_path=Path(env.get("APPROVALS_DB") or "approvals.db"),
-            port=_int(env, "PORT", 3000),
+            host=env.get("APPROVALS_HOST") or "127.0.0.1",
+            port=port,
+            health_port=health_port,
+            retention_days=_retention(env),
             grace_seconds=float(_int(env, "APPROVALS_GRACE_SECONDS", 10)),
             deploy=deploy_options(policy, require_backend=True),
             policy=policy,
@@ -114,6 +131,22 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    if not env.get(name):
+        return None
+    port = _int(env, name, 0)
+    if not 0 < port < 65536:
+        raise SettingsError(f"{name} must be a TCP port (1-65535), got {port}")
+    return port
+
+
+def _retention(env: Mapping[str, str]) -> float:
+    days = _int(env, "APPROVALS_RETENTION_DAYS", 30)
+    if days < 0:
+        raise SettingsError(f"APPROVALS_RETENTION_DAYS must be 0 (keep forever) or more: {days}")
+    return float(days)
 
 
 def _durability(raw: str) -> Durability:

@@ -153,6 +153,7 @@ class Engine:
         clock: Callable[[], float] = time.time,
         durability: Durability = "sync",
         on_deadlines: Callable[[], None] = lambda: None,
+        on_decided: Callable[[Approval], None] = lambda approval: None,
     ) -> None:
         self.store = store
         self.slack = slack
@@ -163,6 +164,7 @@ class Engine:
         self.clock = clock
         self.durability: Durability = durability
         self._on_deadlines = on_deadlines  # wakes the scheduler when a deadline moved
+        self._on_decided = on_decided  # an approval was claimed here (metrics)
         # One lock per thread: a run is never driven twice at once in this process. Weak, so
         # a finished run's lock goes away once nobody holds or waits on it.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -399,6 +401,7 @@ class Engine:
         else:
             return Answer("refused", messages.GROUPS_UNKNOWN)
         if result is not None and result.claimed:
+            self._on_decided(result.approval)
             await self._resume(result.approval, result.run)
         return answer
 
@@ -536,6 +539,7 @@ class Engine:
 
         done = await self.store.fire(d, now, act)
         if done is not None and done[1] is not None:
+            self._on_decided(done[1].approval)
             await self._resume(done[1].approval, done[1].run)
 
     def _firing(

@@ -178,7 +178,7 @@ def routes(
     *,
     clock: Callable[[], float] = time.time,
 ) -> list[web.RouteDef]:
-    """The Slack endpoint and ``GET /healthz``. ``clock`` decides the 5-minute window (the
+    """The Slack endpoint. ``clock`` decides the 5-minute window (the
     app is built with Bolt's own verification off: this is the only check)."""
     auth = Authenticator(signing_secret, clock)
     replays = ReplayGuard(clock)
@@ -201,10 +201,7 @@ def routes(
             log.warning("bad request: %s", type(exc).__name__)
         return web.Response(status=400, text=BAD_REQUEST)
 
-    async def health(_: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "time": time.time()})
-
-    return [web.post(path, events), web.get("/healthz", health)]
+    return [web.post(path, events)]
 
 
 async def _dispatch(app: AsyncApp, request: web.Request, raw: bytes) -> web.Response:

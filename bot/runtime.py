@@ -1,5 +1,7 @@
 """Wiring: open the database, compile the graphs, build the engine and the Bolt app; and the
-two ways to serve it (HTTP, Socket Mode) with a graceful stop."""
+two ways to serve it (HTTP, Socket Mode) with a graceful stop. The operator's endpoints
+(/healthz, /readyz, /metrics) are on the bot's HTTP port, and on APPROVALS_HEALTH_PORT when
+set (Socket Mode has no other port)."""
 
 from __future__ import annotations
 
@@ -7,12 +9,13 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import aiohttp
 import aiosqlite
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
@@ -22,8 +25,12 @@ from bot.config import Settings, SettingsError
 from bot.deps import Deps
 from bot.engine import Engine
 from bot.groups import GroupCache
+from bot.health import Health
+from bot.metrics import Metrics
+from bot.opsdb import OpsStore
 from bot.outbox import Outbox, Pacer
 from bot.policy import PolicyError
+from bot.retention import Pruner
 from bot.scheduler import Scheduler
 from bot.slack import WebApiPort, http_session, web_client
 from bot.sqlite import OneHopSqliteSaver
@@ -46,6 +53,12 @@ class BotRuntime:
     tasks: TaskSet
     app: AsyncApp
     session: aiohttp.ClientSession
+    metrics: Metrics
+    health: Health
+    pruner: Pruner
+    started: bool = False  # begin() is done: recovery ran, the outbox and scheduler run
+    health_url: str | None = None  # where serve() put the operator's port (tests, logs)
+    _stops: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
 
     @classmethod
     async def open(cls, settings: Settings, clock: Callable[[], float] = time.time) -> BotRuntime:
@@ -69,9 +82,11 @@ class BotRuntime:
         except BaseException:
             await conn.close()
             raise
+        ops = OpsStore(conn, saver.lock)
+        metrics = Metrics(ops, CollectorRegistry(), clock=clock)
         session = http_session(settings.slack_timeout)
         client = web_client(settings.bot_token, settings.api_url, session)
-        slack = WebApiPort(client, session)
+        slack = WebApiPort(client, session, metrics.slack_call)
         tasks = TaskSet()
         engine = Engine(
             store=store,
@@ -82,8 +97,11 @@ class BotRuntime:
             groups=GroupCache(slack, clock),
             clock=clock,
             durability=settings.durability,
+            on_decided=metrics.decided,
         )
-        scheduler = Scheduler(store, engine.fire_deadline, clock=clock)
+        scheduler = Scheduler(
+            store, engine.fire_deadline, clock=clock, observe_lag=metrics.deadline_fired
+        )
         engine.set_deadline_listener(scheduler.wake)
         # The outbox keeps Slack's time (rate limits, backoff) on the wall clock, whatever
         # clock the engine's deadlines use.
@@ -98,9 +116,29 @@ class BotRuntime:
         store.set_outbox_listener(outbox.wake)
         store.set_fast_path(outbox.fast_path())
         app = create_app(Deps(engine, tasks, specs), client, settings.signing_secret)
-        return cls(
-            settings, conn, saver.lock, store, engine, outbox, scheduler, tasks, app, session
+        pruner = Pruner(ops, saver, settings.retention_days, clock=clock, on_pruned=metrics.pruned)
+        runtime: BotRuntime
+
+        def started() -> bool:
+            return runtime.started
+
+        health = Health(ops, slack, started, clock=clock)
+        runtime = cls(
+            settings,
+            conn,
+            saver.lock,
+            store,
+            engine,
+            outbox,
+            scheduler,
+            tasks,
+            app,
+            session,
+            metrics,
+            health,
+            pruner,
         )
+        return runtime
 
     async def begin(self) -> None:
         """Start the work that runs without requests: the outbox sender, the deadline
@@ -108,17 +146,39 @@ class BotRuntime:
         self.outbox.start()
         await self.engine.recover()
         self.scheduler.start()
+        self.pruner.start()
+        self.started = True
 
     def routes(self) -> list[web.RouteDef]:
-        """/slack/events, /healthz, and the HTTP API under /api (bot/api.py)."""
+        """/slack/events, the HTTP API under /api (bot/api.py), and the operator's routes."""
         slack = http.routes(self.app, self.settings.signing_secret)
-        return slack + api.routes(self.engine, self.tasks, self.settings.policy.api_tokens)
+        tokens = self.settings.policy.api_tokens
+        return slack + api.routes(self.engine, self.tasks, tokens) + self.ops_routes()
+
+    def ops_routes(self) -> list[web.RouteDef]:
+        """/healthz, /readyz and /metrics: no Slack signature, nothing secret."""
+        return self.health.routes() + self.metrics.routes()
+
+    async def serve_ops(self, port: int) -> None:
+        """The operator's routes on a port of their own, until ``close``."""
+        app = web.Application()
+        app.add_routes(self.ops_routes())
+        runner = web.AppRunner(app, shutdown_timeout=1)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.host, port)
+        await site.start()
+        self._stops.append(runner.cleanup)
+        bound = runner.addresses[0][1]  # the port itself when ``port`` was 0
+        self.health_url = f"http://{self.settings.host}:{bound}"
+        log.info("health and metrics on %s (/healthz, /readyz, /metrics)", self.health_url)
 
     async def close(self, grace: float | None = None) -> int:
         """Let running graph steps finish within the grace period, cancel the rest (they
         continue from their checkpoint on the next start), close the database. Returns how
         many tasks were cut."""
         grace = self.settings.grace_seconds if grace is None else grace
+        self.started = False
+        await self.pruner.stop()
         cancelled = await self.tasks.close(grace)
         if cancelled:
             log.warning(
@@ -130,6 +190,9 @@ class BotRuntime:
         cut = await self.outbox.stop(grace)
         if cut:
             log.warning("%d Slack call(s) cut; they are sent on the next start", cut)
+        for stop in reversed(self._stops):
+            await stop()
+        self._stops.clear()
         await self.session.close()
         # LangGraph writes checkpoints from background tasks of its own that outlive a
         # cancelled run; they hold the saver's lock while they write. Close only between
@@ -145,6 +208,8 @@ async def serve(runtime: BotRuntime, stop: asyncio.Event) -> None:
     # Everything allocated so far (modules, graphs, the app) lives as long as the process:
     # keep the collector from walking it again on every collection.
     gc.freeze()
+    if s.health_port is not None:  # first: liveness answers while Slack is still unreachable
+        await runtime.serve_ops(s.health_port)
     if s.app_token:
         handler = AsyncSocketModeHandler(runtime.app, s.app_token)
         # slack-sdk retries the connection forever while Slack is unreachable: keep

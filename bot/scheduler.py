@@ -35,6 +35,7 @@ class Scheduler:
         lease: float = 60.0,
         batch: int = 200,
         idle_poll: float = 30.0,
+        observe_lag: Callable[[str, float], None] = lambda kind, seconds: None,
     ) -> None:
         self._store = store
         self._fire = fire
@@ -45,6 +46,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.fired = 0  # deadlines this process fired (metrics, tests)
+        self._observe_lag = observe_lag  # how late each fired (metrics)
 
     def wake(self) -> None:
         self._wake.set()
@@ -77,6 +79,7 @@ class Scheduler:
             now = self._clock()
             due = await self._store.deadlines_claim(now, self._lease, self._batch)
             for deadline in due:
+                self._observe_lag(deadline.kind, now - deadline.due_at)
                 try:
                     await self._fire(deadline)
                     self.fired += 1

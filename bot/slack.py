@@ -8,7 +8,7 @@ outbox decides what to do with it; nothing else needs to know slack_sdk's except
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -119,20 +119,40 @@ def _seconds(headers: Any) -> float:
         return 1.0
 
 
-@contextmanager
-def _translated() -> Iterator[None]:
-    try:
-        yield
-    except (SlackApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
-        raise classify(exc) from exc
+# Told of every call as it ends: (method, None) or (method, the SlackError's code). Metrics.
+CallObserver = Callable[[str, str | None], None]
+
+
+def _unobserved(method: str, error: str | None) -> None:
+    pass
 
 
 class WebApiPort:
     """SlackPort over slack_sdk's async clients."""
 
-    def __init__(self, client: AsyncWebClient, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        session: aiohttp.ClientSession,
+        observe: CallObserver = _unobserved,
+    ) -> None:
         self._client = client
         self._session = session
+        self._observe = observe
+
+    @contextmanager
+    def _translated(self, method: str) -> Iterator[None]:
+        """Count the call, and turn whatever it raised into a SlackError."""
+        try:
+            yield
+        except SlackError as exc:
+            self._observe(method, exc.code)
+            raise
+        except (SlackApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            error = classify(exc)
+            self._observe(method, error.code)
+            raise error from exc
+        self._observe(method, None)
 
     async def post(
         self,
@@ -141,7 +161,7 @@ class WebApiPort:
         blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
     ) -> tuple[str, str]:
-        with _translated():
+        with self._translated("chat.postMessage"):
             resp = await self._client.chat_postMessage(
                 channel=channel, text=text, blocks=blocks, thread_ts=thread_ts, unfurl_links=False
             )
@@ -150,41 +170,41 @@ class WebApiPort:
     async def update(
         self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None
     ) -> None:
-        with _translated():
+        with self._translated("chat.update"):
             await self._client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
 
     async def ephemeral(self, channel: str, user: str, text: str) -> None:
-        with _translated():
+        with self._translated("chat.postEphemeral"):
             await self._client.chat_postEphemeral(channel=channel, user=user, text=text)
 
     async def open_dm(self, user: str) -> str:
-        with _translated():
+        with self._translated("conversations.open"):
             resp = await self._client.conversations_open(users=user)
         return str(resp["channel"]["id"])
 
     async def open_modal(self, trigger_id: str, view: dict[str, Any]) -> None:
-        with _translated():
+        with self._translated("views.open"):
             await self._client.views_open(trigger_id=trigger_id, view=view)
 
     async def publish_home(self, user: str, view: dict[str, Any]) -> None:
-        with _translated():
+        with self._translated("views.publish"):
             await self._client.views_publish(user_id=user, view=view)
 
     async def group_members(self, group: str) -> list[str]:
-        with _translated():
+        with self._translated("usergroups.users.list"):
             resp = await self._client.usergroups_users_list(usergroup=group)
         return [str(u) for u in resp.get("users") or []]
 
     async def workspace_url(self) -> str:
-        with _translated():
+        with self._translated("auth.test"):
             resp = await self._client.auth_test()
         return str(resp.get("url") or "")
 
     async def respond(self, response_url: str, text: str) -> None:
         hook = AsyncWebhookClient(response_url, session=self._session)
-        with _translated():
+        with self._translated("response_url"):
             resp = await hook.send(text=text, response_type="ephemeral", replace_original=False)
-        if resp.status_code == 429 or resp.status_code >= 500:
-            raise SlackError(f"http_{resp.status_code}", transient=True)
-        if resp.status_code >= 400:
-            raise SlackError(str(resp.body or f"http_{resp.status_code}")[:100])
+            if resp.status_code == 429 or resp.status_code >= 500:
+                raise SlackError(f"http_{resp.status_code}", transient=True)
+            if resp.status_code >= 400:
+                raise SlackError(str(resp.body or f"http_{resp.status_code}")[:100])

@@ -155,6 +155,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX bot_outbox_lane ON bot_outbox(lane, status, seq);
     """,
+    # 6: pruning finds a finished run's outbox rows (bot/opsdb.py)
+    """
+    CREATE INDEX bot_outbox_run ON bot_outbox(run_id);
+    """,
 )
 
 
