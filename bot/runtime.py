@@ -82,6 +82,7 @@ class BotRuntime:
             groups=GroupCache(slack, clock),
             clock=clock,
             durability=settings.durability,
+            private={cmd: spec.private for cmd, spec in specs.items()},
         )
         scheduler = Scheduler(store, engine.fire_deadline, clock=clock)
         engine.set_deadline_listener(scheduler.wake)
