@@ -32,7 +32,15 @@ from bot.authz import GroupsUnknown, groups_in, is_listed, names, refusal
 from bot.groups import GroupCache
 from bot.policy import USER_RE as USER
 from bot.policy import Policy, Rules, describe, format_duration, freeze_at
-from bot.protocol import ApprovalRequest, ChoiceSpec, DecisionRecord, normalise, resume_value
+from bot.protocol import (
+    ApprovalRequest,
+    ChoiceSpec,
+    DecisionRecord,
+    normalise,
+    private_values,
+    redact,
+    resume_value,
+)
 from bot.schema import FieldError, refusal_errors
 from bot.slack import SlackError, SlackPort
 from bot.store import (
@@ -757,7 +765,7 @@ class Engine:
         cfg = _config(run, attempt)
         seen: Counter[str] = Counter()
         task = "run"
-        interrupts: list[tuple[str, Any]] = []
+        interrupts: list[tuple[str, Any, dict[str, Any] | None]] = []
         values: Any = None
         try:
             # The stream says all we need: progress ("custom"), which task is running
@@ -771,9 +779,13 @@ class Engine:
             ):
                 if mode == "values" and isinstance(chunk, dict):
                     if "__interrupt__" in chunk:
-                        interrupts = [
+                        # Parallel branches (``Send``) surface their interrupts in separate
+                        # chunks: every one of them is pending.
+                        known = {i[0] for i in interrupts}
+                        interrupts += [
                             (i.id, i.value, self._meta(run, i.response_schema))
                             for i in chunk["__interrupt__"]
+                            if i.id not in known
                         ]
                     else:
                         values = chunk
@@ -897,12 +909,16 @@ class Engine:
         status = "failed" if outcome.get("status") == "failed" else "done"
 
         def render(done: Run, approvals: list[Approval]) -> list[Item]:
+            secrets = [v for a in approvals for v in private_values(a.request, a.meta)]
+            shown = done.outcome
+            if secrets and shown is not None:
+                shown = {**shown, "text": redact(str(shown.get("text", "")), secrets)}
             return [
                 messages.approval_update(
                     done,
                     a,
                     normalise(a.request, a.meta),
-                    blocks.MessageState(_decision(a), outcome=done.outcome),
+                    blocks.MessageState(_decision(a), outcome=shown),
                     blocks.Ask(),
                 )
                 for a in approvals

@@ -134,6 +134,38 @@ def normalise(
     )
 
 
+def private_values(value: Any, meta: Mapping[str, Any] | None = None) -> list[str]:
+    """The private values of an interrupt as text, longest first: what must not reach a
+    channel even when the graph repeats them (an agent's last message quoting an argument)."""
+    private = {str(p) for p in (meta or {}).get("private") or ()}
+    if isinstance(value, Mapping):
+        private |= {str(p) for p in value.get("private") or () if isinstance(p, str)}
+    found: set[str] = set()
+
+    def walk(v: Any) -> None:
+        if isinstance(v, Mapping):
+            if v.get("kind") == KIND:
+                found.update(str(val) for k, val in v.get("fields", ()) if str(k) in private)
+            for k, item in v.items():
+                if str(k) in private and not isinstance(item, Mapping | list):
+                    found.add(item if isinstance(item, str) else json.dumps(item))
+                walk(item)
+        elif isinstance(v, list):
+            for item in v:
+                walk(item)
+
+    if private:
+        walk(value)
+    return sorted((f for f in found if len(f) >= 3), key=len, reverse=True)
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with each private value replaced by "hidden"."""
+    for secret in secrets:
+        text = text.replace(secret, HIDDEN)
+    return text
+
+
 class _Hider:
     """Replaces private values with "hidden", remembering whether it did."""
 
@@ -325,9 +357,11 @@ def _form(value: Any, schema: dict[str, Any], hide: _Hider) -> ApprovalRequest:
             shape="form",
             form=schema,
         )
+    about = str(schema.get("description") or "")
+    shown = code(hide.value(value)) if value is not None else ""
     return ApprovalRequest(
         title=str(schema.get("title") or "Your answer is needed"),
-        text=code(hide.value(value)) if value is not None else "",
+        text="\n".join(t for t in (about, shown) if t),
         choices=(ANSWER,),
         reject_with_reason=False,
         shape="form",

@@ -430,8 +430,16 @@ class LocalSlack:
 
 
 def _state_values(view: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """Turn `{block_id_or_action_id: "text"}` into Slack's `state.values` for this view."""
+    """Turn `{block_id_or_action_id: "text"}` into Slack's `state.values` for this view. As
+    in Slack, every input the person did not touch is there too, holding its initial value
+    (or nothing)."""
     state: dict[str, Any] = {}
+    for block in view.get("blocks", []):
+        element = block.get("element") or {}
+        if block.get("type") == "input" and block.get("block_id"):
+            state.setdefault(block["block_id"], {})[element.get("action_id")] = _initial_state(
+                element
+            )
     for key, value in values.items():
         if isinstance(value, dict):
             state[key] = value
@@ -449,6 +457,16 @@ def _state_values(view: dict[str, Any], values: dict[str, Any]) -> dict[str, Any
         else:
             raise KeyError(f"no input {key!r} in view {view['id']}")
     return state
+
+
+def _initial_state(element: dict[str, Any]) -> dict[str, Any]:
+    """An untouched input's state: what it was opened with."""
+    kind = element.get("type", "plain_text_input")
+    if kind in ("static_select", "radio_buttons"):
+        return {"type": kind, "selected_option": element.get("initial_option")}
+    if kind in ("checkboxes", "multi_static_select"):
+        return {"type": kind, "selected_options": list(element.get("initial_options") or [])}
+    return {"type": kind, "value": element.get("initial_value")}
 
 
 def _element_state(element: dict[str, Any], value: Any) -> dict[str, Any]:
