@@ -498,3 +498,14 @@ async def test_an_edit_claimed_before_a_crash_resumes_with_the_same_args(
     _, values = await finished(h, "Done:")
     assert tool_results(values)[-1].endswith("Refunded 42 on A-1 (notify=False)")
     assert (await events(h)).count("resumed") == 1
+
+
+async def test_a_withdrawn_form_ends_the_run_without_an_answer(h: Harness) -> None:
+    msg = await run(h, "form")
+    await h.ws.click("alice", msg, "Withdraw")
+    await h.wait(lambda: "this graph takes only an answer" in message_text(h.approval_message()))
+    await h.idle()
+    (ended,) = await h.bot.runtime.store.runs_with_status("done")
+    assert ended.outcome is not None and ended.outcome["status"] == "cancelled"
+    seen = await events(h)
+    assert "resume_refused" not in seen and "run_failed" not in seen
