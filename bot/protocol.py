@@ -105,9 +105,9 @@ def normalise(
     schema = (
         meta.get("response_schema") if isinstance(meta.get("response_schema"), Mapping) else None
     )
-    private = frozenset(str(p) for p in meta.get("private") or ())
+    private = frozenset(_names(meta.get("private")))
     if isinstance(value, Mapping):
-        private |= frozenset(str(p) for p in value.get("private") or () if isinstance(p, str))
+        private |= frozenset(_names(value.get("private")))
     hide = _Hider(frozenset() if reveal else private)
     if isinstance(value, Mapping):
         if value.get("kind") == KIND:
@@ -134,12 +134,17 @@ def normalise(
     )
 
 
+def _names(listed: Any) -> list[str]:
+    """Private field names, from a list of strings (anything else names nothing)."""
+    return [p for p in listed if isinstance(p, str)] if isinstance(listed, list | tuple) else []
+
+
 def private_values(value: Any, meta: Mapping[str, Any] | None = None) -> list[str]:
     """The private values of an interrupt as text, longest first: what must not reach a
     channel even when the graph repeats them (an agent's last message quoting an argument)."""
-    private = {str(p) for p in (meta or {}).get("private") or ()}
+    private = set(_names((meta or {}).get("private")))
     if isinstance(value, Mapping):
-        private |= {str(p) for p in value.get("private") or () if isinstance(p, str)}
+        private |= set(_names(value.get("private")))
     found: set[str] = set()
 
     def walk(v: Any) -> None:
@@ -226,19 +231,22 @@ def _per_call_schema(schema: Mapping[str, Any] | None) -> tuple[tuple[str, ...],
     schema of an edit's ``args`` (the tool's own argument schema)."""
     if schema is None:
         return ("approve", "reject"), {}
-    branches = schema.get("oneOf") or schema.get("anyOf") or [schema]
+    branches = schema.get("oneOf") or schema.get("anyOf")
     allowed: list[str] = []
     args: dict[str, Any] = {}
-    for branch in branches:
+    for branch in branches if isinstance(branches, list) else [schema]:
         b = resolve(branch, schema)
-        t = resolve((b.get("properties") or {}).get("type"), schema)
-        kind = t.get("const") or (t.get("enum") or [None])[0]
-        if kind not in HITL_DECISIONS:
+        props = b.get("properties") if isinstance(b.get("properties"), Mapping) else {}
+        t = resolve(props.get("type"), schema)
+        enum = t.get("enum") if isinstance(t.get("enum"), list) else [None]
+        kind = t.get("const", enum[0] if enum else None)
+        if not isinstance(kind, str) or kind not in HITL_DECISIONS:
             continue
-        allowed.append(str(kind))
+        allowed.append(kind)
         if kind == "edit":
-            action = resolve((b.get("properties") or {}).get("edited_action"), schema)
-            args = resolve((action.get("properties") or {}).get("args"), schema)
+            action = resolve(props.get("edited_action"), schema)
+            inner = action.get("properties")
+            args = resolve(inner.get("args") if isinstance(inner, Mapping) else None, schema)
     return tuple(allowed) or ("approve", "reject"), args
 
 
@@ -288,9 +296,9 @@ def _hitl_batch(v: Mapping[str, Any], hide: _Hider) -> ApprovalRequest:
     for i, a in enumerate(requests):
         name = str(a.get("name") or "a tool")
         config = configs[i] if len(configs) == len(requests) else by_name.get(name, {})
-        allowed = tuple(
-            str(d) for d in config.get("allowed_decisions") or HITL_DECISIONS if d in HITL_DECISIONS
-        )
+        raw = config.get("allowed_decisions")
+        listed = raw if isinstance(raw, list) else HITL_DECISIONS
+        allowed = tuple(str(d) for d in listed if d in HITL_DECISIONS) or ("approve", "reject")
         args = dict(a["args"]) if isinstance(a.get("args"), Mapping) else {}
         actions.append(
             ToolAction(name, args, allowed, inferred(args), {}, str(a.get("description") or ""))
