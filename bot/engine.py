@@ -312,8 +312,8 @@ class Engine:
         return forms.read_form(request, request.choices[index], values)
 
     async def show_details(self, interrupt_id: str, user: str, channel: str | None) -> None:
-        """ "Show details": the private values, to a person who may decide (an ephemeral where
-        they clicked, a DM from the App Home); anyone else is told who may."""
+        """The "Show details" button: the private values, to a person who may decide (an
+        ephemeral where they clicked, a DM from the App Home); anyone else is told who may."""
         found = await self.store.approval_and_run(interrupt_id)
         if found is None:
             await self._closed(found, interrupt_id, user, channel)
