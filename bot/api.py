@@ -134,8 +134,10 @@ async def _claimed(store: Store, mark: int, interrupt_id: str, user: str) -> Ans
     a = found[0] if found else None
     if a is None or a.choice is None or a.decided_at is None:
         return None
-    decision = DecisionRecord(a.choice, bool(a.approved), a.decided_by, a.comment, a.decided_at)
-    return Answer("decided", blocks.decision_line(normalise(a.request), decision))
+    decision = DecisionRecord(
+        a.choice, bool(a.approved), a.decided_by, a.comment, a.decided_at, a.answer
+    )
+    return Answer("decided", blocks.decision_line(normalise(a.request, a.meta), decision))
 
 
 # -- the HTTP API ----------------------------------------------------------------------------
@@ -274,7 +276,7 @@ class Api:
         if found is None:
             raise Refusal(404, "not_found", "There is no approval with this id.")
         approval, run = found
-        request_ = normalise(approval.request)
+        request_ = normalise(approval.request, approval.meta)
         if request_.choice(body.choice) is None:
             ids = ", ".join(c.id for c in request_.choices)
             raise Refusal(
@@ -510,7 +512,7 @@ def _replay(earlier: tuple[str, int | None, str | None], fingerprint: str) -> we
 
 
 def _approval_json(a: Approval, run: Run) -> dict[str, Any]:
-    request = normalise(a.request)
+    request = normalise(a.request, a.meta)
     return {
         "id": a.interrupt_id,
         "run_id": a.run_id,

@@ -28,6 +28,8 @@ MAX_FIELDS = 40  # four sections of ten: leaves room for the rest under 50 block
 ACTION_CHOICE = "approval:choice:"
 ACTION_COMMENT = "approval:comment:"  # a choice that needs a comment: opens the modal
 ACTION_REASON = "approval:reason"
+ACTION_FORM = "approval:form:"  # a choice that carries data: opens its form (bot.forms)
+ACTION_DETAILS = "approval:details"  # private values, shown to an eligible approver only
 ACTION_WITHDRAW = "approval:withdraw"
 ACTION_ESCALATE = "approval:escalate"
 REASON_CALLBACK = "approval_reason"
@@ -157,16 +159,21 @@ def _actions(
 ) -> dict[str, Any]:
     """One button per choice (action_id by position, value = interrupt id, so a click needs no
     lookup to find its approval); a choice that needs a comment opens the comment modal. Then
-    "Reject with reason…", "Escalate now" when there is someone to escalate to, "Withdraw"."""
+    "Reject with reason…", "Show details" when values are private, "Escalate now" when there
+    is someone to escalate to, "Withdraw"; a choice that carries data opens its form."""
     elements = []
     for i, c in enumerate(request.choices[:20]):
         needs = "approve" if c.approves else "reject"
         action = ACTION_COMMENT if needs in ask.comment_on else ACTION_CHOICE
-        elements.append(_button(c, f"{action}{i}", interrupt_id))
+        elements.append(_button(c, f"{ACTION_FORM if c.form else action}{i}", interrupt_id))
     reject = request.reject_choice
     if request.reject_with_reason and reject is not None and "reject" not in ask.comment_on:
         elements.append(
             _button(ChoiceSpec("reason", "Reject with reason…"), ACTION_REASON, interrupt_id)
+        )
+    if request.hidden:
+        elements.append(
+            _button(ChoiceSpec("details", "Show details"), ACTION_DETAILS, interrupt_id)
         )
     if ask.can_escalate:
         elements.append(
@@ -201,7 +208,7 @@ def _past_tense(request: ApprovalRequest, d: DecisionRecord) -> str:
     if d.choice in ("approve", "reject"):
         return "Approved" if d.choice == "approve" else "Rejected"
     choice = request.choice(d.choice)
-    return choice.label if choice else d.choice
+    return (choice.past or choice.label) if choice else d.choice
 
 
 def _outcome(outcome: dict[str, Any]) -> dict[str, Any]:
@@ -223,6 +230,15 @@ def already_decided(request: ApprovalRequest, d: DecisionRecord) -> str:
         return f"<@{d.decided_by}> withdrew this request {slack_date(d.decided_at)}."
     verb = escape(_past_tense(request, d).lower())
     return f"Already {verb} by <@{d.decided_by}> {slack_date(d.decided_at)}."
+
+
+def details_text(request: ApprovalRequest) -> str:
+    """An approval's private values, for an eligible approver's eyes only (an ephemeral)."""
+    lines = [f"*{escape(request.title)}* (only you can see this)"]
+    if request.text:
+        lines.append(escape(request.text))
+    lines += [f"*{escape(k)}*: {escape(v)}" for k, v in request.fields]
+    return cut("\n".join(lines), SECTION_TEXT)
 
 
 def progress_reply(line: str) -> str:

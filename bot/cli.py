@@ -63,7 +63,7 @@ POLL = 0.05
 PAGE = 200
 MAX_PAGES = 50  # at most 10,000 pending approvals listed
 OFFERED = 30  # approvals the interactive picker lists
-SCHEMA = 3  # the oldest schema version (PRAGMA user_version) whose tables the reads use
+SCHEMA = 7  # the oldest schema version (PRAGMA user_version) whose tables the reads use
 
 
 class Usage(Exception):
@@ -291,7 +291,7 @@ async def pending_approvals(store: Store, limit: int | None = None) -> list[tupl
 
 def line(a: Approval, run: Run, now: float) -> str:
     """``<id>  <title>  by U0ALICE  3m ago  run <run id>``."""
-    title = printable(normalise(a.request).title)
+    title = printable(normalise(a.request, a.meta).title)
     age = format_duration(max(0.0, now - a.created_at))
     return f"{a.interrupt_id}  {title}  by {run.requester}  {age} ago  run {run.run_id}"
 
@@ -341,7 +341,7 @@ async def resolve_id(store: Store, given: str) -> str | None:
 async def load_candidates(db: Path, policy: Policy) -> list[Candidate]:
     async with reader(db) as store:
         found = await pending_approvals(store, OFFERED)
-    return [Candidate(a, r, normalise(a.request), _rules(a, r, policy)) for a, r in found]
+    return [Candidate(a, r, normalise(a.request, a.meta), _rules(a, r, policy)) for a, r in found]
 
 
 def _rules(a: Approval, run: Run, policy: Policy) -> Rules:
@@ -468,7 +468,7 @@ async def decide(
             term.say(f"I don't know an approval whose id starts with {given_id}.")
             return NOT_DECIDED
         approval, run = found
-        spec = _named_choice(normalise(approval.request), choice)
+        spec = _named_choice(normalise(approval.request, approval.meta), choice)
         if spec is None:
             term.say(f"This approval has no {choice} choice.")
             return NOT_DECIDED

@@ -18,19 +18,30 @@ import time
 import uuid
 import weakref
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from langgraph.errors import is_invalid_resume
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Durability
+from pydantic import ValidationError
 
-from bot import blocks, messages
+from bot import blocks, forms, messages
 from bot.authz import GroupsUnknown, groups_in, is_listed, names, refusal
 from bot.groups import GroupCache
 from bot.policy import USER_RE as USER
 from bot.policy import Policy, Rules, describe, format_duration, freeze_at
-from bot.protocol import ApprovalRequest, ChoiceSpec, DecisionRecord, normalise, resume_value
+from bot.protocol import (
+    ApprovalRequest,
+    ChoiceSpec,
+    DecisionRecord,
+    normalise,
+    private_values,
+    redact,
+    resume_value,
+)
+from bot.schema import FieldError, refusal_errors
 from bot.slack import SlackError, SlackPort
 from bot.store import (
     Approval,
@@ -56,6 +67,7 @@ MODAL_SECONDS = 2.5  # a trigger_id dies 3 s after the click
 HOME_LOOKS = 200  # newest pending approvals the App Home checks for the viewer
 HOME_SHOWN = 10  # of those, how many it shows with buttons (a view holds 100 blocks)
 UNKNOWN = "I don't know this request any more; it may have been cleaned up."
+RESUME_PATH = ("edited_action", "args")  # where an edit's fields sit in a refused HITL answer
 
 
 def _config(run: Run, attempt: int | None = None) -> dict[str, Any]:
@@ -75,7 +87,9 @@ def command_line(run: Run) -> str:
 def _decision(a: Approval) -> DecisionRecord | None:
     if a.choice is None or a.decided_at is None:
         return None
-    return DecisionRecord(a.choice, bool(a.approved), a.decided_by, a.comment, a.decided_at)
+    return DecisionRecord(
+        a.choice, bool(a.approved), a.decided_by, a.comment, a.decided_at, a.answer
+    )
 
 
 @dataclass(frozen=True)
@@ -89,7 +103,7 @@ class Answer:
 def _closed_text(approval: Approval) -> str:
     decision = _decision(approval)
     if decision is not None:
-        return blocks.already_decided(normalise(approval.request), decision)
+        return blocks.already_decided(normalise(approval.request, approval.meta), decision)
     if approval.status == "failed":
         return "This request was never posted properly, so it was closed."
     return "This request is closed."
@@ -154,6 +168,7 @@ class Engine:
         durability: Durability = "sync",
         on_deadlines: Callable[[], None] = lambda: None,
         on_decided: Callable[[Approval], None] = lambda approval: None,
+        private: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.store = store
         self.slack = slack
@@ -165,6 +180,8 @@ class Engine:
         self.durability: Durability = durability
         self._on_deadlines = on_deadlines  # wakes the scheduler when a deadline moved
         self._on_decided = on_decided  # an approval was claimed here (metrics)
+        # Per command: argument and field names its graph keeps out of channel messages.
+        self.private = {cmd: tuple(names) for cmd, names in (private or {}).items() if names}
         # One lock per thread: a run is never driven twice at once in this process. Weak, so
         # a finished run's lock goes away once nobody holds or waits on it.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -265,6 +282,71 @@ class Engine:
 
         await self._decide(interrupt_id, user, channel, pick, comment)
 
+    async def decide_with_answer(
+        self,
+        interrupt_id: str,
+        user: str,
+        index: int,
+        answer: Any,
+        comment: str | None,
+        channel: str | None,
+    ) -> None:
+        """A submitted form (edit, respond, answer, review): the choice at ``index`` with
+        the data it carries, stored with the claim."""
+
+        def pick(request: ApprovalRequest) -> ChoiceSpec | None:
+            return request.choices[index] if 0 <= index < len(request.choices) else None
+
+        await self._decide(interrupt_id, user, channel, pick, comment, answer=answer)
+
+    async def read_form(
+        self, interrupt_id: str, index: int, values: Mapping[str, Any]
+    ) -> forms.Reading | None:
+        """A submitted form read against its approval's schema, while Slack waits for the
+        ack (one read of the store); None when the approval is gone or no longer pending
+        (the decision path then says so)."""
+        approval = await self.store.get_approval(interrupt_id)
+        if approval is None or approval.status != "pending":
+            return None
+        request = normalise(approval.request, approval.meta)
+        if not 0 <= index < len(request.choices) or request.choices[index].form is None:
+            return None
+        return forms.read_form(request, request.choices[index], values)
+
+    async def show_details(self, interrupt_id: str, user: str, channel: str | None) -> None:
+        """The "Show details" button: the private values, to a person who may decide (an
+        ephemeral where they clicked, a DM from the App Home); anyone else is told who may."""
+        found = await self.store.approval_and_run(interrupt_id)
+        if found is None:
+            await self._closed(found, interrupt_id, user, channel)
+            return
+        approval, run = found
+        request = normalise(approval.request, approval.meta)
+        choice = request.approve_choice or (request.choices[0] if request.choices else None)
+        rules = self.rules_of(approval, run)
+        try:
+            reason = choice and refusal(rules, run.requester, user, choice, self.groups.members)
+        except GroupsUnknown as exc:
+            await self.groups.resolve(exc.groups)
+            try:
+                reason = choice and refusal(rules, run.requester, user, choice, self.groups.members)
+            except GroupsUnknown:
+                reason = messages.GROUPS_UNKNOWN
+        if choice is None or reason:
+            text = reason or "Only the people who decide this request can see its details."
+        else:
+            text = blocks.details_text(normalise(approval.request, approval.meta, reveal=True))
+        await self.store.record(
+            "details_shown" if not reason and choice else "details_refused",
+            self.clock(),
+            _ephemeral(channel, user, text, run.run_id)
+            if channel
+            else [Item("dm", {"user": user, "text": text}, run_id=run.run_id)],
+            user=user,
+            run_id=run.run_id,
+            interrupt_id=interrupt_id,
+        )
+
     async def withdraw(self, interrupt_id: str, user: str, channel: str | None) -> Answer:
         """The requester (or an admin) takes the request back: the graph resumes with a
         ``cancelled`` decision."""
@@ -316,15 +398,23 @@ class Engine:
         pick: Callable[[ApprovalRequest], ChoiceSpec | None],
         comment: str | None,
         response_url: str | None = None,
+        answer: Any = None,
     ) -> Answer:
-        """Authorise against the approval's rules and vote."""
+        """Authorise against the approval's rules and vote; ``answer`` is the data a form
+        choice carries (checked against its schema before it gets here)."""
 
         def judge(approval: Approval, run: Run) -> Ballot | Refused:
-            request = normalise(approval.request)
+            request = normalise(approval.request, approval.meta)
             rules = self.rules_of(approval, run)
             choice = pick(request)
             if choice is None:
                 return Refused(user, [], text="That button is no longer valid.")
+            data = answer
+            if choice.form == "respond" and data is None:
+                data = comment  # a response given as a comment (the terminal, the API)
+            if choice.form and data is None:
+                text = f"“{choice.label}” takes a form: use its button on the message in Slack."
+                return Refused(user, [], {"choice": choice.id}, text=text)
             reason = refusal(rules, run.requester, user, choice, self.groups.members)
             if reason and any(self.groups.unresolved(g) for g in groups_in(rules.approvers)):
                 reason = messages.GROUPS_UNKNOWN
@@ -336,7 +426,12 @@ class Engine:
                 return Refused(user, [], {"choice": choice.id}, text=reason)
             ends = choice.approves or not rules.reject_ends
             return Ballot(
-                user, choice.id, choice.approves, comment, rules.min_approvals if ends else 1
+                user,
+                choice.id,
+                choice.approves,
+                comment,
+                rules.min_approvals if ends else 1,
+                data,
             )
 
         return await self._vote(interrupt_id, user, channel, judge, response_url)
@@ -369,7 +464,7 @@ class Engine:
 
         def render(result: VoteResult) -> list[Item]:
             a, run = result.approval, result.run
-            request = normalise(a.request)
+            request = normalise(a.request, a.meta)
             rules = self.rules_of(a, run)
             if result.claimed:
                 nonlocal answer
@@ -425,15 +520,16 @@ class Engine:
         channel: str | None,
         index: int | None,
     ) -> None:
-        """A choice that takes a comment (``index``; None: "Reject with reason…"): check the
-        click, then open the modal inline (the trigger expires 3 s after the click, so this
-        one call cannot wait in the outbox)."""
+        """A choice that takes a comment (``index``; None: "Reject with reason…"), or one
+        that opens a form (edit, respond, answer, review): check the click, then open the
+        modal inline (the trigger expires 3 s after the click, so this one call cannot wait
+        in the outbox)."""
         found = await self.store.approval_and_run(interrupt_id)
         if found is None or found[0].status != "pending":
             await self._closed(found, interrupt_id, user, channel)
             return
         approval, run = found
-        request = normalise(approval.request)
+        request = normalise(approval.request, approval.meta)
         if index is None:
             choice = request.reject_choice
             index = request.choices.index(choice) if choice is not None else -1
@@ -451,11 +547,17 @@ class Engine:
             text = reason or "That button is no longer valid."
             await self.store.tell(_ephemeral(channel, user, text), self.clock())
             return
+        if choice.form:
+            rules = self.rules_of(approval, run)
+            kind = "approve" if choice.approves else "reject"
+            needed = kind in rules.comment_required or choice.comment == "required"
+            mode = "required" if needed else ("none" if choice.form == "answer" else "optional")
+            view = forms.form_modal(request, index, interrupt_id, channel or "", mode)
+        else:
+            view = blocks.comment_modal(request, interrupt_id, channel or "", index)
         try:
             async with asyncio.timeout(MODAL_SECONDS):
-                await self.slack.open_modal(
-                    trigger_id, blocks.comment_modal(request, interrupt_id, channel or "", index)
-                )
+                await self.slack.open_modal(trigger_id, view)
         except (SlackError, TimeoutError) as exc:
             error = exc if isinstance(exc, SlackError) else SlackError("timeout", transient=True)
             log.warning("run %s: comment modal not opened: %s", run.run_id, error.code)
@@ -470,7 +572,7 @@ class Engine:
         items = []
         for approval, run in page:
             rules = self.rules_of(approval, run)
-            request = normalise(approval.request)
+            request = normalise(approval.request, approval.meta)
             approve = request.approve_choice
             try:
                 yours = approve is not None and not refusal(
@@ -494,8 +596,8 @@ class Engine:
             for r in await self.store.runs_by(user)
         ]
         recent = [
-            f"*{blocks.escape(normalise(a.request).title)}*: "
-            + blocks.decision_line(normalise(a.request), d)
+            f"*{blocks.escape(normalise(a.request, a.meta).title)}*: "
+            + blocks.decision_line(normalise(a.request, a.meta), d)
             for a in await self.store.recent_decisions(5)
             if (d := _decision(a)) is not None
         ]
@@ -547,7 +649,7 @@ class Engine:
     ) -> Firing:
         """What a due deadline does to a pending approval (pure; runs in the transaction)."""
         rules = self.rules_of(approval, run)
-        request = normalise(approval.request)
+        request = normalise(approval.request, approval.meta)
         note = f"note:{approval.interrupt_id}:{d.kind}:{d.level}"
         waited = format_duration(max(0.0, now - approval.created_at))
         if d.kind == "remind":
@@ -634,7 +736,7 @@ class Engine:
                 if run.status in ("running", "waiting"):
                     await self._continue_locked(run)
                 return
-            value = resume_value(normalise(approval.request), decision)
+            value = resume_value(normalise(approval.request, approval.meta), decision)
             command = Command(resume={approval.interrupt_id: value})
             await self._drive_locked(run, command, resumed=approval.interrupt_id)
 
@@ -667,7 +769,7 @@ class Engine:
         cfg = _config(run, attempt)
         seen: Counter[str] = Counter()
         task = "run"
-        interrupts: list[tuple[str, Any]] = []
+        interrupts: list[tuple[str, Any, dict[str, Any] | None]] = []
         values: Any = None
         try:
             # The stream says all we need: progress ("custom"), which task is running
@@ -681,7 +783,14 @@ class Engine:
             ):
                 if mode == "values" and isinstance(chunk, dict):
                     if "__interrupt__" in chunk:
-                        interrupts = [(i.id, i.value) for i in chunk["__interrupt__"]]
+                        # Parallel branches (``Send``) surface their interrupts in separate
+                        # chunks: every one of them is pending.
+                        known = {i[0] for i in interrupts}
+                        interrupts += [
+                            (i.id, i.value, self._meta(run, i.response_schema))
+                            for i in chunk["__interrupt__"]
+                            if i.id not in known
+                        ]
                     else:
                         values = chunk
                 elif mode == "tasks" and isinstance(chunk, dict) and "input" in chunk:
@@ -694,6 +803,18 @@ class Engine:
                     await self._progress(run, key, str(chunk["progress"]))
         except asyncio.CancelledError:
             raise  # shutdown: the run stays "running" and continues on the next start
+        except ValidationError as exc:
+            if resumed is None or not is_invalid_resume(exc):
+                log.exception("run %s failed", run.run_id)
+                outcome = {
+                    "status": "failed",
+                    "text": messages.RUN_FAILED.format(run_id=run.run_id),
+                }
+                await self._finish(run, outcome, resumed)
+                return
+            # LangGraph refused the decision's value and saved nothing: not a failed run.
+            await self._resume_refused(run, resumed, refusal_errors(exc, RESUME_PATH))
+            return
         except Exception:
             log.exception("run %s failed", run.run_id)
             outcome = {"status": "failed", "text": messages.RUN_FAILED.format(run_id=run.run_id)}
@@ -704,6 +825,58 @@ class Engine:
             self._on_deadlines()  # the new approvals' deadlines may be the next ones due
         else:
             await self._finish(run, outcome_of(values), resumed)
+
+    def _meta(self, run: Run, response_schema: Any) -> dict[str, Any] | None:
+        """What is stored beside an interrupt's value: its response_schema (JSON Schema, as
+        LangGraph surfaces it) and the names the graph keeps private."""
+        meta: dict[str, Any] = {}
+        if isinstance(response_schema, dict):
+            meta["response_schema"] = response_schema
+        if self.private.get(run.command):
+            meta["private"] = list(self.private[run.command])
+        return meta or None
+
+    async def _resume_refused(self, run: Run, interrupt_id: str, errors: list[FieldError]) -> None:
+        """The graph refused a claimed decision's value (``interrupt``'s response_schema;
+        nothing was saved). A person's answer goes back to pending, the message gets its
+        buttons again and they are told why in plain words, so a corrected answer resumes
+        exactly once. A timeout or withdrawal carries no answer the graph could take: the
+        run ends there, saying so."""
+        approval = await self.store.get_approval(interrupt_id)
+        decision = _decision(approval) if approval else None
+        if approval is None or decision is None:
+            return
+        why = "; ".join(f"{name}: {words}" if name else words for name, words in errors)
+        log.warning(
+            "run %s: the graph refused the decision's value (%d errors)", run.run_id, len(errors)
+        )
+        if decision.answer is None and decision.choice in (blocks.TIMEOUT, blocks.CANCELLED):
+            status = "timed_out" if decision.choice == blocks.TIMEOUT else "cancelled"
+            text = (
+                "Nobody answered in time" if status == "timed_out" else "The request was withdrawn"
+            ) + ", and this graph takes only an answer to its form, so the run ended here."
+            await self._finish(run, {"status": status, "text": text}, interrupt_id)
+            return
+        words = messages.ANSWER_REFUSED.format(
+            why=blocks.escape(why) or "it did not fit what the graph expects"
+        )
+
+        def render(a: Approval, r: Run) -> list[Item]:
+            request = normalise(a.request, a.meta)
+            items = [
+                messages.approval_update(
+                    r, a, request, blocks.MessageState(), ask(self.rules_of(a, r))
+                )
+            ]
+            if decision.decided_by:
+                where = a.channel or r.channel
+                items += _ephemeral(where, decision.decided_by, words, r.run_id)
+            return items
+
+        await self.store.reopen(
+            interrupt_id, self.clock(), render, {"errors": [list(e) for e in errors]}
+        )
+        self._on_deadlines()
 
     def _opening(self, run: Run) -> Callable[[Approval], Opening]:
         """What opening an approval writes: the rules it is held to (the policy for the
@@ -718,7 +891,9 @@ class Engine:
             window = freeze_at(rules, approval.created_at)
             if window is not None and window.action == "require_freeze_approvers":
                 rules = rules.during_freeze(window)
-            post = messages.approval_post(run, approval, normalise(approval.request), ask(rules))
+            post = messages.approval_post(
+                run, approval, normalise(approval.request, approval.meta), ask(rules)
+            )
             return Opening([post], rules.to_dict(), rules.deadlines(approval.created_at))
 
         return open_
@@ -738,12 +913,16 @@ class Engine:
         status = "failed" if outcome.get("status") == "failed" else "done"
 
         def render(done: Run, approvals: list[Approval]) -> list[Item]:
+            secrets = [v for a in approvals for v in private_values(a.request, a.meta)]
+            shown = done.outcome
+            if secrets and shown is not None:
+                shown = {**shown, "text": redact(str(shown.get("text", "")), secrets)}
             return [
                 messages.approval_update(
                     done,
                     a,
-                    normalise(a.request),
-                    blocks.MessageState(_decision(a), outcome=done.outcome),
+                    normalise(a.request, a.meta),
+                    blocks.MessageState(_decision(a), outcome=shown),
                     blocks.Ask(),
                 )
                 for a in approvals

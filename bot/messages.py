@@ -39,6 +39,10 @@ MODAL_TOKEN = (
     "Whoever runs this bot needs to check its token."
 )
 MODAL_OTHER = "Slack would not open the form. Please try again, or ask whoever runs this bot."
+ANSWER_REFUSED = (
+    "The graph did not accept your answer, so nothing was saved and the request is open "
+    "again. What it said: {why}. Please answer it again."
+)
 RUN_FAILED = (
     "The run stopped with an internal error. Nothing more will happen; "
     "the operator's log has the details (run {run_id})."

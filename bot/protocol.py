@@ -8,21 +8,42 @@ and nowhere else.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.schema import inferred, resolve
 from graphs.approval import KIND
 
 
 @dataclass(frozen=True)
 class ChoiceSpec:
+    """One way to decide. ``form`` names the modal a choice opens instead of deciding at once
+    (``edit`` the arguments, ``respond`` in the tool's place, ``answer`` a response_schema
+    form, ``review`` each call of a batch); ``past`` is how the decided message says it."""
+
     id: str
     label: str
     style: str | None = None
     approves: bool = False
     comment: str = "none"  # none | optional | required
+    form: str | None = None
+    past: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolAction:
+    """One tool call a person reviews: what the model asked for, which decisions its
+    producer allows, and the schema an edit of its arguments must match (``root`` holds the
+    ``$defs`` that schema refers to)."""
+
+    name: str
+    args: dict[str, Any]
+    allowed: tuple[str, ...]
+    schema: dict[str, Any]
+    root: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -37,7 +58,9 @@ class ApprovalRequest:
     choices: tuple[ChoiceSpec, ...] = ()
     reject_with_reason: bool = True
     shape: str = KIND
-    actions: int = 0  # how many tool calls a batched HITL request answers at once
+    actions: tuple[ToolAction, ...] = ()  # the tool calls a HITL request answers
+    form: dict[str, Any] | None = None  # the response_schema an ``answer`` must match
+    hidden: bool = False  # some values are private: shown only to eligible approvers
 
     def choice(self, choice_id: str) -> ChoiceSpec | None:
         return next((c for c in self.choices if c.id == choice_id), None)
@@ -49,36 +72,135 @@ class ApprovalRequest:
 
     @property
     def reject_choice(self) -> ChoiceSpec | None:
-        """The choice a "Reject with reason…" modal submits: the first that does not approve."""
-        return next((c for c in self.choices if not c.approves), None)
+        """The choice a "Reject with reason…" modal submits: the first that does not approve
+        and opens no form of its own."""
+        return next((c for c in self.choices if not c.approves and c.form is None), None)
 
 
 APPROVE = ChoiceSpec("approve", "Approve", "primary", approves=True)
 REJECT = ChoiceSpec("reject", "Reject", "danger")
+EDIT = ChoiceSpec("edit", "Edit…", approves=True, form="edit", past="Edited")
+RESPOND = ChoiceSpec("respond", "Respond…", form="respond", past="Responded")
+ANSWER = ChoiceSpec("answer", "Answer…", "primary", approves=True, form="answer", past="Answered")
+REVIEW = ChoiceSpec("review", "Review each…", approves=True, form="review", past="Reviewed")
+APPROVE_ALL = ChoiceSpec("approve", "Approve all", "primary", approves=True)
+REJECT_ALL = ChoiceSpec("reject", "Reject all", "danger")
+IGNORE = ChoiceSpec("ignore", "Ignore", "danger")
 
-
+HITL_DECISIONS = ("approve", "edit", "reject", "respond")
+HIDDEN = "🔒 hidden"
 JSON_SHOWN = 2000  # characters of a JSON value shown in its code block
 
 
-def normalise(value: Any) -> ApprovalRequest:
+def normalise(
+    value: Any, meta: Mapping[str, Any] | None = None, reveal: bool = False
+) -> ApprovalRequest:
     """Map an interrupt value to an ApprovalRequest; any other value becomes a plain
-    question showing it, so no interrupt is ever left without buttons."""
+    question showing it, so no interrupt is ever left without buttons.
+
+    ``meta`` is what the bot stored beside the value when the approval opened: the
+    interrupt's ``response_schema`` and the graph's ``private`` field names. Private values
+    are shown as "hidden" unless ``reveal`` (for an eligible approver's eyes only)."""
+    meta = meta or {}
+    schema = (
+        meta.get("response_schema") if isinstance(meta.get("response_schema"), Mapping) else None
+    )
+    private = frozenset(_names(meta.get("private")))
+    if isinstance(value, Mapping):
+        private |= frozenset(_names(value.get("private")))
+    hide = _Hider(frozenset() if reveal else private)
     if isinstance(value, Mapping):
         if value.get("kind") == KIND:
-            return _own(value)
+            return hide.done(_own(value, hide))
         if value.get("type") == "tool_approval" and isinstance(value.get("args"), Mapping):
-            return _tool_approval(value)
+            return hide.done(_tool_approval(value, schema, hide))
         if isinstance(value.get("action_requests"), list) and value["action_requests"]:
-            return _hitl_batch(value)
+            return hide.done(_hitl_batch(value, hide))
         if isinstance(value.get("action_request"), Mapping):
-            return _agent_inbox(value)
+            return hide.done(_agent_inbox(value, hide))
+    if schema is not None:
+        return hide.done(_form(value, dict(schema), hide))
     if isinstance(value, str):
         return ApprovalRequest(
             title="Approval needed", text=value, choices=(APPROVE, REJECT), shape="text"
         )
-    return ApprovalRequest(
-        title="Approval needed", text=code(value), choices=(APPROVE, REJECT), shape="json"
+    return hide.done(
+        ApprovalRequest(
+            title="Approval needed",
+            text=code(hide.value(value)),
+            choices=(APPROVE, REJECT),
+            shape="json",
+        )
     )
+
+
+def _names(listed: Any) -> list[str]:
+    """Private field names, from a list of strings (anything else names nothing)."""
+    return [p for p in listed if isinstance(p, str)] if isinstance(listed, list | tuple) else []
+
+
+def private_values(value: Any, meta: Mapping[str, Any] | None = None) -> list[str]:
+    """The private values of an interrupt as text, longest first: what must not reach a
+    channel even when the graph repeats them (an agent's last message quoting an argument)."""
+    private = set(_names((meta or {}).get("private")))
+    if isinstance(value, Mapping):
+        private |= set(_names(value.get("private")))
+    found: set[str] = set()
+
+    def walk(v: Any) -> None:
+        if isinstance(v, Mapping):
+            if v.get("kind") == KIND:
+                found.update(str(val) for k, val in v.get("fields", ()) if str(k) in private)
+            for k, item in v.items():
+                if str(k) in private and not isinstance(item, Mapping | list):
+                    found.add(item if isinstance(item, str) else json.dumps(item))
+                walk(item)
+        elif isinstance(v, list):
+            for item in v:
+                walk(item)
+
+    if private:
+        walk(value)
+    return sorted((f for f in found if len(f) >= 3), key=len, reverse=True)
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with each private value replaced by "hidden"."""
+    for secret in secrets:
+        text = text.replace(secret, HIDDEN)
+    return text
+
+
+class _Hider:
+    """Replaces private values with "hidden", remembering whether it did."""
+
+    def __init__(self, private: frozenset[str]) -> None:
+        self.private = private
+        self.hid = False
+
+    def value(self, v: Any) -> Any:
+        """A copy of ``v`` with the values of private keys hidden, at any depth."""
+        if isinstance(v, Mapping):
+            out = {}
+            for k, item in v.items():
+                if str(k) in self.private:
+                    self.hid = True
+                    out[k] = HIDDEN
+                else:
+                    out[k] = self.value(item)
+            return out
+        if isinstance(v, list):
+            return [self.value(i) for i in v]
+        return v
+
+    def field(self, name: str, shown: str) -> tuple[str, str]:
+        if name in self.private:
+            self.hid = True
+            return name, HIDDEN
+        return name, shown
+
+    def done(self, request: ApprovalRequest) -> ApprovalRequest:
+        return replace(request, hidden=self.hid) if self.hid else request
 
 
 def code(value: Any) -> str:
@@ -89,72 +211,173 @@ def code(value: Any) -> str:
     return f"```\n{shown}\n```"
 
 
-def _arguments(args: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+def _arguments(args: Mapping[str, Any], hide: _Hider) -> tuple[tuple[str, str], ...]:
     return tuple(
-        (str(k), v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=repr))
+        hide.field(
+            str(k), v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=repr)
+        )
         for k, v in args.items()
     )
 
 
-def _tool_approval(v: Mapping[str, Any]) -> ApprovalRequest:
-    """LangChain's HumanInTheLoopMiddleware, ``per_call`` mode: one tool call."""
+def _decision_choices(allowed: Sequence[str]) -> tuple[ChoiceSpec, ...]:
+    """The buttons for one tool call, in the order people read them."""
+    by_type = {"approve": APPROVE, "edit": EDIT, "reject": REJECT, "respond": RESPOND}
+    return tuple(by_type[d] for d in HITL_DECISIONS if d in allowed)
+
+
+def _per_call_schema(schema: Mapping[str, Any] | None) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """From a ``per_call`` interrupt's response_schema: the decisions it allows, and the
+    schema of an edit's ``args`` (the tool's own argument schema)."""
+    if schema is None:
+        return ("approve", "reject"), {}
+    branches = schema.get("oneOf") or schema.get("anyOf")
+    allowed: list[str] = []
+    args: dict[str, Any] = {}
+    for branch in branches if isinstance(branches, list) else [schema]:
+        b = resolve(branch, schema)
+        props = b.get("properties") if isinstance(b.get("properties"), Mapping) else {}
+        t = resolve(props.get("type"), schema)
+        enum = t.get("enum") if isinstance(t.get("enum"), list) else [None]
+        kind = t.get("const", enum[0] if enum else None)
+        if not isinstance(kind, str) or kind not in HITL_DECISIONS:
+            continue
+        allowed.append(kind)
+        if kind == "edit":
+            action = resolve(props.get("edited_action"), schema)
+            inner = action.get("properties")
+            args = resolve(inner.get("args") if isinstance(inner, Mapping) else None, schema)
+    return tuple(allowed) or ("approve", "reject"), args
+
+
+def _tool_approval(
+    v: Mapping[str, Any], schema: Mapping[str, Any] | None, hide: _Hider
+) -> ApprovalRequest:
+    """LangChain's HumanInTheLoopMiddleware, ``per_call`` mode: one tool call, whose
+    response_schema says which decisions it allows and what an edit's arguments are."""
     name = str(v.get("name") or "a tool")
+    allowed, args_schema = _per_call_schema(schema)
+    action = ToolAction(
+        name,
+        dict(v["args"]),
+        allowed,
+        args_schema if args_schema.get("properties") else inferred(v["args"]),
+        dict(schema or {}),
+        str(v.get("description") or ""),
+    )
     return ApprovalRequest(
         title=f"Run {name}?",
-        text=str(v.get("description") or ""),
-        fields=(("Tool", name), *_arguments(v["args"])),
-        choices=(APPROVE, REJECT),
+        text=action.description if not hide.private else _hidden_text(action, hide),
+        fields=(("Tool", name), *_arguments(v["args"], hide)),
+        choices=_decision_choices(allowed),
+        reject_with_reason="reject" in allowed,
         shape="tool_approval",
+        actions=(action,),
     )
 
 
-def _hitl_batch(v: Mapping[str, Any]) -> ApprovalRequest:
+def _hidden_text(action: ToolAction, hide: _Hider) -> str:
+    """The middleware's default description repeats the arguments: with private ones, say
+    only what it is."""
+    if any(str(k) in hide.private for k in action.args):
+        hide.hid = True
+        return action.description.split("\n", 1)[0] if action.description else ""
+    return action.description
+
+
+def _hitl_batch(v: Mapping[str, Any], hide: _Hider) -> ApprovalRequest:
     """LangChain's HumanInTheLoopMiddleware, ``batched`` mode: every gated call of one model
-    turn; Approve / Reject answer each of them, in request order."""
-    actions = [a for a in v["action_requests"] if isinstance(a, Mapping)]
-    allowed = {
-        str(c.get("action_name")): [str(d) for d in c.get("allowed_decisions") or ()]
-        for c in v.get("review_configs") or ()
-        if isinstance(c, Mapping)
-    }
+    turn. One call gets the same buttons as ``per_call``; several get Approve all / Reject
+    all (where every call allows it) and "Review each…", a modal with a decision per call."""
+    requests = [a for a in v["action_requests"] if isinstance(a, Mapping)]
+    configs = [c for c in v.get("review_configs") or () if isinstance(c, Mapping)]
+    by_name = {str(c.get("action_name")): c for c in configs}
+    actions: list[ToolAction] = []
+    for i, a in enumerate(requests):
+        name = str(a.get("name") or "a tool")
+        config = configs[i] if len(configs) == len(requests) else by_name.get(name, {})
+        raw = config.get("allowed_decisions")
+        listed = raw if isinstance(raw, list) else HITL_DECISIONS
+        allowed = tuple(str(d) for d in listed if d in HITL_DECISIONS) or ("approve", "reject")
+        args = dict(a["args"]) if isinstance(a.get("args"), Mapping) else {}
+        actions.append(
+            ToolAction(name, args, allowed, inferred(args), {}, str(a.get("description") or ""))
+        )
     fields: list[tuple[str, str]] = []
     for i, a in enumerate(actions, 1):
-        name = str(a.get("name") or "a tool")
-        args = a.get("args") if isinstance(a.get("args"), Mapping) else {}
-        decisions = ", ".join(allowed.get(name, ())) or "any"
-        fields.append((f"{i}. {name}", f"{json.dumps(args, ensure_ascii=False, default=repr)}"))
-        fields.append((f"{i}. allowed", decisions))
-    names = ", ".join(str(a.get("name")) for a in actions)
-    described = "\n".join(str(a["description"]) for a in actions if a.get("description"))
+        shown = json.dumps(hide.value(a.args), ensure_ascii=False, default=repr)
+        fields.append((f"{i}. {a.name}", shown))
+        fields.append((f"{i}. allowed", ", ".join(a.allowed) or "any"))
+    names = ", ".join(a.name for a in actions)
+    described = "\n".join(_hidden_text(a, hide) for a in actions if a.description)
+    if len(actions) == 1:
+        choices = _decision_choices(actions[0].allowed)
+    else:
+        every = set.intersection(*(set(a.allowed) for a in actions))
+        choices = tuple(
+            c
+            for c, needs in ((APPROVE_ALL, "approve"), (REVIEW, None), (REJECT_ALL, "reject"))
+            if needs is None or needs in every
+        )
     return ApprovalRequest(
         title=f"Run {names}?" if len(actions) == 1 else f"Run {len(actions)} tool calls?",
         text=described,
         fields=tuple(fields),
-        choices=(APPROVE, REJECT),
+        choices=choices,
+        reject_with_reason=any(c.id == "reject" for c in choices),
         shape="hitl_batched",
-        actions=len(actions),
+        actions=tuple(actions),
     )
 
 
-def _agent_inbox(v: Mapping[str, Any]) -> ApprovalRequest:
+def _agent_inbox(v: Mapping[str, Any], hide: _Hider) -> ApprovalRequest:
     """The deprecated Agent Inbox ``HumanInterrupt`` (still raised by older agents)."""
     action = v["action_request"]
     name = str(action.get("action") or "an action")
-    args = action.get("args") if isinstance(action.get("args"), Mapping) else {}
+    args = dict(action["args"]) if isinstance(action.get("args"), Mapping) else {}
     config = v.get("config") if isinstance(v.get("config"), Mapping) else {}
-    approve = APPROVE if config.get("allow_accept", True) else None
-    reject = ChoiceSpec("ignore", "Ignore", "danger") if config.get("allow_ignore", True) else None
+    offered = (
+        (APPROVE, config.get("allow_accept", True)),
+        (EDIT, config.get("allow_edit", False)),
+        (RESPOND, config.get("allow_respond", False)),
+        (IGNORE, config.get("allow_ignore", True)),
+    )
+    choices = tuple(c for c, allowed in offered if allowed)
     return ApprovalRequest(
         title=f"{name}?",
         text=str(v.get("description") or ""),
-        fields=_arguments(args),
-        choices=tuple(c for c in (approve, reject) if c is not None) or (APPROVE, REJECT),
+        fields=_arguments(args, hide),
+        choices=choices or (APPROVE, REJECT),
         shape="agent_inbox",
-        reject_with_reason=bool(config.get("allow_respond", False)),
+        reject_with_reason=False,
+        actions=(ToolAction(name, args, (), inferred(args)),),
     )
 
 
-def _own(v: Mapping[str, Any]) -> ApprovalRequest:
+def _form(value: Any, schema: dict[str, Any], hide: _Hider) -> ApprovalRequest:
+    """``interrupt(value, response_schema=…)``: the answer is a form built from the schema."""
+    if isinstance(value, str):
+        return ApprovalRequest(
+            title="Your answer is needed",
+            text=value,
+            choices=(ANSWER,),
+            reject_with_reason=False,
+            shape="form",
+            form=schema,
+        )
+    about = str(schema.get("description") or "")
+    shown = code(hide.value(value)) if value is not None else ""
+    return ApprovalRequest(
+        title=str(schema.get("title") or "Your answer is needed"),
+        text="\n".join(t for t in (about, shown) if t),
+        choices=(ANSWER,),
+        reject_with_reason=False,
+        shape="form",
+        form=schema,
+    )
+
+
+def _own(v: Mapping[str, Any], hide: _Hider) -> ApprovalRequest:
     choices = tuple(
         ChoiceSpec(
             str(c["id"]),
@@ -168,7 +391,7 @@ def _own(v: Mapping[str, Any]) -> ApprovalRequest:
     return ApprovalRequest(
         title=str(v.get("title") or "Approval needed"),
         text=str(v.get("text") or ""),
-        fields=tuple((str(k), str(val)) for k, val in v.get("fields", ())),
+        fields=tuple(hide.field(str(k), str(val)) for k, val in v.get("fields", ())),
         choices=choices,
         reject_with_reason=bool(v.get("reject_with_reason", True)),
         shape=KIND,
@@ -177,31 +400,57 @@ def _own(v: Mapping[str, Any]) -> ApprovalRequest:
 
 @dataclass(frozen=True)
 class DecisionRecord:
-    """A reached decision as stored and shown: who picked which choice, when, and why."""
+    """A reached decision as stored and shown: who picked which choice, when, and why;
+    ``answer`` is the data it carries (edited arguments, a response, a form's answer, a
+    batch's decisions)."""
 
     choice: str
     approved: bool
     decided_by: str | None
     comment: str | None
     decided_at: float
+    answer: Any = None
+
+
+def _hitl(action: ToolAction, d: DecisionRecord) -> dict[str, Any]:
+    """One HumanInTheLoopMiddleware decision for one tool call."""
+    if d.choice == "edit" and isinstance(d.answer, Mapping):
+        return {"type": "edit", "edited_action": {"name": action.name, "args": dict(d.answer)}}
+    if d.choice == "respond":
+        text = d.answer if isinstance(d.answer, str) else d.comment or ""
+        return {"type": "respond", "message": text}
+    if d.approved and ("approve" in action.allowed or not action.allowed):
+        return {"type": "approve"}
+    decision: dict[str, Any] = {"type": "reject"}
+    if d.comment:
+        decision["message"] = d.comment
+    return decision
 
 
 def resume_value(request: ApprovalRequest, d: DecisionRecord) -> Any:
     """The value ``Command(resume={interrupt_id: value})`` carries: exactly what the shape's
-    producer expects (LangChain's HITL decisions, Agent Inbox responses, or our Decision)."""
-    if request.shape in ("tool_approval", "hitl_batched"):
-        decision: dict[str, Any] = {"type": "approve"} if d.approved else {"type": "reject"}
-        if not d.approved and d.comment:
-            decision["message"] = d.comment
-        if request.shape == "tool_approval":
-            return decision
-        return {"decisions": [dict(decision) for _ in range(request.actions)]}
+    producer expects (LangChain's HITL decisions, Agent Inbox responses, a form's answer, or
+    our Decision)."""
+    if request.shape == "tool_approval":
+        return _hitl(request.actions[0], d)
+    if request.shape == "hitl_batched":
+        if d.choice == "review" and isinstance(d.answer, list):
+            return {"decisions": d.answer}
+        return {"decisions": [_hitl(a, d) for a in request.actions]}
     if request.shape == "agent_inbox":
+        name = request.actions[0].name if request.actions else ""
+        if d.choice == "edit" and isinstance(d.answer, Mapping):
+            return [{"type": "edit", "args": {"action": name, "args": dict(d.answer)}}]
+        if d.choice == "respond":
+            text = d.answer if isinstance(d.answer, str) else d.comment or ""
+            return [{"type": "response", "args": text}]
         if d.approved:
             return [{"type": "accept", "args": None}]
         if d.comment:
             return [{"type": "response", "args": d.comment}]
         return [{"type": "ignore", "args": None}]
+    if request.shape == "form" and d.answer is not None:
+        return d.answer
     at = datetime.fromtimestamp(d.decided_at, UTC).isoformat()
     return {
         "choice": d.choice,

@@ -44,7 +44,7 @@ class Queries:
         return f"{self._url.rstrip('/')}/archives/{a.channel}/p{a.ts.replace('.', '')}"
 
     def _may_decide(self, a: Approval, run: Run, user: str) -> bool:
-        request = normalise(a.request)
+        request = normalise(a.request, a.meta)
         approve = request.approve_choice
         if approve is None:
             return False
@@ -86,7 +86,7 @@ class Queries:
         return "\n".join(lines)
 
     async def _line(self, a: Approval, run: Run) -> str:
-        title = blocks.escape(normalise(a.request).title)
+        title = blocks.escape(normalise(a.request, a.meta).title)
         link = await self._link(a)
         shown = f"<{link}|{title}>" if link else title
         return (

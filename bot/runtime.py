@@ -98,6 +98,7 @@ class BotRuntime:
             clock=clock,
             durability=settings.durability,
             on_decided=metrics.decided,
+            private={cmd: spec.private for cmd, spec in specs.items()},
         )
         scheduler = Scheduler(
             store, engine.fire_deadline, clock=clock, observe_lag=metrics.deadline_fired

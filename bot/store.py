@@ -159,6 +159,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX bot_outbox_run ON bot_outbox(run_id);
     """,
+    # 7: what the bot knew of an interrupt besides its value (its response_schema, the graph's
+    # private field names), and the data a decision carries (edited args, a response, a form's
+    # answer), stored with the claim so a resume after a crash sends the same value
+    """
+    ALTER TABLE bot_approvals ADD COLUMN meta TEXT;
+    ALTER TABLE bot_approvals ADD COLUMN answer TEXT;
+    """,
 )
 
 
@@ -192,6 +199,8 @@ class Approval:
     decided_at: float | None
     created_at: float
     rules: dict[str, Any] | None = None  # the policy it was opened with (bot.policy, as JSON)
+    meta: dict[str, Any] | None = None  # {"response_schema": …, "private": […]} (bot.protocol)
+    answer: Any = None  # the data the claimed decision carries (edited args, a text, a form)
 
 
 @dataclass(frozen=True)
@@ -257,6 +266,7 @@ class Ballot:
     approves: bool
     comment: str | None
     required: int
+    answer: Any = None  # stored with the claim: the resume sends exactly this
 
 
 @dataclass(frozen=True)
@@ -337,6 +347,8 @@ def _approval(row: Row) -> Approval:
         row["decided_at"],
         row["created_at"],
         json.loads(row["rules"]) if row["rules"] else None,
+        json.loads(row["meta"]) if row["meta"] else None,
+        json.loads(row["answer"]) if row["answer"] is not None else None,
     )
 
 
@@ -625,24 +637,31 @@ class Store:
     async def pause(
         self,
         run: Run,
-        interrupts: Sequence[tuple[str, Any]],
+        interrupts: Sequence[tuple[str, Any, dict[str, Any] | None]],
         now: float,
         open_: Callable[[Approval], Opening],
         resumed: str | None = None,
     ) -> list[Approval]:
-        """The run waits for people: store one approval per interrupt id (a node LangGraph
-        replays raises the same id, stored once, posted once) and queue its message."""
+        """The run waits for people: store one approval per (interrupt id, value, meta) (a node
+        LangGraph replays raises the same id, stored once, posted once) and queue its
+        message."""
 
         def tx(db: sqlite3.Connection) -> list[Approval]:
             if resumed:
                 _mark_resumed(db, resumed, run.run_id, now)
             opened: list[Approval] = []
             thread_key = run.thread_key
-            for interrupt_id, value in interrupts:
+            for interrupt_id, value, meta in interrupts:
                 cur = db.execute(
                     "INSERT OR IGNORE INTO bot_approvals(interrupt_id, run_id, request, "
-                    "status, created_at) VALUES (?,?,?, 'pending', ?)",
-                    (interrupt_id, run.run_id, json.dumps(value, default=repr), now),
+                    "status, created_at, meta) VALUES (?,?,?, 'pending', ?, ?)",
+                    (
+                        interrupt_id,
+                        run.run_id,
+                        json.dumps(value, default=repr),
+                        now,
+                        json.dumps(meta) if meta else None,
+                    ),
                 )
                 if cur.rowcount != 1:
                     continue
@@ -659,6 +678,7 @@ class Store:
                     None,
                     None,
                     now,
+                    meta=meta or None,
                 )
                 opened.append(approval)
                 _audit(
@@ -863,6 +883,52 @@ class Store:
     async def mark_resumed(self, interrupt_id: str, run_id: str, now: float) -> None:
         await self._write(lambda db: _mark_resumed(db, interrupt_id, run_id, now))
 
+    async def reopen(
+        self,
+        interrupt_id: str,
+        now: float,
+        render: Callable[[Approval, Run], list[Item]],
+        detail: dict[str, Any],
+    ) -> Approval | None:
+        """The graph refused a claimed decision's value (LangGraph saved nothing): the
+        approval is pending again, as if nobody had decided. Its votes are forgotten, the
+        deadlines the claim cancelled are due again, the run waits, and ``render`` says what
+        Slack must show. Returns the reopened approval (None: it was not ``decided``)."""
+
+        def tx(db: sqlite3.Connection) -> Approval | None:
+            row = db.execute(
+                "UPDATE bot_approvals SET status='pending', choice=NULL, approved=NULL, "
+                "decided_by=NULL, comment=NULL, decided_at=NULL, answer=NULL "
+                "WHERE interrupt_id=? AND status='decided' RETURNING run_id",
+                (interrupt_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute("DELETE FROM bot_votes WHERE interrupt_id=?", (interrupt_id,))
+            db.execute(
+                "UPDATE bot_deadlines SET status='pending' WHERE interrupt_id=? "
+                "AND status='cancelled'",
+                (interrupt_id,),
+            )
+            db.execute(
+                "UPDATE bot_runs SET status='waiting', updated_at=? WHERE run_id=?",
+                (now, row[0]),
+            )
+            found = db.execute(_APPROVAL_AND_RUN, (interrupt_id,)).fetchone()
+            approval, run = _approval(found), _run(found, "r_")
+            _audit(
+                db,
+                "resume_refused",
+                now,
+                run_id=run.run_id,
+                interrupt_id=interrupt_id,
+                detail=detail,
+            )
+            _queue(db, render(approval, run), now)
+            return approval
+
+        return await self._write(tx, wakes=True)
+
     async def audit(self, event: str, now: float, **kw: Any) -> None:
         await self.record(event, now, **kw)
 
@@ -1047,7 +1113,8 @@ class Store:
                 choice, approved = firing.decision
                 claimed = db.execute(
                     "UPDATE bot_approvals SET status='decided', choice=?, approved=?, "
-                    "decided_by=NULL, comment=NULL, decided_at=? WHERE interrupt_id=? AND "
+                    "decided_by=NULL, comment=NULL, answer=NULL, decided_at=? WHERE "
+                    "interrupt_id=? AND "
                     "status='pending' RETURNING *",
                     (choice, int(approved), now, d.interrupt_id),
                 ).fetchone()
@@ -1283,8 +1350,17 @@ def _vote(
     if len(voters) >= b.required:
         claimed = db.execute(
             "UPDATE bot_approvals SET status='decided', choice=?, approved=?, decided_by=?, "
-            "comment=?, decided_at=? WHERE interrupt_id=? AND status='pending' RETURNING *",
-            (b.choice, int(b.approves), b.user, b.comment, now, iid),
+            "comment=?, decided_at=?, answer=? WHERE interrupt_id=? AND status='pending' "
+            "RETURNING *",
+            (
+                b.choice,
+                int(b.approves),
+                b.user,
+                b.comment,
+                now,
+                None if b.answer is None else json.dumps(b.answer),
+                iid,
+            ),
         ).fetchone()
     if claimed is not None:
         _claimed(db, run.run_id, iid, now)

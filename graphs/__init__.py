@@ -28,13 +28,16 @@ class GraphSpec:
     uncompiled StateGraph (the bot compiles it with its checkpointer), or takes a
     ``checkpointer`` keyword and returns a compiled graph (as LangChain's ``create_agent``
     does). ``command`` is a slash command (``/deploy``) that must be in the Slack app, or a
-    bare name (``agent``) started with ``/approvals run agent …``."""
+    bare name (``agent``) started with ``/approvals run agent …``. ``private`` names tool
+    arguments and form fields whose values never appear in a channel message (an eligible
+    approver sees them with "Show details")."""
 
     command: str
     description: str
     usage: str
     parse: Callable[[str], dict[str, Any]]
     build: Callable[..., Any]
+    private: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:

@@ -76,11 +76,12 @@ def approval_payload(
     timeout_seconds: float | None = None,
     escalate_after_seconds: float | None = None,
     escalate_to: Sequence[str] = (),
+    private: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Build the interrupt payload without raising, so it can be unit-tested and inspected.
 
-    ``timeout_seconds``, ``escalate_after_seconds`` and ``escalate_to`` are part of the
-    payload already but not yet acted on by the bot (escalation comes with its scheduler)."""
+    ``private`` names fields whose values stay out of the channel message: it shows
+    "hidden", and an eligible approver sees them with "Show details"."""
     if len(choices) < 2:
         raise ValueError("an approval needs at least two choices")
     if min_approvals < 1:
@@ -109,6 +110,7 @@ def approval_payload(
         "timeout_seconds": timeout_seconds,
         "escalate_after_seconds": escalate_after_seconds,
         "escalate_to": list(escalate_to),
+        **({"private": [str(p) for p in private]} if private else {}),
     }
 
 

@@ -12,7 +12,9 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.blocks import (
     ACTION_CHOICE,
     ACTION_COMMENT,
+    ACTION_DETAILS,
     ACTION_ESCALATE,
+    ACTION_FORM,
     ACTION_REASON,
     ACTION_WITHDRAW,
 )
@@ -20,6 +22,7 @@ from bot.deps import Deps
 
 CHOICE = re.compile(rf"^{re.escape(ACTION_CHOICE)}(\d+)$")
 COMMENT = re.compile(rf"^{re.escape(ACTION_COMMENT)}(\d+)$")
+FORM = re.compile(rf"^{re.escape(ACTION_FORM)}(\d+)$")
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -53,6 +56,14 @@ def register(app: AsyncApp, deps: Deps) -> None:
         assert match is not None
         await engine.open_comment(iid, user, body["trigger_id"], channel, int(match.group(1)))
 
+    async def form(iid: str, user: str, channel: str | None, body: Any, action: Any) -> None:
+        match = FORM.match(action["action_id"])
+        assert match is not None
+        await engine.open_comment(iid, user, body["trigger_id"], channel, int(match.group(1)))
+
+    async def details(iid: str, user: str, channel: str | None, body: Any, action: Any) -> None:
+        await engine.show_details(iid, user, channel)
+
     async def reason(iid: str, user: str, channel: str | None, body: Any, action: Any) -> None:
         await engine.open_comment(iid, user, body["trigger_id"], channel, None)
 
@@ -64,6 +75,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
     app.action(CHOICE)(on("click", choice))
     app.action(COMMENT)(on("comment modal", comment))
+    app.action(FORM)(on("form modal", form))
+    app.action(ACTION_DETAILS)(on("details", details))
     app.action(ACTION_REASON)(on("reason modal", reason))
     app.action(ACTION_WITHDRAW)(on("withdraw", withdraw))
     app.action(ACTION_ESCALATE)(on("escalate now", escalate))

@@ -1,5 +1,7 @@
-"""The comment modal ("Reject with reason…", or a choice the policy wants a comment on): an
-empty comment is answered inline; otherwise decide."""
+"""Submitted modals. The comment modal ("Reject with reason…", or a choice the policy wants a
+comment on): an empty comment is answered inline; otherwise decide. A form (edit, respond,
+answer, review): read against its schema before the ack, so a bad value is shown next to its
+input (``response_action: errors``) and nothing is claimed; otherwise decide with the answer."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.blocks import REASON_BLOCK, REASON_CALLBACK
 from bot.deps import Deps
+from bot.forms import FORM_CALLBACK
 
 log = logging.getLogger(__name__)
 
@@ -45,4 +48,30 @@ def register(app: AsyncApp, deps: Deps) -> None:
             f"decision with comment by {user}",
         )
 
+    async def on_form(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        user = body["user"]["id"]
+        try:
+            meta = json.loads(view.get("private_metadata") or "")
+            interrupt_id, channel = str(meta["interrupt_id"]), str(meta["channel"])
+            index = int(meta["choice"])
+        except (ValueError, KeyError, TypeError):
+            await ack()
+            log.warning("form with unreadable private_metadata from %s", user)
+            return
+        values = view.get("state", {}).get("values", {})
+        reading = await deps.engine.read_form(interrupt_id, index, values)
+        if reading is not None and reading.errors:
+            await ack(response_action="errors", errors=reading.errors)
+            return
+        await ack()
+        answer = reading.answer if reading is not None else None
+        comment = reading.comment if reading is not None else None
+        deps.tasks.spawn(
+            deps.engine.decide_with_answer(
+                interrupt_id, user, index, answer, comment, channel or None
+            ),
+            f"form decision by {user}",
+        )
+
     app.view(REASON_CALLBACK)(on_submit)
+    app.view(FORM_CALLBACK)(on_form)

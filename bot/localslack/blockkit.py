@@ -259,14 +259,52 @@ def _element(check: _Checker, element: Any, at: str, seen_action_ids: set[str]) 
             check.fail("must be a valid enum value", f"{at}/style")
     elif kind == "plain_text_input":
         _text_input(check, element, at)
+    elif kind == "number_input":
+        _number_input(check, element, at)
     elif kind in _SELECT_OPTIONS:
-        for i, option in enumerate(check.items(element.get("options"), f"{at}/options", 100, 1)):
+        most = 10 if kind in ("checkboxes", "radio_buttons") else 100
+        options = check.items(element.get("options"), f"{at}/options", most, 1)
+        for i, option in enumerate(options):
             here = f"{at}/options/{i}"
             if not isinstance(option, dict):
                 check.fail("must be an object", here)
                 continue
-            check.text(option.get("text"), f"{here}/text", 75)
+            plain_only = kind in ("static_select", "multi_static_select", "overflow")
+            check.text(option.get("text"), f"{here}/text", 75, plain_only=plain_only)
             check.string(option.get("value"), f"{here}/value", 150, required=True)
+        _initial_options(check, element, options, at)
+
+
+def _initial_options(check: _Checker, element: dict[str, Any], options: list[Any], at: str) -> None:
+    """Slack refuses an initial option that is not one of the element's options."""
+    initial = element.get("initial_option")
+    chosen = [initial] if initial is not None else []
+    if element.get("initial_options") is not None:
+        chosen += check.items(element["initial_options"], f"{at}/initial_options", len(options))
+    values = {o.get("value") for o in options if isinstance(o, dict)}
+    for option in chosen:
+        if not isinstance(option, dict) or option.get("value") not in values:
+            check.fail("must match one of the provided options", f"{at}/initial_option")
+
+
+def _number_input(check: _Checker, element: dict[str, Any], at: str) -> None:
+    decimals = element.get("is_decimal_allowed")
+    if not isinstance(decimals, bool):
+        check.fail("missing required field: is_decimal_allowed", at)
+    for key in ("initial_value", "min_value", "max_value"):
+        value = element.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            check.fail("must be a string", f"{at}/{key}")
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            check.fail("must be a number", f"{at}/{key}")
+            continue
+        if decimals is False and not number.is_integer():
+            check.fail("must be a whole number", f"{at}/{key}")
 
 
 def _text_input(check: _Checker, element: dict[str, Any], at: str) -> None:

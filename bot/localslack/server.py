@@ -430,8 +430,16 @@ class LocalSlack:
 
 
 def _state_values(view: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """Turn `{block_id_or_action_id: "text"}` into Slack's `state.values` for this view."""
+    """Turn `{block_id_or_action_id: "text"}` into Slack's `state.values` for this view. As
+    in Slack, every input the person did not touch is there too, holding its initial value
+    (or nothing)."""
     state: dict[str, Any] = {}
+    for block in view.get("blocks", []):
+        element = block.get("element") or {}
+        if block.get("type") == "input" and block.get("block_id"):
+            state.setdefault(block["block_id"], {})[element.get("action_id")] = _initial_state(
+                element
+            )
     for key, value in values.items():
         if isinstance(value, dict):
             state[key] = value
@@ -451,9 +459,34 @@ def _state_values(view: dict[str, Any], values: dict[str, Any]) -> dict[str, Any
     return state
 
 
-def _element_state(element: dict[str, Any], value: Any) -> dict[str, Any]:
+def _initial_state(element: dict[str, Any]) -> dict[str, Any]:
+    """An untouched input's state: what it was opened with."""
     kind = element.get("type", "plain_text_input")
     if kind in ("static_select", "radio_buttons"):
-        option = next((o for o in element.get("options", []) if o.get("value") == value), None)
-        return {"type": kind, "selected_option": option}
+        return {"type": kind, "selected_option": element.get("initial_option")}
+    if kind in ("checkboxes", "multi_static_select"):
+        return {"type": kind, "selected_options": list(element.get("initial_options") or [])}
+    return {"type": kind, "value": element.get("initial_value")}
+
+
+def _element_state(element: dict[str, Any], value: Any) -> dict[str, Any]:
+    """One input's state as Slack sends it. A select or radio takes an option's value (or its
+    visible text); checkboxes take a list of those (or a bool for a single box); a number
+    input's value is the text typed, as Slack sends it."""
+    kind = element.get("type", "plain_text_input")
+    options = element.get("options", [])
+
+    def option(v: Any) -> dict[str, Any] | None:
+        return next(
+            (o for o in options if v in (o.get("value"), (o.get("text") or {}).get("text"))), None
+        )
+
+    if kind in ("static_select", "radio_buttons"):
+        return {"type": kind, "selected_option": option(value)}
+    if kind == "checkboxes":
+        picked = options[:1] if value is True else [] if value is False else value
+        chosen = [o for o in (option(v) if not isinstance(v, dict) else v for v in picked) if o]
+        return {"type": kind, "selected_options": chosen}
+    if kind == "number_input" and value is not None:
+        return {"type": kind, "value": str(value)}
     return {"type": kind, "value": value}

@@ -37,7 +37,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
         s = Store(conn, Writer(conn, asyncio.Lock()))
         await s.setup()
         run = await s.create_run("r1", "/deploy", {"service": "api"}, "U0ALICE", "C0DEPLOYS", 1.0)
-        await s.pause(run, [("i1", {"kind": "x"})], 2.0, lambda a: Opening([]))
+        await s.pause(run, [("i1", {"kind": "x"}, None)], 2.0, lambda a: Opening([]))
 
         def render(_: VoteResult) -> list[Item]:
             return []

@@ -36,7 +36,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
         s = Store(conn, Writer(conn, asyncio.Lock()))
         await s.setup()
         run = await s.create_run("r1", "/deploy", {"service": "api"}, "U0ALICE", "C0DEPLOYS", 1.0)
-        await s.pause(run, [("i1", {"kind": "x"})], 2.0, lambda a: Opening([]))
+        await s.pause(run, [("i1", {"kind": "x"}, None)], 2.0, lambda a: Opening([]))
         yield s
 
 
@@ -72,7 +72,7 @@ async def test_one_reject_decides_and_late_votes_change_nothing(store: Store) ->
 async def test_adding_the_same_interrupt_twice_keeps_one_row(store: Store) -> None:
     run = await store.get_run("r1")
     assert run is not None
-    again = await store.pause(run, [("i1", {"kind": "x"})], 9.0, lambda a: Opening([]))
+    again = await store.pause(run, [("i1", {"kind": "x"}, None)], 9.0, lambda a: Opening([]))
     assert again == []
     assert [e["event"] for e in await store.audit_events("i1")] == ["requested"]
 
