@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
@@ -28,6 +27,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.request.internals import build_normalized_headers, extract_content_type
+from yarl import URL
 
 from bot import ingress
 
@@ -145,7 +145,10 @@ def parse_body(text: str, content_type: str | None) -> dict[str, Any]:
     if content_type == "application/json" or text.startswith("{"):
         parsed = json.loads(text)
         return parsed if isinstance(parsed, dict) else {"": parsed}
-    form = dict(parse_qsl(text, keep_blank_values=True))
+    # yarl's unquoting is in C: parse_qsl's takes a third of a click's handling time on an
+    # interactive payload, where every brace and quote is %-escaped. Same result, last
+    # value of a repeated field wins (tests/unit/test_ingress.py compares the two).
+    form = dict(URL.build(query_string=text, encoded=True).query.items())
     if "payload" in form:
         parsed = json.loads(form["payload"])
         return parsed if isinstance(parsed, dict) else {"": parsed}
