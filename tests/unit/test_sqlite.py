@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypedDict
 
@@ -15,7 +16,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
-from bot.sqlite import OneHop, OneHopSqliteSaver, transaction
+from bot.sqlite import OneHop, OneHopSqliteSaver, Writer, transaction
 
 
 async def test_one_hop_runs_on_aiosqlites_thread_with_its_connection(tmp_path: Path) -> None:
@@ -112,3 +113,78 @@ async def test_concurrent_threads_share_the_one_hop_saver(tmp_path: Path) -> Non
             )
         )
         assert [d["after"] for d in dones] == [f"{n}!" for n in range(30)]
+
+
+class Counted(sqlite3.Connection):
+    """Counts the COMMITs SQLite runs (the fsyncs the Writer is there to share)."""
+
+    commits = 0
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.set_trace_callback(self._seen)
+
+    def _seen(self, sql: str) -> None:
+        if sql.strip().upper() == "COMMIT":
+            Counted.commits += 1
+
+
+async def test_writes_queued_together_share_one_commit_and_fail_alone(tmp_path: Path) -> None:
+    async with aiosqlite.connect(tmp_path / "a.db", factory=Counted) as conn:
+        writer = Writer(conn, asyncio.Lock())
+        await writer(lambda db: db.execute("CREATE TABLE t (x INTEGER UNIQUE)"))
+
+        def put(x: int) -> Callable[[sqlite3.Connection], int]:
+            def fn(db: sqlite3.Connection) -> int:
+                db.execute("INSERT INTO t VALUES (?)", (x,))
+                if x == 3:
+                    db.execute("INSERT INTO t VALUES (?)", (x,))  # breaks UNIQUE: only this one
+                return x
+
+            return fn
+
+        before = Counted.commits
+        results = await asyncio.gather(*(writer(put(x)) for x in range(6)), return_exceptions=True)
+        assert results[:3] == [0, 1, 2] and results[4:] == [4, 5]
+        assert isinstance(results[3], sqlite3.IntegrityError)
+        assert Counted.commits - before == 1  # six callers, one fsync
+        rows = await OneHop(conn)(lambda db: db.execute("SELECT x FROM t ORDER BY x").fetchall())
+        assert [r[0] for r in rows] == [0, 1, 2, 4, 5]  # the failed one left nothing behind
+        assert not await OneHop(conn)(lambda db: db.in_transaction)
+
+
+async def test_a_caller_returns_only_once_its_write_is_committed(tmp_path: Path) -> None:
+    """Whatever a caller does next (send a message, resume a graph) never runs ahead of the
+    disk: a second connection already sees the row when the call returns."""
+    async with aiosqlite.connect(tmp_path / "a.db") as conn:
+        writer = Writer(conn, asyncio.Lock())
+        await writer(lambda db: db.execute("CREATE TABLE t (x INTEGER)"))
+        seen = []
+        for x in range(3):
+            await asyncio.gather(
+                writer(lambda db, x=x: db.execute("INSERT INTO t VALUES (?)", (x,))),
+                writer(lambda db, x=x: db.execute("INSERT INTO t VALUES (?)", (x + 10,))),
+            )
+            other = sqlite3.connect(tmp_path / "a.db")
+            try:
+                seen.append(other.execute("SELECT COUNT(*) FROM t").fetchone()[0])
+            finally:
+                other.close()
+        assert seen == [2, 4, 6]
+
+
+async def test_the_savers_writes_join_the_group_without_committing_it(tmp_path: Path) -> None:
+    """langgraph's SqliteSaver commits after each write; under the Writer that commit is the
+    group's, so 30 threads paused at once cost far fewer commits than writes."""
+    async with aiosqlite.connect(tmp_path / "a.db", factory=Counted) as conn:
+        saver = OneHopSqliteSaver(conn)
+        await saver.setup()
+        app = graph().compile(checkpointer=saver)
+        cfgs = [{"configurable": {"thread_id": f"t{n}"}} for n in range(30)]
+        before = Counted.commits
+        firsts = await asyncio.gather(*(app.ainvoke({}, c) for c in cfgs))
+        commits = Counted.commits - before
+        assert all(f["__interrupt__"] for f in firsts)
+        assert commits < 30  # one write per thread at least, in far fewer commits
+        for c in cfgs:  # and every checkpoint is there
+            assert (await app.aget_state(c)).interrupts
