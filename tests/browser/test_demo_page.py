@@ -5,14 +5,17 @@ driven by Playwright; screenshots go to test-artifacts/."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from bot.listeners import approvals
 from graphs.deploy import SimulatedBackend
 from tests.conftest import FakeClock, Harness
 from tests.scenario.test_escalation import posted
+from tests.scenario.test_forms import installed
+from tests.scenario.test_shapes import with_graphs
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -164,3 +167,44 @@ async def test_carol_gets_the_escalation_dm_and_approves_from_it(harness: Harnes
     await channel_copy.locator(".replies").click()
     await expect(page.locator("#thread")).to_contain_text("Escalated to @carol")
     await page.screenshot(path=ARTIFACTS / "escalation-approved.png")
+
+
+@pytest.fixture
+def form_graphs(tmp_path: Path) -> Iterator[str]:
+    yield from installed(tmp_path)
+
+
+async def test_a_typed_form_is_filled_in_and_resumes_the_graph(
+    harness: Harness, page, form_graphs: str
+) -> None:
+    """interrupt(response_schema=…) as a person sees it: a text, a number, a checkbox and a
+    select; a number under the minimum is refused next to its field; then it resumes with
+    exactly what was typed, ticked and picked."""
+    expect = playwright_api.expect
+    ARTIFACTS.mkdir(exist_ok=True)
+    await with_graphs(harness, form_graphs)
+    harness.ws.commands.append(approvals.SPEC)  # typed in the page, so the page must know it
+    await page.goto(f"{harness.ws.url}/#user=U0ALICE&channel=C0DEPLOYS")
+    await expect(page.locator("#composer")).to_be_visible()
+    await slash(page, "/approvals run form")
+    asked = page.locator("#messages .message", has_text="Refund details")
+    await expect(asked.get_by_role("button", name="Answer…")).to_be_visible()
+    await as_user(page, "U0BOB")
+    await asked.get_by_role("button", name="Answer…").click()
+    modal = page.locator("#modal")
+    await expect(modal).to_contain_text("Why the customer gets money back")  # a hint
+    await modal.locator('[name="f0.v"]').fill("double charge")
+    await modal.locator('[name="f1.v"]').fill("0")
+    await modal.locator('input[type="checkbox"]').check()
+    await modal.locator("select").select_option("prod")
+    await modal.locator(".submit").click()
+    error = modal.locator('.b-input[data-block-id="f1"] .input-error')
+    await expect(error).to_contain_text("valid number")  # the client knows min_value, as Slack's
+    await page.screenshot(path=ARTIFACTS / "form-error.png")
+    await modal.locator('[name="f1.v"]').fill("2")
+    await modal.locator(".submit").click()
+    await expect(modal).to_be_hidden()
+    await expect(asked).to_contain_text("'urgent': True", timeout=10_000)
+    await expect(asked).to_contain_text("'env': 'prod'")
+    await expect(asked).to_contain_text("'count': 2")
+    await page.screenshot(path=ARTIFACTS / "form-answered.png")

@@ -177,13 +177,18 @@ specs = [
 '''
 
 
-@pytest.fixture
-def forms_entry(tmp_path: Path) -> Iterator[str]:
+def installed(tmp_path: Path) -> Iterator[str]:
+    """ENTRY as a user's module on the path; yields its entry point."""
     (tmp_path / "myteam_forms.py").write_text(textwrap.dedent(ENTRY))
     sys.path.insert(0, str(tmp_path))
     yield "myteam_forms:specs"
     sys.path.remove(str(tmp_path))
     sys.modules.pop("myteam_forms", None)
+
+
+@pytest.fixture
+def forms_entry(tmp_path: Path) -> Iterator[str]:
+    yield from installed(tmp_path)
 
 
 @pytest.fixture

@@ -394,7 +394,17 @@ function renderInput(b, i) {
   const bid = b.block_id || `block_${i}`, aid = e.action_id || `action_${i}`;
   const name = `${bid}.${aid}`;
   let control;
-  if (e.type === "static_select") {
+  if (e.type === "checkboxes") {
+    const initial = new Set((e.initial_options || []).map((o) => o.value));
+    control = el("div.checks", {}, (e.options || []).map((o) => el("label.check", {},
+      el("input", {type: "checkbox", name, value: o.value, checked: initial.has(o.value)}),
+      " ", plain(o.text?.text))));
+  } else if (e.type === "number_input") {
+    control = el("input", {name, type: "number", step: e.is_decimal_allowed ? "any" : "1",
+      min: e.min_value ?? null, max: e.max_value ?? null,
+      placeholder: e.placeholder ? plain(e.placeholder.text) : null});
+    if (e.initial_value != null) control.value = e.initial_value;
+  } else if (e.type === "static_select") {
     control = el("select", {name},
       el("option", {value: ""}, plain(e.placeholder?.text || "Select an option")),
       (e.options || []).map((o) => el("option", {value: o.value,
@@ -452,15 +462,21 @@ function renderModal() {
       v.submit && el("button.btn.primary.submit", {type: "button", onclick: () => submitModal(v)},
         plain(v.submit.text))));
   for (const [name, value] of Object.entries(typed)) {
-    const c = box.querySelector(`[name="${CSS.escape(name)}"]`);
-    if (c) c.value = value;
+    const [control, option] = name.split("\u0000");
+    const sel = `[name="${CSS.escape(control)}"]` + (option === undefined ? "" : `[value="${CSS.escape(option)}"]`);
+    const c = box.querySelector(sel);
+    if (c && option !== undefined) c.checked = value;
+    else if (c) c.value = value;
   }
   overlay.hidden = box.hidden = false;
 }
 
 function collectControls(box) {
   const out = {};
-  box.querySelectorAll("[name]").forEach((c) => { out[c.name] = c.value; });
+  box.querySelectorAll("[name]").forEach((c) => {
+    out[c.type === "checkbox" ? `${c.name}\u0000${c.value}` : c.name] =
+      c.type === "checkbox" ? c.checked : c.value;
+  });
   return out;
 }
 
@@ -482,10 +498,19 @@ async function submitModal(v) {
     if (b.type !== "input") return;
     const e = b.element || {};
     const bid = b.block_id || `block_${i}`, aid = e.action_id || `action_${i}`;
-    const c = box.querySelector(`[name="${CSS.escape(bid + "." + aid)}"]`);
+    const name = CSS.escape(bid + "." + aid);
+    if (e.type === "checkboxes") {  // state: the ticked options, as Slack sends them
+      const ticked = [...box.querySelectorAll(`[name="${name}"]:checked`)].map((c) =>
+        (e.options || []).find((o) => o.value === c.value)).filter(Boolean);
+      if (!b.optional && !ticked.length) errors[bid] = "Please complete this required field.";
+      values[bid] = {[aid]: {type: "checkboxes", selected_options: ticked}};
+      return;
+    }
+    const c = box.querySelector(`[name="${name}"]`);
     const val = c ? c.value : "";
     // Slack's client-side checks before anything is sent to the app
     if (!b.optional && val === "") errors[bid] = "Please complete this required field.";
+    else if (e.type === "number_input" && c && !c.validity.valid) errors[bid] = "Enter a valid number.";
     else if (e.min_length && val && val.length < e.min_length) errors[bid] = `Must be at least ${e.min_length} characters.`;
     values[bid] = {[aid]: e.type === "static_select"
       ? {type: "static_select", selected_option: val ? {value: val,
