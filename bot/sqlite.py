@@ -104,14 +104,16 @@ class Writer:
             try:
                 async with self._lock:
                     outcomes = await self._hop(partial(_commit, [fn for fn, _ in group]))
-            except asyncio.CancelledError:
+            except BaseException as exc:  # BEGIN or COMMIT failed: nothing of the group was saved
                 for _, future in group:
-                    future.cancel()
-                raise
-            except Exception as exc:  # BEGIN or COMMIT failed: nothing of the group was saved
-                for _, future in group:
-                    if not future.done():
+                    if future.done():
+                        continue
+                    if isinstance(exc, asyncio.CancelledError):
+                        future.cancel()
+                    else:
                         future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
                 continue
             for (_, future), (ok, value) in zip(group, outcomes, strict=True):
                 if future.done():  # its caller was cancelled; its work is committed anyway
