@@ -169,7 +169,7 @@ async def test_metrics_after_a_full_approval(timed: Harness, clock: FakeClock) -
     h = timed
     bot = await h.start_bot(clock=clock, policy=REMINDING)
     msg = await deploy(h)
-    await h.wait(lambda: posted(h.db))
+    await h.wait(lambda: posted(h))
     await clock.advance(16 * MINUTE, bot)  # the reminder was due at 15 min: fires 60 s late
     await h.wait(
         lambda: any("Still waiting" in r["text"] for r in h.ws.replies(DEPLOYS, msg["ts"]))
@@ -324,7 +324,8 @@ def test_operations_settings(tmp_path: Path) -> None:
         ("APPROVALS_HEALTH_PORT", "x"),
         ("APPROVALS_RETENTION_DAYS", "-1"),
         ("APPROVALS_HEALTH_PORT", "3000"),  # PORT's
-        ("DATABASE_URL", "postgresql://postgres@127.0.0.1/test"),
+        ("DATABASE_URL", "mysql://root:secret@127.0.0.1/test"),
+        ("APPROVALS_RUN_LEASE_SECONDS", "1"),
     ]:
         with pytest.raises(SettingsError, match=name):
             Settings.from_env({**env, name: raw})

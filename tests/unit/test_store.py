@@ -1,18 +1,22 @@
-"""The store on a real SQLite file: one claim per approval whatever the concurrency, votes
-counted per person, interrupts stored once, and outbox rows written with the change that
-causes them (coalesced by key, a replaced row moving to the back of the queue)."""
+"""The store on a real SQLite file and on PostgreSQL: one claim per approval whatever the
+concurrency, votes counted per person, interrupts stored once, and outbox rows written with
+the change that causes them (coalesced by key, a replaced row moving to the back of the
+queue)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiosqlite
 import pytest
 
-from bot.sqlite import Writer
-from bot.store import Approval, Ballot, Item, Opening, Run, Store, VoteResult
+from bot.postgres import Database
+from bot.sqlite import OneHop, Writer
+from bot.store import Approval, Ballot, Item, Opening, Run, RunLease, Store, VoteResult
+from tests.conftest import BACKENDS
 
 
 def ballot(user: str, choice: str = "approve", required: int = 1, comment: str | None = None):
@@ -30,11 +34,34 @@ async def vote(store: Store, user: str, choice: str = "approve", required: int =
     return await store.decide("i1", at, ballot(user, choice, required), nothing, list)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with aiosqlite.connect(tmp_path / "s.db") as conn:
-        s = Store(conn, Writer(conn, asyncio.Lock()))
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@asynccontextmanager
+async def opened(tmp_path: Path, url: str | None, lease: RunLease | None = None):
+    """A migrated store on the SQLite file in ``tmp_path``, or on PostgreSQL at ``url``."""
+    if url is None:
+        async with aiosqlite.connect(tmp_path / "s.db") as conn:
+            await conn.execute("PRAGMA busy_timeout=30000")
+            s = Store(OneHop(conn), Writer(conn, asyncio.Lock()), lease=lease)
+            await s.setup()
+            yield s
+        return
+    db = Database(url)
+    await db.open()
+    try:
+        s = Store(db.read, db.write, postgres=True, lease=lease)
         await s.setup()
+        yield s
+    finally:
+        await db.close()
+
+
+@pytest.fixture
+async def store(tmp_path: Path, database_url: str | None) -> AsyncIterator[Store]:
+    async with opened(tmp_path, database_url) as s:
         run = await s.create_run("r1", "/deploy", {"service": "api"}, "U0ALICE", "C0DEPLOYS", 1.0)
         await s.pause(run, [("i1", {"kind": "x"})], 2.0, lambda a: Opening([]))
         yield s
