@@ -44,6 +44,7 @@ T = TypeVar("T")
 SCHEMA_LOCK = 0x617070726F76  # advisory lock key: "approv"; the bot's own migrations
 SAVER_LOCK = SCHEMA_LOCK + 1  # LangGraph's checkpointer setup
 WAKE_CHANNEL = "bot_wake"  # NOTIFY channel; payload "<what>:<owner>"
+LOCK_TRIES = 600  # 0.2 s apart: two minutes for another replica's checkpointer setup
 RETRIES = 3  # a transaction PostgreSQL aborted as a deadlock is run this many times at most
 
 
@@ -206,7 +207,7 @@ async def open_saver(url: str, size: int = 8) -> tuple[AsyncPostgresSaver, Async
     try:
         saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
         async with pool.connection() as lock:
-            await lock.execute("SELECT pg_advisory_lock(%s)", (SAVER_LOCK,))
+            await _take_lock(lock, SAVER_LOCK)
             try:
                 await saver.setup()
             finally:
@@ -217,6 +218,16 @@ async def open_saver(url: str, size: int = 8) -> tuple[AsyncPostgresSaver, Async
     return saver, pool
 
 
-def redact(url: str) -> str:
-    """The URL without its password, for messages (``postgresql://user:***@host/db``)."""
-    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+async def _take_lock(conn: psycopg.AsyncConnection[Any], key: int) -> None:
+    """A session advisory lock, asked for again every 0.2 s rather than waited for: LangGraph's
+    setup creates its indexes CONCURRENTLY, which waits for every open statement in the
+    database, a blocked ``pg_advisory_lock`` included, while that one waits for the lock the
+    setup holds (a deadlock PostgreSQL cannot see: the lock and the index are on two
+    connections of one process)."""
+    for _ in range(LOCK_TRIES):
+        cur = await conn.execute("SELECT pg_try_advisory_lock(%s) AS got", (key,))
+        row = await cur.fetchone()
+        if row and row["got"]:
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError("another process held the checkpointer's setup lock for 2 minutes")

@@ -93,7 +93,11 @@ class BotRuntime:
             on_decided=metrics.decided,
         )
         scheduler = Scheduler(
-            store, engine.fire_deadline, clock=clock, observe_lag=metrics.deadline_fired
+            store,
+            engine.fire_deadline,
+            clock=clock,
+            lease=2 * settings.run_lease,  # a deadline a dead process was firing: taken again
+            observe_lag=metrics.deadline_fired,
         )
         engine.set_deadline_listener(scheduler.wake)
         # The outbox keeps Slack's time (rate limits, backoff) on the wall clock, whatever

@@ -10,6 +10,8 @@ crash can lose neither the change nor what it has to tell Slack.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
 import uuid
@@ -321,12 +323,18 @@ class RunLease:
     clock the engine's deadlines use). A process that dies stops renewing, and another takes
     the run over once the lease ends."""
 
-    owner: str = field(default_factory=lambda: uuid.uuid4().hex)
+    owner: str = field(default_factory=lambda: process_id())
     seconds: float = 30.0
     clock: Callable[[], float] = time.time
 
     def until(self) -> float:
         return self.clock() + self.seconds
+
+
+def process_id() -> str:
+    """``host:pid:random``: unique to this process (never reused by a restart), and tells an
+    operator reading ``bot_runs.owner`` which replica drives a run."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 Judge = Callable[[Approval, Run], Ballot | Refused]
