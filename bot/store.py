@@ -1,10 +1,14 @@
-"""The bot's own tables (runs, approvals, votes, audit, outbox) in the checkpointer's SQLite file.
+"""The bot's own tables (runs, approvals, votes, audit, outbox, deadlines, API keys), in the
+checkpointer's SQLite file or in PostgreSQL (``DATABASE_URL``), with one copy of the SQL.
 
-The store shares the AsyncSqliteSaver's connection *and its lock*: a second connection writing
-the same file fails with "database is locked" under load, while one connection serialised by
-one lock never contends in-process. Each public method is one transaction, and every Slack
-side effect a state change causes is an outbox row written in that same transaction, so a
-crash can lose neither the change nor what it has to tell Slack.
+On SQLite the store shares the AsyncSqliteSaver's connection *and its lock*: a second
+connection writing the same file fails with "database is locked" under load, while one
+connection serialised by one lock never contends in-process. On PostgreSQL the same
+transaction functions run on pooled connections (bot/postgres.py), side by side, so the few
+statements whose semantics differ (claims that skip rows another process is taking, a click
+locking its approval) are written out for each. Each public method is one transaction, and
+every Slack side effect a state change causes is an outbox row written in that same
+transaction, so a crash can lose neither the change nor what it has to tell Slack.
 """
 
 from __future__ import annotations
