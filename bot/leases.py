@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from bot.store import Store
-from bot.tasks import woken
+from bot.tasks import Loop, woken
 
 log = logging.getLogger(__name__)
 
@@ -32,21 +32,12 @@ class LeaseKeeper:
         self._driving = driving
         self._every = max(1.0, store.lease.seconds / 3)
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Loop("lease-keeper", self._run)
+        self.start, self.stop = self._loop.start, self._loop.stop
         self.taken = 0  # runs this process took over (tests, logs)
 
     def wake(self) -> None:
         self._wake.set()
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="lease-keeper")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
 
     async def look(self) -> int:
         """Renew what this process drives; take over what nobody holds. Returns how many

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 import psycopg
 
 from bot.postgres import WAKE_CHANNEL
+from bot.tasks import Loop
 
 log = logging.getLogger(__name__)
 
@@ -29,19 +30,10 @@ class Listener:
         self._url = url
         self._owner = owner
         self._wakes = wakes
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Loop("pg-listener", self._run)
+        self.start, self.stop = self._loop.start, self._loop.stop
         self.connected = asyncio.Event()  # tests wait for it before counting on a wake-up
         self.received = 0
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="pg-listener")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
 
     async def _run(self) -> None:
         while True:
