@@ -50,6 +50,7 @@ from bot.sqlite import OneHop, Writer
 from bot.store import Approval, Run, Store
 
 T = TypeVar("T")
+Where = Path | str  # the SQLite file, or a PostgreSQL URL
 
 COMMANDS = ("pending", "approve", "reject", "decide", "audit")
 DONE, NOT_DECIDED, USAGE, STOPPED = 0, 1, 2, 130
@@ -178,9 +179,11 @@ def run(
             return asyncio.run(audit(db, args.since, args.format, term))
         user = _user(args.as_user, env)
         settings = settings or _settings(env)
-        settings = replace(settings, db_path=database(settings.db_path))
+        if not settings.database_url:
+            settings = replace(settings, db_path=database(settings.db_path))
         if args.cmd == "decide":
-            candidates = asyncio.run(load_candidates(settings.db_path, settings.policy))
+            where = settings.database_url or settings.db_path
+            candidates = asyncio.run(load_candidates(where, settings.policy))
             if not candidates:
                 term.say("Nothing is waiting for a decision.")
                 return DONE
@@ -214,8 +217,11 @@ def _settings(env: Mapping[str, str]) -> Settings:
         raise Usage(str(exc)) from None
 
 
-def _db_path(env: Mapping[str, str], settings: Settings | None) -> Path:
-    return settings.db_path if settings else Path(env.get("APPROVALS_DB") or "approvals.db")
+def _db_path(env: Mapping[str, str], settings: Settings | None) -> Where:
+    """The PostgreSQL URL (DATABASE_URL) when there is one, else the SQLite file."""
+    if settings is not None:
+        return settings.database_url or settings.db_path
+    return env.get("DATABASE_URL") or Path(env.get("APPROVALS_DB") or "approvals.db")
 
 
 def _user(given: str | None, env: Mapping[str, str]) -> str:
@@ -248,17 +254,24 @@ def printable(text: str) -> str:
 # -- reading the database --------------------------------------------------------------------
 
 
-def database(path: Path) -> Path:
-    """``path``, absolute, if a database is there (a decision must not create an empty one)."""
+def database(path: Where) -> Where:
+    """``path``, absolute, if a database is there (a decision must not create an empty one);
+    a PostgreSQL URL as it is."""
+    if isinstance(path, str):
+        return path
     if not path.is_file():
         raise Usage(f"no database at {path} (set APPROVALS_DB)")
     return path.resolve()
 
 
 @asynccontextmanager
-async def reader(path: Path) -> AsyncIterator[Store]:
+async def reader(path: Where) -> AsyncIterator[Store]:
     """The store on a read-only connection to the database at ``path`` (see ``database``):
     listing and exporting never write, and need no Slack settings."""
+    if isinstance(path, str):
+        async with _pg_reader(path) as store:
+            yield store
+        return
     conn = await aiosqlite.connect(f"{path.as_uri()}?mode=ro", uri=True)
     try:
         await conn.execute("PRAGMA busy_timeout=30000")
@@ -266,10 +279,34 @@ async def reader(path: Path) -> AsyncIterator[Store]:
             row = await cur.fetchone()
         if row is None or row[0] < SCHEMA:
             raise Usage(f"{path} is not a database of this bot, or older: start the bot once")
-        await OneHop(conn)(_rows_by_name)
-        yield Store(conn, Writer(conn, asyncio.Lock()))
+        hop = OneHop(conn)
+        await hop(_rows_by_name)
+        yield Store(hop, Writer(conn, asyncio.Lock()))
     finally:
         await conn.close()
+
+
+@asynccontextmanager
+async def _pg_reader(url: str) -> AsyncIterator[Store]:
+    from bot.postgres import Database
+
+    db = Database(url, size=2)
+    try:
+        await db.open(timeout=10)
+    except Exception as exc:  # the class only: the driver's words may name the host or user
+        raise Usage(f"cannot reach the database at DATABASE_URL ({type(exc).__name__})") from None
+    try:
+        version = await db.read(_schema_version)
+        if version < SCHEMA:
+            raise Usage("DATABASE_URL is not a database of this bot, or older: start the bot once")
+        yield Store(db.read, db.write, postgres=True)
+    finally:
+        await db.close()
+
+
+def _schema_version(db: Any) -> int:
+    found = db.execute("SELECT to_regclass('bot_schema') IS NOT NULL").fetchone()[0]
+    return int(db.execute("PRAGMA user_version").fetchone()[0]) if found else 0
 
 
 def _rows_by_name(db: sqlite3.Connection) -> None:
@@ -296,7 +333,7 @@ def line(a: Approval, run: Run, now: float) -> str:
     return f"{a.interrupt_id}  {title}  by {run.requester}  {age} ago  run {run.run_id}"
 
 
-async def pending(db: Path, term: Terminal, clock: Callable[[], float] = time.time) -> int:
+async def pending(db: Where, term: Terminal, clock: Callable[[], float] = time.time) -> int:
     async with reader(db) as store:
         found = await pending_approvals(store)
     now = clock()
@@ -307,7 +344,7 @@ async def pending(db: Path, term: Terminal, clock: Callable[[], float] = time.ti
     return DONE
 
 
-async def audit(db: Path, since: str, fmt: str, term: Terminal) -> int:
+async def audit(db: Where, since: str, fmt: str, term: Terminal) -> int:
     try:
         seconds = parse_duration(since)
     except ValueError as exc:
@@ -338,7 +375,7 @@ async def resolve_id(store: Store, given: str) -> str | None:
 # -- the interactive picker ------------------------------------------------------------------
 
 
-async def load_candidates(db: Path, policy: Policy) -> list[Candidate]:
+async def load_candidates(db: Where, policy: Policy) -> list[Candidate]:
     async with reader(db) as store:
         found = await pending_approvals(store, OFFERED)
     return [Candidate(a, r, normalise(a.request, a.meta), _rules(a, r, policy)) for a, r in found]

@@ -50,6 +50,9 @@ class Settings:
     # port; in HTTP mode they are on PORT as well). None: no such port.
     health_port: int | None = None
     retention_days: float = 30.0  # finished runs and their checkpoints are kept this long; 0: ever
+    # PostgreSQL (several replicas) instead of the SQLite file; holds a password: never log it.
+    database_url: str | None = field(default=None, repr=False)
+    run_lease: float = 30.0  # a run a dead process was driving is taken over after this long
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,13 +60,13 @@ class Settings:
         for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
             if not env.get(name):
                 raise SettingsError(f"{name} is not set")
-        if env.get("DATABASE_URL"):
-            # Several replicas each on their own SQLite file would each post, remind and
-            # time out the same approvals: refuse rather than split the state silently.
-            raise SettingsError(
-                "DATABASE_URL is set, but the PostgreSQL backend is not in this release: "
-                "unset it to use SQLite at APPROVALS_DB"
-            )
+        database_url = env.get("DATABASE_URL") or None
+        if database_url and not database_url.startswith(("postgresql://", "postgres://")):
+            # Never echoed: it may hold a password.
+            raise SettingsError("DATABASE_URL must be a postgresql://… URL")
+        run_lease = _int(env, "APPROVALS_RUN_LEASE_SECONDS", 30)
+        if run_lease < 3:
+            raise SettingsError(f"APPROVALS_RUN_LEASE_SECONDS must be 3 or more, got {run_lease}")
         port, health_port = _int(env, "PORT", 3000), _port(env, "APPROVALS_HEALTH_PORT")
         if health_port == port:
             raise SettingsError(f"APPROVALS_HEALTH_PORT must differ from PORT ({port})")
@@ -79,6 +82,8 @@ class Settings:
             port=port,
             health_port=health_port,
             retention_days=_retention(env),
+            database_url=database_url,
+            run_lease=float(run_lease),
             grace_seconds=float(_int(env, "APPROVALS_GRACE_SECONDS", 10)),
             deploy=deploy_options(policy, require_backend=True),
             policy=policy,

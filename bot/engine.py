@@ -18,7 +18,8 @@ import time
 import uuid
 import weakref
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -66,6 +67,7 @@ RESTART_NOTE = (
 MODAL_SECONDS = 2.5  # a trigger_id dies 3 s after the click
 HOME_LOOKS = 200  # newest pending approvals the App Home checks for the viewer
 HOME_SHOWN = 10  # of those, how many it shows with buttons (a view holds 100 blocks)
+RECOVER_BATCH = 100  # runs taken over per look (the rest at the next one)
 UNKNOWN = "I don't know this request any more; it may have been cleaned up."
 RESUME_PATH = ("edited_action", "args")  # where an edit's fields sit in a refused HITL answer
 
@@ -183,8 +185,10 @@ class Engine:
         # Per command: argument and field names its graph keeps out of channel messages.
         self.private = {cmd: tuple(names) for cmd, names in (private or {}).items() if names}
         # One lock per thread: a run is never driven twice at once in this process. Weak, so
-        # a finished run's lock goes away once nobody holds or waits on it.
+        # a finished run's lock goes away once nobody holds or waits on it. Across processes
+        # the run's lease in the database is the guard (see ``recover``).
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._driving: dict[str, int] = {}  # run id -> tasks of this process driving it
 
     def set_deadline_listener(self, listener: Callable[[], None]) -> None:
         self._on_deadlines = listener
@@ -497,7 +501,8 @@ class Engine:
             return Answer("refused", messages.GROUPS_UNKNOWN)
         if result is not None and result.claimed:
             self._on_decided(result.approval)
-            await self._resume(result.approval, result.run)
+            if result.drive:  # else the process driving the run resumes it after its step
+                await self._resume(result.approval, result.run)
         return answer
 
     async def decide(
@@ -606,20 +611,33 @@ class Engine:
         item = Item("publish", {"user": user, "view": view}, key=f"home:{user}", replace=True)
         await self.store.tell([item], self.clock())
 
-    async def recover(self) -> None:
-        """At start-up: resume claimed-but-not-resumed decisions and continue runs cut
-        mid-step. Pending approvals need nothing (their buttons carry the interrupt id), and
-        unsent messages need nothing (the outbox sends them)."""
-        resumed: set[str] = set()
-        for approval in await self.store.approvals_with_status("decided"):
-            run = await self.store.get_run(approval.run_id)
-            if run is None:
-                continue
-            resumed.add(run.run_id)
-            self.tasks.spawn(self._resume(approval, run), f"recover-resume-{run.run_id}")
-        for run in await self.store.runs_with_status("running"):
-            if run.run_id not in resumed:
-                self.tasks.spawn(self._continue(run), f"recover-run-{run.run_id}")
+    async def recover(self) -> int:
+        """Take over runs no live process drives (at start-up, then whenever the lease
+        keeper looks, see bot/leases.py): resume a decision claimed but not resumed, or
+        continue a run cut mid-step. Only runs whose lease this process took are touched, so
+        this is safe while other processes run. Pending approvals need nothing (their
+        buttons carry the interrupt id), and unsent messages need nothing (the outbox sends
+        them). Returns how many runs were taken."""
+        runs = await self.store.runs_take(RECOVER_BATCH)
+        for run in runs:
+            self.tasks.spawn(self._recover(run), f"recover-run-{run.run_id}")
+        return len(runs)
+
+    def driving(self) -> list[str]:
+        """The runs this process is driving now (their leases are renewed)."""
+        return list(self._driving)
+
+    async def _recover(self, taken: Run) -> None:
+        async with self._holding(taken.run_id):
+            run = await self.store.get_run(taken.run_id)
+            if run is None or run.status != "running":
+                return  # it finished or paused in this process meanwhile
+            approvals = await self.store.approvals_of(run.run_id)
+            decided = [a for a in approvals if a.status == "decided"]
+            if decided:  # one at a time: a second one is taken again after this one's step
+                await self._resume_locked(decided[0], run)
+            else:
+                await self._continue_locked(run)
 
     async def fire_deadline(self, d: Deadline) -> None:
         """A reminder, an escalation level or the final timeout fell due (the scheduler
@@ -642,7 +660,8 @@ class Engine:
         done = await self.store.fire(d, now, act)
         if done is not None and done[1] is not None:
             self._on_decided(done[1].approval)
-            await self._resume(done[1].approval, done[1].run)
+            if done[1].drive:
+                await self._resume(done[1].approval, done[1].run)
 
     def _firing(
         self, d: Deadline, approval: Approval, run: Run, targets: list[str], now: float
@@ -716,33 +735,43 @@ class Engine:
             await self.store.tell([tell], now)
 
     # -- internals ------------------------------------------------------------------------
-    def _lock(self, run_id: str) -> asyncio.Lock:
+    @asynccontextmanager
+    async def _holding(self, run_id: str) -> AsyncIterator[None]:
+        """Drive ``run_id`` alone in this process (its lease in the database keeps other
+        processes off it; this lock, the in-process second guard, keeps a second task of
+        this process off it), its lease renewed meanwhile."""
         lock = self._locks.get(run_id)
         if lock is None:
             lock = self._locks[run_id] = asyncio.Lock()
-        return lock
+        async with lock:
+            self._driving[run_id] = self._driving.get(run_id, 0) + 1
+            try:
+                yield
+            finally:
+                self._driving[run_id] -= 1
+                if not self._driving[run_id]:
+                    del self._driving[run_id]
 
     async def _resume(self, approval: Approval, run: Run) -> None:
+        async with self._holding(run.run_id):
+            await self._resume_locked(approval, run)
+
+    async def _resume_locked(self, approval: Approval, run: Run) -> None:
         """Resume the thread with the claimed decision, unless it already consumed it."""
         decision = _decision(approval)
         if decision is None:
             return
         graph = self.graphs[run.command]
-        async with self._lock(run.run_id):
-            state = await graph.aget_state(_config(run))
-            if approval.interrupt_id not in {i.id for i in state.interrupts}:
-                # Resumed before a crash: the decision is in the checkpoint already.
-                await self.store.mark_resumed(approval.interrupt_id, run.run_id, self.clock())
-                if run.status in ("running", "waiting"):
-                    await self._continue_locked(run)
-                return
-            value = resume_value(normalise(approval.request, approval.meta), decision)
-            command = Command(resume={approval.interrupt_id: value})
-            await self._drive_locked(run, command, resumed=approval.interrupt_id)
-
-    async def _continue(self, run: Run) -> None:
-        async with self._lock(run.run_id):
-            await self._continue_locked(run)
+        state = await graph.aget_state(_config(run))
+        if approval.interrupt_id not in {i.id for i in state.interrupts}:
+            # Resumed before a crash: the decision is in the checkpoint already.
+            await self.store.mark_resumed(approval.interrupt_id, run.run_id, self.clock())
+            if run.status in ("running", "waiting"):
+                await self._continue_locked(run)
+            return
+        value = resume_value(normalise(approval.request, approval.meta), decision)
+        command = Command(resume={approval.interrupt_id: value})
+        await self._drive_locked(run, command, resumed=approval.interrupt_id)
 
     async def _continue_locked(self, run: Run) -> None:
         """Continue a run cut mid-step, from its last checkpoint, and say so in its thread."""
@@ -752,7 +781,7 @@ class Engine:
         await self._drive_locked(run, None if state.created_at else run.input, attempt=attempt)
 
     async def _drive(self, run: Run, graph_input: Any) -> None:
-        async with self._lock(run.run_id):
+        async with self._holding(run.run_id):
             await self._drive_locked(run, graph_input)
 
     async def _drive_locked(

@@ -2,23 +2,19 @@
 reads at scrape time, and retention pruning.
 
 Kept apart from ``bot/store.py`` so that its hot paths (clicks, the outbox) stay as they are;
-none of these run on a click. Same rules as the store: one thread hop per call (see
-``bot.sqlite``), reads without the lock, each write one transaction under the saver's lock.
-A PostgreSQL backend implements the same methods.
+none of these run on a click. Same rules as the store: one thread hop per call, each write one
+transaction, the same SQL on SQLite and PostgreSQL (``bot.postgres`` translates the few
+spellings that differ).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
-from bot.sqlite import OneHop, transaction
-from bot.store import MIGRATIONS
+from bot.store import MIGRATIONS, Hop
 
 FINISHED = ("done", "failed")  # bot_runs.status of a run that will never be driven again
 
@@ -34,7 +30,7 @@ WHERE r.status IN ('done', 'failed') AND r.updated_at < ? {only}
                   WHERE o.run_id = r.run_id AND o.status IN ('pending', 'sending'))
 ORDER BY r.updated_at LIMIT ?
 """
-_IDS = "(SELECT value FROM json_each(?))"
+_IDS = "(SELECT value FROM json_each(?) AS j)"
 _INTERRUPTS = f"(SELECT interrupt_id FROM bot_approvals WHERE run_id IN {_IDS})"
 
 
@@ -56,9 +52,9 @@ class Pruned:
 
 
 class OpsStore:
-    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock) -> None:
-        self._hop = OneHop(conn)
-        self._lock = lock
+    def __init__(self, read: Hop, write: Hop) -> None:
+        self._hop = read
+        self._write = write  # SQLite: the saver's Writer (its lock, its commits)
 
     @property
     def schema_expected(self) -> int:
@@ -121,8 +117,7 @@ class OpsStore:
             runs = db.execute(f"DELETE FROM bot_runs WHERE run_id IN {_IDS}", arg).rowcount
             return Pruned(runs, outbox)
 
-        async with self._lock:
-            return await self._hop(transaction(tx))
+        return await self._write(tx)
 
     async def forget_loose_outbox(self, cutoff: float, limit: int) -> int:
         """Delete delivered outbox rows that belong to no run and have no key (ephemerals,
@@ -137,5 +132,4 @@ class OpsStore:
                 (cutoff, limit),
             ).rowcount
 
-        async with self._lock:
-            return await self._hop(transaction(tx))
+        return await self._write(tx)

@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
-import aiosqlite
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -21,20 +20,20 @@ from slack_bolt.async_app import AsyncApp
 
 from bot import api, http
 from bot.app import create_app
+from bot.backends import Backend, open_backend
 from bot.config import Settings, SettingsError
 from bot.deps import Deps
 from bot.engine import Engine
 from bot.groups import GroupCache
 from bot.health import Health
+from bot.leases import LeaseKeeper
 from bot.metrics import Metrics
-from bot.opsdb import OpsStore
 from bot.outbox import Outbox, Pacer
 from bot.policy import PolicyError
 from bot.retention import Pruner
 from bot.scheduler import Scheduler
 from bot.slack import WebApiPort, http_session, web_client
-from bot.sqlite import OneHopSqliteSaver
-from bot.store import Store
+from bot.store import RunLease, Store
 from bot.tasks import TaskSet
 from graphs import EntryPointError, compile_spec, registry
 
@@ -44,8 +43,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class BotRuntime:
     settings: Settings
-    conn: aiosqlite.Connection
-    db_lock: asyncio.Lock  # the saver's lock, shared by the store
+    backend: Backend  # SQLite or PostgreSQL: the checkpointer, the store, how to close
     store: Store
     engine: Engine
     outbox: Outbox
@@ -56,6 +54,7 @@ class BotRuntime:
     metrics: Metrics
     health: Health
     pruner: Pruner
+    leases: LeaseKeeper
     started: bool = False  # begin() is done: recovery ran, the outbox and scheduler run
     health_url: str | None = None  # where serve() put the operator's port (tests, logs)
     _stops: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
@@ -67,22 +66,16 @@ class BotRuntime:
             settings.policy.check_graphs(specs)
         except (EntryPointError, PolicyError) as exc:
             raise SettingsError(str(exc)) from None
-        settings.db_path.parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(settings.db_path)
+        backend = await open_backend(settings, RunLease(seconds=settings.run_lease))
+        saver, store, ops = backend.saver, backend.store, backend.ops
         try:
-            await conn.execute("PRAGMA busy_timeout=30000")  # a second process on the file
-            saver = OneHopSqliteSaver(conn)
-            await saver.setup()  # WAL mode, checkpoint tables
-            store = Store(conn, saver.writer)
-            await store.setup()
             graphs = {cmd: compile_spec(spec, saver) for cmd, spec in specs.items()}
         except EntryPointError as exc:
-            await conn.close()
+            await backend.close()
             raise SettingsError(str(exc)) from None
         except BaseException:
-            await conn.close()
+            await backend.close()
             raise
-        ops = OpsStore(conn, saver.lock)
         metrics = Metrics(ops, CollectorRegistry(), clock=clock)
         session = http_session(settings.slack_timeout)
         client = web_client(settings.bot_token, settings.api_url, session)
@@ -101,7 +94,11 @@ class BotRuntime:
             private={cmd: spec.private for cmd, spec in specs.items()},
         )
         scheduler = Scheduler(
-            store, engine.fire_deadline, clock=clock, observe_lag=metrics.deadline_fired
+            store,
+            engine.fire_deadline,
+            clock=clock,
+            lease=2 * settings.run_lease,  # a deadline a dead process was firing: taken again
+            observe_lag=metrics.deadline_fired,
         )
         engine.set_deadline_listener(scheduler.wake)
         # The outbox keeps Slack's time (rate limits, backoff) on the wall clock, whatever
@@ -116,6 +113,8 @@ class BotRuntime:
         )
         store.set_outbox_listener(outbox.wake)
         store.set_fast_path(outbox.fast_path())
+        leases = LeaseKeeper(store, engine.recover, engine.driving)
+        store.set_runs_listener(leases.wake)
         app = create_app(Deps(engine, tasks, specs), client, settings.signing_secret)
         pruner = Pruner(ops, saver, settings.retention_days, clock=clock, on_pruned=metrics.pruned)
         runtime: BotRuntime
@@ -126,8 +125,7 @@ class BotRuntime:
         health = Health(ops, slack, started, clock=clock)
         runtime = cls(
             settings,
-            conn,
-            saver.lock,
+            backend,
             store,
             engine,
             outbox,
@@ -138,6 +136,7 @@ class BotRuntime:
             metrics,
             health,
             pruner,
+            leases,
         )
         return runtime
 
@@ -145,7 +144,11 @@ class BotRuntime:
         """Start the work that runs without requests: the outbox sender, the deadline
         scheduler, and recovery of decisions and runs a previous process left unfinished."""
         self.outbox.start()
-        await self.engine.recover()
+        self.backend.listen(
+            {"outbox": self.outbox.wake, "deadlines": self.scheduler.wake, "runs": self.leases.wake}
+        )
+        await self.leases.look()  # runs a stopped or dead process left: driven on here
+        self.leases.start()
         self.scheduler.start()
         self.pruner.start()
         self.started = True
@@ -180,6 +183,7 @@ class BotRuntime:
         grace = self.settings.grace_seconds if grace is None else grace
         self.started = False
         await self.pruner.stop()
+        await self.leases.stop()
         cancelled = await self.tasks.close(grace)
         if cancelled:
             log.warning(
@@ -195,11 +199,11 @@ class BotRuntime:
             await stop()
         self._stops.clear()
         await self.session.close()
-        # LangGraph writes checkpoints from background tasks of its own that outlive a
-        # cancelled run; they hold the saver's lock while they write. Close only between
-        # writes, or a half-done write keeps the file locked for the next process.
-        async with self.db_lock:
-            await self.conn.close()
+        try:  # the runs cut here are taken over at once by the next process to look
+            await self.store.runs_release()
+        except Exception as exc:  # the database is gone: their leases end on their own
+            log.warning("could not let go of this process's runs: %s", type(exc).__name__)
+        await self.backend.close()
         return cancelled
 
 

@@ -1,26 +1,34 @@
-"""The bot's own tables (runs, approvals, votes, audit, outbox) in the checkpointer's SQLite file.
+"""The bot's own tables (runs, approvals, votes, audit, outbox, deadlines, API keys), in the
+checkpointer's SQLite file or in PostgreSQL (``DATABASE_URL``), with one copy of the SQL.
 
-The store shares the AsyncSqliteSaver's connection *and its lock*: a second connection writing
-the same file fails with "database is locked" under load, while one connection serialised by
-one lock never contends in-process. Each public method is one transaction, and every Slack
-side effect a state change causes is an outbox row written in that same transaction, so a
-crash can lose neither the change nor what it has to tell Slack.
+On SQLite the store shares the AsyncSqliteSaver's connection *and its lock*: a second
+connection writing the same file fails with "database is locked" under load, while one
+connection serialised by one lock never contends in-process. On PostgreSQL the same
+transaction functions run on pooled connections (bot/postgres.py), side by side, so the few
+statements whose semantics differ (claims that skip rows another process is taking, a click
+locking its approval) are written out for each. Each public method is one transaction, and
+every Slack side effect a state change causes is an outbox row written in that same
+transaction, so a crash can lose neither the change nor what it has to tell Slack.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, TypeVar
-
-import aiosqlite
-
-from bot.sqlite import OneHop, Writer
 
 T = TypeVar("T")
 Row = sqlite3.Row
+# Runs ``fn(db)`` where the database is (SQLite: aiosqlite's thread; PostgreSQL: a pooled
+# connection on a worker thread, see bot/postgres.py) and returns its result.
+Hop = Callable[[Callable[[Any], Any]], Awaitable[Any]]
 
 # Each entry upgrades the file by one version (PRAGMA user_version); never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -166,6 +174,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE bot_approvals ADD COLUMN meta TEXT;
     ALTER TABLE bot_approvals ADD COLUMN answer TEXT;
     """,
+    # 8: a run being driven is leased to one process (several replicas on one database)
+    """
+    ALTER TABLE bot_runs ADD COLUMN owner TEXT;
+    ALTER TABLE bot_runs ADD COLUMN lease_until REAL;
+    CREATE INDEX bot_runs_lease ON bot_runs(status, lease_until);
+    """,
 )
 
 
@@ -254,6 +268,9 @@ class VoteResult:
     run: Run
     approvals: int
     voters: tuple[str, ...] = ()
+    # The claimer also took the run's lease (else another process is driving the run: it
+    # resumes this decision once it lets the run go, see ``Store.pause``).
+    drive: bool = True
 
 
 @dataclass(frozen=True)
@@ -309,6 +326,29 @@ class Firing:
     decision: tuple[str, bool] | None = None
     event: str = "deadline"
     rules: dict[str, Any] | None = None  # the approval's rules from now on (who may decide)
+
+
+@dataclass(frozen=True)
+class RunLease:
+    """Which process this is, and how long a run it drives stays its own without a renewal.
+
+    Several processes share one database: a run is driven only by the process whose lease
+    it holds (``bot_runs.owner``, until ``lease_until`` on ``clock``, the wall clock whatever
+    clock the engine's deadlines use). A process that dies stops renewing, and another takes
+    the run over once the lease ends."""
+
+    owner: str = field(default_factory=lambda: process_id())
+    seconds: float = 30.0
+    clock: Callable[[], float] = time.time
+
+    def until(self) -> float:
+        return self.clock() + self.seconds
+
+
+def process_id() -> str:
+    """``host:pid:random``: unique to this process (never reused by a restart), and tells an
+    operator reading ``bot_runs.owner`` which replica drives a run."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 Judge = Callable[[Approval, Run], Ballot | Refused]
@@ -438,8 +478,9 @@ _INSERT_ITEM = (
 )
 _IGNORE = "ON CONFLICT(key) DO NOTHING"
 _REPLACE = (
-    "ON CONFLICT(key) DO UPDATE SET payload=excluded.payload, version=version+1, seq=excluded.seq, "
-    "status=CASE status WHEN 'sending' THEN 'sending' ELSE 'pending' END, attempts=0, "
+    "ON CONFLICT(key) DO UPDATE SET payload=excluded.payload, version=bot_outbox.version+1, "
+    "seq=excluded.seq, "
+    "status=CASE bot_outbox.status WHEN 'sending' THEN 'sending' ELSE 'pending' END, attempts=0, "
     "next_at=excluded.next_at, error=NULL, failing_since=NULL, created_at=excluded.created_at, "
     "updated_at=excluded.updated_at"
 )
@@ -462,10 +503,45 @@ FROM bot_outbox o LEFT JOIN bot_outbox p ON p.key = o.ref
 WHERE o.id IN (
     SELECT (SELECT id FROM bot_outbox WHERE lane = l.value AND status = 'pending'
             ORDER BY seq LIMIT 1)
-    FROM json_each(?) l)
+    FROM json_each(?) AS l)
 AND o.next_at <= ?
 ORDER BY o.seq
 """
+
+# Due deadlines (or ones whose firer's lease ran out), taken for firing. On PostgreSQL the
+# rows are locked as they are chosen, skipping any another process is taking, and the claim
+# is checked again on the row it locked: each deadline fires in one process.
+_CLAIM_DEADLINES = (
+    "UPDATE bot_deadlines SET status='firing', lease_until=? WHERE id IN ("
+    "SELECT id FROM bot_deadlines WHERE (status='pending' AND due_at <= ?) OR "
+    "(status='firing' AND lease_until < ?) ORDER BY due_at LIMIT ?) "
+    "RETURNING id, interrupt_id, run_id, kind, level, due_at"
+)
+_CLAIM_DEADLINES_PG = (
+    "UPDATE bot_deadlines SET status='firing', lease_until=? WHERE id IN ("
+    "SELECT id FROM bot_deadlines WHERE (status='pending' AND due_at <= ?) OR "
+    "(status='firing' AND lease_until < ?) ORDER BY due_at LIMIT ? FOR UPDATE SKIP LOCKED) "
+    "AND ((status='pending' AND due_at <= ?) OR (status='firing' AND lease_until < ?)) "
+    "RETURNING id, interrupt_id, run_id, kind, level, due_at"
+)
+_CLAIM_OUTBOX = (
+    "UPDATE bot_outbox SET status='sending', lease_until=?, updated_at=? "
+    "WHERE id IN (SELECT value FROM json_each(?)) AND ((status='pending' AND "
+    "next_at <= ?) OR (status='sending' AND lease_until < ?)) "
+    "RETURNING id, version, payload"
+)
+_CLAIM_OUTBOX_PG = (
+    "UPDATE bot_outbox SET status='sending', lease_until=?, updated_at=? "
+    "WHERE id IN (SELECT id FROM bot_outbox WHERE id = ANY(?) FOR UPDATE SKIP LOCKED) "
+    "AND ((status='pending' AND next_at <= ?) OR (status='sending' AND lease_until < ?)) "
+    "RETURNING id, version, payload"
+)
+# Runs left 'running' by a process that stopped or died (no owner, or its lease ended).
+_TAKE_RUNS = (
+    "UPDATE bot_runs SET owner=?, lease_until=? WHERE run_id IN (SELECT run_id FROM bot_runs "
+    "WHERE status='running' AND (owner IS NULL OR lease_until < ?) ORDER BY updated_at "
+    "LIMIT ?{lock}) AND status='running' AND (owner IS NULL OR lease_until < ?) RETURNING *"
+)
 
 _OPEN = """
 SELECT o.id, o.key, o.kind, o.ref, o.lane, o.run_id, o.interrupt_id, o.version, o.status,
@@ -484,26 +560,44 @@ class Store:
 
     def __init__(
         self,
-        conn: aiosqlite.Connection,
-        writer: Writer,
+        read: Hop,
+        writer: Hop,
+        *,
+        postgres: bool = False,
+        lease: RunLease | None = None,
         on_outbox: Callable[[], None] = lambda: None,
     ) -> None:
-        self._hop = OneHop(conn)
-        self._writer = writer  # shared with the checkpointer: commits in groups
+        self._hop = read  # SQLite: bot.sqlite.OneHop; PostgreSQL: bot.postgres.Database.read
+        self._writer = writer  # SQLite: shared with the checkpointer, commits in groups
+        self._postgres = postgres  # the few statements whose semantics differ (claims)
+        # A click or a deadline reads its approval to decide on it. SQLite runs one write
+        # transaction at a time; PostgreSQL runs them side by side, so there the row is
+        # locked as it is read and a second click waits for the first, then sees its result.
+        self._for_update = _APPROVAL_AND_RUN + (" FOR UPDATE OF a" if postgres else "")
+        self.lease = lease or RunLease()
         self._on_outbox = on_outbox  # wakes the sender after a commit that queued Slack work
+        self._on_runs: Callable[[], None] = lambda: None  # a run waits to be taken over
         self._fast: FastPath | None = None
 
     def set_outbox_listener(self, listener: Callable[[], None]) -> None:
         self._on_outbox = listener
+
+    def set_runs_listener(self, listener: Callable[[], None]) -> None:
+        self._on_runs = listener
 
     def set_fast_path(self, fast: FastPath) -> None:
         """Let transactions that queue Slack work hand the sender rows it may send at once."""
         self._fast = fast
 
     async def setup(self) -> None:
-        """Bring the file to the newest schema, one version at a time, in one transaction."""
+        """Bring the database to the newest schema, one version at a time, in one
+        transaction (on PostgreSQL under an advisory lock: replicas starting together
+        migrate one after the other, and the later ones find nothing left to do)."""
 
         def migrate(db: sqlite3.Connection) -> None:
+            prepare = getattr(db, "prepare_migrations", None)
+            if prepare is not None:
+                prepare()
             version = db.execute("PRAGMA user_version").fetchone()[0]
             for number, script in enumerate(MIGRATIONS[version:], version + 1):
                 for statement in _statements(script):
@@ -513,7 +607,8 @@ class Store:
         def row_factory(db: sqlite3.Connection) -> None:
             db.row_factory = Row
 
-        await self._hop(row_factory)
+        if not self._postgres:
+            await self._hop(row_factory)
         await self._write(migrate)
 
     # -- plumbing -------------------------------------------------------------------------
@@ -528,7 +623,10 @@ class Store:
         this process's to send, say): the rest are sent or follow a row in flight."""
         fast = self._fast if wakes and self._fast is not None and self._fast.active() else None
         if fast is None:
-            result = await self._writer(fn)
+            if wakes and self._postgres:
+                result = await self._writer(partial(_then_notify, fn, "outbox"))
+            else:
+                result = await self._writer(fn)
             if wakes:
                 self._on_outbox()
             return result
@@ -537,6 +635,8 @@ class Store:
             mark = db.execute("SELECT COALESCE(MAX(seq), 0) FROM bot_outbox").fetchone()[0]
             out = fn(db)
             taken, left = _take(db, _NEW, (mark,), fast.clock(), fast.lease)
+            if left:
+                _notify(db, "outbox")  # other processes may send what this one cannot yet
             return out, taken, left
 
         result, taken, left = await self._writer(run)
@@ -569,8 +669,20 @@ class Store:
         def tx(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT INTO bot_runs(run_id, command, input, requester, channel, status, "
-                "response_url, created_at, updated_at) VALUES (?,?,?,?,?, 'running', ?,?,?)",
-                (run_id, command, json.dumps(input), requester, channel, response_url, now, now),
+                "response_url, created_at, updated_at, owner, lease_until) "
+                "VALUES (?,?,?,?,?, 'running', ?,?,?,?,?)",
+                (
+                    run_id,
+                    command,
+                    json.dumps(input),
+                    requester,
+                    channel,
+                    response_url,
+                    now,
+                    now,
+                    self.lease.owner,
+                    self.lease.until(),
+                ),
             )
             _audit(
                 db,
@@ -615,6 +727,52 @@ class Store:
 
         return await self._write(tx)
 
+    # -- run leases (several processes on one database) -----------------------------------
+    async def runs_take(self, limit: int) -> list[Run]:
+        """Take runs left 'running' with no owner (a process stopped) or whose owner's lease
+        ended (it died): this process drives them on. Each is taken by one process."""
+        lease = self.lease
+        now = lease.clock()
+        sql = _TAKE_RUNS.format(lock=" FOR UPDATE SKIP LOCKED" if self._postgres else "")
+
+        def tx(db: sqlite3.Connection) -> list[Run]:
+            rows = db.execute(sql, (lease.owner, lease.until(), now, limit, now)).fetchall()
+            return sorted((_run(r) for r in rows), key=lambda r: r.created_at)
+
+        return await self._write(tx)
+
+    async def runs_renew(self, run_ids: Sequence[str]) -> int:
+        """Extend the lease of the runs this process is driving; returns how many it still
+        held. A run held but not being driven (a bug left it) is not renewed: its lease
+        ends and it is taken over."""
+        lease = self.lease
+        ids = json.dumps(list(run_ids))
+        return await self._write(
+            lambda db: (
+                db.execute(
+                    "UPDATE bot_runs SET lease_until=? WHERE owner=? AND status='running' "
+                    "AND run_id IN (SELECT value FROM json_each(?) AS j)",
+                    (lease.until(), lease.owner, ids),
+                ).rowcount
+            )
+        )
+
+    async def runs_release(self) -> int:
+        """Let go of every run this process still holds (a graceful stop): the next process
+        to look takes them over at once instead of waiting for the leases to end."""
+
+        def tx(db: sqlite3.Connection) -> int:
+            n = db.execute(
+                "UPDATE bot_runs SET owner=NULL, lease_until=NULL WHERE owner=? "
+                "AND status='running'",
+                (self.lease.owner,),
+            ).rowcount
+            if n:
+                _notify(db, "runs")
+            return int(n)
+
+        return await self._write(tx)
+
     async def progress(
         self, run: Run, item: Item, retried: Item, thread: Item | None, now: float
     ) -> None:
@@ -653,8 +811,8 @@ class Store:
             thread_key = run.thread_key
             for interrupt_id, value, meta in interrupts:
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO bot_approvals(interrupt_id, run_id, request, "
-                    "status, created_at, meta) VALUES (?,?,?, 'pending', ?, ?)",
+                    "INSERT INTO bot_approvals(interrupt_id, run_id, request, status, "
+                    "created_at, meta) VALUES (?,?,?, 'pending', ?, ?) ON CONFLICT DO NOTHING",
                     (
                         interrupt_id,
                         run.run_id,
@@ -696,16 +854,31 @@ class Store:
                         (json.dumps(opening.rules), interrupt_id),
                     )
                 _schedule(db, interrupt_id, run.run_id, opening.deadlines)
+                opening_deadlines.append(bool(opening.deadlines))
                 _queue(db, opening.items, now)
                 thread_key = thread_key or f"approval:{interrupt_id}"
-            db.execute(
-                "UPDATE bot_runs SET status='waiting', updated_at=?, "
-                "thread_key=COALESCE(thread_key, ?) WHERE run_id=?",
-                (now, thread_key, run.run_id),
-            )
+            # The run lets its lease go. A decision another process claimed while this one
+            # drove the run is still to be resumed: the run stays 'running', to be taken.
+            row = db.execute(
+                "UPDATE bot_runs SET status=CASE WHEN EXISTS (SELECT 1 FROM bot_approvals "
+                "WHERE run_id=? AND status='decided') THEN 'running' ELSE 'waiting' END, "
+                "updated_at=?, thread_key=COALESCE(thread_key, ?), owner=NULL, lease_until=NULL "
+                "WHERE run_id=? RETURNING status",
+                (run.run_id, now, thread_key, run.run_id),
+            ).fetchone()
+            if row is not None and row[0] == "running":
+                _notify(db, "runs")
+                more.append(True)
+            if any(opening_deadlines):
+                _notify(db, "deadlines")
             return opened
 
-        return await self._write(tx, wakes=True)
+        more: list[bool] = []
+        opening_deadlines: list[bool] = []
+        opened = await self._write(tx, wakes=True)
+        if more:
+            self._on_runs()
+        return opened
 
     async def finish(
         self,
@@ -722,7 +895,8 @@ class Store:
             if resumed:
                 _mark_resumed(db, resumed, run_id, now)
             row = db.execute(
-                "UPDATE bot_runs SET status=?, updated_at=?, outcome=? WHERE run_id=? RETURNING *",
+                "UPDATE bot_runs SET status=?, updated_at=?, outcome=?, owner=NULL, "
+                "lease_until=NULL WHERE run_id=? RETURNING *",
                 (status, now, json.dumps(outcome), run_id),
             ).fetchone()
             if row is None:
@@ -751,7 +925,8 @@ class Store:
                 return
             run_id = row[0]
             db.execute(
-                "UPDATE bot_runs SET status='failed', updated_at=?, outcome=? WHERE run_id=?",
+                "UPDATE bot_runs SET status='failed', updated_at=?, outcome=?, owner=NULL, "
+                "lease_until=NULL WHERE run_id=?",
                 (now, json.dumps({"status": "failed", "text": reason}), run_id),
             )
             _audit(
@@ -853,7 +1028,7 @@ class Store:
         the result when a vote was cast."""
 
         def tx(db: sqlite3.Connection) -> VoteResult | None:
-            row = db.execute(_APPROVAL_AND_RUN, (interrupt_id,)).fetchone()
+            row = db.execute(self._for_update, (interrupt_id,)).fetchone()
             if row is None:
                 _queue(db, unknown(), now)
                 return None
@@ -874,7 +1049,7 @@ class Store:
                 )
                 _queue(db, verdict.items, now)
                 return None
-            result = _vote(db, approval, run, verdict, now)
+            result = _vote(db, approval, run, verdict, now, self.lease)
             _queue(db, render(result), now)
             return result
 
@@ -1001,7 +1176,7 @@ class Store:
         """Each run's newest LangGraph checkpoint id (its thread's; ids sort by time)."""
         rows = await self._all(
             "SELECT thread_id, MAX(checkpoint_id) FROM checkpoints WHERE checkpoint_ns='' "
-            "AND thread_id IN (SELECT value FROM json_each(?)) GROUP BY thread_id",
+            "AND thread_id IN (SELECT value FROM json_each(?) AS j) GROUP BY thread_id",
             (json.dumps(list(run_ids)),),
         )
         return {r[0]: r[1] for r in rows}
@@ -1070,13 +1245,11 @@ class Store:
         """Take due deadlines (or ones whose firer's lease ran out), oldest first."""
 
         def tx(db: sqlite3.Connection) -> list[Deadline]:
-            rows = db.execute(
-                "UPDATE bot_deadlines SET status='firing', lease_until=? WHERE id IN ("
-                "SELECT id FROM bot_deadlines WHERE (status='pending' AND due_at <= ?) OR "
-                "(status='firing' AND lease_until < ?) ORDER BY due_at LIMIT ?) "
-                "RETURNING id, interrupt_id, run_id, kind, level, due_at",
-                (now + lease, now, now, limit),
-            ).fetchall()
+            if self._postgres:
+                sql, args = _CLAIM_DEADLINES_PG, (now + lease, now, now, limit, now, now)
+            else:
+                sql, args = _CLAIM_DEADLINES, (now + lease, now, now, limit)
+            rows = db.execute(sql, args).fetchall()
             return sorted((Deadline(*r) for r in rows), key=lambda d: (d.due_at, d.id))
 
         return await self._write(tx)
@@ -1085,7 +1258,7 @@ class Store:
         row = await self._one(
             "SELECT MIN(t) FROM (SELECT MIN(due_at) AS t FROM bot_deadlines "
             "WHERE status='pending' UNION ALL SELECT MIN(lease_until) FROM bot_deadlines "
-            "WHERE status='firing')",
+            "WHERE status='firing') AS d",
             (),
         )
         return None if row is None or row[0] is None else float(row[0])
@@ -1098,7 +1271,7 @@ class Store:
         Returns what was done, with the claimed result when a timeout decided."""
 
         def tx(db: sqlite3.Connection) -> tuple[Firing, VoteResult | None] | None:
-            row = db.execute(_APPROVAL_AND_RUN, (d.interrupt_id,)).fetchone()
+            row = db.execute(self._for_update, (d.interrupt_id,)).fetchone()
             pending = row is not None and row["status"] == "pending"
             db.execute(
                 "UPDATE bot_deadlines SET status=?, fired_at=?, lease_until=NULL WHERE id=?",
@@ -1119,9 +1292,11 @@ class Store:
                     (choice, int(approved), now, d.interrupt_id),
                 ).fetchone()
                 if claimed is not None:
-                    _claimed(db, run.run_id, d.interrupt_id, now)
-                    result = VoteResult(True, _approval(claimed), run, 0)
+                    drive = _claimed(db, run.run_id, d.interrupt_id, now, self.lease)
+                    result = VoteResult(True, _approval(claimed), run, 0, drive=drive)
             _schedule(db, d.interrupt_id, d.run_id, firing.deadlines)
+            if firing.deadlines:
+                _notify(db, "deadlines")
             if firing.rules is not None:
                 db.execute(
                     "UPDATE bot_approvals SET rules=? WHERE interrupt_id=?",
@@ -1149,6 +1324,8 @@ class Store:
                 "WHERE interrupt_id=? AND kind=? AND status='pending' ORDER BY due_at LIMIT 1)",
                 (now, interrupt_id, kind),
             )
+            if cur.rowcount == 1:
+                _notify(db, "deadlines")
             return cur.rowcount == 1
 
         return await self._write(tx)
@@ -1166,13 +1343,11 @@ class Store:
         meanwhile is not returned."""
 
         def tx(db: sqlite3.Connection) -> dict[int, tuple[int, dict[str, Any]]]:
-            rows = db.execute(
-                "UPDATE bot_outbox SET status='sending', lease_until=?, updated_at=? "
-                "WHERE id IN (SELECT value FROM json_each(?)) AND ((status='pending' AND "
-                "next_at <= ?) OR (status='sending' AND lease_until < ?)) "
-                "RETURNING id, version, payload",
-                (now + lease, now, json.dumps(list(ids)), now, now),
-            ).fetchall()
+            if self._postgres:
+                sql, wanted = _CLAIM_OUTBOX_PG, list(ids)
+            else:
+                sql, wanted = _CLAIM_OUTBOX, json.dumps(list(ids))
+            rows = db.execute(sql, (now + lease, now, wanted, now, now)).fetchall()
             return {int(r[0]): (int(r[1]), json.loads(r[2])) for r in rows}
 
         return await self._write(tx)
@@ -1331,12 +1506,13 @@ def _audit(
 
 
 def _vote(
-    db: sqlite3.Connection, approval: Approval, run: Run, b: Ballot, now: float
+    db: sqlite3.Connection, approval: Approval, run: Run, b: Ballot, now: float, lease: RunLease
 ) -> VoteResult:
     iid = approval.interrupt_id
     db.execute(
-        "INSERT OR REPLACE INTO bot_votes(interrupt_id, user_id, choice, comment, at) "
-        "VALUES (?,?,?,?,?)",
+        "INSERT INTO bot_votes(interrupt_id, user_id, choice, comment, at) VALUES (?,?,?,?,?) "
+        "ON CONFLICT(interrupt_id, user_id) DO UPDATE SET choice=excluded.choice, "
+        "comment=excluded.comment, at=excluded.at",
         (iid, b.user, b.choice, b.comment, now),
     )
     voters = tuple(
@@ -1362,8 +1538,9 @@ def _vote(
                 iid,
             ),
         ).fetchone()
+    drive = False
     if claimed is not None:
-        _claimed(db, run.run_id, iid, now)
+        drive = _claimed(db, run.run_id, iid, now, lease)
         approval = _approval(claimed)
     _audit(
         db,
@@ -1374,16 +1551,44 @@ def _vote(
         interrupt_id=iid,
         detail={"choice": b.choice, "comment": b.comment},
     )
-    return VoteResult(claimed is not None, approval, run, len(voters), voters)
+    return VoteResult(claimed is not None, approval, run, len(voters), voters, drive)
 
 
-def _claimed(db: sqlite3.Connection, run_id: str, interrupt_id: str, now: float) -> None:
-    """A decision was claimed: the run runs again and nothing more is due for the approval."""
-    db.execute("UPDATE bot_runs SET status='running', updated_at=? WHERE run_id=?", (now, run_id))
+def _claimed(
+    db: sqlite3.Connection, run_id: str, interrupt_id: str, now: float, lease: RunLease
+) -> bool:
+    """A decision was claimed: the run runs again, leased to the claimer unless another
+    process holds it (then False: that one resumes it after its step), and nothing more is
+    due for the approval."""
+    taken = db.execute(
+        "UPDATE bot_runs SET status='running', updated_at=?, owner=?, lease_until=? "
+        "WHERE run_id=? AND (owner IS NULL OR owner=? OR lease_until < ?)",
+        (now, lease.owner, lease.until(), run_id, lease.owner, lease.clock()),
+    ).rowcount
+    if not taken:
+        db.execute(
+            "UPDATE bot_runs SET status='running', updated_at=? WHERE run_id=?", (now, run_id)
+        )
     db.execute(
         "UPDATE bot_deadlines SET status='cancelled' WHERE interrupt_id=? AND status='pending'",
         (interrupt_id,),
     )
+    return bool(taken)
+
+
+def _notify(db: sqlite3.Connection, what: str) -> None:
+    """Tell the other processes on the database, at commit, that ``what`` (outbox,
+    deadlines, runs) has work for them (PostgreSQL's NOTIFY; SQLite: nothing, one process
+    per file is the rule there and the idle polls cover the rest)."""
+    notify = getattr(db, "notify", None)
+    if notify is not None:
+        notify(what)
+
+
+def _then_notify(fn: Callable[[sqlite3.Connection], T], what: str, db: sqlite3.Connection) -> T:
+    result = fn(db)
+    _notify(db, what)
+    return result
 
 
 def _schedule(
@@ -1393,8 +1598,8 @@ def _schedule(
     deadlines: Sequence[tuple[str, int, float]],
 ) -> None:
     db.executemany(
-        "INSERT OR IGNORE INTO bot_deadlines(interrupt_id, run_id, kind, level, due_at, status) "
-        "VALUES (?,?,?,?,?, 'pending')",
+        "INSERT INTO bot_deadlines(interrupt_id, run_id, kind, level, due_at, status) "
+        "VALUES (?,?,?,?,?, 'pending') ON CONFLICT DO NOTHING",
         [(interrupt_id, run_id, kind, level, due) for kind, level, due in deadlines],
     )
 

@@ -1,15 +1,22 @@
 """Shared fixtures: the real bot (BotRuntime + Bolt over aiohttp on 127.0.0.1) wired to the
-local Slack workspace (bot/localslack) through the real Web API client, on a real SQLite file."""
+local Slack workspace (bot/localslack) through the real Web API client, on a real SQLite file
+or, where a module asks for both backends (``backend`` fixture), a real PostgreSQL schema of
+its own (TEST_DATABASE_URL)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import secrets
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp import web
@@ -30,9 +37,75 @@ PROD_APPROVERS = ("U0BOB", "U0DAN")
 # ``policy``, which may also be the policy file's contents as a dict.
 SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(Settings)) - {"deploy", "policy"}
 DEFAULT_POLICY = {"policy": {"deploy": {"prod": {"approvers": list(PROD_APPROVERS)}}}}
+BACKENDS = ("sqlite", "postgres")  # a module runs on both with a ``backend`` fixture of these
+NO_POSTGRES = (
+    "TEST_DATABASE_URL is not set (e.g. postgresql://postgres@127.0.0.1:5432/test; .ci/run "
+    "sets it): PostgreSQL tests skipped"
+)
 
 
-def settings_for(ws: LocalSlack, db: Path, **options: Any) -> Settings:
+def postgres_base_url() -> str:
+    """TEST_DATABASE_URL; without it the test is skipped, saying why, except in CI (``CI``
+    set), where a Postgres test that cannot run fails."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        return url
+    if os.environ.get("CI"):
+        pytest.fail("CI is set but TEST_DATABASE_URL is not: the PostgreSQL tests must run")
+    pytest.skip(NO_POSTGRES)
+
+
+def with_schema(url: str, schema: str) -> str:
+    """``url`` with every connection's search_path set to ``schema``."""
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options={quote(f'-c search_path={schema}')}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A URL to a fresh schema of its own on TEST_DATABASE_URL's database, dropped after."""
+    import psycopg
+
+    base = postgres_base_url()
+    schema = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield with_schema(base, schema)
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def backend() -> str:
+    """SQLite unless a module overrides this fixture with ``params=BACKENDS``."""
+    return "sqlite"
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest) -> str | None:
+    """None on SQLite; a fresh PostgreSQL schema's URL on PostgreSQL."""
+    return request.getfixturevalue("pg_url") if backend == "postgres" else None
+
+
+def query(db: Path, url: str | None, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+    """Read the bot's database as an operator would (committed rows only): the SQLite file,
+    or PostgreSQL when ``url`` is set (the store's SQL, translated as the store does)."""
+    if url is None:
+        with closing(sqlite3.connect(db, timeout=10)) as conn:
+            return list(conn.execute(sql, tuple(args)))
+    import psycopg
+
+    from bot.postgres import translate
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return [tuple(r) for r in conn.execute(translate(sql), tuple(args)).fetchall()]
+
+
+def settings_for(
+    ws: LocalSlack, db: Path, database_url: str | None = None, **options: Any
+) -> Settings:
     """Test Settings: keywords naming a Settings field (``slack_timeout=1``,
     ``outbox=OutboxOptions(...)``) set it; ``policy`` is a Policy or the file's contents as a
     dict (default: bob and dan approve prod); the rest are DeployOptions fields."""
@@ -45,6 +118,7 @@ def settings_for(ws: LocalSlack, db: Path, **options: Any) -> Settings:
         "signing_secret": SECRET,
         "api_url": ws.api_url,
         "db_path": db,
+        "database_url": database_url,
         "grace_seconds": 5,
     }
     return Settings(**{**base, **fields}, deploy=DeployOptions(**deploy))
@@ -80,11 +154,13 @@ class Bot:
 class Harness:
     ws: LocalSlack
     db: Path
+    database_url: str | None = None  # PostgreSQL instead of the file at ``db``
     bots: list[Bot] = field(default_factory=list)
 
     async def start_bot(self, clock: Callable[[], float] = time.time, **options: Any) -> Bot:
-        """A bot on this workspace and file; ``options`` as for ``settings_for``."""
-        bot = await Bot.start(settings_for(self.ws, self.db, **options), clock)
+        """A bot on this workspace and database; ``options`` as for ``settings_for``."""
+        settings = settings_for(self.ws, self.db, self.database_url, **options)
+        bot = await Bot.start(settings, clock)
         self.bots.append(bot)
         self.ws.request_url = bot.url
         return bot
@@ -92,6 +168,9 @@ class Harness:
     @property
     def bot(self) -> Bot:
         return self.bots[-1]
+
+    def query(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        return query(self.db, self.database_url, sql, args)
 
     async def idle(self) -> None:
         for bot in self.bots:
@@ -133,8 +212,10 @@ async def ws() -> AsyncIterator[LocalSlack]:
 
 
 @pytest.fixture
-async def harness(ws: LocalSlack, tmp_path: Path) -> AsyncIterator[Harness]:
-    h = Harness(ws, tmp_path / "approvals.db")
+async def harness(
+    ws: LocalSlack, tmp_path: Path, database_url: str | None
+) -> AsyncIterator[Harness]:
+    h = Harness(ws, tmp_path / "approvals.db", database_url)
     await h.start_bot()
     yield h
     for bot in h.bots:

@@ -148,7 +148,7 @@ async def test_carol_gets_the_escalation_dm_and_approves_from_it(harness: Harnes
     await slash(page, "/deploy api 1.4.2 prod")
     channel_copy = page.locator("#messages .message", has_text="Deploy api 1.4.2 to prod?")
     await expect(channel_copy).to_contain_text("Needs 1 of @bob, @dan")
-    await harness.wait(lambda: posted(harness.db))  # deadlines count from here
+    await harness.wait(lambda: posted(harness))  # deadlines count from here
 
     await clock.advance(30 * 60, bot)  # nobody decided: carol, the supervisor, gets a DM
     await expect(channel_copy.locator(".replies")).to_be_visible(timeout=10_000)

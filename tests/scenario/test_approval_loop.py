@@ -1,6 +1,6 @@
 """The approval loop over the real wire: signed slash commands and block_actions /
 view_submission payloads go to the running Bolt app over HTTP; the bot talks to the local
-workspace's Web API; everything is stored in a real SQLite file."""
+workspace's Web API; everything is stored in a real SQLite file, and again in PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,11 +11,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.store import Ballot
 from graphs.deploy import CommandBackend, SimulatedBackend
-from tests.conftest import Harness
+from tests.conftest import BACKENDS, Harness
 
 DEPLOYS = "#deploys"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
 def buttons(message: dict[str, Any]) -> list[str]:

@@ -79,6 +79,8 @@ class BotProcess:
             PORT=str(self.port),
             APPROVALS_CONFIG=str(db.parent / "approvals.toml"),
             APPROVALS_SLACK_TIMEOUT="2",
+            # A run the killed process was driving is taken over 3 s after its last renewal.
+            APPROVALS_RUN_LEASE_SECONDS="3",
         )
         (db.parent / "approvals.toml").write_text(
             f'[deploy]\nbackend = "simulated"\nsimulated_step_seconds = {step_seconds}\n'

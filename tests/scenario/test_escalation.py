@@ -5,15 +5,12 @@ test moves it and wakes the scheduler); everything else is the real wire."""
 from __future__ import annotations
 
 import json
-import sqlite3
-from contextlib import closing
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.localslack import LocalSlack
-from tests.conftest import Bot, FakeClock, Harness
+from tests.conftest import BACKENDS, Bot, FakeClock, Harness
 from tests.scenario.test_approval_loop import DEPLOYS, buttons, deploy, message_text
 
 MINUTE = 60.0
@@ -56,6 +53,11 @@ async def events(bot: Bot) -> list[str]:
     return [e["event"] for e in await bot.runtime.store.audit_events()]
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -68,14 +70,12 @@ async def escalating(h: Harness, clock: FakeClock, **prod: Any) -> dict[str, Any
     msg = await deploy(h)
     # Deadlines count from when the bot recorded the message as posted: wait for that, or
     # moving the clock first would move them too.
-    await h.wait(lambda: posted(h.db))
+    await h.wait(lambda: posted(h))
     return msg
 
 
-def posted(db: Path) -> bool:
-    with closing(sqlite3.connect(db)) as conn:
-        row = conn.execute("SELECT COUNT(*) FROM bot_approvals WHERE posted_at IS NULL").fetchone()
-    return row[0] == 0
+def posted(h: Harness) -> bool:
+    return h.query("SELECT COUNT(*) FROM bot_approvals WHERE posted_at IS NULL")[0][0] == 0
 
 
 async def test_each_level_fires_once_with_its_dms(harness: Harness, clock: FakeClock) -> None:

@@ -18,7 +18,7 @@ import pytest
 from langchain_core.messages import ToolMessage
 
 from bot.store import Ballot
-from tests.conftest import Harness
+from tests.conftest import BACKENDS, Harness
 from tests.scenario.test_approval_loop import DEPLOYS, buttons, message_text
 from tests.scenario.test_shapes import run, with_graphs
 
@@ -175,6 +175,11 @@ specs = [
     GraphSpec("inbox2", "t", "<t>", lambda text: {}, inbox),
 ]
 '''
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
 def installed(tmp_path: Path) -> Iterator[str]:

@@ -17,7 +17,7 @@ import pytest
 
 from bot import audit_export
 from bot.audit_export import export, iso_utc, record
-from bot.sqlite import OneHopSqliteSaver, Writer
+from bot.sqlite import OneHop, OneHopSqliteSaver, Writer
 from bot.store import Approval, Ballot, Item, Opening, Run, Store, VoteResult
 
 
@@ -34,7 +34,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     never became a run, and two checkpoints of the run's thread."""
     async with aiosqlite.connect(tmp_path / "s.db") as conn:
         await OneHopSqliteSaver(conn).setup()  # the checkpoints table
-        s = Store(conn, Writer(conn, asyncio.Lock()))
+        s = Store(OneHop(conn), Writer(conn, asyncio.Lock()))
         await s.setup()
         run = await s.create_run("r1", "/deploy", {"service": "api"}, "U0ALICE", "C0DEPLOYS", 1.0)
         await s.pause(run, [("i1", {"kind": "x"}, None)], 2.0, lambda a: Opening([]))

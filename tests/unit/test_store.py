@@ -1,18 +1,22 @@
-"""The store on a real SQLite file: one claim per approval whatever the concurrency, votes
-counted per person, interrupts stored once, and outbox rows written with the change that
-causes them (coalesced by key, a replaced row moving to the back of the queue)."""
+"""The store on a real SQLite file and on PostgreSQL: one claim per approval whatever the
+concurrency, votes counted per person, interrupts stored once, and outbox rows written with
+the change that causes them (coalesced by key, a replaced row moving to the back of the
+queue)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiosqlite
 import pytest
 
-from bot.sqlite import Writer
-from bot.store import Approval, Ballot, Item, Opening, Run, Store, VoteResult
+from bot.postgres import Database
+from bot.sqlite import OneHop, Writer
+from bot.store import Approval, Ballot, Item, Opening, Run, RunLease, Store, VoteResult
+from tests.conftest import BACKENDS
 
 
 def ballot(user: str, choice: str = "approve", required: int = 1, comment: str | None = None):
@@ -30,11 +34,34 @@ async def vote(store: Store, user: str, choice: str = "approve", required: int =
     return await store.decide("i1", at, ballot(user, choice, required), nothing, list)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with aiosqlite.connect(tmp_path / "s.db") as conn:
-        s = Store(conn, Writer(conn, asyncio.Lock()))
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@asynccontextmanager
+async def opened(tmp_path: Path, url: str | None, lease: RunLease | None = None):
+    """A migrated store on the SQLite file in ``tmp_path``, or on PostgreSQL at ``url``."""
+    if url is None:
+        async with aiosqlite.connect(tmp_path / "s.db") as conn:
+            await conn.execute("PRAGMA busy_timeout=30000")
+            s = Store(OneHop(conn), Writer(conn, asyncio.Lock()), lease=lease)
+            await s.setup()
+            yield s
+        return
+    db = Database(url)
+    await db.open()
+    try:
+        s = Store(db.read, db.write, postgres=True, lease=lease)
         await s.setup()
+        yield s
+    finally:
+        await db.close()
+
+
+@pytest.fixture
+async def store(tmp_path: Path, database_url: str | None) -> AsyncIterator[Store]:
+    async with opened(tmp_path, database_url) as s:
         run = await s.create_run("r1", "/deploy", {"service": "api"}, "U0ALICE", "C0DEPLOYS", 1.0)
         await s.pause(run, [("i1", {"kind": "x"}, None)], 2.0, lambda a: Opening([]))
         yield s
@@ -100,3 +127,64 @@ async def test_a_row_is_claimed_by_one_sender_until_its_lease_runs_out(store: St
     assert sorted([len(first), len(second)]) == [0, 1]
     assert await store.outbox_claim([row.id], 5.0, lease=10) == {}
     assert set(await store.outbox_claim([row.id], 12.0, lease=10)) == {row.id}  # sender died
+
+
+async def test_a_run_is_taken_over_only_when_its_lease_ends_or_is_let_go(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    now = [100.0]
+    first = RunLease("first", 10.0, lambda: now[0])
+    second = RunLease("second", 10.0, lambda: now[0])
+    async with (
+        opened(tmp_path, database_url, first) as a,
+        opened(tmp_path, database_url, second) as b,
+    ):
+        await a.create_run("r1", "/deploy", {}, "U0ALICE", "C0DEPLOYS", 1.0)  # held by "first"
+        assert await b.runs_take(10) == []
+        now[0] += 9
+        assert await a.runs_renew(["r1"]) == 1  # "first" is alive: held until 119
+        now[0] += 9
+        assert await b.runs_take(10) == []
+        now[0] += 2  # "first" died after its last renewal
+        taken = await asyncio.gather(a.runs_take(10), b.runs_take(10))
+        assert sorted(len(t) for t in taken) == [0, 1]  # one process takes it
+        holder, other = (b, a) if taken[1] else (a, b)
+        assert await other.runs_renew(["r1"]) == 0  # the one that lost it cannot renew it
+        assert await holder.runs_release() == 1  # a graceful stop lets it go at once
+        assert [r.run_id for r in await other.runs_take(10)] == ["r1"]
+
+
+async def test_a_decision_claimed_while_another_process_drives_the_run_waits_for_it(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    first, second = RunLease("first"), RunLease("second")
+    async with (
+        opened(tmp_path, database_url, first) as a,
+        opened(tmp_path, database_url, second) as b,
+    ):
+        run = await a.create_run("r1", "/deploy", {}, "U0ALICE", "C0DEPLOYS", 1.0)
+        await a.pause(run, [("i1", "one?", None), ("i2", "two?", None)], 2.0, lambda x: Opening([]))
+        claimed = await b.decide("i1", 3.0, ballot("U0BOB"), nothing, list)
+        assert claimed and claimed.claimed and claimed.drive  # "second" drives the run now
+        other = await a.decide("i2", 3.1, ballot("U0DAN"), nothing, list)
+        assert other and other.claimed and not other.drive  # recorded; "second" resumes it
+        await b.pause(run, [], 4.0, lambda x: Opening([]), resumed="i1")
+        assert (await b.get_run("r1")).status == "running"  # type: ignore[union-attr]
+        assert [r.run_id for r in await a.runs_take(10)] == ["r1"]  # taken to resume i2
+
+
+async def test_notifications_wake_the_other_processes(tmp_path: Path, pg_url: str) -> None:
+    from bot.wakeups import Listener
+
+    woken = asyncio.Event()
+    listener = Listener(pg_url, "listening", {"deadlines": woken.set})
+    listener.start()
+    try:
+        async with opened(tmp_path, pg_url) as s:
+            await asyncio.wait_for(listener.connected.wait(), 10)
+            run = await s.create_run("r1", "/deploy", {}, "U0ALICE", "C0DEPLOYS", 1.0)
+            opening = Opening([], deadlines=[("timeout", 0, 99.0)])
+            await s.pause(run, [("i1", "ok?", None)], 2.0, lambda a: opening)
+            await asyncio.wait_for(woken.wait(), 10)
+    finally:
+        await listener.stop()

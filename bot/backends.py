@@ -1,0 +1,93 @@
+"""Opening the database: SQLite at ``APPROVALS_DB`` (one file, one process), or PostgreSQL at
+``DATABASE_URL`` (several replicas). Either way the result is the LangGraph checkpointer, the
+store, the operator's queries, the wake-ups other processes send (PostgreSQL only) and how to
+close it all; the rest of the bot does not know which one it got.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+import aiosqlite
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from bot.config import Settings
+from bot.opsdb import OpsStore
+from bot.sqlite import OneHop, OneHopSqliteSaver
+from bot.store import RunLease, Store
+
+
+@dataclass
+class Backend:
+    saver: BaseCheckpointSaver  # also has adelete_thread (retention)
+    store: Store
+    ops: OpsStore
+    close: Callable[[], Awaitable[None]]
+    # PostgreSQL: start listening for other processes' wake-ups (outbox, deadlines, runs).
+    listen: Callable[[Mapping[str, Callable[[], None]]], None] = field(default=lambda wakes: None)
+
+
+async def open_backend(settings: Settings, lease: RunLease) -> Backend:
+    """The database the settings name, migrated to this release's schema."""
+    if settings.database_url:
+        return await _postgres(settings.database_url, lease)
+    return await _sqlite(settings, lease)
+
+
+async def _sqlite(settings: Settings, lease: RunLease) -> Backend:
+    settings.db_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = await aiosqlite.connect(settings.db_path)
+    try:
+        await conn.execute("PRAGMA busy_timeout=30000")  # a second process on the file
+        saver = OneHopSqliteSaver(conn)
+        await saver.setup()  # WAL mode, checkpoint tables
+        hop = OneHop(conn)
+        store = Store(hop, saver.writer, lease=lease)
+        await store.setup()
+    except BaseException:
+        await conn.close()
+        raise
+
+    async def close() -> None:
+        # LangGraph writes checkpoints from background tasks of its own that outlive a
+        # cancelled run; they hold the saver's lock while they write. Close only between
+        # writes, or a half-done write keeps the file locked for the next process.
+        async with saver.lock:
+            await conn.close()
+
+    return Backend(saver, store, OpsStore(hop, saver.writer), close)
+
+
+async def _postgres(url: str, lease: RunLease) -> Backend:
+    # Imported here: a SQLite deployment never loads psycopg.
+    from bot.postgres import Database, open_saver
+    from bot.wakeups import Listener
+
+    db = Database(url, owner=lease.owner)
+    await db.open()
+    try:
+        saver, pool = await open_saver(url)
+    except BaseException:
+        await db.close()
+        raise
+    store = Store(db.read, db.write, postgres=True, lease=lease)
+    listeners: list[Listener] = []
+
+    def listen(wakes: Mapping[str, Callable[[], None]]) -> None:
+        listener = Listener(url, lease.owner, wakes)
+        listeners.append(listener)
+        listener.start()
+
+    async def close() -> None:
+        for listener in listeners:
+            await listener.stop()
+        await pool.close()
+        await db.close()
+
+    try:
+        await store.setup()
+    except BaseException:
+        await close()
+        raise
+    return Backend(saver, store, OpsStore(db.read, db.write), close, listen)
