@@ -8,7 +8,7 @@ fires once, and every Slack message is delivered once. The one exception is the 
 window: a call the killed replica had on its way when it died may be sent again by the replica
 that takes the row over, so a message sent twice must have been first sent before the kill.
 
-30 approvals by default; LONG_TESTS=1 runs 200.
+200 approvals by default (about 20 s); LONG_TESTS=1 runs 500.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from tests.conftest import SECRET, TOKEN, query
 from tests.faults.support import LONG, buttons, progress_counts, text_of
 from tests.scenario.test_cli import free_port, run_env, spawn_bot
 
-APPROVALS = 200 if LONG else 30
+APPROVALS = 500 if LONG else 200
 ESCALATED_EVERY = 4  # every 4th approval is left alone until carol gets it by DM
 REPLICAS = 3
 CONCURRENCY = 12  # requests in flight at once, as from many people
 LEASE = 3  # APPROVALS_RUN_LEASE_SECONDS: a dead replica's runs are taken over after this
-WAIT = 120.0 if LONG else 60.0
+WAIT = 180.0 if LONG else 90.0
 POLICY = """
 [deploy]
 backend = "simulated"
@@ -212,6 +212,13 @@ async def test_three_replicas_one_killed(
     assert await asyncio.wait_for(victim.proc.wait(), 30) == -signal.SIGKILL
     killed_at = ws.model.clock()
     victim.alive = False
+    # What it was driving when it died (its runs can finish between the look and the kill).
+    held = query(
+        tmp_path,
+        pg_url,
+        "SELECT COUNT(*) FROM bot_runs WHERE status='running' AND owner LIKE ?",
+        (f"%:{victim.proc.pid}:%",),
+    )[0][0]
     await bounded(CONCURRENCY // 2, [race(n, v) for n, v in enumerate(clicked[half:])])
 
     # -- escalations fall due (2 s after each post); carol approves from her DM ------------
@@ -308,8 +315,8 @@ async def test_three_replicas_one_killed(
             assert "Traceback" not in log, log[-3000:]
             assert "127.0.0.1:5432" not in log and "postgres@" not in log  # no DATABASE_URL
     taken = sum(r.log.read_text().count("took over") for r in replicas if r.alive)
-    assert taken >= 1  # the killed replica was mid-run: its runs were taken over
+    assert taken >= 1 or not held, held  # what the dead replica was driving was taken over
     print(
         f"\n{APPROVALS} approvals, {len(escalated)} escalated, {len(twice)} repeated call(s), "
-        f"{taken} take-over log line(s)"
+        f"{taken} take-over log line(s), {held} run(s) held by the killed replica"
     )
