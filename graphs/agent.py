@@ -55,7 +55,7 @@ class ScriptedModel(GenericFakeChatModel):
 def build(checkpointer: Any, interrupt_mode: str = "per_call") -> Any:
     """The compiled agent (``create_agent`` takes the checkpointer itself)."""
     gate = HumanInTheLoopMiddleware(
-        interrupt_on={"send_email": {"allowed_decisions": ["approve", "reject"]}},
+        interrupt_on={"send_email": True},  # approve, edit, reject or respond
         interrupt_mode=interrupt_mode,  # type: ignore[arg-type]
     )
     return create_agent(

@@ -20,7 +20,7 @@ from langchain_core.messages import ToolMessage
 from bot.store import Ballot
 from tests.conftest import BACKENDS, Harness
 from tests.scenario.test_approval_loop import DEPLOYS, buttons, message_text
-from tests.scenario.test_shapes import run, with_graphs
+from tests.scenario.test_shapes import inputs, run, with_graphs
 
 ENTRY = '''
 import operator
@@ -208,13 +208,6 @@ async def open_view(h: Harness, user: str, msg: dict[str, Any], button: str) -> 
     return await h.wait(
         lambda: next((v for v in h.ws.open_views(user) if v["id"] not in before), None)
     )
-
-
-def inputs(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The view's input blocks by label (without the required mark)."""
-    return {
-        b["label"]["text"].removesuffix(" *"): b for b in view["blocks"] if b["type"] == "input"
-    }
 
 
 async def finished(h: Harness, shows: str) -> Any:

@@ -88,6 +88,13 @@ async def run(h: Harness, text: str) -> dict[str, Any]:
     return await h.wait(lambda: len(h.ws.messages(DEPLOYS)) > before and h.approval_message())
 
 
+def inputs(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The view's input blocks by label (without the required mark)."""
+    return {
+        b["label"]["text"].removesuffix(" *"): b for b in view["blocks"] if b["type"] == "input"
+    }
+
+
 async def outcome(h: Harness) -> dict[str, Any]:
     await h.wait(lambda: "Done" in message_text(h.approval_message()) or None)
     await h.idle()
@@ -104,6 +111,33 @@ async def test_the_example_agent_per_call_approved(harness: Harness) -> None:
     assert "Run send_email?" in text and "team@example.com" in text
     await h.ws.click("bob", msg, "Approve")
     await h.wait(lambda: "Done: Sent to team@example.com" in message_text(h.approval_message()))
+
+
+async def test_the_example_agent_offers_every_decision_and_sends_an_edited_email(
+    harness: Harness,
+) -> None:
+    h = harness
+    await with_graphs(h, "graphs.agent:specs")
+    msg = await run(h, "agent tell the team we ship today")
+    assert buttons(msg) == [
+        "Approve",
+        "Edit…",
+        "Reject",
+        "Respond…",
+        "Reject with reason…",
+        "Withdraw",
+    ]
+    await h.ws.click("bob", msg, "Edit…")
+    view = await h.wait(lambda: next(iter(h.ws.open_views("bob")), None))
+    assert list(inputs(view)) == ["To", "Subject", "Body", "Comment"]  # typed from the tool
+    subject = inputs(view)["Subject"]["block_id"]
+    await h.ws.submit_modal("bob", view, {subject: "We ship today, for real"})
+    await h.wait(
+        lambda: (
+            "Sent to team@example.com: 'We ship today, for real'"
+            in message_text(h.approval_message())
+        )
+    )
 
 
 async def test_the_example_agent_per_call_rejected_with_a_reason(harness: Harness) -> None:
@@ -127,7 +161,7 @@ async def test_batched_hitl_resumes_with_decisions_in_order(
     await with_graphs(h, entry_point)
     msg = await run(h, "batched ship it")
     text = message_text(msg)
-    assert "1. send_email" in text and "approve, reject" in text
+    assert "1. send_email" in text and "approve, edit, reject, respond" in text
     await h.ws.click("bob", msg, "Approve")
     await h.wait(lambda: "Done: Sent to" in message_text(h.approval_message()))
 
