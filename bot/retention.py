@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from bot.opsdb import OpsStore, Pruned
-from bot.tasks import woken
+from bot.tasks import Loop, woken
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class Pruner:
         self._on_pruned = on_pruned
         self._last: float | None = None  # when the last pass ran, on the injected clock
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Loop("pruner", self._run)
         self.passes = 0  # passes this process ran (tests and logs)
 
     @property
@@ -66,14 +66,11 @@ class Pruner:
         self._wake.set()
 
     def start(self) -> None:
-        if self.enabled and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="pruner")
+        if self.enabled:
+            self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._loop.stop()
 
     async def _run(self) -> None:
         await woken(self._wake, self._first_after)

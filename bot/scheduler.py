@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from bot.store import Deadline, Store
-from bot.tasks import woken
+from bot.tasks import Loop, woken
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class Scheduler:
         self._batch = batch
         self._idle_poll = idle_poll  # deadlines another process added are seen this often
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Loop("scheduler", self._run)
         self.fired = 0  # deadlines this process fired (metrics, tests)
         self._observe_lag = observe_lag  # how late each fired (metrics)
 
@@ -52,14 +52,10 @@ class Scheduler:
         self._wake.set()
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="scheduler")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._loop.stop()
 
     async def _run(self) -> None:
         while True:

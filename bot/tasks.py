@@ -66,8 +66,8 @@ async def woken(event: asyncio.Event, seconds: float) -> bool:
 
 
 class Loop:
-    """The one long-lived task of a component (a listener, a lease keeper): started once,
-    cancelled and awaited on stop."""
+    """The one long-lived task of a component (the scheduler, the pruner, a listener, a lease
+    keeper): started once, cancelled and awaited on stop."""
 
     def __init__(self, name: str, body: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self._name = name

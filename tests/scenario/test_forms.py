@@ -20,7 +20,7 @@ from langchain_core.messages import ToolMessage
 from bot.store import Ballot
 from tests.conftest import BACKENDS, Harness
 from tests.scenario.test_approval_loop import DEPLOYS, buttons, message_text
-from tests.scenario.test_shapes import inputs, run, with_graphs
+from tests.scenario.test_shapes import EVERY_DECISION, inputs, run, with_graphs
 
 ENTRY = '''
 import operator
@@ -231,14 +231,7 @@ async def events(h: Harness) -> list[str]:
 
 async def test_per_call_edit_is_typed_checked_and_runs_the_edited_call(h: Harness) -> None:
     msg = await run(h, "percall refund")
-    assert buttons(msg) == [
-        "Approve",
-        "Edit…",
-        "Reject",
-        "Respond…",
-        "Reject with reason…",
-        "Withdraw",
-    ]
+    assert buttons(msg) == EVERY_DECISION
     view = await open_view(h, "bob", msg, "Edit…")
     fields = inputs(view)
     assert fields["Order"]["element"]["type"] == "plain_text_input"

@@ -88,6 +88,10 @@ async def run(h: Harness, text: str) -> dict[str, Any]:
     return await h.wait(lambda: len(h.ws.messages(DEPLOYS)) > before and h.approval_message())
 
 
+# What a tool call gated with every HITL decision offers, in this order.
+EVERY_DECISION = ["Approve", "Edit…", "Reject", "Respond…", "Reject with reason…", "Withdraw"]
+
+
 def inputs(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The view's input blocks by label (without the required mark)."""
     return {
@@ -119,14 +123,7 @@ async def test_the_example_agent_offers_every_decision_and_sends_an_edited_email
     h = harness
     await with_graphs(h, "graphs.agent:specs")
     msg = await run(h, "agent tell the team we ship today")
-    assert buttons(msg) == [
-        "Approve",
-        "Edit…",
-        "Reject",
-        "Respond…",
-        "Reject with reason…",
-        "Withdraw",
-    ]
+    assert buttons(msg) == EVERY_DECISION
     await h.ws.click("bob", msg, "Edit…")
     view = await h.wait(lambda: next(iter(h.ws.open_views("bob")), None))
     assert list(inputs(view)) == ["To", "Subject", "Body", "Comment"]  # typed from the tool
