@@ -568,12 +568,18 @@ function renderMessage(m, channel, opts = {}) {
   return node;
 }
 
+// A refresh that finds nothing changed leaves the DOM alone, and an unchanged message keeps
+// its node: replacing the button under someone's pointer would swallow their click.
 function fillList(list, messages, channel, opts) {
+  const shown = messages.filter((m) => !(m.ephemeral && S.dismissed.has(`${channel}:${m.ts}`)));
+  const sigs = shown.map((m) => `${S.user}|${channel}|${JSON.stringify(m)}`);
+  const now = [...list.children];
+  if (sigs.length === now.length && sigs.every((sig, i) => now[i]._sig === sig)) return;
+  const old = new Map(now.map((n) => [n._sig, n]));
   const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
   const keep = list.scrollTop;
-  list.replaceChildren(...messages
-    .filter((m) => !(m.ephemeral && S.dismissed.has(`${channel}:${m.ts}`)))
-    .map((m) => renderMessage(m, channel, opts)));
+  list.replaceChildren(...shown.map((m, i) =>
+    old.get(sigs[i]) || Object.assign(renderMessage(m, channel, opts), {_sig: sigs[i]})));
   list.scrollTop = nearBottom || opts?.forceBottom ? list.scrollHeight : keep;
 }
 
