@@ -34,6 +34,11 @@ REPLICAS = 3
 CONCURRENCY = 12  # requests in flight at once, as from many people
 LEASE = 3  # APPROVALS_RUN_LEASE_SECONDS: a dead replica's runs are taken over after this
 WAIT = 180.0 if LONG else 90.0
+# A timed-out call is retried and may land twice (the fault matrix tests that); here a repeat
+# must come from the kill. 500 approvals, three bots and PostgreSQL on two cores can make a
+# call take seconds, so the long run waits longer (an outbox lease is twice this + 5 s, which is
+# how long a dead replica's rows wait).
+SLACK_TIMEOUT = "15" if LONG else "2"
 POLICY = """
 [deploy]
 backend = "simulated"
@@ -58,7 +63,7 @@ class Replica:
             DATABASE_URL=url,
             PORT=str(self.port),
             APPROVALS_CONFIG=str(workdir / "approvals.toml"),
-            APPROVALS_SLACK_TIMEOUT="2",
+            APPROVALS_SLACK_TIMEOUT=SLACK_TIMEOUT,
             APPROVALS_RUN_LEASE_SECONDS=str(LEASE),
             APPROVALS_PACE="0",  # one channel takes all the posts: Slack's pace is not tested here
         )
