@@ -169,30 +169,34 @@ def check(
     return list(errors.items())
 
 
+# Plain words for a JSON Schema failure, by jsonschema-rs's error kind: {n} is its limit as a
+# number, {limit} as it is, {pattern} its pattern, {message} the validator's own words.
+_WORDS = {
+    "Minimum": "Must be at least {n}.",
+    "Maximum": "Must be at most {n}.",
+    "ExclusiveMinimum": "Must be more than {n}.",
+    "ExclusiveMaximum": "Must be less than {n}.",
+    "MinLength": "Must be at least {limit} characters long.",
+    "MaxLength": "Must be at most {limit} characters long.",
+    "Pattern": "Must match the pattern {pattern}.",
+    "Enum": "Pick one of the listed values.",
+    "Type": "Wrong kind of value: {message}.",
+    "AdditionalProperties": "Not expected here: {message}.",
+}
+
+
 def _words(name: str, kind: Any, message: str) -> str:
     """Plain words for one JSON Schema failure."""
+    words = _WORDS.get(name)
+    if words is None:
+        return message[:300]
     limit = getattr(kind, "limit", None)
-    if name == "Minimum":
-        return f"Must be at least {_n(limit)}."
-    if name == "Maximum":
-        return f"Must be at most {_n(limit)}."
-    if name == "ExclusiveMinimum":
-        return f"Must be more than {_n(limit)}."
-    if name == "ExclusiveMaximum":
-        return f"Must be less than {_n(limit)}."
-    if name == "MinLength":
-        return f"Must be at least {limit} characters long."
-    if name == "MaxLength":
-        return f"Must be at most {limit} characters long."
-    if name == "Pattern":
-        return f"Must match the pattern {getattr(kind, 'pattern', '')}."
-    if name == "Enum":
-        return "Pick one of the listed values."
-    if name == "Type":
-        return f"Wrong kind of value: {message}."
-    if name == "AdditionalProperties":
-        return f"Not expected here: {message}."
-    return message[:300]
+    return words.format(
+        n=_n(limit),
+        limit=limit,
+        pattern=getattr(kind, "pattern", ""),
+        message=message,
+    )
 
 
 def _n(v: Any) -> str:

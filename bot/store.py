@@ -485,28 +485,32 @@ _REPLACE = (
     "updated_at=excluded.updated_at"
 )
 
-_NEW = """
+# Outbox rows as the sender reads them (``_delivery``): each with the message it refers to.
+_DELIVERIES = """
 SELECT o.id, o.key, o.kind, o.ref, o.lane, o.run_id, o.interrupt_id, o.version, o.status,
        o.attempts, o.next_at, o.lease_until, o.failing_since, o.channel,
        p.channel AS ref_channel, p.ts AS ref_ts, p.status AS ref_status
 FROM bot_outbox o LEFT JOIN bot_outbox p ON p.key = o.ref
-WHERE o.seq > ? AND o.status = 'pending' AND o.next_at = 0
-ORDER BY o.seq
 """
 
+_NEW = (
+    _DELIVERIES
+    + """WHERE o.seq > ? AND o.status = 'pending' AND o.next_at = 0
+ORDER BY o.seq
+"""
+)
+
 # The first waiting row of each of the given lanes (a JSON array), when due.
-_NEXT_IN_LANES = """
-SELECT o.id, o.key, o.kind, o.ref, o.lane, o.run_id, o.interrupt_id, o.version, o.status,
-       o.attempts, o.next_at, o.lease_until, o.failing_since, o.channel,
-       p.channel AS ref_channel, p.ts AS ref_ts, p.status AS ref_status
-FROM bot_outbox o LEFT JOIN bot_outbox p ON p.key = o.ref
-WHERE o.id IN (
+_NEXT_IN_LANES = (
+    _DELIVERIES
+    + """WHERE o.id IN (
     SELECT (SELECT id FROM bot_outbox WHERE lane = l.value AND status = 'pending'
             ORDER BY seq LIMIT 1)
     FROM json_each(?) AS l)
 AND o.next_at <= ?
 ORDER BY o.seq
 """
+)
 
 # Due deadlines (or ones whose firer's lease ran out), taken for firing. On PostgreSQL the
 # rows are locked as they are chosen, skipping any another process is taking, and the claim
@@ -543,14 +547,12 @@ _TAKE_RUNS = (
     "LIMIT ?{lock}) AND status='running' AND (owner IS NULL OR lease_until < ?) RETURNING *"
 )
 
-_OPEN = """
-SELECT o.id, o.key, o.kind, o.ref, o.lane, o.run_id, o.interrupt_id, o.version, o.status,
-       o.attempts, o.next_at, o.lease_until, o.failing_since, o.channel,
-       p.channel AS ref_channel, p.ts AS ref_ts, p.status AS ref_status
-FROM bot_outbox o LEFT JOIN bot_outbox p ON p.key = o.ref
-WHERE o.status IN ('pending', 'sending')
+_OPEN = (
+    _DELIVERIES
+    + """WHERE o.status IN ('pending', 'sending')
 ORDER BY o.seq LIMIT ?
 """
+)
 
 
 class Store:
