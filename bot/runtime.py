@@ -200,7 +200,8 @@ class BotRuntime:
         self._stops.clear()
         await self.session.close()
         try:  # the runs cut here are taken over at once by the next process to look
-            await self.store.runs_release()
+            async with asyncio.timeout(grace):  # the write is tried again through a blink
+                await self.store.runs_release()
         except Exception as exc:  # the database is gone: their leases end on their own
             log.warning("could not let go of this process's runs: %s", type(exc).__name__)
         await self.backend.close()

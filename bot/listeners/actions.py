@@ -19,6 +19,7 @@ from bot.blocks import (
     ACTION_WITHDRAW,
 )
 from bot.deps import Deps
+from bot.messages import NOT_RECORDED
 
 CHOICE = re.compile(rf"^{re.escape(ACTION_CHOICE)}(\d+)$")
 COMMENT = re.compile(rf"^{re.escape(ACTION_COMMENT)}(\d+)$")
@@ -42,7 +43,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 if channel is None:
                     await engine.publish_home(user)  # the Home is the answer there
 
-            deps.tasks.spawn(act(), f"{name} by {user}")
+            url = body.get("response_url")
+            told = engine.for_person(act(), user, channel, url, NOT_RECORDED["click"])
+            deps.tasks.spawn(told, f"{name} by {user}")
 
         return listener
 
