@@ -26,14 +26,16 @@ so is each of LangGraph's checkpointer calls (``RetryingSaver``). After a failur
 drops its dead connections at once, and it never waits long to reconnect, so work resumes
 within a second or two of the database's return. A transaction whose COMMIT lost its answer
 may have landed: before running it again, the database is asked how it ended
-(``pg_xact_status`` of the id the transaction read just before committing): committed, and
-the first run's result is the answer; aborted, and it runs again. So no transaction is applied
-twice, and its caller learns what it did.
+(``pg_xact_status`` of the id the transaction read with its BEGIN): committed, and the first
+run's result is the answer; aborted, and it runs again. So no transaction is applied twice,
+and its caller learns what it did. (BEGIN and its id share a round trip, and so do the
+notifications and COMMIT: a transaction costs no more round trips than before.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -51,7 +53,9 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
+from psycopg.sql import SQL, Literal
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from bot.dbretry import CONFLICTS, CommitUnknown, Retry, is_transient
@@ -149,15 +153,30 @@ class PgDb:
     def notify(self, what: str) -> None:
         self.notified.add(what)
 
-    def finish(self) -> str | None:
-        """Just before COMMIT, in one round trip: queue the notifications, and read the
-        transaction's id (None: it wrote nothing), to ask how it ended should the COMMIT's
-        answer be lost."""
-        notes = sorted(self.notified)
-        sql = "SELECT pg_current_xact_id_if_assigned()::text" + ", pg_notify(%s, %s)" * len(notes)
-        args = [a for what in notes for a in (WAKE_CHANNEL, f"{what}:{self._owner}")]
-        row = self._conn.execute(sql, args).fetchone()
-        return row[0] if row else None
+    def begin(self) -> str:
+        """BEGIN, and the transaction's id, in one round trip (the one BEGIN costs anyway):
+        should the COMMIT's answer be lost, the id tells how it ended."""
+        cur = self._conn.execute("BEGIN; SELECT pg_current_xact_id()::text")
+        cur.nextset()
+        row = cur.fetchone()
+        assert row is not None
+        return str(row[0])
+
+    def commit(self) -> None:
+        """The notifications and COMMIT in one round trip."""
+        notes = [
+            SQL("SELECT pg_notify({}, {})").format(
+                Literal(WAKE_CHANNEL), Literal(f"{what}:{self._owner}")
+            )
+            for what in sorted(self.notified)
+        ]
+        self._conn.execute(SQL("; ").join([*notes, SQL("COMMIT")]))
+
+    def rollback(self) -> None:
+        """End a failed transaction (nothing to do on a lost connection)."""
+        if self._conn.info.transaction_status != TransactionStatus.IDLE:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.execute("ROLLBACK")
 
     def prepare_migrations(self) -> None:
         """Wait for any other process migrating (the lock ends with this transaction), then
@@ -232,16 +251,18 @@ class Database:
 
     def _write(self, fn: Callable[[PgDb], T]) -> T:
         with self._pool.connection() as conn:
-            xid: str | None = None
-            committing = False
+            db = PgDb(conn, self._owner)
+            xid = db.begin()
             try:
-                with conn.transaction():
-                    db = PgDb(conn, self._owner)
-                    result = fn(db)
-                    xid = db.finish()
-                    committing = True
+                result = fn(db)
+            except BaseException:
+                db.rollback()
+                raise
+            try:
+                db.commit()
             except Exception as exc:
-                if committing and xid is not None and is_transient(exc):
+                db.rollback()
+                if is_transient(exc):  # the COMMIT may have landed: ask before running again
                     raise CommitUnknown(xid, result) from exc
                 raise
             return result
