@@ -208,11 +208,11 @@ class Engine:
         channel: str | None,
         response_url: str | None,
         words: str,
-    ) -> None:
-        """Do what a person asked (a click, a submitted form, a command). When the database
-        did not take it within the retry budget, tell them ``words`` (or, when it went away
-        mid-commit, that it is unknown whether it went through) straight through Slack: the
-        click's response_url, else an ephemeral where they acted, else a DM."""
+    ) -> bool:
+        """Do what a person asked (a click, a submitted form, a command); True when done.
+        When the database did not take it within the retry budget, tell them ``words`` (or,
+        when it went away mid-commit, that it is unknown whether it went through) straight
+        through Slack: the response_url, else an ephemeral where they acted, else a DM."""
         try:
             await work
         except Exception as exc:
@@ -221,6 +221,8 @@ class Engine:
             log.warning("%s's request not recorded: no database (%s)", user, error_name(exc))
             text = messages.NOT_RECORDED_UNSURE if isinstance(exc, CommitUnknown) else words
             await self.tell_directly(user, channel, response_url, text)
+            return False
+        return True
 
     async def tell_directly(
         self, user: str, channel: str | None, response_url: str | None, text: str

@@ -39,13 +39,13 @@ def register(app: AsyncApp, deps: Deps) -> None:
             channel = _channel(body) or None  # None: clicked in the App Home
 
             async def act() -> None:
-                await work(interrupt_id, user, channel, body, action)
-                if channel is None:
+                clicked = work(interrupt_id, user, channel, body, action)
+                url = body.get("response_url")
+                recorded = await engine.for_person(clicked, user, channel, url, NOT_RECORDED["click"])
+                if recorded and channel is None:
                     await engine.publish_home(user)  # the Home is the answer there
 
-            url = body.get("response_url")
-            told = engine.for_person(act(), user, channel, url, NOT_RECORDED["click"])
-            deps.tasks.spawn(told, f"{name} by {user}")
+            deps.tasks.spawn(act(), f"{name} by {user}")
 
         return listener
 
