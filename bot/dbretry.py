@@ -35,7 +35,7 @@ DEFAULT_SECONDS = 60.0
 # shutdown (a terminated backend, a fast shutdown), crash shutdown, cannot connect now
 # (starting up, shutting down); class 08 is a connection exception.
 TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "53300", "57P01", "57P02", "57P03"})
-CONFLICTS = frozenset({"40001", "40P01"})  # another transaction won: no outage, run it again
+CONFLICTS = frozenset({"40001", "40P01"})  # another transaction won: no outage
 MAX_TRIES = 100_000  # a bound on the loop; time ends it long before
 
 
@@ -66,6 +66,11 @@ def is_transient(exc: BaseException) -> bool:
         state = getattr(exc, "sqlstate", None)
         return state is None or state in TRANSIENT_SQLSTATES or state.startswith("08")
     return False
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """A serialization failure or deadlock: the connection is fine, another transaction won."""
+    return getattr(exc, "sqlstate", None) in CONFLICTS
 
 
 def error_name(exc: BaseException) -> str:
@@ -143,7 +148,7 @@ class Retry:
         raise AssertionError("unreachable: time ends the loop")
 
     def _failed(self, exc: BaseException, what: str, now: float) -> None:
-        if getattr(exc, "sqlstate", None) in CONFLICTS:
+        if is_conflict(exc):
             log.info("database: %s lost to another transaction (%s); again", what, error_name(exc))
         elif self._down_since is None:
             self._down_since = now

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,9 +57,7 @@ from psycopg.rows import dict_row
 from psycopg.sql import SQL, Literal
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from bot.dbretry import CONFLICTS, CommitUnknown, Retry, is_transient
-
-log = logging.getLogger(__name__)
+from bot.dbretry import CommitUnknown, Retry, is_conflict, is_transient
 
 T = TypeVar("T")
 
@@ -280,7 +277,7 @@ class Database:
     async def _sweep(self, exc: BaseException) -> None:
         """After a lost connection, drop every dead one the pool holds (after a restart, all
         of them), so the next try gets a live connection rather than the next dead one."""
-        if getattr(exc, "sqlstate", None) not in CONFLICTS:
+        if not is_conflict(exc):
             await asyncio.to_thread(self._pool.check)
 
 
@@ -304,7 +301,8 @@ class RetryingSaver(AsyncPostgresSaver):
         self._retry = retry
 
     async def _sweep(self, exc: BaseException) -> None:
-        if getattr(exc, "sqlstate", None) not in CONFLICTS:
+        """As ``Database._sweep``, on the saver's pool."""
+        if not is_conflict(exc):
             await self._pool.check()
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:

@@ -41,7 +41,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
             async def act() -> None:
                 clicked = work(interrupt_id, user, channel, body, action)
                 url = body.get("response_url")
-                recorded = await engine.for_person(clicked, user, channel, url, NOT_RECORDED["click"])
+                recorded = await engine.for_person(
+                    clicked, user, channel, url, NOT_RECORDED["click"]
+                )
                 if recorded and channel is None:
                     await engine.publish_home(user)  # the Home is the answer there
 
