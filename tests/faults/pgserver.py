@@ -17,8 +17,6 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -88,26 +86,12 @@ class PrivateServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def private_server() -> Callable[[], PrivateServer]:
-    """How to make a private server; skips (or, with CI set, fails) without the binaries."""
+def private_server() -> PrivateServer:
+    """A private server, not yet initialised; skips (or, with CI set, fails) without the
+    binaries."""
     bin_dir = server_bin()
     if bin_dir is None or not (bin_dir / "pg_ctl").exists():
         if os.environ.get("CI"):
             pytest.fail("CI is set but PostgreSQL's initdb and pg_ctl are not installed")
         pytest.skip(NO_BINARIES)
-    return lambda: PrivateServer(bin_dir)
-
-
-def wait_accepting(url: str, seconds: float = 30.0) -> None:
-    """Until ``url`` takes a connection (bounded)."""
-    import psycopg
-
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with psycopg.connect(url, connect_timeout=2):
-                return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    return PrivateServer(bin_dir)

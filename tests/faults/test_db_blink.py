@@ -86,7 +86,7 @@ def own_database() -> Iterator[tuple[str, str, str]]:
 @pytest.fixture
 async def private_pg() -> AsyncIterator[PrivateServer]:
     """A PostgreSQL server of the test's own, running; removed after."""
-    server = private_server()()
+    server = private_server()
     try:
         await asyncio.to_thread(server.init)
         await asyncio.to_thread(server.start)
