@@ -34,7 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument(
         "--rate-limits", action="store_true", help="enforce Slack's per-method rate limits (429)"
     )
-    check = sub.add_parser("check-config", help="validate the policy file and exit (0 ok, 2 not)")
+    check = sub.add_parser(
+        "check-config",
+        help="check the policy file and the graphs it names as run would, then exit (0 ok, 2 not)",
+    )
     check.add_argument(
         "path", nargs="?", type=Path, help="default: $APPROVALS_CONFIG, else ./approvals.toml"
     )
@@ -97,30 +100,32 @@ def _manifest(url: str | None) -> int:
 
 
 def _check_config(path: Path | None) -> int:
-    """Validate the policy file without starting the bot: ``ok: …`` on stdout and exit 0, or
-    the one-line fault on stderr and exit 2. Deprecations are warnings on stderr."""
+    """Validate the policy file as ``run`` would, without starting the bot: the file, the
+    deploy backend, and the graphs it names (imported and built, nothing run). ``ok: …`` on
+    stdout and exit 0, or the one-line fault on stderr and exit 2. Deprecations are warnings
+    on stderr."""
+    from bot.config import deploy_options, graph_specs
     from bot.policy import PolicyError, load_policy, policy_path
+    from graphs import EntryPointError, compile_spec
 
     path = path or policy_path(os.environ)
-    if path is None:
-        print("ok: no policy file (APPROVALS_CONFIG unset, no ./approvals.toml): built-in defaults")
-        return 0
     try:
         policy = load_policy(path)
-        if not policy.graph_entry_points:  # else the graphs are only known once imported
-            from graphs import registry
-            from graphs.deploy import DeployOptions
-
-            policy.check_graphs(registry(DeployOptions()))
-    except PolicyError as exc:
+        for line in policy.deprecations:
+            print(f"warning: {line}", file=sys.stderr)
+        deploy = deploy_options(policy, require_backend=True)
+        specs = graph_specs(policy, deploy)
+        for spec in specs.values():
+            compile_spec(spec, None)
+    except (PolicyError, SettingsError, EntryPointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for line in policy.deprecations:
-        print(f"warning: {line}", file=sys.stderr)
     sets, levels = policy.rule_sets, policy.escalation_levels
+    graphs = ", ".join(s.name for s in specs.values())
+    off = "; /deploy is off (no [deploy] table)" if deploy is None else ""
     print(
         f"ok: {path}: {sets} rule set{'s' * (sets != 1)}, "
-        f"{levels} escalation level{'s' * (levels != 1)}"
+        f"{levels} escalation level{'s' * (levels != 1)}; graphs: {graphs}{off}"
     )
     return 0
 

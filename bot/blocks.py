@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.protocol import ApprovalRequest, ChoiceSpec, DecisionRecord
+from graphs.deploy import COMMAND as DEPLOY
 
 # Slack's limits (https://api.slack.com/reference/block-kit/blocks)
 MAX_BLOCKS = 50
@@ -311,9 +312,11 @@ def home_view(
     mine: Sequence[tuple[str, str, float]],
     recent: Sequence[str] = (),
     counts: HomeCounts = HomeCounts(0, 0),
+    commands: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The App Home: what the viewer can decide (with buttons), then their recent requests
-    as (command line, outcome or run status, started at), then recent decisions."""
+    as (command line, outcome or run status, started at), then recent decisions.
+    ``commands`` are the registered graphs' (``/deploy``, ``agent``): how to start one."""
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": plain("Waiting for your decision", HEADER_TEXT)}
     ]
@@ -349,8 +352,15 @@ def home_view(
         label = status.replace("_", " ")
         blocks.append(_context(f"{emoji} `{escape(line)}` {label} · {slack_date(at)}"))
     if not mine:
-        blocks.append(_context("You have not started anything yet. Try `/deploy api 1.4.2`."))
+        blocks.append(_context(f"You have not started anything yet. {_how_to_start(commands)}"))
     if recent:
         blocks += [{"type": "divider"}, {"type": "header", "text": plain("Recent decisions", 150)}]
         blocks += [_context(line) for line in recent]
     return {"type": "home", "blocks": blocks[:HOME_BLOCKS]}
+
+
+def _how_to_start(commands: Sequence[str]) -> str:
+    if DEPLOY in commands:
+        return f"Try `{DEPLOY} api 1.4.2`."
+    names = ", ".join(f"`{escape(c.lstrip('/'))}`" for c in commands)
+    return "`/approvals run <graph> <text>` starts one" + (f": {names}." if names else ".")

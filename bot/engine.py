@@ -607,7 +607,7 @@ class Engine:
             if (d := _decision(a)) is not None
         ]
         counts = blocks.HomeCounts(await self.store.count_pending(), len(page))
-        view = blocks.home_view(items, mine, recent, counts)
+        view = blocks.home_view(items, mine, recent, counts, list(self.graphs))
         item = Item("publish", {"user": user, "view": view}, key=f"home:{user}", replace=True)
         await self.store.tell([item], self.clock())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from bot import blocks
@@ -11,6 +12,8 @@ from bot.engine import Engine, command_line
 from bot.protocol import normalise
 from bot.slack import SlackError
 from bot.store import Approval, Run
+from graphs import GraphSpec
+from graphs.deploy import COMMAND as DEPLOY
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +24,15 @@ HELP = """*`/approvals`*: what is waiting, and what happened
 • `/approvals mine`: your requests still open
 • `/approvals show <run>`: one run's history (who, what, when)
 • `/approvals cancel <run>`: withdraw your request (admins: anyone's)
-• `/approvals run <graph> <text>`: start a graph (e.g. `/approvals run deploy api 1.4.2`)
+• `/approvals run <graph> <text>`: start a graph ({graphs})
 • `/approvals help`: this"""
+
+
+def help_text(specs: Mapping[str, GraphSpec]) -> str:
+    """``/approvals help``, naming the graphs there are (so /deploy only when it is on)."""
+    names = ", ".join(f"`{s.name}`" for s in specs.values())
+    example = "; e.g. `/approvals run deploy api 1.4.2`" if DEPLOY in specs else ""
+    return HELP.format(graphs=f"here: {names}{example}")
 
 
 class Queries:
