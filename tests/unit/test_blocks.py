@@ -7,12 +7,14 @@ import json
 from typing import Any
 
 import pytest
+from langgraph.checkpoint.memory import InMemorySaver
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
 from bot import blocks
 from bot.localslack.blockkit import validate_blocks, validate_view
 from bot.protocol import DecisionRecord, normalise
+from graphs import agent
 from graphs.approval import Choice, approval_payload
 
 IID = "aff30caa44221c2f8817332729636d0f"
@@ -169,3 +171,23 @@ def test_home_view_is_valid_with_buttons_for_what_you_may_decide() -> None:
     assert "Recent decisions" in text
     empty = blocks.home_view([], [])
     assert validate_view(empty) == []
+
+
+@pytest.mark.parametrize("mode", ["per_call", "batched"])
+def test_the_example_agents_arguments_are_shown_once(mode: str) -> None:
+    """HumanInTheLoopMiddleware describes a call as "<prefix>\\n\\nTool: …\\nArgs: {…}" (a
+    Python dict): the message shows the arguments as fields, so not that dict as well. The
+    interrupt is the real one the example agent (graphs/agent.py) raises."""
+    graph = agent.build(InMemorySaver(), interrupt_mode=mode)
+    task = "email the team that the release train leaves today at five, with the notes attached"
+    out = graph.invoke(agent.parse(task), {"configurable": {"thread_id": mode}})
+    (raised,) = out["__interrupt__"]
+    meta = {"response_schema": raised.response_schema} if raised.response_schema else None
+    request = normalise(raised.value, meta)
+    _, blks = blocks.approval_message(request, IID, "U0ALICE", 0)
+    check_message(blks)
+    shown = json.dumps(blks, ensure_ascii=False)
+    assert "Tool execution requires approval" in shown
+    assert "Args:" not in shown and "'to'" not in shown
+    assert shown.count("team@example.com") == 1
+    assert shown.count(task) == 1  # the body (the subject is its first 60 characters)
