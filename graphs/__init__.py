@@ -93,13 +93,18 @@ def load_entry_point(ref: str) -> list[GraphSpec]:
 
 
 def compile_spec(spec: GraphSpec, checkpointer: Any) -> Any:
-    """The spec's graph, compiled with the bot's checkpointer."""
+    """The spec's graph, compiled with the bot's checkpointer. A ``build`` that fails (a
+    model's package not installed, its API key not set) is one line for the operator."""
     params = inspect.signature(spec.build).parameters
-    if "checkpointer" in params:
-        return spec.build(checkpointer=checkpointer)
-    graph = spec.build()
-    if isinstance(graph, StateGraph):
-        return graph.compile(checkpointer=checkpointer)
+    try:
+        if "checkpointer" in params:
+            return spec.build(checkpointer=checkpointer)
+        graph = spec.build()
+        if isinstance(graph, StateGraph):
+            return graph.compile(checkpointer=checkpointer)
+    except Exception as exc:
+        said = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise EntryPointError(f"graphs: {spec.command}: build() failed: {said}") from None
     raise EntryPointError(
         f"graphs: {spec.command}: build() returned {type(graph).__name__}, not a StateGraph "
         "(or take a `checkpointer` keyword and return a compiled graph)"
