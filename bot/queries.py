@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from bot import blocks
-from bot.authz import GroupsUnknown, is_listed, refusal
+from bot.authz import GroupsUnknown, may_withdraw, refusal
 from bot.engine import Engine, command_line
 from bot.protocol import normalise
 from bot.slack import SlackError
@@ -119,7 +119,7 @@ class Queries:
         run = await self._store.get_run(run_id)
         if run is None:
             return f"I don't know a run `{blocks.escape(run_id)}`."
-        if user != run.requester and not is_listed(self._engine.policy.admins, user, _none):
+        if not may_withdraw(self._engine.policy.admins, run.requester, user):
             return f"Only <@{run.requester}>, who asked, or an admin can cancel this run."
         pending = [a for a in await self._store.approvals_of(run_id) if a.status == "pending"]
         if not pending:
@@ -127,7 +127,3 @@ class Queries:
         for a in pending:
             await self._engine.withdraw(a.interrupt_id, user, channel)
         return f"Withdrawn: `{blocks.escape(command_line(run))}`."
-
-
-def _none(_: str) -> frozenset[str] | None:
-    return frozenset()

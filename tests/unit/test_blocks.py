@@ -11,8 +11,9 @@ from langgraph.checkpoint.memory import InMemorySaver
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from bot import blocks
+from bot import authz, blocks
 from bot.localslack.blockkit import validate_blocks, validate_view
+from bot.policy import Rules
 from bot.protocol import DecisionRecord, normalise
 from graphs import agent
 from graphs.approval import Choice, approval_payload
@@ -191,3 +192,35 @@ def test_the_example_agents_arguments_are_shown_once(mode: str) -> None:
     assert "Args:" not in shown and "'to'" not in shown
     assert shown.count("team@example.com") == 1
     assert shown.count(task) == 1  # the body (the subject is its first 60 characters)
+
+
+def labels(view: dict[str, Any]) -> list[list[str]]:
+    return [
+        [e["text"]["text"] for e in b["elements"]] for b in view["blocks"] if b["type"] == "actions"
+    ]
+
+
+def test_the_home_offers_each_viewer_only_the_buttons_they_may_use() -> None:
+    """What a click by this viewer would be refused, the Home does not show: Withdraw is the
+    requester's or an admin's, deciding and "Escalate now" the approvers'."""
+    prod = Rules(approvers=("U0BOB", "U0DAN", "S0RELEASE"))
+    ask = blocks.Ask(can_escalate=True)
+    req = request(private=["Card"], fields=[("Card", "4111")])
+    release = {"S0RELEASE": frozenset({"U0ERIN"})}.get
+
+    def home(user: str, rules: Rules = prod) -> list[list[str]]:
+        offer = authz.offer(req.choices, rules, "U0ALICE", user, ("U0DAN",), release)
+        item = blocks.HomeItem(req, IID, "U0ALICE", "C0DEPLOYS", 0, ask, offer)
+        view = blocks.home_view([item], [])
+        assert validate_view(view) == []
+        return labels(view)
+
+    decide = ["Approve", "Reject", "Reject with reason…", "Show details", "Escalate now"]
+    assert home("U0BOB") == [decide]  # an approver: no Withdraw on alice's request
+    assert home("U0DAN") == [[*decide, "Withdraw"]]  # an approver and an admin
+    assert home("U0ERIN") == [decide]  # an approver by her user group
+    # alice, where she may approve her own request: all of it, Withdraw included
+    assert home("U0ALICE", Rules(allow_self_approval=True)) == [[*decide, "Withdraw"]]
+    # a channel message is everyone's: every button, each click judged
+    _, blks = blocks.approval_message(req, IID, "U0ALICE", 0, ask=ask)
+    assert labels({"blocks": blks}) == [[*decide, "Withdraw"]]
