@@ -12,18 +12,38 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from bot import cli
 from bot.config import Settings, SettingsError
 from bot.ingress import quiet_bolt_logs
 
+DESCRIPTION = (
+    "Approvals for LangGraph, in Slack: the bot, a local demo workspace, and deciding from "
+    "this terminal. 'python -m bot COMMAND --help' says more about one command."
+)
+
+
+class Described:
+    """``add_subparsers()`` whose commands each get their one-line help as the description
+    of their own --help (argparse shows it only in the list of commands otherwise)."""
+
+    def __init__(self, sub: Any) -> None:
+        self._sub = sub
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        said = str(kwargs.get("help") or "")
+        kwargs.setdefault("description", said[:1].upper() + said[1:] + "." if said else None)
+        return self._sub.add_parser(name, **kwargs)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
-    sub = parser.add_subparsers(dest="cmd", required=True)
+    # --help is for people at a terminal: plain text (the docstrings are for the code's readers)
+    parser = argparse.ArgumentParser(prog="python -m bot", description=DESCRIPTION)
+    sub = Described(parser.add_subparsers(dest="cmd", required=True))
     sub.add_parser("run", help="run the bot (Socket Mode if SLACK_APP_TOKEN is set, else HTTP)")
     demo = sub.add_parser("demo", help="run a local Slack workspace and the bot, in a browser")
-    demo.add_argument("--port", type=int, default=3000)
+    demo.add_argument("--port", type=int, default=3000, help="default: %(default)s")
     demo.add_argument(
         "--db",
         type=Path,
