@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.authz import EVERY_BUTTON, Offer
 from bot.protocol import ApprovalRequest, ChoiceSpec, DecisionRecord
+from graphs.deploy import COMMAND as DEPLOY
 
 # Slack's limits (https://api.slack.com/reference/block-kit/blocks)
 MAX_BLOCKS = 50
@@ -155,31 +157,44 @@ def _button(choice: ChoiceSpec, action_id: str, interrupt_id: str) -> dict[str, 
 
 
 def _actions(
-    request: ApprovalRequest, interrupt_id: str, ask: Ask, block_id: str = "approval_actions"
+    request: ApprovalRequest,
+    interrupt_id: str,
+    ask: Ask,
+    block_id: str = "approval_actions",
+    offer: Offer = EVERY_BUTTON,
 ) -> dict[str, Any]:
     """One button per choice (action_id by position, value = interrupt id, so a click needs no
     lookup to find its approval); a choice that needs a comment opens the comment modal. Then
     "Reject with reason…", "Show details" when values are private, "Escalate now" when there
-    is someone to escalate to, "Withdraw"; a choice that carries data opens its form."""
+    is someone to escalate to, "Withdraw"; a choice that carries data opens its form. Only
+    what ``offer`` allows."""
     elements = []
     for i, c in enumerate(request.choices[:20]):
+        if not offer.choice(i):
+            continue
         needs = "approve" if c.approves else "reject"
         action = ACTION_COMMENT if needs in ask.comment_on else ACTION_CHOICE
         elements.append(_button(c, f"{ACTION_FORM if c.form else action}{i}", interrupt_id))
     reject = request.reject_choice
-    if request.reject_with_reason and reject is not None and "reject" not in ask.comment_on:
+    if (
+        request.reject_with_reason
+        and reject is not None
+        and "reject" not in ask.comment_on
+        and offer.choice(request.choices.index(reject))
+    ):
         elements.append(
             _button(ChoiceSpec("reason", "Reject with reason…"), ACTION_REASON, interrupt_id)
         )
-    if request.hidden:
+    if request.hidden:  # the Home lists a request only for a viewer who may decide it
         elements.append(
             _button(ChoiceSpec("details", "Show details"), ACTION_DETAILS, interrupt_id)
         )
-    if ask.can_escalate:
+    if ask.can_escalate and offer.escalate:
         elements.append(
             _button(ChoiceSpec("escalate", "Escalate now"), ACTION_ESCALATE, interrupt_id)
         )
-    elements.append(_button(ChoiceSpec("withdraw", "Withdraw"), ACTION_WITHDRAW, interrupt_id))
+    if offer.withdraw:
+        elements.append(_button(ChoiceSpec("withdraw", "Withdraw"), ACTION_WITHDRAW, interrupt_id))
     return {"type": "actions", "block_id": block_id, "elements": elements}
 
 
@@ -290,7 +305,7 @@ HOME_BLOCKS = 100
 @dataclass(frozen=True)
 class HomeItem:
     """One open approval as the Home tab lists it; ``ask`` is set when the viewer may decide
-    it (then it gets working buttons)."""
+    it (then it gets working buttons: those ``offer`` allows this viewer)."""
 
     request: ApprovalRequest
     interrupt_id: str
@@ -298,6 +313,7 @@ class HomeItem:
     channel: str
     requested_at: float
     ask: Ask | None = None
+    offer: Offer = EVERY_BUTTON
 
 
 @dataclass(frozen=True)
@@ -311,9 +327,11 @@ def home_view(
     mine: Sequence[tuple[str, str, float]],
     recent: Sequence[str] = (),
     counts: HomeCounts = HomeCounts(0, 0),
+    commands: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The App Home: what the viewer can decide (with buttons), then their recent requests
-    as (command line, outcome or run status, started at), then recent decisions."""
+    as (command line, outcome or run status, started at), then recent decisions.
+    ``commands`` are the registered graphs' (``/deploy``, ``agent``): how to start one."""
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": plain("Waiting for your decision", HEADER_TEXT)}
     ]
@@ -340,7 +358,9 @@ def home_view(
             }
         )
         # block_ids are unique within a view: one per approval
-        blocks.append(_actions(item.request, item.interrupt_id, item.ask, item.interrupt_id))
+        blocks.append(
+            _actions(item.request, item.interrupt_id, item.ask, item.interrupt_id, item.offer)
+        )
     if not yours:
         blocks.append(_context("Nothing is waiting for you. 🎉"))
     blocks += [{"type": "divider"}, {"type": "header", "text": plain("Your requests", 150)}]
@@ -349,8 +369,15 @@ def home_view(
         label = status.replace("_", " ")
         blocks.append(_context(f"{emoji} `{escape(line)}` {label} · {slack_date(at)}"))
     if not mine:
-        blocks.append(_context("You have not started anything yet. Try `/deploy api 1.4.2`."))
+        blocks.append(_context(f"You have not started anything yet. {_how_to_start(commands)}"))
     if recent:
         blocks += [{"type": "divider"}, {"type": "header", "text": plain("Recent decisions", 150)}]
         blocks += [_context(line) for line in recent]
     return {"type": "home", "blocks": blocks[:HOME_BLOCKS]}
+
+
+def _how_to_start(commands: Sequence[str]) -> str:
+    if DEPLOY in commands:
+        return f"Try `{DEPLOY} api 1.4.2`."
+    names = ", ".join(f"`{escape(c.lstrip('/'))}`" for c in commands)
+    return "`/approvals run <graph> <text>` starts one" + (f": {names}." if names else ".")

@@ -15,6 +15,7 @@ from langgraph.types import Durability
 
 from bot.outbox import OutboxOptions
 from bot.policy import Policy, PolicyError, load_policy, policy_path
+from graphs import EntryPointError, GraphSpec, registry
 from graphs.deploy import CommandBackend, DeployBackend, DeployOptions, SimulatedBackend
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,10 @@ DEFAULT_API_URL = "https://slack.com/api/"
 NO_BACKEND = (
     'deploy.backend is not set: name "command" (your deploy script, see the README) or '
     '"simulated" (nothing is deployed; every message says so)'
+)
+NOTHING_TO_RUN = (
+    "no graphs to run: add a [deploy] table (the built-in /deploy) or "
+    'graphs = ["package.module:specs"] (your own; README: "Bring your own graph")'
 )
 
 
@@ -40,7 +45,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 3000
     grace_seconds: float = 10.0
-    deploy: DeployOptions = field(default_factory=DeployOptions)
+    deploy: DeployOptions | None = field(default_factory=DeployOptions)  # None: /deploy is off
     policy: Policy = field(default_factory=Policy)
     slack_timeout: float = 10.0  # one Web API call; the outbox retries past it
     outbox: OutboxOptions = field(default_factory=OutboxOptions)
@@ -108,10 +113,13 @@ def read_policy(path: Path | None) -> Policy:
     return policy
 
 
-def deploy_options(policy: Policy, *, require_backend: bool = False) -> DeployOptions:
-    """The /deploy graph's options from the ``[deploy]`` table and the policy's approvers.
-    ``bot run`` must name a backend: a deploy bot that only pretends must say so."""
+def deploy_options(policy: Policy, *, require_backend: bool = False) -> DeployOptions | None:
+    """The /deploy graph's options from the ``[deploy]`` table; None when there is none (then
+    there is no /deploy). ``bot run`` must name a backend: a deploy bot that only pretends
+    must say so."""
     d = policy.deploy
+    if d is None:
+        return None
     backend: DeployBackend
     if d.backend == "command":
         backend = CommandBackend(argv=d.command, timeout_seconds=d.command_timeout_seconds)
@@ -121,6 +129,20 @@ def deploy_options(policy: Policy, *, require_backend: bool = False) -> DeployOp
         where = policy.source or "approvals.toml (none found)"
         raise SettingsError(f"{where}: {NO_BACKEND}")
     return DeployOptions(envs=d.envs, default_env=d.default_env, backend=backend)
+
+
+def graph_specs(policy: Policy, deploy: DeployOptions | None) -> dict[str, GraphSpec]:
+    """Every graph the bot runs (/deploy when ``deploy`` is set, then the policy's entry
+    points), checked against the policy's ``[policy.<graph>]`` tables: what ``bot run``
+    starts with, and what ``check-config`` checks."""
+    try:
+        specs = registry(deploy, policy.graph_entry_points)
+        policy.check_graphs(specs)
+    except (EntryPointError, PolicyError) as exc:
+        raise SettingsError(str(exc)) from None
+    if not specs:
+        raise SettingsError(f"{policy.source or 'approvals.toml (none found)'}: {NOTHING_TO_RUN}")
+    return specs
 
 
 def normalise_api_url(url: str) -> str:

@@ -28,8 +28,8 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Durability
 from pydantic import ValidationError
 
-from bot import blocks, forms, messages
-from bot.authz import GroupsUnknown, groups_in, is_listed, names, refusal
+from bot import authz, blocks, forms, messages
+from bot.authz import GroupsUnknown, groups_in, may_escalate, may_withdraw, names, refusal
 from bot.groups import GroupCache
 from bot.policy import USER_RE as USER
 from bot.policy import Policy, Rules, describe, format_duration, freeze_at
@@ -356,7 +356,7 @@ class Engine:
         ``cancelled`` decision."""
 
         def judge(approval: Approval, run: Run) -> Ballot | Refused:
-            if user != run.requester and user not in self.policy.admins:
+            if not may_withdraw(self.policy.admins, run.requester, user):
                 text = f"Only <@{run.requester}>, who asked, or an admin can withdraw this."
                 return Refused(user, [], text=text)
             return Ballot(user, blocks.CANCELLED, False, None, 1)
@@ -372,10 +372,10 @@ class Engine:
         approval, run = found
         rules = self.rules_of(approval, run)
         try:
-            eligible = not rules.approvers or is_listed(rules.approvers, user, self.groups.members)
+            eligible = may_escalate(rules, user, self.groups.members)
         except GroupsUnknown as exc:
             await self.groups.resolve(exc.groups)
-            eligible = is_listed(rules.approvers, user, self.groups.members)
+            eligible = may_escalate(rules, user, self.groups.members)
         if not eligible:
             text = f"Only {names(rules.approvers)} can escalate this request."
         elif await self.store.deadline_now(interrupt_id, "escalate", self.clock()):
@@ -574,17 +574,16 @@ class Engine:
         requests, recent decisions. It looks at the newest pending approvals only, so it
         stays fast with thousands open, and says how many there are."""
         page = await self.store.pending_page(None, HOME_LOOKS)
+        members = self.groups.members
         items = []
         for approval, run in page:
             rules = self.rules_of(approval, run)
             request = normalise(approval.request, approval.meta)
+            offer = authz.offer(
+                request.choices, rules, run.requester, user, self.policy.admins, members
+            )
             approve = request.approve_choice
-            try:
-                yours = approve is not None and not refusal(
-                    rules, run.requester, user, approve, self.groups.members
-                )
-            except GroupsUnknown:
-                yours = False
+            yours = approve is not None and offer.choice(request.choices.index(approve))
             if yours and len(items) < HOME_SHOWN:
                 items.append(
                     blocks.HomeItem(
@@ -594,6 +593,7 @@ class Engine:
                         approval.channel or run.channel,
                         approval.created_at,
                         ask(rules),
+                        offer,
                     )
                 )
         mine = [
@@ -607,7 +607,7 @@ class Engine:
             if (d := _decision(a)) is not None
         ]
         counts = blocks.HomeCounts(await self.store.count_pending(), len(page))
-        view = blocks.home_view(items, mine, recent, counts)
+        view = blocks.home_view(items, mine, recent, counts, list(self.graphs))
         item = Item("publish", {"user": user, "view": view}, key=f"home:{user}", replace=True)
         await self.store.tell([item], self.clock())
 
