@@ -967,11 +967,11 @@ class Engine:
 
         return open_
 
-    def _changed(self, run: Run) -> Callable[[Approval, Approval], list[Item]]:
+    def _changed(self, run: Run) -> Callable[[Approval], list[Item]]:
         """How an approval's message shows that its request changed before it was decided
         (buttons gone; the new request is posted as a message of its own)."""
 
-        def changed(old: Approval, new: Approval) -> list[Item]:
+        def changed(old: Approval) -> list[Item]:
             state = blocks.MessageState(superseded=True)
             request = normalise(old.request, old.meta)
             return [messages.approval_update(run, old, request, state, blocks.Ask())]

@@ -683,6 +683,7 @@ class Store:
         return result
 
     def _chained(self, fn: Callable[[Tx], T], db: sqlite3.Connection) -> T:
+        """``fn`` as one transaction, its audit rows chained at its end."""
         tx = Tx(db)
         result = fn(tx)
         _chain(tx, self._audit_key)
@@ -841,14 +842,14 @@ class Store:
         now: float,
         open_: Callable[[Approval], Opening],
         resumed: str | None = None,
-        changed: Callable[[Approval, Approval], list[Item]] = lambda old, new: [],
+        changed: Callable[[Approval], list[Item]] = lambda old: [],
     ) -> list[Approval]:
         """The run waits for people: store one approval per (interrupt id, value, meta) (a node
         LangGraph replays raises the same id, stored once, posted once) and queue its
         message. An approval is bound to the request it showed (its digest): when a re-run
         raised a known id with another request, the approval still open (or decided, not yet
-        resumed) is closed as superseded, its decision void, ``changed(old, new)`` says how
-        its message shows that, and the new request is opened as an approval of its own
+        resumed) is closed as superseded, its decision void, ``changed(old)`` says how its
+        message shows that, and the new request is opened as an approval of its own
         (``<interrupt id>-<n>``: its own message, votes and deadlines)."""
 
         def tx(db: sqlite3.Connection) -> list[Approval]:
@@ -892,7 +893,7 @@ class Store:
                         digest=old.digest,
                         detail={"new_digest": digest, "new_id": approval.interrupt_id},
                     )
-                    _queue(db, changed(old, approval), now)
+                    _queue(db, changed(old), now)
                 iid = approval.interrupt_id
                 opened.append(approval)
                 _audit(
