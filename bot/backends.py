@@ -31,7 +31,7 @@ class Backend:
 async def open_backend(settings: Settings, lease: RunLease) -> Backend:
     """The database the settings name, migrated to this release's schema."""
     if settings.database_url:
-        return await _postgres(settings.database_url, lease)
+        return await _postgres(settings.database_url, lease, settings.audit_key)
     return await _sqlite(settings, lease)
 
 
@@ -43,7 +43,7 @@ async def _sqlite(settings: Settings, lease: RunLease) -> Backend:
         saver = OneHopSqliteSaver(conn)
         await saver.setup()  # WAL mode, checkpoint tables
         hop = OneHop(conn)
-        store = Store(hop, saver.writer, lease=lease)
+        store = Store(hop, saver.writer, lease=lease, audit_key=settings.audit_key)
         await store.setup()
     except BaseException:
         await conn.close()
@@ -59,7 +59,7 @@ async def _sqlite(settings: Settings, lease: RunLease) -> Backend:
     return Backend(saver, store, OpsStore(hop, saver.writer), close)
 
 
-async def _postgres(url: str, lease: RunLease) -> Backend:
+async def _postgres(url: str, lease: RunLease, audit_key: bytes | None) -> Backend:
     # Imported here: a SQLite deployment never loads psycopg.
     from bot.postgres import Database, open_saver
     from bot.wakeups import Listener
@@ -71,7 +71,7 @@ async def _postgres(url: str, lease: RunLease) -> Backend:
     except BaseException:
         await db.close()
         raise
-    store = Store(db.read, db.write, postgres=True, lease=lease)
+    store = Store(db.read, db.write, postgres=True, lease=lease, audit_key=audit_key)
     listeners: list[Listener] = []
 
     def listen(wakes: Mapping[str, Callable[[], None]]) -> None:

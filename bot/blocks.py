@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.authz import EVERY_BUTTON, Offer
+from bot.integrity import short
 from bot.protocol import ApprovalRequest, ChoiceSpec, DecisionRecord
 from graphs.deploy import COMMAND as DEPLOY
 
@@ -81,6 +82,7 @@ class MessageState:
     decision: DecisionRecord | None = None
     voters: tuple[str, ...] = ()  # who approved so far, while more are needed
     outcome: dict[str, Any] | None = None
+    superseded: bool = False  # the request changed before it was decided (a new one asks)
 
 
 @dataclass(frozen=True)
@@ -101,14 +103,22 @@ def approval_message(
     requested_at: float,
     state: MessageState = MessageState(),
     ask: Ask = Ask(),
+    digest: str = "",
 ) -> tuple[str, list[dict[str, Any]]]:
     """The channel message for one approval (and each escalation DM's copy of it):
-    (notification text, blocks)."""
+    (notification text, blocks). The context line ends with the short form of the request's
+    ``digest``, which ties the message to the payload it showed (and to the audit export)."""
     blocks: list[dict[str, Any]] = [{"type": "header", "text": plain(request.title, HEADER_TEXT)}]
     if request.text:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn(request.text)}})
     blocks.extend(_field_sections(request.fields))
-    blocks.append(_context(f"Requested by <@{requester}> {slack_date(requested_at)}"))
+    requested = f"Requested by <@{requester}> {slack_date(requested_at)}"
+    if digest:
+        requested += f" · request `{short(digest)}`"
+    blocks.append(_context(requested))
+    if state.superseded:
+        blocks.append(_context(CHANGED))
+        return cut(f"{request.title}: {CHANGED}", SECTION_TEXT), blocks[:MAX_BLOCKS]
     if state.decision is None:
         if ask.who:
             blocks.append(_context(ask.who))
@@ -198,6 +208,7 @@ def _actions(
     return {"type": "actions", "block_id": block_id, "elements": elements}
 
 
+CHANGED = "🔄 *This request changed before it was decided*; see the new one."
 CANCELLED = "cancelled"  # the choice id of a request its requester (or an admin) withdrew
 TIMEOUT = "timeout"
 

@@ -58,6 +58,8 @@ class Settings:
     # PostgreSQL (several replicas) instead of the SQLite file; holds a password: never log it.
     database_url: str | None = field(default=None, repr=False)
     run_lease: float = 30.0  # a run a dead process was driving is taken over after this long
+    # APPROVALS_AUDIT_KEY: the audit chain's hashes are HMACs with it; a secret: never log it.
+    audit_key: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -99,7 +101,25 @@ class Settings:
             ),
             pace=env.get("APPROVALS_PACE", "1") not in ("0", "false", "no", "off"),
             durability=_durability(env.get("APPROVALS_DURABILITY") or "sync"),
+            audit_key=audit_key(env),
         )
+
+
+AUDIT_KEY_MIN = 16
+
+
+def audit_key(env: Mapping[str, str]) -> bytes | None:
+    """``APPROVALS_AUDIT_KEY`` as the key of the audit chain's HMAC (None: unset). Never
+    echoed: it is a secret."""
+    raw = env.get("APPROVALS_AUDIT_KEY") or ""
+    if not raw:
+        return None
+    if len(raw) < AUDIT_KEY_MIN:
+        raise SettingsError(
+            f"APPROVALS_AUDIT_KEY must be at least {AUDIT_KEY_MIN} characters (make one with "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return raw.encode()
 
 
 def read_policy(path: Path | None) -> Policy:

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from bot import authz, blocks, forms, messages
 from bot.authz import GroupsUnknown, groups_in, may_escalate, may_withdraw, names, refusal
 from bot.groups import GroupCache
+from bot.integrity import request_digest
 from bot.policy import USER_RE as USER
 from bot.policy import Policy, Rules, describe, format_duration, freeze_at
 from bot.protocol import (
@@ -103,6 +104,8 @@ class Answer:
 
 
 def _closed_text(approval: Approval) -> str:
+    if approval.status == "superseded":
+        return messages.CHANGED
     decision = _decision(approval)
     if decision is not None:
         return blocks.already_decided(normalise(approval.request, approval.meta), decision)
@@ -349,6 +352,7 @@ class Engine:
             user=user,
             run_id=run.run_id,
             interrupt_id=interrupt_id,
+            digest=approval.digest,
         )
 
     async def withdraw(self, interrupt_id: str, user: str, channel: str | None) -> Answer:
@@ -753,24 +757,50 @@ class Engine:
                     del self._driving[run_id]
 
     async def _resume(self, approval: Approval, run: Run) -> None:
+        lock = self._locks.get(run.run_id)
+        waited = lock is not None and lock.locked()
         async with self._holding(run.run_id):
+            if waited:
+                # Another task drove the run meanwhile: its pause may have replaced the
+                # request this decision was for (see ``Store.pause``).
+                fresh = await self.store.get_approval(approval.interrupt_id)
+                if fresh is None or fresh.status == "superseded":
+                    return
+                approval = fresh
             await self._resume_locked(approval, run)
 
     async def _resume_locked(self, approval: Approval, run: Run) -> None:
-        """Resume the thread with the claimed decision, unless it already consumed it."""
+        """Resume the thread with the claimed decision, unless it already consumed it, or the
+        request pending under its interrupt id is no longer the one that was decided (a node
+        that re-ran computed it again): then nothing is resumed, and the request is asked
+        again as it is now."""
         decision = _decision(approval)
         if decision is None:
             return
         graph = self.graphs[run.command]
         state = await graph.aget_state(_config(run))
-        if approval.interrupt_id not in {i.id for i in state.interrupts}:
+        pending = {i.id: i for i in state.interrupts}
+        now_pending = pending.get(approval.graph_interrupt_id)
+        if now_pending is None:
             # Resumed before a crash: the decision is in the checkpoint already.
             await self.store.mark_resumed(approval.interrupt_id, run.run_id, self.clock())
             if run.status in ("running", "waiting"):
                 await self._continue_locked(run)
             return
+        meta = self._meta(run, now_pending.response_schema)
+        if request_digest(now_pending.value, meta) != approval.digest:
+            log.warning(
+                "run %s: request %s changed before its decision was resumed; asking again",
+                run.run_id,
+                approval.interrupt_id,
+            )
+            interrupts = [
+                (i.id, i.value, self._meta(run, i.response_schema)) for i in pending.values()
+            ]
+            await self._pause(run, interrupts)
+            return
         value = resume_value(normalise(approval.request, approval.meta), decision)
-        command = Command(resume={approval.interrupt_id: value})
+        command = Command(resume={approval.graph_interrupt_id: value})
         await self._drive_locked(run, command, resumed=approval.interrupt_id)
 
     async def _continue_locked(self, run: Run) -> None:
@@ -850,10 +880,20 @@ class Engine:
             await self._finish(run, outcome, resumed)
             return
         if interrupts:
-            await self.store.pause(run, interrupts, self.clock(), self._opening(run), resumed)
-            self._on_deadlines()  # the new approvals' deadlines may be the next ones due
+            await self._pause(run, interrupts, resumed)
         else:
             await self._finish(run, outcome_of(values), resumed)
+
+    async def _pause(
+        self,
+        run: Run,
+        interrupts: list[tuple[str, Any, dict[str, Any] | None]],
+        resumed: str | None = None,
+    ) -> None:
+        """The run waits for the interrupts it stopped at (see ``Store.pause``)."""
+        opening, changed = self._opening(run), self._changed(run)
+        await self.store.pause(run, interrupts, self.clock(), opening, resumed, changed)
+        self._on_deadlines()  # the new approvals' deadlines may be the next ones due
 
     def _meta(self, run: Run, response_schema: Any) -> dict[str, Any] | None:
         """What is stored beside an interrupt's value: its response_schema (JSON Schema, as
@@ -927,6 +967,17 @@ class Engine:
 
         return open_
 
+    def _changed(self, run: Run) -> Callable[[Approval], list[Item]]:
+        """How an approval's message shows that its request changed before it was decided
+        (buttons gone; the new request is posted as a message of its own)."""
+
+        def changed(old: Approval) -> list[Item]:
+            state = blocks.MessageState(superseded=True)
+            request = normalise(old.request, old.meta)
+            return [messages.approval_update(run, old, request, state, blocks.Ask())]
+
+        return changed
+
     async def _progress(self, run: Run, key: str, line: str) -> None:
         """Queue a progress line in the run's thread (never fails the run: it is a row)."""
         thread = None
@@ -955,7 +1006,7 @@ class Engine:
                     blocks.Ask(),
                 )
                 for a in approvals
-                if a.status != "failed"
+                if a.status not in ("failed", "superseded")  # those show why already
             ]
 
         await self.store.finish(run.run_id, status, outcome, self.clock(), render, resumed)

@@ -50,6 +50,24 @@ def test_pending_message_has_buttons_with_interrupt_id() -> None:
     assert "Deploy api" in text
 
 
+def test_the_context_line_shows_the_requests_short_digest() -> None:
+    digest = "0123456789abcdef" * 4
+    _, blks = blocks.approval_message(request(), IID, "U0ALICE", 1_700_000_000, digest=digest)
+    check_message(blks)
+    context = next(b for b in blks if b["type"] == "context")["elements"][0]["text"]
+    assert context.startswith("Requested by <@U0ALICE>")
+    assert context.endswith(" · request `0123456789`")
+
+
+def test_a_superseded_request_says_so_without_buttons() -> None:
+    state = blocks.MessageState(superseded=True)
+    text, blks = blocks.approval_message(request(), IID, "U0ALICE", 1_700_000_000, state)
+    check_message(blks)
+    assert not [b for b in blks if b["type"] == "actions"]
+    assert "changed before it was decided" in json.dumps(blks)
+    assert "changed before it was decided" in text
+
+
 def test_decided_message_has_no_buttons_and_says_who() -> None:
     d = DecisionRecord("reject", False, "U0BOB", "not <!channel> today & never", 1_700_000_000)
     _, blks = blocks.approval_message(
