@@ -12,18 +12,38 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from bot import cli
 from bot.config import Settings, SettingsError
 from bot.ingress import quiet_bolt_logs
 
+DESCRIPTION = (
+    "Approvals for LangGraph, in Slack: the bot, a local demo workspace, and deciding from "
+    "this terminal. 'python -m bot COMMAND --help' says more about one command."
+)
+
+
+class Described:
+    """``add_subparsers()`` whose commands each get their one-line help as the description
+    of their own --help (argparse shows it only in the list of commands otherwise)."""
+
+    def __init__(self, sub: Any) -> None:
+        self._sub = sub
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        said = str(kwargs.get("help") or "")
+        kwargs.setdefault("description", said[:1].upper() + said[1:] + "." if said else None)
+        return self._sub.add_parser(name, **kwargs)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
-    sub = parser.add_subparsers(dest="cmd", required=True)
+    # --help is for people at a terminal: plain text (the docstrings are for the code's readers)
+    parser = argparse.ArgumentParser(prog="python -m bot", description=DESCRIPTION)
+    sub = Described(parser.add_subparsers(dest="cmd", required=True))
     sub.add_parser("run", help="run the bot (Socket Mode if SLACK_APP_TOKEN is set, else HTTP)")
     demo = sub.add_parser("demo", help="run a local Slack workspace and the bot, in a browser")
-    demo.add_argument("--port", type=int, default=3000)
+    demo.add_argument("--port", type=int, default=3000, help="default: %(default)s")
     demo.add_argument(
         "--db",
         type=Path,
@@ -34,7 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument(
         "--rate-limits", action="store_true", help="enforce Slack's per-method rate limits (429)"
     )
-    check = sub.add_parser("check-config", help="validate the policy file and exit (0 ok, 2 not)")
+    check = sub.add_parser(
+        "check-config",
+        help="check the policy file and the graphs it names as run would, then exit (0 ok, 2 not)",
+    )
     check.add_argument(
         "path", nargs="?", type=Path, help="default: $APPROVALS_CONFIG, else ./approvals.toml"
     )
@@ -97,30 +120,32 @@ def _manifest(url: str | None) -> int:
 
 
 def _check_config(path: Path | None) -> int:
-    """Validate the policy file without starting the bot: ``ok: …`` on stdout and exit 0, or
-    the one-line fault on stderr and exit 2. Deprecations are warnings on stderr."""
+    """Validate the policy file as ``run`` would, without starting the bot: the file, the
+    deploy backend, and the graphs it names (imported and built, nothing run). ``ok: …`` on
+    stdout and exit 0, or the one-line fault on stderr and exit 2. Deprecations are warnings
+    on stderr."""
+    from bot.config import deploy_options, graph_specs
     from bot.policy import PolicyError, load_policy, policy_path
+    from graphs import EntryPointError, compile_spec
 
     path = path or policy_path(os.environ)
-    if path is None:
-        print("ok: no policy file (APPROVALS_CONFIG unset, no ./approvals.toml): built-in defaults")
-        return 0
     try:
         policy = load_policy(path)
-        if not policy.graph_entry_points:  # else the graphs are only known once imported
-            from graphs import registry
-            from graphs.deploy import DeployOptions
-
-            policy.check_graphs(registry(DeployOptions()))
-    except PolicyError as exc:
+        for line in policy.deprecations:
+            print(f"warning: {line}", file=sys.stderr)
+        deploy = deploy_options(policy, require_backend=True)
+        specs = graph_specs(policy, deploy)
+        for spec in specs.values():
+            compile_spec(spec, None)
+    except (PolicyError, SettingsError, EntryPointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for line in policy.deprecations:
-        print(f"warning: {line}", file=sys.stderr)
     sets, levels = policy.rule_sets, policy.escalation_levels
+    graphs = ", ".join(s.name for s in specs.values())
+    off = "; /deploy is off (no [deploy] table)" if deploy is None else ""
     print(
         f"ok: {path}: {sets} rule set{'s' * (sets != 1)}, "
-        f"{levels} escalation level{'s' * (levels != 1)}"
+        f"{levels} escalation level{'s' * (levels != 1)}; graphs: {graphs}{off}"
     )
     return 0
 

@@ -1,10 +1,14 @@
-"""``python -m bot audit``: the audit table as JSON Lines or CSV, for auditors and log stores.
+"""``python -m bot audit``: the audit table as JSON Lines or CSV, for auditors and log stores;
+``python -m bot audit verify``: its hash chain checked, row by row.
 
-One record per ``bot_audit`` row, in the order the rows were written: who, what (the event),
-when (ISO 8601, UTC), the run, the approval (interrupt id), the run's LangGraph checkpoint and
-the event's detail. Per-event checkpoint ids are not stored, so ``checkpoint_id`` is the
-newest checkpoint of the run's thread *at export time* (the state the run is in now, which is
-what a resume or an inspection with ``graph.aget_state`` starts from).
+One record per ``bot_audit`` row, in the order the rows were written: its id, who, what (the
+event), when (ISO 8601, UTC), the run, the approval (interrupt id), the run's LangGraph
+checkpoint, the event's detail, the digest of the request the event is about (SHA-256; the
+message shows its first 10 hex digits) and the row's hash in the audit chain (see
+bot/integrity.py; ``python -m bot audit verify`` checks it). Per-event checkpoint ids are not
+stored, so ``checkpoint_id`` is the newest checkpoint of the run's thread *at export time* (the
+state the run is in now, which is what a resume or an inspection with ``graph.aget_state``
+starts from).
 
 Values are exported as stored: a CSV opened in a spreadsheet shows a comment such as
 ``=1+1`` as a formula, so hand CSV to tools, or read the JSON Lines.
@@ -16,10 +20,24 @@ import contextlib
 import csv
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
-FIELDS = ("at", "event", "who", "run_id", "interrupt_id", "checkpoint_id", "detail")
+from bot.integrity import Walk
+
+FIELDS = (
+    "id",
+    "at",
+    "event",
+    "who",
+    "run_id",
+    "interrupt_id",
+    "checkpoint_id",
+    "detail",
+    "digest",
+    "hash",
+)
 FORMATS = ("jsonl", "csv")
 PAGE = 1000  # audit rows read per query: memory stays flat however long the history
 MAX_PAGES = 1_000_000  # a bound on the loop, far above any real table
@@ -47,6 +65,7 @@ def record(row: Mapping[str, Any], checkpoints: Mapping[str, str]) -> dict[str, 
             detail = json.loads(detail)
     run_id = row.get("run_id")
     return {
+        "id": row["id"],
         "at": iso_utc(float(row["at"])),
         "event": row["event"],
         "who": row.get("user_id"),
@@ -54,6 +73,8 @@ def record(row: Mapping[str, Any], checkpoints: Mapping[str, str]) -> dict[str, 
         "interrupt_id": row.get("interrupt_id"),
         "checkpoint_id": checkpoints.get(run_id) if run_id else None,
         "detail": detail,
+        "digest": row.get("digest"),
+        "hash": row.get("hash"),
     }
 
 
@@ -102,3 +123,43 @@ async def export(source: AuditSource, since: float, fmt: str, out: TextIO) -> in
         if len(rows) < PAGE:
             break
     return count
+
+
+class ChainSource(Protocol):
+    async def audit_chain(self, after_id: int, limit: int) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a walk of the chain ended: rows checked, the first problem (None: intact), and
+    where the chain ends (id and hash), for an operator to note elsewhere."""
+
+    checked: int
+    problem: str | None
+    last_id: int | None = None
+    last_hash: str | None = None
+    first_keyed: int | None = None  # the first row hashed with the key (None: none)
+
+
+async def verify(source: ChainSource, key: bytes | None) -> Verdict:
+    """Walk the whole chain, page by page, stopping at the first row that does not follow
+    (raises integrity.KeyProblem when the rows need a key that is missing or not theirs)."""
+    walk = Walk(key)
+    after, last = 0, None
+    for _ in range(MAX_PAGES):
+        rows = await source.audit_chain(after, PAGE)
+        for row in rows:
+            problem = walk.step(row)
+            if problem is not None:
+                return Verdict(walk.checked, problem, first_keyed=walk.first_keyed)
+            last = row
+        if len(rows) < PAGE:
+            break
+        after = int(rows[-1]["id"])
+    return Verdict(
+        walk.checked,
+        walk.finish(),
+        None if last is None else int(last["id"]),
+        None if last is None else str(last["hash"]),
+        walk.first_keyed,
+    )

@@ -7,7 +7,8 @@ can look them up and ask again (and refuse, failing closed, when Slack cannot sa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from bot.policy import GROUP_RE, Rules
 from bot.protocol import ChoiceSpec
@@ -61,6 +62,63 @@ def refusal(
     if rules.approvers and not is_listed(rules.approvers, user, members):
         return f"Only {names(rules.approvers)} can decide this request."
     return None
+
+
+def may_withdraw(admins: Iterable[str], requester: str, user: str) -> bool:
+    """Only the requester, or an admin, takes a request back (Withdraw, ``/approvals
+    cancel``). Admins are matched by user id."""
+    return user == requester or user in tuple(admins)
+
+
+def may_escalate(rules: Rules, user: str, members: Members) -> bool:
+    """The "Escalate now" button is for those who decide (anyone, when no approvers are listed).
+    Raises GroupsUnknown as ``is_listed`` does."""
+    return not rules.approvers or is_listed(rules.approvers, user, members)
+
+
+@dataclass(frozen=True)
+class Offer:
+    """The buttons one viewer may use on an approval. A message in a channel or DM is the
+    same for everyone, so it offers every button and each click is judged; the App Home is
+    drawn per viewer, so it offers only what the click would be allowed (``offer``)."""
+
+    choices: frozenset[int] | None = None  # positions in the request's choices; None: all
+    withdraw: bool = True
+    escalate: bool = True
+
+    def choice(self, index: int) -> bool:
+        return self.choices is None or index in self.choices
+
+
+EVERY_BUTTON = Offer()  # a message everyone sees
+
+
+def offer(
+    choices: Sequence[ChoiceSpec],
+    rules: Rules,
+    requester: str,
+    user: str,
+    admins: Iterable[str],
+    members: Members,
+) -> Offer:
+    """What ``user`` may do with a request, by the rules its clicks are judged by. A user
+    group whose members are not known yet counts as not listed."""
+
+    def allowed(check: Callable[[], bool]) -> bool:
+        try:
+            return check()
+        except GroupsUnknown:
+            return False
+
+    return Offer(
+        choices=frozenset(
+            i
+            for i, c in enumerate(choices)
+            if allowed(lambda c=c: refusal(rules, requester, user, c, members) is None)
+        ),
+        withdraw=may_withdraw(admins, requester, user),
+        escalate=allowed(lambda: may_escalate(rules, user, members)),
+    )
 
 
 def mention(slack_id: str) -> str:

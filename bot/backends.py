@@ -34,7 +34,7 @@ async def open_backend(settings: Settings, lease: RunLease) -> Backend:
     shares one retry policy for transient errors (bot/dbretry.py)."""
     retry = Retry(settings.db_retry_seconds)
     if settings.database_url:
-        return await _postgres(settings.database_url, lease, retry)
+        return await _postgres(settings.database_url, lease, retry, settings.audit_key)
     return await _sqlite(settings, lease, retry)
 
 
@@ -49,7 +49,7 @@ async def _sqlite(settings: Settings, lease: RunLease, retry: Retry) -> Backend:
         saver = OneHopSqliteSaver(conn, retry)
         await saver.setup()  # WAL mode, checkpoint tables
         hop = OneHop(conn, retry)
-        store = Store(hop, saver.writer, lease=lease)
+        store = Store(hop, saver.writer, lease=lease, audit_key=settings.audit_key)
         await store.setup()
     except BaseException:
         await conn.close()
@@ -65,7 +65,7 @@ async def _sqlite(settings: Settings, lease: RunLease, retry: Retry) -> Backend:
     return Backend(saver, store, OpsStore(hop, saver.writer), close)
 
 
-async def _postgres(url: str, lease: RunLease, retry: Retry) -> Backend:
+async def _postgres(url: str, lease: RunLease, retry: Retry, audit_key: bytes | None) -> Backend:
     # Imported here: a SQLite deployment never loads psycopg.
     from bot.postgres import Database, open_saver
     from bot.wakeups import Listener
@@ -77,7 +77,7 @@ async def _postgres(url: str, lease: RunLease, retry: Retry) -> Backend:
     except BaseException:
         await db.close()
         raise
-    store = Store(db.read, db.write, postgres=True, lease=lease)
+    store = Store(db.read, db.write, postgres=True, lease=lease, audit_key=audit_key)
     listeners: list[Listener] = []
 
     def listen(wakes: Mapping[str, Callable[[], None]]) -> None:

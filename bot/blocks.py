@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.authz import EVERY_BUTTON, Offer
+from bot.integrity import short
 from bot.protocol import ApprovalRequest, ChoiceSpec, DecisionRecord
+from graphs.deploy import COMMAND as DEPLOY
 
 # Slack's limits (https://api.slack.com/reference/block-kit/blocks)
 MAX_BLOCKS = 50
@@ -79,6 +82,7 @@ class MessageState:
     decision: DecisionRecord | None = None
     voters: tuple[str, ...] = ()  # who approved so far, while more are needed
     outcome: dict[str, Any] | None = None
+    superseded: bool = False  # the request changed before it was decided (a new one asks)
 
 
 @dataclass(frozen=True)
@@ -99,14 +103,22 @@ def approval_message(
     requested_at: float,
     state: MessageState = MessageState(),
     ask: Ask = Ask(),
+    digest: str = "",
 ) -> tuple[str, list[dict[str, Any]]]:
     """The channel message for one approval (and each escalation DM's copy of it):
-    (notification text, blocks)."""
+    (notification text, blocks). The context line ends with the short form of the request's
+    ``digest``, which ties the message to the payload it showed (and to the audit export)."""
     blocks: list[dict[str, Any]] = [{"type": "header", "text": plain(request.title, HEADER_TEXT)}]
     if request.text:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn(request.text)}})
     blocks.extend(_field_sections(request.fields))
-    blocks.append(_context(f"Requested by <@{requester}> {slack_date(requested_at)}"))
+    requested = f"Requested by <@{requester}> {slack_date(requested_at)}"
+    if digest:
+        requested += f" · request `{short(digest)}`"
+    blocks.append(_context(requested))
+    if state.superseded:
+        blocks.append(_context(CHANGED))
+        return cut(f"{request.title}: {CHANGED}", SECTION_TEXT), blocks[:MAX_BLOCKS]
     if state.decision is None:
         if ask.who:
             blocks.append(_context(ask.who))
@@ -155,34 +167,48 @@ def _button(choice: ChoiceSpec, action_id: str, interrupt_id: str) -> dict[str, 
 
 
 def _actions(
-    request: ApprovalRequest, interrupt_id: str, ask: Ask, block_id: str = "approval_actions"
+    request: ApprovalRequest,
+    interrupt_id: str,
+    ask: Ask,
+    block_id: str = "approval_actions",
+    offer: Offer = EVERY_BUTTON,
 ) -> dict[str, Any]:
     """One button per choice (action_id by position, value = interrupt id, so a click needs no
     lookup to find its approval); a choice that needs a comment opens the comment modal. Then
     "Reject with reason…", "Show details" when values are private, "Escalate now" when there
-    is someone to escalate to, "Withdraw"; a choice that carries data opens its form."""
+    is someone to escalate to, "Withdraw"; a choice that carries data opens its form. Only
+    what ``offer`` allows."""
     elements = []
     for i, c in enumerate(request.choices[:20]):
+        if not offer.choice(i):
+            continue
         needs = "approve" if c.approves else "reject"
         action = ACTION_COMMENT if needs in ask.comment_on else ACTION_CHOICE
         elements.append(_button(c, f"{ACTION_FORM if c.form else action}{i}", interrupt_id))
     reject = request.reject_choice
-    if request.reject_with_reason and reject is not None and "reject" not in ask.comment_on:
+    if (
+        request.reject_with_reason
+        and reject is not None
+        and "reject" not in ask.comment_on
+        and offer.choice(request.choices.index(reject))
+    ):
         elements.append(
             _button(ChoiceSpec("reason", "Reject with reason…"), ACTION_REASON, interrupt_id)
         )
-    if request.hidden:
+    if request.hidden:  # the Home lists a request only for a viewer who may decide it
         elements.append(
             _button(ChoiceSpec("details", "Show details"), ACTION_DETAILS, interrupt_id)
         )
-    if ask.can_escalate:
+    if ask.can_escalate and offer.escalate:
         elements.append(
             _button(ChoiceSpec("escalate", "Escalate now"), ACTION_ESCALATE, interrupt_id)
         )
-    elements.append(_button(ChoiceSpec("withdraw", "Withdraw"), ACTION_WITHDRAW, interrupt_id))
+    if offer.withdraw:
+        elements.append(_button(ChoiceSpec("withdraw", "Withdraw"), ACTION_WITHDRAW, interrupt_id))
     return {"type": "actions", "block_id": block_id, "elements": elements}
 
 
+CHANGED = "🔄 *This request changed before it was decided*; see the new one."
 CANCELLED = "cancelled"  # the choice id of a request its requester (or an admin) withdrew
 TIMEOUT = "timeout"
 
@@ -290,7 +316,7 @@ HOME_BLOCKS = 100
 @dataclass(frozen=True)
 class HomeItem:
     """One open approval as the Home tab lists it; ``ask`` is set when the viewer may decide
-    it (then it gets working buttons)."""
+    it (then it gets working buttons: those ``offer`` allows this viewer)."""
 
     request: ApprovalRequest
     interrupt_id: str
@@ -298,6 +324,7 @@ class HomeItem:
     channel: str
     requested_at: float
     ask: Ask | None = None
+    offer: Offer = EVERY_BUTTON
 
 
 @dataclass(frozen=True)
@@ -311,9 +338,11 @@ def home_view(
     mine: Sequence[tuple[str, str, float]],
     recent: Sequence[str] = (),
     counts: HomeCounts = HomeCounts(0, 0),
+    commands: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The App Home: what the viewer can decide (with buttons), then their recent requests
-    as (command line, outcome or run status, started at), then recent decisions."""
+    as (command line, outcome or run status, started at), then recent decisions.
+    ``commands`` are the registered graphs' (``/deploy``, ``agent``): how to start one."""
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": plain("Waiting for your decision", HEADER_TEXT)}
     ]
@@ -340,7 +369,9 @@ def home_view(
             }
         )
         # block_ids are unique within a view: one per approval
-        blocks.append(_actions(item.request, item.interrupt_id, item.ask, item.interrupt_id))
+        blocks.append(
+            _actions(item.request, item.interrupt_id, item.ask, item.interrupt_id, item.offer)
+        )
     if not yours:
         blocks.append(_context("Nothing is waiting for you. 🎉"))
     blocks += [{"type": "divider"}, {"type": "header", "text": plain("Your requests", 150)}]
@@ -349,8 +380,15 @@ def home_view(
         label = status.replace("_", " ")
         blocks.append(_context(f"{emoji} `{escape(line)}` {label} · {slack_date(at)}"))
     if not mine:
-        blocks.append(_context("You have not started anything yet. Try `/deploy api 1.4.2`."))
+        blocks.append(_context(f"You have not started anything yet. {_how_to_start(commands)}"))
     if recent:
         blocks += [{"type": "divider"}, {"type": "header", "text": plain("Recent decisions", 150)}]
         blocks += [_context(line) for line in recent]
     return {"type": "home", "blocks": blocks[:HOME_BLOCKS]}
+
+
+def _how_to_start(commands: Sequence[str]) -> str:
+    if DEPLOY in commands:
+        return f"Try `{DEPLOY} api 1.4.2`."
+    names = ", ".join(f"`{escape(c.lstrip('/'))}`" for c in commands)
+    return "`/approvals run <graph> <text>` starts one" + (f": {names}." if names else ".")

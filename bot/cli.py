@@ -5,11 +5,14 @@
     python -m bot reject ID --reason … [--as USER]
     python -m bot decide [--as USER]                     pick one, a choice, a comment
     python -m bot audit [--since 7d] [--format jsonl|csv]
+    python -m bot audit verify                           check the audit table's hash chain
 
 ID is an approval's id (the interrupt id ``pending`` shows) or at least 6 characters of its
 start, if no other id starts the same. USER is the Slack user deciding (``U…``), by default
-``$APPROVALS_USER``. Exit codes: 0 decided or voted (and a listing or export done), 1 not
-decided (refused, already decided, unknown id, or stopped), 2 a usage or configuration error.
+``$APPROVALS_USER``. Exit codes: 0 decided or voted (and a listing or export done, or the
+audit chain intact), 1 not decided (refused, already decided, unknown id, or stopped; or an
+audit row that does not follow the chain), 2 a usage or configuration error (``audit verify``:
+the rows need ``APPROVALS_AUDIT_KEY`` and it is missing or not theirs).
 
 A decision opens the bot's database (``APPROVALS_DB``, with the bot's other settings) and goes
 through ``Engine.decide``: the same rules, the same exactly-once claim (safe against the
@@ -40,14 +43,15 @@ import aiosqlite
 
 from bot import openapi
 from bot.api import decide_promptly, plain
-from bot.audit_export import FORMATS, export, iso_utc
-from bot.config import Settings, SettingsError
+from bot.audit_export import FORMATS, export, iso_utc, verify
+from bot.config import Settings, SettingsError, audit_key
 from bot.engine import Answer
+from bot.integrity import KeyProblem
 from bot.outbox import Outbox
 from bot.policy import USER_RE, Policy, Rules, format_duration, parse_duration
 from bot.protocol import ApprovalRequest, ChoiceSpec, normalise
 from bot.sqlite import OneHop, Writer
-from bot.store import Approval, Run, Store
+from bot.store import CHAIN_VERSION, Approval, Run, Store
 
 T = TypeVar("T")
 Where = Path | str  # the SQLite file, or a PostgreSQL URL
@@ -64,7 +68,7 @@ POLL = 0.05
 PAGE = 200
 MAX_PAGES = 50  # at most 10,000 pending approvals listed
 OFFERED = 30  # approvals the interactive picker lists
-SCHEMA = 7  # the oldest schema version (PRAGMA user_version) whose tables the reads use
+SCHEMA = CHAIN_VERSION  # the oldest schema version (PRAGMA user_version) the reads work on
 
 
 class Usage(Exception):
@@ -137,7 +141,15 @@ def add_commands(sub: Any) -> None:
     as_user(reject)
     decide = sub.add_parser("decide", help="pick an approval, a choice and a comment, asked")
     as_user(decide)
-    audit = sub.add_parser("audit", help="export the audit log as JSON Lines or CSV")
+    audit = sub.add_parser(
+        "audit", help="export the audit log as JSON Lines or CSV, or verify its hash chain"
+    )
+    audit.add_argument(
+        "action",
+        nargs="?",
+        choices=("verify",),
+        help="verify: check the hash chain (with $APPROVALS_AUDIT_KEY when the bot has one)",
+    )
     audit.add_argument(
         "--since",
         default="7d",
@@ -174,6 +186,12 @@ def run(
     try:
         if args.cmd == "pending":
             return asyncio.run(pending(database(_db_path(env, settings)), term))
+        if args.cmd == "audit" and args.action == "verify":
+            try:
+                key = audit_key(env)
+            except SettingsError as exc:
+                raise Usage(str(exc)) from None
+            return asyncio.run(verify_chain(database(_db_path(env, settings)), key, term))
         if args.cmd == "audit":
             db = database(_db_path(env, settings))
             return asyncio.run(audit(db, args.since, args.format, term))
@@ -353,6 +371,34 @@ async def audit(db: Where, since: str, fmt: str, term: Terminal) -> int:
     async with reader(db) as store:
         count = await export(store, start, fmt, term.out)
     term.warn(f"{count} event{'s' * (count != 1)} since {iso_utc(start)}")
+    return DONE
+
+
+async def verify_chain(db: Where, key: bytes | None, term: Terminal) -> int:
+    """Walk the audit chain: 0 intact, 1 a row that does not follow, 2 a key problem."""
+    async with reader(db) as store:
+        try:
+            verdict = await verify(store, key)
+        except KeyProblem as exc:
+            raise Usage(str(exc)) from None
+    if verdict.problem is not None:
+        term.say(f"The audit chain is broken: {verdict.problem}.")
+        term.say(f"{verdict.checked} row{'s' * (verdict.checked != 1)} before it follow the chain.")
+        return NOT_DECIDED
+    rows = f"{verdict.checked} audit row{'s' * (verdict.checked != 1)}"
+    term.say(f"{rows} checked: the chain is intact.")
+    if verdict.first_keyed is not None:
+        term.say(f"Rows from {verdict.first_keyed} on carry an HMAC with APPROVALS_AUDIT_KEY.")
+    elif verdict.checked:
+        term.say(
+            "Plain SHA-256 (the bot has no APPROVALS_AUDIT_KEY): whoever can write the table "
+            "could recompute it."
+        )
+    if verdict.last_id is not None:
+        term.say(
+            f"It ends at row {verdict.last_id}, hash {verdict.last_hash}: keep this line "
+            "elsewhere; rows deleted from the very end show only against it."
+        )
     return DONE
 
 

@@ -15,6 +15,7 @@ from langgraph.types import Durability
 
 from bot.outbox import OutboxOptions
 from bot.policy import Policy, PolicyError, load_policy, policy_path
+from graphs import EntryPointError, GraphSpec, registry
 from graphs.deploy import CommandBackend, DeployBackend, DeployOptions, SimulatedBackend
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,10 @@ DEFAULT_API_URL = "https://slack.com/api/"
 NO_BACKEND = (
     'deploy.backend is not set: name "command" (your deploy script, see the README) or '
     '"simulated" (nothing is deployed; every message says so)'
+)
+NOTHING_TO_RUN = (
+    "no graphs to run: add a [deploy] table (the built-in /deploy) or "
+    'graphs = ["package.module:specs"] (your own; README: "Bring your own graph")'
 )
 
 
@@ -40,7 +45,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 3000
     grace_seconds: float = 10.0
-    deploy: DeployOptions = field(default_factory=DeployOptions)
+    deploy: DeployOptions | None = field(default_factory=DeployOptions)  # None: /deploy is off
     policy: Policy = field(default_factory=Policy)
     slack_timeout: float = 10.0  # one Web API call; the outbox retries past it
     outbox: OutboxOptions = field(default_factory=OutboxOptions)
@@ -57,6 +62,8 @@ class Settings:
     # locked SQLite file) is tried again before it counts as failed (bot/dbretry.py).
     db_retry_seconds: float = 60.0
     sqlite_busy_seconds: float = 5.0  # a locked file is waited for this long per try
+    # APPROVALS_AUDIT_KEY: the audit chain's hashes are HMACs with it; a secret: never log it.
+    audit_key: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -102,7 +109,25 @@ class Settings:
             ),
             pace=env.get("APPROVALS_PACE", "1") not in ("0", "false", "no", "off"),
             durability=_durability(env.get("APPROVALS_DURABILITY") or "sync"),
+            audit_key=audit_key(env),
         )
+
+
+AUDIT_KEY_MIN = 16
+
+
+def audit_key(env: Mapping[str, str]) -> bytes | None:
+    """``APPROVALS_AUDIT_KEY`` as the key of the audit chain's HMAC (None: unset). Never
+    echoed: it is a secret."""
+    raw = env.get("APPROVALS_AUDIT_KEY") or ""
+    if not raw:
+        return None
+    if len(raw) < AUDIT_KEY_MIN:
+        raise SettingsError(
+            f"APPROVALS_AUDIT_KEY must be at least {AUDIT_KEY_MIN} characters (make one with "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return raw.encode()
 
 
 def read_policy(path: Path | None) -> Policy:
@@ -116,10 +141,13 @@ def read_policy(path: Path | None) -> Policy:
     return policy
 
 
-def deploy_options(policy: Policy, *, require_backend: bool = False) -> DeployOptions:
-    """The /deploy graph's options from the ``[deploy]`` table and the policy's approvers.
-    ``bot run`` must name a backend: a deploy bot that only pretends must say so."""
+def deploy_options(policy: Policy, *, require_backend: bool = False) -> DeployOptions | None:
+    """The /deploy graph's options from the ``[deploy]`` table; None when there is none (then
+    there is no /deploy). ``bot run`` must name a backend: a deploy bot that only pretends
+    must say so."""
     d = policy.deploy
+    if d is None:
+        return None
     backend: DeployBackend
     if d.backend == "command":
         backend = CommandBackend(argv=d.command, timeout_seconds=d.command_timeout_seconds)
@@ -129,6 +157,20 @@ def deploy_options(policy: Policy, *, require_backend: bool = False) -> DeployOp
         where = policy.source or "approvals.toml (none found)"
         raise SettingsError(f"{where}: {NO_BACKEND}")
     return DeployOptions(envs=d.envs, default_env=d.default_env, backend=backend)
+
+
+def graph_specs(policy: Policy, deploy: DeployOptions | None) -> dict[str, GraphSpec]:
+    """Every graph the bot runs (/deploy when ``deploy`` is set, then the policy's entry
+    points), checked against the policy's ``[policy.<graph>]`` tables: what ``bot run``
+    starts with, and what ``check-config`` checks."""
+    try:
+        specs = registry(deploy, policy.graph_entry_points)
+        policy.check_graphs(specs)
+    except (EntryPointError, PolicyError) as exc:
+        raise SettingsError(str(exc)) from None
+    if not specs:
+        raise SettingsError(f"{policy.source or 'approvals.toml (none found)'}: {NOTHING_TO_RUN}")
+    return specs
 
 
 def normalise_api_url(url: str) -> str:

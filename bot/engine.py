@@ -35,10 +35,11 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Durability
 from pydantic import ValidationError
 
-from bot import blocks, forms, messages
-from bot.authz import GroupsUnknown, groups_in, is_listed, names, refusal
+from bot import authz, blocks, forms, messages
+from bot.authz import GroupsUnknown, groups_in, may_escalate, may_withdraw, names, refusal
 from bot.dbretry import CommitUnknown, error_name, is_transient
 from bot.groups import GroupCache
+from bot.integrity import request_digest
 from bot.policy import USER_RE as USER
 from bot.policy import Policy, Rules, describe, format_duration, freeze_at
 from bot.protocol import (
@@ -111,6 +112,8 @@ class Answer:
 
 
 def _closed_text(approval: Approval) -> str:
+    if approval.status == "superseded":
+        return messages.CHANGED
     decision = _decision(approval)
     if decision is not None:
         return blocks.already_decided(normalise(approval.request, approval.meta), decision)
@@ -395,6 +398,7 @@ class Engine:
             user=user,
             run_id=run.run_id,
             interrupt_id=interrupt_id,
+            digest=approval.digest,
         )
 
     async def withdraw(self, interrupt_id: str, user: str, channel: str | None) -> Answer:
@@ -402,7 +406,7 @@ class Engine:
         ``cancelled`` decision."""
 
         def judge(approval: Approval, run: Run) -> Ballot | Refused:
-            if user != run.requester and user not in self.policy.admins:
+            if not may_withdraw(self.policy.admins, run.requester, user):
                 text = f"Only <@{run.requester}>, who asked, or an admin can withdraw this."
                 return Refused(user, [], text=text)
             return Ballot(user, blocks.CANCELLED, False, None, 1)
@@ -418,10 +422,10 @@ class Engine:
         approval, run = found
         rules = self.rules_of(approval, run)
         try:
-            eligible = not rules.approvers or is_listed(rules.approvers, user, self.groups.members)
+            eligible = may_escalate(rules, user, self.groups.members)
         except GroupsUnknown as exc:
             await self.groups.resolve(exc.groups)
-            eligible = is_listed(rules.approvers, user, self.groups.members)
+            eligible = may_escalate(rules, user, self.groups.members)
         if not eligible:
             text = f"Only {names(rules.approvers)} can escalate this request."
         elif await self.store.deadline_now(interrupt_id, "escalate", self.clock()):
@@ -620,17 +624,16 @@ class Engine:
         requests, recent decisions. It looks at the newest pending approvals only, so it
         stays fast with thousands open, and says how many there are."""
         page = await self.store.pending_page(None, HOME_LOOKS)
+        members = self.groups.members
         items = []
         for approval, run in page:
             rules = self.rules_of(approval, run)
             request = normalise(approval.request, approval.meta)
+            offer = authz.offer(
+                request.choices, rules, run.requester, user, self.policy.admins, members
+            )
             approve = request.approve_choice
-            try:
-                yours = approve is not None and not refusal(
-                    rules, run.requester, user, approve, self.groups.members
-                )
-            except GroupsUnknown:
-                yours = False
+            yours = approve is not None and offer.choice(request.choices.index(approve))
             if yours and len(items) < HOME_SHOWN:
                 items.append(
                     blocks.HomeItem(
@@ -640,6 +643,7 @@ class Engine:
                         approval.channel or run.channel,
                         approval.created_at,
                         ask(rules),
+                        offer,
                     )
                 )
         mine = [
@@ -653,7 +657,7 @@ class Engine:
             if (d := _decision(a)) is not None
         ]
         counts = blocks.HomeCounts(await self.store.count_pending(), len(page))
-        view = blocks.home_view(items, mine, recent, counts)
+        view = blocks.home_view(items, mine, recent, counts, list(self.graphs))
         item = Item("publish", {"user": user, "view": view}, key=f"home:{user}", replace=True)
         await self.store.tell([item], self.clock())
 
@@ -810,24 +814,50 @@ class Engine:
                     del self._driving[run_id]
 
     async def _resume(self, approval: Approval, run: Run) -> None:
+        lock = self._locks.get(run.run_id)
+        waited = lock is not None and lock.locked()
         async with self._holding(run.run_id):
+            if waited:
+                # Another task drove the run meanwhile: its pause may have replaced the
+                # request this decision was for (see ``Store.pause``).
+                fresh = await self.store.get_approval(approval.interrupt_id)
+                if fresh is None or fresh.status == "superseded":
+                    return
+                approval = fresh
             await self._resume_locked(approval, run)
 
     async def _resume_locked(self, approval: Approval, run: Run) -> None:
-        """Resume the thread with the claimed decision, unless it already consumed it."""
+        """Resume the thread with the claimed decision, unless it already consumed it, or the
+        request pending under its interrupt id is no longer the one that was decided (a node
+        that re-ran computed it again): then nothing is resumed, and the request is asked
+        again as it is now."""
         decision = _decision(approval)
         if decision is None:
             return
         graph = self.graphs[run.command]
         state = await graph.aget_state(_config(run))
-        if approval.interrupt_id not in {i.id for i in state.interrupts}:
+        pending = {i.id: i for i in state.interrupts}
+        now_pending = pending.get(approval.graph_interrupt_id)
+        if now_pending is None:
             # Resumed before a crash: the decision is in the checkpoint already.
             await self.store.mark_resumed(approval.interrupt_id, run.run_id, self.clock())
             if run.status in ("running", "waiting"):
                 await self._continue_locked(run)
             return
+        meta = self._meta(run, now_pending.response_schema)
+        if request_digest(now_pending.value, meta) != approval.digest:
+            log.warning(
+                "run %s: request %s changed before its decision was resumed; asking again",
+                run.run_id,
+                approval.interrupt_id,
+            )
+            interrupts = [
+                (i.id, i.value, self._meta(run, i.response_schema)) for i in pending.values()
+            ]
+            await self._pause(run, interrupts)
+            return
         value = resume_value(normalise(approval.request, approval.meta), decision)
-        command = Command(resume={approval.interrupt_id: value})
+        command = Command(resume={approval.graph_interrupt_id: value})
         await self._drive_locked(run, command, resumed=approval.interrupt_id)
 
     async def _continue_locked(self, run: Run) -> None:
@@ -909,10 +939,20 @@ class Engine:
             await self._finish(run, outcome, resumed)
             return
         if interrupts:
-            await self.store.pause(run, interrupts, self.clock(), self._opening(run), resumed)
-            self._on_deadlines()  # the new approvals' deadlines may be the next ones due
+            await self._pause(run, interrupts, resumed)
         else:
             await self._finish(run, outcome_of(values), resumed)
+
+    async def _pause(
+        self,
+        run: Run,
+        interrupts: list[tuple[str, Any, dict[str, Any] | None]],
+        resumed: str | None = None,
+    ) -> None:
+        """The run waits for the interrupts it stopped at (see ``Store.pause``)."""
+        opening, changed = self._opening(run), self._changed(run)
+        await self.store.pause(run, interrupts, self.clock(), opening, resumed, changed)
+        self._on_deadlines()  # the new approvals' deadlines may be the next ones due
 
     def _meta(self, run: Run, response_schema: Any) -> dict[str, Any] | None:
         """What is stored beside an interrupt's value: its response_schema (JSON Schema, as
@@ -986,6 +1026,17 @@ class Engine:
 
         return open_
 
+    def _changed(self, run: Run) -> Callable[[Approval], list[Item]]:
+        """How an approval's message shows that its request changed before it was decided
+        (buttons gone; the new request is posted as a message of its own)."""
+
+        def changed(old: Approval) -> list[Item]:
+            state = blocks.MessageState(superseded=True)
+            request = normalise(old.request, old.meta)
+            return [messages.approval_update(run, old, request, state, blocks.Ask())]
+
+        return changed
+
     async def _progress(self, run: Run, key: str, line: str) -> None:
         """Queue a progress line in the run's thread (never fails the run: it is a row)."""
         thread = None
@@ -1014,7 +1065,7 @@ class Engine:
                     blocks.Ask(),
                 )
                 for a in approvals
-                if a.status != "failed"
+                if a.status not in ("failed", "superseded")  # those show why already
             ]
 
         await self.store.finish(run.run_id, status, outcome, self.clock(), render, resumed)

@@ -43,6 +43,10 @@ ANSWER_REFUSED = (
     "The graph did not accept your answer, so nothing was saved and the request is open "
     "again. What it said: {why}. Please answer it again."
 )
+CHANGED = (
+    "This request changed before it was decided, so nothing was decided: the new request has "
+    "a message (and an id) of its own."
+)
 RUN_FAILED = (
     "The run stopped with an internal error. Nothing more will happen; "
     "the operator's log has the details (run {run_id})."
@@ -88,7 +92,12 @@ def approval_key(interrupt_id: str) -> str:
 
 def approval_post(run: Run, approval: Approval, request: ApprovalRequest, ask: blocks.Ask) -> Item:
     text, blks = blocks.approval_message(
-        request, approval.interrupt_id, run.requester, approval.created_at, ask=ask
+        request,
+        approval.interrupt_id,
+        run.requester,
+        approval.created_at,
+        ask=ask,
+        digest=approval.digest,
     )
     return Item(
         "post",
@@ -109,7 +118,13 @@ def approval_update(
     """The message's newest content; later updates of the same message replace this one. The
     store copies it to every escalation DM of the same approval."""
     text, blks = blocks.approval_message(
-        request, approval.interrupt_id, run.requester, approval.created_at, state, ask
+        request,
+        approval.interrupt_id,
+        run.requester,
+        approval.created_at,
+        state,
+        ask,
+        approval.digest,
     )
     key = approval_key(approval.interrupt_id)
     return Item(
@@ -133,7 +148,12 @@ def approval_copy(
 ) -> Item:
     """The approval message, with working buttons, sent to a person by DM (or to a channel)."""
     text, blks = blocks.approval_message(
-        request, approval.interrupt_id, run.requester, approval.created_at, ask=ask
+        request,
+        approval.interrupt_id,
+        run.requester,
+        approval.created_at,
+        ask=ask,
+        digest=approval.digest,
     )
     payload = {"text": text, "blocks": blks}
     if target.startswith(("C", "G")):

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 DECISION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
 # Seconds a deadline fired after it was due: milliseconds normally, longer after a restart.
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
-APPROVAL_STATES = ("pending", "decided", "resumed", "failed")
+APPROVAL_STATES = ("pending", "decided", "resumed", "failed", "superseded")
 RUN_STATES = ("running", "waiting", "done", "failed")
 OUTBOX_STATES = ("pending", "sending", "failed")
 SCRAPE_TIMEOUT = 5.0  # seconds the database gets to answer a scrape's counts

@@ -68,6 +68,10 @@ DECISIONS = ("approve", "reject")
 ON_TIMEOUT: tuple[OnTimeout, ...] = ("reject", "approve", "keep_waiting")
 FREEZE_ACTIONS: tuple[FreezeAction, ...] = ("refuse", "require_freeze_approvers")
 BACKENDS = ("simulated", "command")
+DEPLOY_OFF = (
+    "rules for /deploy, which is off: there is no [deploy] table (add one naming a backend, "
+    "see approvals.example.toml, or remove these rules)"
+)
 SCOPES = ("read", "decide")
 ANYONE = "*"  # in a token's act_as: the request may name any Slack user
 SHA256_RE = re.compile(r"[0-9a-f]{64}", re.ASCII)
@@ -491,7 +495,7 @@ class Policy:
     supervisors: tuple[str, ...] = ()
     admins: tuple[str, ...] = ()
     graph_entry_points: tuple[str, ...] = ()
-    deploy: DeploySection = field(default_factory=DeploySection)
+    deploy: DeploySection | None = None  # None: no [deploy] table, so no built-in /deploy
     deprecations: tuple[str, ...] = ()
     api_tokens: tuple[ApiToken, ...] = ()
     # (graph, env) -> layer; ("default", None) is [policy.default]. In file order.
@@ -514,6 +518,10 @@ class Policy:
         once the graphs are loaded; "/deploy" and "deploy" are the same name)."""
         names = sorted({k.lstrip("/") for k in known})
         for g in self.graphs:
+            if g == "deploy" and g not in names and self.deploy is None:
+                # [policy.deploy…], or only the deprecated [approvers] table, which is /deploy's
+                table = "policy.deploy" if ("deploy", None) in self.layers else "approvers"
+                raise PolicyError(self.source or "policy", table, DEPLOY_OFF)
             if g not in names:
                 hint = _did_you_mean(g, names) or f"(graphs: {', '.join(names) or 'none'})"
                 raise PolicyError(
@@ -663,8 +671,8 @@ class _Parser:
         for key, value in data.items():
             if key not in TOP_KEYS:
                 raise self.unknown(_key(key), key, value, TOP_KEYS)
-        deploy = self.deploy(self.table(data, "deploy", "deploy"))
-        self.envs = deploy.envs
+        deploy = self.deploy(self.table(data, "deploy", "deploy")) if "deploy" in data else None
+        self.envs = (deploy or DeploySection()).envs
         supervisors = self.ids(data.get("supervisors", []), "supervisors", {"user", "group"})
         self.supervisors = supervisors
         admins = self.ids(data.get("admins", []), "admins", {"user", "group"})

@@ -63,6 +63,7 @@ T = TypeVar("T")
 
 SCHEMA_LOCK = 0x617070726F76  # advisory lock key: "approv"; the bot's own migrations
 SAVER_LOCK = SCHEMA_LOCK + 1  # LangGraph's checkpointer setup
+AUDIT_LOCK = SCHEMA_LOCK + 2  # appending to the audit table's hash chain (until commit)
 WAKE_CHANNEL = "bot_wake"  # NOTIFY channel; payload "<what>:<owner>"
 LOCK_TRIES = 600  # 0.2 s apart: two minutes for another replica's checkpointer setup
 # A hop waits this long for a pooled connection, and the pool tries to reconnect for this long
@@ -131,7 +132,7 @@ def translate(sql: str) -> str:
 class PgDb:
     """What a store transaction sees on PostgreSQL: ``execute`` and ``executemany`` as on a
     sqlite3 connection (returning a cursor with ``fetchone``, ``fetchall``, ``rowcount``),
-    plus ``notify`` (sent at commit) and ``prepare_migrations``."""
+    plus ``notify`` (sent at commit), ``lock_audit_chain`` and ``prepare_migrations``."""
 
     def __init__(self, conn: psycopg.Connection[Any], owner: str = "") -> None:
         self._conn = conn
@@ -174,6 +175,11 @@ class PgDb:
         if self._conn.info.transaction_status != TransactionStatus.IDLE:
             with contextlib.suppress(psycopg.Error):
                 self._conn.execute("ROLLBACK")
+
+    def lock_audit_chain(self) -> None:
+        """Wait for any other transaction appending to the audit chain; the lock ends with
+        this transaction, after its commit made its rows visible to the next one."""
+        self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (AUDIT_LOCK,))
 
     def prepare_migrations(self) -> None:
         """Wait for any other process migrating (the lock ends with this transaction), then

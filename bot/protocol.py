@@ -267,7 +267,7 @@ def _tool_approval(
     )
     return ApprovalRequest(
         title=f"Run {name}?",
-        text=action.description if not hide.private else _hidden_text(action, hide),
+        text=_described(action, hide),
         fields=(("Tool", name), *_arguments(v["args"], hide)),
         choices=_decision_choices(allowed),
         reject_with_reason="reject" in allowed,
@@ -276,13 +276,19 @@ def _tool_approval(
     )
 
 
-def _hidden_text(action: ToolAction, hide: _Hider) -> str:
-    """The middleware's default description repeats the arguments: with private ones, say
-    only what it is."""
+def _described(action: ToolAction, hide: _Hider) -> str:
+    """A tool call's description, without the tool and arguments the middleware's default
+    one repeats (``"<prefix>\\n\\nTool: <name>\\nArgs: {...}"``: the message shows them as
+    fields). A description of its own may quote the arguments too: with private ones, only
+    its first line is shown."""
+    text = action.description
+    default = text.rfind(f"\n\nTool: {action.name}\nArgs: {{")
+    if default >= 0 and text.endswith("}"):
+        return text[:default]
     if any(str(k) in hide.private for k in action.args):
         hide.hid = True
-        return action.description.split("\n", 1)[0] if action.description else ""
-    return action.description
+        return text.split("\n", 1)[0]
+    return text
 
 
 def _hitl_batch(v: Mapping[str, Any], hide: _Hider) -> ApprovalRequest:
@@ -309,7 +315,7 @@ def _hitl_batch(v: Mapping[str, Any], hide: _Hider) -> ApprovalRequest:
         fields.append((f"{i}. {a.name}", shown))
         fields.append((f"{i}. allowed", ", ".join(a.allowed) or "any"))
     names = ", ".join(a.name for a in actions)
-    described = "\n".join(_hidden_text(a, hide) for a in actions if a.description)
+    described = "\n".join(_described(a, hide) for a in actions if a.description)
     if len(actions) == 1:
         choices = _decision_choices(actions[0].allowed)
     else:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from bot import blocks
-from bot.authz import GroupsUnknown, is_listed, refusal
+from bot.authz import GroupsUnknown, may_withdraw, refusal
 from bot.engine import Engine, command_line
 from bot.protocol import normalise
 from bot.slack import SlackError
 from bot.store import Approval, Run
+from graphs import GraphSpec
+from graphs.deploy import COMMAND as DEPLOY
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +24,15 @@ HELP = """*`/approvals`*: what is waiting, and what happened
 • `/approvals mine`: your requests still open
 • `/approvals show <run>`: one run's history (who, what, when)
 • `/approvals cancel <run>`: withdraw your request (admins: anyone's)
-• `/approvals run <graph> <text>`: start a graph (e.g. `/approvals run deploy api 1.4.2`)
+• `/approvals run <graph> <text>`: start a graph ({graphs})
 • `/approvals help`: this"""
+
+
+def help_text(specs: Mapping[str, GraphSpec]) -> str:
+    """``/approvals help``, naming the graphs there are (so /deploy only when it is on)."""
+    names = ", ".join(f"`{s.name}`" for s in specs.values())
+    example = "; e.g. `/approvals run deploy api 1.4.2`" if DEPLOY in specs else ""
+    return HELP.format(graphs=f"here: {names}{example}")
 
 
 class Queries:
@@ -109,7 +119,7 @@ class Queries:
         run = await self._store.get_run(run_id)
         if run is None:
             return f"I don't know a run `{blocks.escape(run_id)}`."
-        if user != run.requester and not is_listed(self._engine.policy.admins, user, _none):
+        if not may_withdraw(self._engine.policy.admins, run.requester, user):
             return f"Only <@{run.requester}>, who asked, or an admin can cancel this run."
         pending = [a for a in await self._store.approvals_of(run_id) if a.status == "pending"]
         if not pending:
@@ -117,7 +127,3 @@ class Queries:
         for a in pending:
             await self._engine.withdraw(a.interrupt_id, user, channel)
         return f"Withdrawn: `{blocks.escape(command_line(run))}`."
-
-
-def _none(_: str) -> frozenset[str] | None:
-    return frozenset()

@@ -21,7 +21,7 @@ from slack_bolt.async_app import AsyncApp
 from bot import api, http
 from bot.app import create_app
 from bot.backends import Backend, open_backend
-from bot.config import Settings, SettingsError
+from bot.config import Settings, SettingsError, graph_specs
 from bot.deps import Deps
 from bot.engine import Engine
 from bot.groups import GroupCache
@@ -29,13 +29,12 @@ from bot.health import Health
 from bot.leases import LeaseKeeper
 from bot.metrics import Metrics
 from bot.outbox import Outbox, Pacer
-from bot.policy import PolicyError
 from bot.retention import Pruner
 from bot.scheduler import Scheduler
 from bot.slack import WebApiPort, http_session, web_client
 from bot.store import RunLease, Store
 from bot.tasks import TaskSet
-from graphs import EntryPointError, compile_spec, registry
+from graphs import EntryPointError, compile_spec
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +62,8 @@ class BotRuntime:
 
     @classmethod
     async def open(cls, settings: Settings, clock: Callable[[], float] = time.time) -> BotRuntime:
-        try:  # someone's entry point or policy that does not fit: one line, before any I/O
-            specs = registry(settings.deploy, settings.policy.graph_entry_points)
-            settings.policy.check_graphs(specs)
-        except (EntryPointError, PolicyError) as exc:
-            raise SettingsError(str(exc)) from None
+        # someone's entry point or policy that does not fit: one line, before any I/O
+        specs = graph_specs(settings.policy, settings.deploy)
         backend = await open_backend(settings, RunLease(seconds=settings.run_lease))
         saver, store, ops = backend.saver, backend.store, backend.ops
         try:
@@ -78,6 +74,12 @@ class BotRuntime:
         except BaseException:
             await backend.close()
             raise
+        if settings.deploy is None:
+            log.info(
+                "/deploy is off (no [deploy] table in %s); graphs: %s",
+                settings.policy.source or "the policy",
+                ", ".join(s.name for s in specs.values()),
+            )
         metrics = Metrics(ops, CollectorRegistry(), clock=clock)
         session = http_session(settings.slack_timeout)
         client = web_client(settings.bot_token, settings.api_url, session)

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
 
+from bot.integrity import link, request_digest
+
 T = TypeVar("T")
 Row = sqlite3.Row
 # Runs ``fn(db)`` where the database is (SQLite: aiosqlite's thread; PostgreSQL: a pooled
@@ -180,7 +182,23 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE bot_runs ADD COLUMN lease_until REAL;
     CREATE INDEX bot_runs_lease ON bot_runs(status, lease_until);
     """,
+    # 9: reserved for branch i14-leases (its migration takes this place when merged)
+    "",
+    # 10: an approval is bound to the exact request it showed (``digest``, bot/integrity.py);
+    # a request that changed under its interrupt id is asked again as a new approval of the
+    # same LangGraph interrupt (``graph_interrupt_id``). Audit rows carry the digest of the
+    # request they are about, and the hash chain (``hash``; the rows already there are chained
+    # by ``_chain_existing`` in the same transaction).
+    """
+    ALTER TABLE bot_approvals ADD COLUMN digest TEXT;
+    ALTER TABLE bot_approvals ADD COLUMN graph_interrupt_id TEXT;
+    UPDATE bot_approvals SET graph_interrupt_id = interrupt_id;
+    CREATE INDEX bot_approvals_interrupt ON bot_approvals(graph_interrupt_id);
+    ALTER TABLE bot_audit ADD COLUMN digest TEXT;
+    ALTER TABLE bot_audit ADD COLUMN hash TEXT;
+    """,
 )
+CHAIN_VERSION = 10  # the schema version that chains the audit table
 
 
 @dataclass(frozen=True)
@@ -215,6 +233,10 @@ class Approval:
     rules: dict[str, Any] | None = None  # the policy it was opened with (bot.policy, as JSON)
     meta: dict[str, Any] | None = None  # {"response_schema": …, "private": […]} (bot.protocol)
     answer: Any = None  # the data the claimed decision carries (edited args, a text, a form)
+    digest: str = ""  # SHA-256 of the request it shows (bot.integrity.request_digest)
+    # LangGraph's id for the interrupt it answers: ``interrupt_id`` itself, except for a
+    # request that changed under its id and was asked again (``<interrupt id>-<n>``)
+    graph_interrupt_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -389,6 +411,8 @@ def _approval(row: Row) -> Approval:
         json.loads(row["rules"]) if row["rules"] else None,
         json.loads(row["meta"]) if row["meta"] else None,
         json.loads(row["answer"]) if row["answer"] is not None else None,
+        row["digest"],
+        row["graph_interrupt_id"],
     )
 
 
@@ -568,6 +592,7 @@ class Store:
         postgres: bool = False,
         lease: RunLease | None = None,
         on_outbox: Callable[[], None] = lambda: None,
+        audit_key: bytes | None = None,
     ) -> None:
         self._hop = read  # SQLite: bot.sqlite.OneHop; PostgreSQL: bot.postgres.Database.read
         self._writer = writer  # SQLite: shared with the checkpointer, commits in groups
@@ -580,6 +605,7 @@ class Store:
         self._on_outbox = on_outbox  # wakes the sender after a commit that queued Slack work
         self._on_runs: Callable[[], None] = lambda: None  # a run waits to be taken over
         self._fast: FastPath | None = None
+        self._audit_key = audit_key  # APPROVALS_AUDIT_KEY: the chain's hashes are HMACs
 
     def set_outbox_listener(self, listener: Callable[[], None]) -> None:
         self._on_outbox = listener
@@ -604,6 +630,8 @@ class Store:
             for number, script in enumerate(MIGRATIONS[version:], version + 1):
                 for statement in _statements(script):
                     db.execute(statement)
+                if number == CHAIN_VERSION:
+                    _chain_existing(db, self._audit_key)
                 db.execute(f"PRAGMA user_version={number}")
 
         def row_factory(db: sqlite3.Connection) -> None:
@@ -622,23 +650,29 @@ class Store:
         sender: no second read or claim behind everyone else's transactions. If the process
         dies before sending them, their lease runs out and any sender takes them again. The
         sender is woken only for rows left behind (behind a row of their thread that is not
-        this process's to send, say): the rest are sent or follow a row in flight."""
+        this process's to send, say): the rest are sent or follow a row in flight.
+
+        The audit rows ``fn`` writes are chained at the very end (``_chain``): the chain's
+        lock is held from there to the commit only."""
         fast = self._fast if wakes and self._fast is not None and self._fast.active() else None
         if fast is None:
+            tx = partial(self._chained, fn)
             if wakes and self._postgres:
-                result = await self._writer(partial(_then_notify, fn, "outbox"))
+                result = await self._writer(partial(_then_notify, tx, "outbox"))
             else:
-                result = await self._writer(fn)
+                result = await self._writer(tx)
             if wakes:
                 self._on_outbox()
             return result
 
         def run(db: sqlite3.Connection) -> tuple[T, list[Delivery], bool]:
-            mark = db.execute("SELECT COALESCE(MAX(seq), 0) FROM bot_outbox").fetchone()[0]
-            out = fn(db)
-            taken, left = _take(db, _NEW, (mark,), fast.clock(), fast.lease)
+            tx = Tx(db)
+            mark = tx.execute("SELECT COALESCE(MAX(seq), 0) FROM bot_outbox").fetchone()[0]
+            out = fn(tx)
+            taken, left = _take(tx, _NEW, (mark,), fast.clock(), fast.lease)
             if left:
-                _notify(db, "outbox")  # other processes may send what this one cannot yet
+                _notify(tx, "outbox")  # other processes may send what this one cannot yet
+            _chain(tx, self._audit_key)
             return out, taken, left
 
         result, taken, left = await self._writer(run)
@@ -646,6 +680,13 @@ class Store:
             fast.take(taken)
         if left:
             self._on_outbox()
+        return result
+
+    def _chained(self, fn: Callable[[Tx], T], db: sqlite3.Connection) -> T:
+        """``fn`` as one transaction, its audit rows chained at its end."""
+        tx = Tx(db)
+        result = fn(tx)
+        _chain(tx, self._audit_key)
         return result
 
     async def _all(self, sql: str, args: Iterable[Any] = ()) -> list[Row]:
@@ -801,10 +842,15 @@ class Store:
         now: float,
         open_: Callable[[Approval], Opening],
         resumed: str | None = None,
+        changed: Callable[[Approval], list[Item]] = lambda old: [],
     ) -> list[Approval]:
         """The run waits for people: store one approval per (interrupt id, value, meta) (a node
         LangGraph replays raises the same id, stored once, posted once) and queue its
-        message."""
+        message. An approval is bound to the request it showed (its digest): when a re-run
+        raised a known id with another request, the approval still open (or decided, not yet
+        resumed) is closed as superseded, its decision void, ``changed(old)`` says how its
+        message shows that, and the new request is opened as an approval of its own
+        (``<interrupt id>-<n>``: its own message, votes and deadlines)."""
 
         def tx(db: sqlite3.Connection) -> tuple[list[Approval], bool]:
             """The approvals opened, and whether the run is still to be taken (a decision
@@ -816,19 +862,7 @@ class Store:
             deadlines = False
             thread_key = run.thread_key
             for interrupt_id, value, meta in interrupts:
-                cur = db.execute(
-                    "INSERT INTO bot_approvals(interrupt_id, run_id, request, status, "
-                    "created_at, meta) VALUES (?,?,?, 'pending', ?, ?) ON CONFLICT DO NOTHING",
-                    (
-                        interrupt_id,
-                        run.run_id,
-                        json.dumps(value, default=repr),
-                        now,
-                        json.dumps(meta) if meta else None,
-                    ),
-                )
-                if cur.rowcount != 1:
-                    continue
+                digest = request_digest(value, meta)
                 approval = Approval(
                     interrupt_id,
                     run.run_id,
@@ -843,7 +877,28 @@ class Store:
                     None,
                     now,
                     meta=meta or None,
+                    digest=digest,
+                    graph_interrupt_id=interrupt_id,
                 )
+                old = None
+                if not _open_approval(db, approval):
+                    found = _superseded(db, interrupt_id, digest)
+                    if found is None:
+                        continue  # the same request again: stored once, posted once
+                    old, version = found
+                    approval = replace(approval, interrupt_id=f"{interrupt_id}-{version}")
+                    _open_approval(db, approval)
+                    _audit(
+                        db,
+                        "request_changed",
+                        now,
+                        run_id=run.run_id,
+                        interrupt_id=old.interrupt_id,
+                        digest=old.digest,
+                        detail={"new_digest": digest, "new_id": approval.interrupt_id},
+                    )
+                    _queue(db, changed(old), now)
+                iid = approval.interrupt_id
                 opened.append(approval)
                 _audit(
                     db,
@@ -851,18 +906,20 @@ class Store:
                     now,
                     user=run.requester,
                     run_id=run.run_id,
-                    interrupt_id=interrupt_id,
+                    interrupt_id=iid,
+                    digest=digest,
+                    detail=None if old is None else {"replaces": old.interrupt_id},
                 )
                 opening = open_(approval)
                 if opening.rules is not None:
                     db.execute(
                         "UPDATE bot_approvals SET rules=? WHERE interrupt_id=?",
-                        (json.dumps(opening.rules), interrupt_id),
+                        (json.dumps(opening.rules), iid),
                     )
-                _schedule(db, interrupt_id, run.run_id, opening.deadlines)
+                _schedule(db, iid, run.run_id, opening.deadlines)
                 deadlines = deadlines or bool(opening.deadlines)
                 _queue(db, opening.items, now)
-                thread_key = thread_key or f"approval:{interrupt_id}"
+                thread_key = thread_key or f"approval:{iid}"
             # The run lets its lease go. A decision another process claimed while this one
             # drove the run is still to be resumed: the run stays 'running', to be taken.
             row = db.execute(
@@ -922,7 +979,7 @@ class Store:
         def tx(db: sqlite3.Connection) -> None:
             row = db.execute(
                 "UPDATE bot_approvals SET status='failed' WHERE interrupt_id=? "
-                "AND status='pending' RETURNING run_id",
+                "AND status='pending' RETURNING run_id, digest",
                 (interrupt_id,),
             ).fetchone()
             if row is None:
@@ -940,6 +997,7 @@ class Store:
                 run_id=run_id,
                 interrupt_id=interrupt_id,
                 detail={"error": code},
+                digest=row[1],
             )
             _queue(db, items, now)
 
@@ -1050,6 +1108,7 @@ class Store:
                     run_id=run.run_id,
                     interrupt_id=interrupt_id,
                     detail=verdict.detail,
+                    digest=approval.digest,
                 )
                 _queue(db, verdict.items, now)
                 return None
@@ -1102,6 +1161,7 @@ class Store:
                 run_id=run.run_id,
                 interrupt_id=interrupt_id,
                 detail=detail,
+                digest=approval.digest,
             )
             _queue(db, render(approval, run), now)
             return approval
@@ -1173,6 +1233,15 @@ class Store:
         rows = await self._all(
             "SELECT * FROM bot_audit WHERE at >= ? AND id > ? ORDER BY id LIMIT ?",
             (since, after_id, limit),
+        )
+        return [dict(r) for r in rows]
+
+    async def audit_chain(self, after_id: int, limit: int) -> list[dict[str, Any]]:
+        """Audit rows in the chain's order (by id) after ``after_id``: what ``verify`` walks."""
+        rows = await self._all(
+            "SELECT id, at, event, user_id, run_id, interrupt_id, detail, digest, hash "
+            "FROM bot_audit WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
         )
         return [dict(r) for r in rows]
 
@@ -1313,6 +1382,7 @@ class Store:
                 run_id=d.run_id,
                 interrupt_id=d.interrupt_id,
                 detail={"kind": d.kind, "level": d.level},
+                digest=approval.digest,
             )
             _queue(db, firing.items, now)
             return firing, result
@@ -1485,8 +1555,29 @@ def _with_copies(db: sqlite3.Connection, items: Sequence[Item]) -> list[Item]:
     return out
 
 
+class Tx:
+    """One store transaction as its statements see it: the connection's ``execute`` and
+    ``executemany`` (anything else, such as PostgreSQL's ``notify``, is the connection's),
+    and the audit rows it writes, kept for its end (``_chain``)."""
+
+    __slots__ = ("_db", "audit")
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self.audit: list[tuple[Any, ...]] = []  # integrity.CHAINED columns, in order
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        return self._db.execute(sql, tuple(params))
+
+    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> Any:
+        return self._db.executemany(sql, rows)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
 def _audit(
-    db: sqlite3.Connection,
+    db: Tx,
     event: str,
     now: float,
     *,
@@ -1494,18 +1585,65 @@ def _audit(
     run_id: str | None = None,
     interrupt_id: str | None = None,
     detail: Any = None,
+    digest: str | None = None,
 ) -> None:
-    db.execute(
-        "INSERT INTO bot_audit(at, event, user_id, run_id, interrupt_id, detail) "
-        "VALUES (?,?,?,?,?,?)",
-        (
-            now,
-            event,
-            user,
-            run_id,
-            interrupt_id,
-            None if detail is None else json.dumps(detail, default=str),
-        ),
+    """An audit row, written with the transaction's others at its end (``_chain``);
+    ``digest`` is that of the request the row is about (an approval's)."""
+    text = None if detail is None else json.dumps(detail, default=str)
+    db.audit.append((float(now), event, user, run_id, interrupt_id, text, digest or None))
+
+
+_INSERT_AUDIT = (
+    "INSERT INTO bot_audit(at, event, user_id, run_id, interrupt_id, detail, digest, hash) "
+    "VALUES (?,?,?,?,?,?,?,?)"
+)
+
+
+def _chain(db: Tx, key: bytes | None) -> None:
+    """Append the transaction's audit rows to the chain: one read of the last row's hash,
+    then the rows, each hashed over its content and the hash before it. On PostgreSQL the
+    chain's advisory lock comes first (held until the commit, so replicas append one after
+    the other); it is taken here, at the end, so it is held as briefly as can be."""
+    if not db.audit:
+        return
+    lock = getattr(db, "lock_audit_chain", None)
+    if lock is not None:
+        lock()
+    last = db.execute("SELECT hash FROM bot_audit ORDER BY id DESC LIMIT 1").fetchone()
+    prev = (last[0] if last is not None else None) or ""
+    rows = []
+    for row in db.audit:
+        prev = link(prev, row, key)
+        rows.append((*row, prev))
+    db.executemany(_INSERT_AUDIT, rows)
+    db.audit.clear()
+
+
+def _chain_existing(db: Tx, key: bytes | None) -> None:
+    """Migration 10's step: chain the rows written before it, oldest first, and give the
+    approvals already there their digests (from the request stored then)."""
+    prev, after = "", 0
+    for _ in range(1_000_000):  # pages of 1,000 rows: far above any real table
+        rows = db.execute(
+            "SELECT id, at, event, user_id, run_id, interrupt_id, detail, digest FROM bot_audit "
+            "WHERE id > ? ORDER BY id LIMIT 1000",
+            (after,),
+        ).fetchall()
+        if not rows:
+            break
+        hashes = []
+        for r in rows:
+            prev = link(prev, list(r)[1:], key)
+            hashes.append((prev, r[0]))
+        db.executemany("UPDATE bot_audit SET hash=? WHERE id=?", hashes)
+        after = rows[-1][0]
+    approvals = db.execute("SELECT interrupt_id, request, meta FROM bot_approvals").fetchall()
+    db.executemany(
+        "UPDATE bot_approvals SET digest=? WHERE interrupt_id=?",
+        [
+            (request_digest(json.loads(r[1]), json.loads(r[2]) if r[2] else None), r[0])
+            for r in approvals
+        ],
     )
 
 
@@ -1554,6 +1692,7 @@ def _vote(
         run_id=run.run_id,
         interrupt_id=iid,
         detail={"choice": b.choice, "comment": b.comment},
+        digest=approval.digest,
     )
     return VoteResult(claimed is not None, approval, run, len(voters), voters, drive)
 
@@ -1609,12 +1748,62 @@ def _schedule(
 
 
 def _mark_resumed(db: sqlite3.Connection, interrupt_id: str, run_id: str, now: float) -> None:
-    cur = db.execute(
-        "UPDATE bot_approvals SET status='resumed' WHERE interrupt_id=? AND status='decided'",
+    row = db.execute(
+        "UPDATE bot_approvals SET status='resumed' WHERE interrupt_id=? AND status='decided' "
+        "RETURNING digest",
         (interrupt_id,),
+    ).fetchone()
+    if row is not None:
+        _audit(db, "resumed", now, run_id=run_id, interrupt_id=interrupt_id, digest=row[0])
+
+
+def _open_approval(db: sqlite3.Connection, a: Approval) -> bool:
+    """Store a new approval; False when one with its id is there already."""
+    return bool(
+        db.execute(
+            "INSERT INTO bot_approvals(interrupt_id, run_id, request, status, created_at, meta, "
+            "digest, graph_interrupt_id) VALUES (?,?,?, 'pending', ?,?,?,?) "
+            "ON CONFLICT DO NOTHING",
+            (
+                a.interrupt_id,
+                a.run_id,
+                json.dumps(a.request, default=repr),
+                a.created_at,
+                json.dumps(a.meta) if a.meta else None,
+                a.digest,
+                a.graph_interrupt_id,
+            ),
+        ).rowcount
+        == 1
     )
-    if cur.rowcount == 1:
-        _audit(db, "resumed", now, run_id=run_id, interrupt_id=interrupt_id)
+
+
+def _superseded(
+    db: sqlite3.Connection, interrupt_id: str, digest: str
+) -> tuple[Approval, int] | None:
+    """LangGraph raised ``interrupt_id`` again: when the approval open for it (pending, or
+    decided and not yet resumed) showed another request, close it as superseded (its
+    decision void, nothing more due) and return it with the number of the new version;
+    None when the request is the same (or nothing is open for it any more)."""
+    row = db.execute(
+        "SELECT *, (SELECT COUNT(*) FROM bot_approvals WHERE graph_interrupt_id=?) AS versions "
+        "FROM bot_approvals WHERE graph_interrupt_id=? AND status IN ('pending', 'decided')",
+        (interrupt_id, interrupt_id),
+    ).fetchone()
+    if row is None or row["digest"] == digest:
+        return None
+    closed = db.execute(
+        "UPDATE bot_approvals SET status='superseded' WHERE interrupt_id=? "
+        "AND status IN ('pending', 'decided')",
+        (row["interrupt_id"],),
+    ).rowcount
+    if not closed:
+        return None
+    db.execute(
+        "UPDATE bot_deadlines SET status='cancelled' WHERE interrupt_id=? AND status='pending'",
+        (row["interrupt_id"],),
+    )
+    return _approval(row), int(row["versions"]) + 1
 
 
 def _statements(script: str) -> list[str]:

@@ -1,7 +1,8 @@
 """Registry of the graphs the bot can start: command -> builder, usage and parser.
 
-Built in: ``/deploy``. Teams add their own without touching ``bot/``: the policy file's
-``graphs = ["myteam.agents:specs"]`` names an importable list of ``GraphSpec``. Nothing here
+Built in: ``/deploy``, when the policy file has a ``[deploy]`` table. Teams add their own
+without touching ``bot/``: the policy file's ``graphs = ["myteam.agents:specs"]`` names an
+importable list of ``GraphSpec``. Nothing here
 imports ``bot`` or Slack: a human decision enters a graph only via ``interrupt()``.
 """
 
@@ -49,19 +50,21 @@ class EntryPointError(Exception):
 
 
 def registry(
-    deploy_options: deploy.DeployOptions, entry_points: Iterable[str] = ()
+    deploy_options: deploy.DeployOptions | None, entry_points: Iterable[str] = ()
 ) -> dict[str, GraphSpec]:
-    """All graphs, keyed by command (``/deploy``, ``agent``): built-ins, then each entry
-    point's specs. A duplicate command is an error."""
-    specs = {
-        "/deploy": GraphSpec(
-            command="/deploy",
+    """All graphs, keyed by command (``/deploy``, ``agent``): ``/deploy`` unless
+    ``deploy_options`` is None (it is off), then each entry point's specs. A duplicate command
+    is an error."""
+    specs: dict[str, GraphSpec] = {}
+    if deploy_options is not None:
+        options = deploy_options
+        specs[deploy.COMMAND] = GraphSpec(
+            command=deploy.COMMAND,
             description="Deploy a service after a second person approves",
             usage="<service> <version> [env]",
-            parse=deploy_options.parse,
-            build=lambda: deploy.build_graph(deploy_options),
-        ),
-    }
+            parse=options.parse,
+            build=lambda: deploy.build_graph(options),
+        )
     for ref in entry_points:
         for spec in load_entry_point(ref):
             if spec.command in specs or any(s.name == spec.name for s in specs.values()):
@@ -90,13 +93,18 @@ def load_entry_point(ref: str) -> list[GraphSpec]:
 
 
 def compile_spec(spec: GraphSpec, checkpointer: Any) -> Any:
-    """The spec's graph, compiled with the bot's checkpointer."""
+    """The spec's graph, compiled with the bot's checkpointer. A ``build`` that fails (a
+    model's package not installed, its API key not set) is one line for the operator."""
     params = inspect.signature(spec.build).parameters
-    if "checkpointer" in params:
-        return spec.build(checkpointer=checkpointer)
-    graph = spec.build()
-    if isinstance(graph, StateGraph):
-        return graph.compile(checkpointer=checkpointer)
+    try:
+        if "checkpointer" in params:
+            return spec.build(checkpointer=checkpointer)
+        graph = spec.build()
+        if isinstance(graph, StateGraph):
+            return graph.compile(checkpointer=checkpointer)
+    except Exception as exc:
+        said = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise EntryPointError(f"graphs: {spec.command}: build() failed: {said}") from None
     raise EntryPointError(
         f"graphs: {spec.command}: build() returned {type(graph).__name__}, not a StateGraph "
         "(or take a `checkpointer` keyword and return a compiled graph)"

@@ -26,7 +26,8 @@ VERSION_RE = re.compile(
     r"v?[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z][0-9A-Za-z.-]*)?(?:\+[0-9A-Za-z.-]+)?", re.ASCII
 )
 VERSION_MAX = 64
-USAGE = "/deploy <service> <version> [env]"
+COMMAND = "/deploy"
+USAGE = f"{COMMAND} <service> <version> [env]"
 
 
 class UsageError(ValueError):

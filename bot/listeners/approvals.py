@@ -11,7 +11,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.deps import Deps
 from bot.listeners import NotAnswered, commands, read_before_ack
 from bot.messages import NO_LOOKUP, NOT_RECORDED
-from bot.queries import HELP, Queries
+from bot.queries import Queries, help_text
 from bot.store import Item
 from graphs import by_name
 
@@ -56,9 +56,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
         elif verb in ("show", "cancel"):
             text = f"Usage: `/approvals {verb} <run>` (the run id is on `/approvals mine`)."
         elif verb == "help":
-            text = HELP
+            text = help_text(deps.specs)
         else:
-            text = f"I don't know `{verb[:40]}`. Usage: `/approvals {USAGE}`.\n\n{HELP}"
+            text = f"I don't know `{verb[:40]}`. Usage: `/approvals {USAGE}`.\n\n"
+            text += help_text(deps.specs)
         await ack(text=text, response_type="ephemeral")
 
     app.command(COMMAND)(on_command)

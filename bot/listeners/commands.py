@@ -1,6 +1,7 @@
 """Slash commands that start graphs: parse, ack (with usage help when the arguments are
 wrong), start the run. ``/approvals run <name> <text>`` starts any registered graph the same
-way (``start``)."""
+way (``start``). ``/deploy`` while it is off (no ``[deploy]`` table) is answered, not
+ignored: the Slack app may still list it."""
 
 from __future__ import annotations
 
@@ -12,10 +13,16 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.deps import Deps
 from bot.messages import NOT_RECORDED
 from graphs import GraphSpec, UsageError
+from graphs.deploy import COMMAND as DEPLOY
 
 IN_A_CHANNEL = (
     "Approvals happen where everyone can see them: run `{command}` in a channel "
     "(invite me there with `/invite @approvals`)."
+)
+DEPLOY_OFF = (
+    "Deploys are not set up here, so `/deploy` does nothing. Whoever runs this bot can turn "
+    "it on with a `[deploy]` table in its policy file, or take `/deploy` out of the Slack app. "
+    "`/approvals run` lists what you can start."
 )
 
 
@@ -23,6 +30,12 @@ def register(app: AsyncApp, deps: Deps) -> None:
     for spec in deps.specs.values():
         if spec.command.startswith("/"):  # the others start with `/approvals run <name>`
             app.command(spec.command)(_listener(spec, deps))
+    if DEPLOY not in deps.specs:
+        app.command(DEPLOY)(_deploy_off)
+
+
+async def _deploy_off(ack: AsyncAck) -> None:
+    await ack(text=DEPLOY_OFF, response_type="ephemeral")
 
 
 def is_direct_message(command: dict[str, Any]) -> bool:

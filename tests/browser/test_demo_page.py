@@ -208,3 +208,39 @@ async def test_a_typed_form_is_filled_in_and_resumes_the_graph(
     await expect(asked).to_contain_text("'env': 'prod'")
     await expect(asked).to_contain_text("'count': 2")
     await page.screenshot(path=ARTIFACTS / "form-answered.png")
+
+
+async def test_a_phone_width_window_is_usable(harness: Harness, page) -> None:
+    """At 380 px the sidebar sits above the conversation instead of beside it (it kept its
+    260 px and left the messages a column a word wide), nothing scrolls sideways, and a
+    thread covers the conversation."""
+    expect = playwright_api.expect
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.set_viewport_size({"width": 380, "height": 760})
+    await page.goto(f"{harness.ws.url}/#user=U0ALICE&channel=C0DEPLOYS")
+    await expect(page.locator("#composer")).to_be_visible()
+    await slash(page, "/deploy api 1.4.2 prod")
+    asked = page.locator("#messages .message", has_text="Deploy api 1.4.2 to prod?")
+    approve = asked.get_by_role("button", name="Approve", exact=True)
+    await expect(approve).to_be_visible()
+
+    sidebar = await page.locator("#sidebar").bounding_box()
+    messages = await page.locator("#messages").bounding_box()
+    assert sidebar and messages
+    assert sidebar["y"] + sidebar["height"] <= messages["y"]  # above, not beside
+    assert messages["width"] >= 360
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 380
+    for label in ("Approve", "Reject with reason…", "Withdraw"):
+        button = await asked.get_by_role("button", name=label, exact=True).bounding_box()
+        assert button and button["height"] < 48, label  # one line of text, not a word a line
+    assert await page.locator("#user-switcher").is_visible()
+    await page.screenshot(path=ARTIFACTS / "narrow.png")
+
+    await as_user(page, "U0BOB")
+    await approve.click()
+    await expect(asked).to_contain_text("Deployed api 1.4.2 to prod", timeout=10_000)
+    await asked.locator(".replies").click()
+    thread = await page.locator("#thread").bounding_box()
+    assert thread and thread["width"] == 380  # over the conversation, not squeezed beside it
+    await expect(page.locator("#thread")).to_contain_text("Running health checks… (3/3)")
+    await page.screenshot(path=ARTIFACTS / "narrow-thread.png")

@@ -276,6 +276,38 @@ async def test_the_requester_withdraws(harness: Harness, clock: FakeClock) -> No
     assert run.outcome and run.outcome["status"] == "cancelled"
 
 
+async def home_buttons(h: Harness, user: str) -> list[str]:
+    """``user`` opens the App Home: the buttons it offers them, once it is drawn."""
+    before = (h.ws.home(user) or {}).get("hash")
+    await h.ws.open_home(user)
+    view = await h.wait(lambda: (v := h.ws.home(user)) and v["hash"] != before and v)
+    return [
+        e["text"]["text"] for b in view["blocks"] if b["type"] == "actions" for e in b["elements"]
+    ]
+
+
+async def test_the_app_home_offers_each_person_only_what_they_may_do(
+    harness: Harness, clock: FakeClock
+) -> None:
+    """The channel message is everyone's, so it has every button; the Home is drawn per
+    viewer: Withdraw only for the requester or an admin, deciding and "Escalate now" only for
+    whoever may decide (bob; dan and carol once it is escalated to them)."""
+    h = harness
+    msg = await escalating(h, clock)
+    decide = ["Approve", "Reject", "Reject with reason…", "Escalate now"]
+    assert buttons(msg) == [*decide, "Withdraw"]
+    assert await home_buttons(h, "bob") == decide  # alice's request: not his to withdraw
+    assert await home_buttons(h, "dan") == []  # not his to decide yet
+    await clock.advance(30 * MINUTE, h.bot)
+    await h.wait(lambda: dm(h.ws, "dan"))
+    assert await home_buttons(h, "dan") == decide  # escalated to him: he decides now
+    await clock.advance(30 * MINUTE, h.bot)
+    await h.wait(lambda: dm(h.ws, "carol"))
+    assert await home_buttons(h, "carol") == [*decide, "Withdraw"]  # the admin
+    await h.ws.click("carol", h.ws.home("carol")["id"], "Withdraw")
+    await h.wait(lambda: "Withdrawn* by <@U0CAROL>" in message_text(h.approval_message()))
+
+
 async def test_escalate_now(harness: Harness, clock: FakeClock) -> None:
     h = harness
     msg = await escalating(h, clock)

@@ -17,6 +17,7 @@ import pytest
 
 from bot import audit_export
 from bot.audit_export import export, iso_utc, record
+from bot.integrity import request_digest
 from bot.sqlite import OneHop, OneHopSqliteSaver, Writer
 from bot.store import Approval, Ballot, Item, Opening, Run, Store, VoteResult
 
@@ -75,7 +76,9 @@ async def test_each_event_says_who_what_when_and_where(store: Store) -> None:
         "start_refused",
     ]
     decided = records[2]
+    assert decided["hash"].startswith("sha256:")  # its link in the chain (bot/integrity.py)
     assert decided == {
+        "id": 3,
         "at": "1970-01-01T00:00:03.500Z",
         "event": "decided",
         "who": "U0BOB",
@@ -83,6 +86,8 @@ async def test_each_event_says_who_what_when_and_where(store: Store) -> None:
         "interrupt_id": "i1",
         "checkpoint_id": "1f0a-0002",  # the thread's newest, at export time
         "detail": {"choice": "approve", "comment": "ship it"},
+        "digest": request_digest({"kind": "x"}, None),  # of the request it decided
+        "hash": decided["hash"],
     }
     assert records[3]["who"] is None  # the graph resumed; nobody did it
     # every event of a run carries its run id; a refused start never became a run
@@ -105,6 +110,8 @@ async def test_csv_has_a_header_and_json_details(store: Store) -> None:
     assert decided["who"] == "U0BOB" and decided["at"] == "1970-01-01T00:00:03.500Z"
     assert json.loads(decided["detail"]) == {"choice": "approve", "comment": "ship it"}
     assert rows[3]["who"] == "" and rows[3]["detail"] == ""  # none: empty cells
+    assert decided["digest"] == request_digest({"kind": "x"}, None)
+    assert decided["hash"].startswith("sha256:") and rows[0]["digest"] == ""
 
 
 class Rows:

@@ -7,12 +7,15 @@ import json
 from typing import Any
 
 import pytest
+from langgraph.checkpoint.memory import InMemorySaver
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from bot import blocks
+from bot import authz, blocks
 from bot.localslack.blockkit import validate_blocks, validate_view
+from bot.policy import Rules
 from bot.protocol import DecisionRecord, normalise
+from graphs import agent
 from graphs.approval import Choice, approval_payload
 
 IID = "aff30caa44221c2f8817332729636d0f"
@@ -45,6 +48,24 @@ def test_pending_message_has_buttons_with_interrupt_id() -> None:
     assert {a["value"] for a in actions} == {IID}
     assert actions[0]["style"] == "primary" and actions[1]["style"] == "danger"
     assert "Deploy api" in text
+
+
+def test_the_context_line_shows_the_requests_short_digest() -> None:
+    digest = "0123456789abcdef" * 4
+    _, blks = blocks.approval_message(request(), IID, "U0ALICE", 1_700_000_000, digest=digest)
+    check_message(blks)
+    context = next(b for b in blks if b["type"] == "context")["elements"][0]["text"]
+    assert context.startswith("Requested by <@U0ALICE>")
+    assert context.endswith(" · request `0123456789`")
+
+
+def test_a_superseded_request_says_so_without_buttons() -> None:
+    state = blocks.MessageState(superseded=True)
+    text, blks = blocks.approval_message(request(), IID, "U0ALICE", 1_700_000_000, state)
+    check_message(blks)
+    assert not [b for b in blks if b["type"] == "actions"]
+    assert "changed before it was decided" in json.dumps(blks)
+    assert "changed before it was decided" in text
 
 
 def test_decided_message_has_no_buttons_and_says_who() -> None:
@@ -169,3 +190,55 @@ def test_home_view_is_valid_with_buttons_for_what_you_may_decide() -> None:
     assert "Recent decisions" in text
     empty = blocks.home_view([], [])
     assert validate_view(empty) == []
+
+
+@pytest.mark.parametrize("mode", ["per_call", "batched"])
+def test_the_example_agents_arguments_are_shown_once(mode: str) -> None:
+    """HumanInTheLoopMiddleware describes a call as "<prefix>\\n\\nTool: …\\nArgs: {…}" (a
+    Python dict): the message shows the arguments as fields, so not that dict as well. The
+    interrupt is the real one the example agent (graphs/agent.py) raises."""
+    graph = agent.build(InMemorySaver(), interrupt_mode=mode)
+    task = "email the team that the release train leaves today at five, with the notes attached"
+    out = graph.invoke(agent.parse(task), {"configurable": {"thread_id": mode}})
+    (raised,) = out["__interrupt__"]
+    meta = {"response_schema": raised.response_schema} if raised.response_schema else None
+    request = normalise(raised.value, meta)
+    _, blks = blocks.approval_message(request, IID, "U0ALICE", 0)
+    check_message(blks)
+    shown = json.dumps(blks, ensure_ascii=False)
+    assert "Tool execution requires approval" in shown
+    assert "Args:" not in shown and "'to'" not in shown
+    assert shown.count("team@example.com") == 1
+    assert shown.count(task) == 1  # the body (the subject is its first 60 characters)
+
+
+def labels(view: dict[str, Any]) -> list[list[str]]:
+    return [
+        [e["text"]["text"] for e in b["elements"]] for b in view["blocks"] if b["type"] == "actions"
+    ]
+
+
+def test_the_home_offers_each_viewer_only_the_buttons_they_may_use() -> None:
+    """What a click by this viewer would be refused, the Home does not show: Withdraw is the
+    requester's or an admin's, deciding and "Escalate now" the approvers'."""
+    prod = Rules(approvers=("U0BOB", "U0DAN", "S0RELEASE"))
+    ask = blocks.Ask(can_escalate=True)
+    req = request(private=["Card"], fields=[("Card", "4111")])
+    release = {"S0RELEASE": frozenset({"U0ERIN"})}.get
+
+    def home(user: str, rules: Rules = prod) -> list[list[str]]:
+        offer = authz.offer(req.choices, rules, "U0ALICE", user, ("U0DAN",), release)
+        item = blocks.HomeItem(req, IID, "U0ALICE", "C0DEPLOYS", 0, ask, offer)
+        view = blocks.home_view([item], [])
+        assert validate_view(view) == []
+        return labels(view)
+
+    decide = ["Approve", "Reject", "Reject with reason…", "Show details", "Escalate now"]
+    assert home("U0BOB") == [decide]  # an approver: no Withdraw on alice's request
+    assert home("U0DAN") == [[*decide, "Withdraw"]]  # an approver and an admin
+    assert home("U0ERIN") == [decide]  # an approver by her user group
+    # alice, where she may approve her own request: all of it, Withdraw included
+    assert home("U0ALICE", Rules(allow_self_approval=True)) == [[*decide, "Withdraw"]]
+    # a channel message is everyone's: every button, each click judged
+    _, blks = blocks.approval_message(req, IID, "U0ALICE", 0, ask=ask)
+    assert labels({"blocks": blks}) == [[*decide, "Withdraw"]]

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from bot.listeners import approvals
@@ -51,13 +52,22 @@ def test_the_generated_manifest_matches_the_file() -> None:
     assert all(c["url"].startswith("https://") for c in http["features"]["slash_commands"])
 
 
-def test_manifest_command_prints_json_with_entry_point_commands(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("deploy", "expected"),
+    [
+        ('[deploy]\nbackend = "simulated"\n', ["/deploy", "/approvals"]),
+        ("", ["/approvals"]),  # no [deploy] table: /deploy is off, so not in the app
+    ],
+)
+def test_manifest_command_prints_json_with_entry_point_commands(
+    tmp_path: Path, deploy: str, expected: list[str]
+) -> None:
     policy = tmp_path / "approvals.toml"
-    policy.write_text('graphs = ["graphs.agent:specs"]\n')
+    policy.write_text('graphs = ["graphs.agent:specs"]\n' + deploy)
     env = {**os.environ, "APPROVALS_CONFIG": str(policy)}
     out = subprocess.run(
         [sys.executable, "-m", "bot", "manifest"], env=env, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr
     commands = [c["command"] for c in json.loads(out.stdout)["features"]["slash_commands"]]
-    assert commands == ["/deploy", "/approvals"]  # the agent is started with /approvals run
+    assert commands == expected  # the agent is started with /approvals run

@@ -387,9 +387,11 @@ def test_no_file_gives_defaults(tmp_path: Path) -> None:
     assert policy_path({}, cwd=tmp_path) is None
     policy = load_policy(None)
     assert policy == Policy() == dataclasses.replace(parse(""), source=None)
-    assert policy.deploy.envs == ("staging", "prod")
-    assert policy.deploy.default_env == "staging"
-    assert policy.deploy.backend is None  # not named: `bot run` refuses to start
+    assert policy.deploy is None  # no [deploy] table: no /deploy
+    deploy = parse("[deploy]").deploy
+    assert deploy is not None and deploy.envs == ("staging", "prod")
+    assert deploy.default_env == "staging"
+    assert deploy.backend is None  # not named: `bot run` refuses to start
     rules = policy.rules("deploy", "prod")
     assert rules == Rules(scope="deploy.prod")
     assert (rules.approvers, rules.min_approvals, rules.allow_self_approval) == ((), 1, False)
@@ -799,10 +801,17 @@ def check_config(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProce
 
 def test_check_config_cli(tmp_path: Path) -> None:
     good = tmp_path / "approvals.toml"
-    good.write_text(BRIEF.replace('graphs = ["myteam.agents:specs"]', ""))
+    brief = BRIEF.replace('graphs = ["myteam.agents:specs"]', "")
+    good.write_text(brief.replace("[deploy]\n", '[deploy]\nbackend = "simulated"\n'))
     done = check_config(str(good), cwd=tmp_path)
     assert (done.returncode, done.stderr) == (0, "")
-    assert done.stdout == f"ok: {good}: 3 rule sets, 2 escalation levels\n"
+    assert done.stdout == f"ok: {good}: 3 rule sets, 2 escalation levels; graphs: deploy\n"
+
+    # as `bot run` says: a [deploy] table must name its backend
+    good.write_text(brief)
+    done = check_config(str(good), cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith(f"error: {good}: deploy.backend is not set: ")
 
     example = check_config(str(EXAMPLE), cwd=tmp_path)
     assert (example.returncode, example.stderr) == (0, "")
@@ -815,7 +824,7 @@ def test_check_config_cli(tmp_path: Path) -> None:
     assert done.stderr == f'error: {bad}: approver: unknown table (did you mean "approvers"?)\n'
 
     typo = tmp_path / "typo.toml"
-    typo.write_text("[policy.deplyo]\nmin_approvals = 1\n")
+    typo.write_text('[deploy]\nbackend = "simulated"\n[policy.deplyo]\nmin_approvals = 1\n')
     done = check_config(str(typo), cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr == f'error: {typo}: policy.deplyo: unknown graph (did you mean "deploy"?)\n'
@@ -828,12 +837,18 @@ def test_check_config_cli(tmp_path: Path) -> None:
 
 
 def test_check_config_cli_default_path_and_deprecations(tmp_path: Path) -> None:
-    done = check_config(cwd=tmp_path)
-    assert done.returncode == 0 and done.stdout.startswith("ok: no policy file")
-    (tmp_path / "approvals.toml").write_text('[approvers]\nprod = ["U0BOB"]\n')
+    done = check_config(cwd=tmp_path)  # no file: no /deploy and no graphs of one's own
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "error: approvals.toml (none found): no graphs to run: add a [deploy] table (the "
+        'built-in /deploy) or graphs = ["package.module:specs"] (your own; README: "Bring '
+        'your own graph")\n'
+    )
+    path = tmp_path / "approvals.toml"
+    path.write_text('[approvers]\nprod = ["U0BOB"]\n[deploy]\nbackend = "simulated"\n')
     done = check_config(cwd=tmp_path)
     assert done.returncode == 0
-    assert done.stdout == f"ok: {tmp_path / 'approvals.toml'}: 1 rule set, 0 escalation levels\n"
+    assert done.stdout == f"ok: {path}: 1 rule set, 0 escalation levels; graphs: deploy\n"
     assert done.stderr.startswith("warning: ") and "[approvers] is deprecated" in done.stderr
 
 
