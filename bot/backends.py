@@ -13,6 +13,7 @@ import aiosqlite
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from bot.config import Settings
+from bot.dbretry import Retry
 from bot.opsdb import OpsStore
 from bot.sqlite import OneHop, OneHopSqliteSaver
 from bot.store import RunLease, Store
@@ -29,20 +30,25 @@ class Backend:
 
 
 async def open_backend(settings: Settings, lease: RunLease) -> Backend:
-    """The database the settings name, migrated to this release's schema."""
+    """The database the settings name, migrated to this release's schema. Everything on it
+    shares one retry policy for transient errors (bot/dbretry.py)."""
+    retry = Retry(settings.db_retry_seconds)
     if settings.database_url:
-        return await _postgres(settings.database_url, lease, settings.audit_key)
-    return await _sqlite(settings, lease)
+        return await _postgres(settings.database_url, lease, retry, settings.audit_key)
+    return await _sqlite(settings, lease, retry)
 
 
-async def _sqlite(settings: Settings, lease: RunLease) -> Backend:
+async def _sqlite(settings: Settings, lease: RunLease, retry: Retry) -> Backend:
     settings.db_path.parent.mkdir(parents=True, exist_ok=True)
     conn = await aiosqlite.connect(settings.db_path)
     try:
-        await conn.execute("PRAGMA busy_timeout=30000")  # a second process on the file
-        saver = OneHopSqliteSaver(conn)
+        # A second process on the file: a write waits this long for its lock, then is tried
+        # again after a pause (in which this connection's thread serves reads).
+        busy_ms = int(settings.sqlite_busy_seconds * 1000)
+        await conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+        saver = OneHopSqliteSaver(conn, retry)
         await saver.setup()  # WAL mode, checkpoint tables
-        hop = OneHop(conn)
+        hop = OneHop(conn, retry)
         store = Store(hop, saver.writer, lease=lease, audit_key=settings.audit_key)
         await store.setup()
     except BaseException:
@@ -59,15 +65,15 @@ async def _sqlite(settings: Settings, lease: RunLease) -> Backend:
     return Backend(saver, store, OpsStore(hop, saver.writer), close)
 
 
-async def _postgres(url: str, lease: RunLease, audit_key: bytes | None) -> Backend:
+async def _postgres(url: str, lease: RunLease, retry: Retry, audit_key: bytes | None) -> Backend:
     # Imported here: a SQLite deployment never loads psycopg.
     from bot.postgres import Database, open_saver
     from bot.wakeups import Listener
 
-    db = Database(url, owner=lease.owner)
+    db = Database(url, owner=lease.owner, retry=retry)
     await db.open()
     try:
-        saver, pool = await open_saver(url)
+        saver, pool = await open_saver(url, retry=retry)
     except BaseException:
         await db.close()
         raise
@@ -75,7 +81,7 @@ async def _postgres(url: str, lease: RunLease, audit_key: bytes | None) -> Backe
     listeners: list[Listener] = []
 
     def listen(wakes: Mapping[str, Callable[[], None]]) -> None:
-        listener = Listener(url, lease.owner, wakes)
+        listener = Listener(url, lease.owner, wakes, retry)
         listeners.append(listener)
         listener.start()
 

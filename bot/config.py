@@ -58,6 +58,10 @@ class Settings:
     # PostgreSQL (several replicas) instead of the SQLite file; holds a password: never log it.
     database_url: str | None = field(default=None, repr=False)
     run_lease: float = 30.0  # a run a dead process was driving is taken over after this long
+    # How long database work that fails transiently (a failover, a restart, a deadlock, a
+    # locked SQLite file) is tried again before it counts as failed (bot/dbretry.py).
+    db_retry_seconds: float = 60.0
+    sqlite_busy_seconds: float = 5.0  # a locked file is waited for this long per try
     # APPROVALS_AUDIT_KEY: the audit chain's hashes are HMACs with it; a secret: never log it.
     audit_key: bytes | None = field(default=None, repr=False)
 
@@ -79,6 +83,9 @@ class Settings:
             raise SettingsError(f"APPROVALS_HEALTH_PORT must differ from PORT ({port})")
         policy = read_policy(policy_path(env))
         timeout = float(_int(env, "APPROVALS_SLACK_TIMEOUT", 10))
+        db_retry = _int(env, "APPROVALS_DB_RETRY_SECONDS", 60)
+        if db_retry < 0:
+            raise SettingsError(f"APPROVALS_DB_RETRY_SECONDS must be 0 or more, got {db_retry}")
         return cls(
             bot_token=env["SLACK_BOT_TOKEN"],
             signing_secret=env["SLACK_SIGNING_SECRET"],
@@ -91,6 +98,7 @@ class Settings:
             retention_days=_retention(env),
             database_url=database_url,
             run_lease=float(run_lease),
+            db_retry_seconds=float(db_retry),
             grace_seconds=float(_int(env, "APPROVALS_GRACE_SECONDS", 10)),
             deploy=deploy_options(policy, require_backend=True),
             policy=policy,

@@ -3,7 +3,14 @@ the thread resumes -> the outcome lands on the message.
 
 The engine never waits on Slack on the path that records a decision or resumes a graph: what
 Slack must show is written as outbox rows in the same transaction as the state change (see
-``bot.outbox``). Only ``views.open`` is called inline, because its trigger dies in 3 s.
+``bot.outbox``). Only ``views.open`` is called inline, because its trigger dies in 3 s, and the
+plain-words answer to a person whose click, form or command the database did not take (the
+outbox is in the database too: ``for_person``).
+
+A run fails only because its graph failed. The database blinking is not that: its work is
+tried again where it happens (bot/dbretry.py), so a run simply waits; if the database stays
+away for longer than the retry allows, the run stays 'running' and is continued from its last
+checkpoint when the database answers again (``_holding``, ``recover``).
 
 Exactly-once: a decision is claimed by one conditional UPDATE (``Store.decide``); only the
 claimer resumes. Before resuming, the thread's pending interrupts are checked, because LangGraph
@@ -18,7 +25,7 @@ import time
 import uuid
 import weakref
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -30,6 +37,7 @@ from pydantic import ValidationError
 
 from bot import authz, blocks, forms, messages
 from bot.authz import GroupsUnknown, groups_in, may_escalate, may_withdraw, names, refusal
+from bot.dbretry import CommitUnknown, error_name, is_transient
 from bot.groups import GroupCache
 from bot.integrity import request_digest
 from bot.policy import USER_RE as USER
@@ -195,6 +203,44 @@ class Engine:
 
     def set_deadline_listener(self, listener: Callable[[], None]) -> None:
         self._on_deadlines = listener
+
+    async def for_person(
+        self,
+        work: Awaitable[Any],
+        user: str,
+        channel: str | None,
+        response_url: str | None,
+        words: str,
+    ) -> bool:
+        """Do what a person asked (a click, a submitted form, a command); True when done.
+        When the database did not take it within the retry budget, tell them ``words`` (or,
+        when it went away mid-commit, that it is unknown whether it went through) straight
+        through Slack: the response_url, else an ephemeral where they acted, else a DM."""
+        try:
+            await work
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("%s's request not recorded: no database (%s)", user, error_name(exc))
+            text = messages.NOT_RECORDED_UNSURE if isinstance(exc, CommitUnknown) else words
+            await self.tell_directly(user, channel, response_url, text)
+            return False
+        return True
+
+    async def tell_directly(
+        self, user: str, channel: str | None, response_url: str | None, text: str
+    ) -> None:
+        """An ephemeral answer sent at once, not through the outbox (which is in the database
+        that is not answering): the response_url, else where they acted, else a DM."""
+        try:
+            if response_url:
+                await self.slack.respond(response_url, text)
+            elif channel:
+                await self.slack.ephemeral(channel, user, text)
+            else:
+                await self.slack.post(await self.slack.open_dm(user), text)
+        except SlackError as error:
+            log.warning("could not tell %s it was not recorded: %s", user, error.code)
 
     def rules_for(self, command: str, args: Mapping[str, Any]) -> Rules:
         env = args.get("env")
@@ -751,6 +797,17 @@ class Engine:
             self._driving[run_id] = self._driving.get(run_id, 0) + 1
             try:
                 yield
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                # Not the graph's doing: the run stays 'running', and once its lease ends
+                # whoever looks first (this process's lease keeper, or another's) continues
+                # it from its last checkpoint.
+                log.warning(
+                    "run %s: the database did not answer (%s); it continues once it does",
+                    run_id,
+                    error_name(exc),
+                )
             finally:
                 self._driving[run_id] -= 1
                 if not self._driving[run_id]:
@@ -874,7 +931,9 @@ class Engine:
             # LangGraph refused the decision's value and saved nothing: not a failed run.
             await self._resume_refused(run, resumed, refusal_errors(exc, RESUME_PATH))
             return
-        except Exception:
+        except Exception as exc:
+            if is_transient(exc):
+                raise  # the database, not the graph (see ``_holding``)
             log.exception("run %s failed", run.run_id)
             outcome = {"status": "failed", "text": messages.RUN_FAILED.format(run_id=run.run_id)}
             await self._finish(run, outcome, resumed)

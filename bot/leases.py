@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from bot.dbretry import error_name
 from bot.store import Store
 from bot.tasks import Loop, woken
 
@@ -60,7 +61,7 @@ class LeaseKeeper:
                 await self.look()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the DB went away mid-shutdown, or a bug: keep going
-                log.error("run leases: %r", exc)
+            except Exception as exc:  # the DB away past its retry budget, or a bug: keep going
+                log.error("run leases: %s", error_name(exc))
             await woken(self._wake, self._every)
             await asyncio.sleep(0.05)  # a burst of wake-ups is looked at once

@@ -51,6 +51,39 @@ RUN_FAILED = (
     "The run stopped with an internal error. Nothing more will happen; "
     "the operator's log has the details (run {run_id})."
 )
+# Told straight through Slack (the outbox is in the database) when the database did not
+# answer for APPROVALS_DB_RETRY_SECONDS: what the person did is not recorded, so they do it
+# again. UNSURE: the database went away while saving it, so whether it landed is unknown.
+NOT_RECORDED = {
+    "click": (
+        "I couldn't record your click: the database is not answering. Nothing was decided; "
+        "please click again in a minute."
+    ),
+    "form": (
+        "I couldn't record your answer: the database is not answering. Nothing was decided; "
+        "please submit it again in a minute."
+    ),
+    "command": (
+        "I couldn't start {command}: the database is not answering. Nothing was started; "
+        "please run it again in a minute."
+    ),
+    "cancel": (
+        "I couldn't withdraw it: the database is not answering. Nothing was changed; "
+        "please try again in a minute."
+    ),
+}
+NO_LOOKUP = (
+    "The database is not answering right now, so I can't look that up. "
+    "Please try again in a minute."
+)
+FORM_NOT_CHECKED = (
+    "The database is not answering, so I couldn't check your answer. Nothing was decided; "
+    "please submit it again in a minute."
+)
+NOT_RECORDED_UNSURE = (
+    "The database stopped answering while I was saving that, so I can't tell whether it went "
+    "through. Look again in a minute; if nothing changed, please do it again."
+)
 
 
 def approval_key(interrupt_id: str) -> str:

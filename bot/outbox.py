@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bot.dbretry import error_name, is_transient
 from bot.slack import SlackError, SlackPort
 from bot.store import Delivery, FastPath, Sent, Store
 from bot.tasks import woken
@@ -229,8 +230,8 @@ class Outbox:
                 wait = await self._dispatch()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the DB went away mid-shutdown, or a bug: keep going
-                log.error("outbox: dispatch failed: %s", exc)
+            except Exception as exc:  # the DB away past its retry budget, or a bug: keep going
+                log.error("outbox: dispatch failed: %s", error_name(exc))
                 wait = 1.0
             if self._stopping:
                 break
@@ -270,7 +271,7 @@ class Outbox:
                 await asyncio.sleep(0)  # deliveries finishing in this tick join this write
                 await self._record_sent()
         except Exception as exc:  # the DB went away: the loop's next pass records them
-            log.error("outbox: recording deliveries failed: %s", exc)
+            log.error("outbox: recording deliveries failed: %s", error_name(exc))
             self._wake.set()
         if not self._inflight:
             self._wake.set()
@@ -345,6 +346,22 @@ class Outbox:
 
     async def _deliver(self, d: Delivery, delay: float = 0.0) -> None:
         try:
+            await self._attempt(d, delay)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            # The database did not answer for the whole retry budget: the row keeps its lease
+            # and is taken again when it ends (no Slack call of it succeeded unrecorded).
+            log.error(
+                "outbox: %s row %s waits for the database (%s)", d.kind, d.id, error_name(exc)
+            )
+        finally:
+            self._inflight.pop(d.id, None)
+            if d.lane is not None:
+                self._lanes.discard(d.lane)
+
+    async def _attempt(self, d: Delivery, delay: float) -> None:
+        try:
             if delay > 0:  # a fast-path row over the pace: wait its turn
                 await asyncio.sleep(delay)
             channel, ts = await self._send(d)
@@ -354,16 +371,14 @@ class Outbox:
             await self._failed(d, exc)
             self._wake.set()  # its retry, or the rows behind it, need a pass
         except Exception as exc:  # a bug in a payload: do not retry it forever
+            if is_transient(exc):
+                raise
             log.error("outbox: %s row %s could not be sent: %r", d.kind, d.id, exc)
             await self._failed(d, SlackError(f"unexpected_{type(exc).__name__}"))
             self._wake.set()
         else:
             # Recorded in a moment, with the rows that waited for it: no pass needed.
             self._delivered(Sent(d, self._clock(), channel, ts, self._stamp()))
-        finally:
-            self._inflight.pop(d.id, None)
-            if d.lane is not None:
-                self._lanes.discard(d.lane)
 
     async def _send(self, d: Delivery) -> tuple[str | None, str | None]:
         """One delivery: the Web API call(s) its kind needs."""

@@ -18,26 +18,46 @@ PostgreSQL's where they differ, and only there:
   concurrent transactions, which SQLite never runs).
 
 Statements whose semantics differ (claims that skip rows another process is taking) are
-written out for each backend in the store itself. Transactions that deadlock with another
-(PostgreSQL aborts one of them) are run again, a few times.
+written out for each backend in the store itself.
+
+When the database blinks (a failover cuts every connection, the server restarts, a deadlock,
+too many connections), each read and transaction is tried again by ``bot.dbretry.Retry``, and
+so is each of LangGraph's checkpointer calls (``RetryingSaver``). After a failure the pool
+drops its dead connections at once, and it never waits long to reconnect, so work resumes
+within a second or two of the database's return. A transaction whose COMMIT lost its answer
+may have landed: before running it again, the database is asked how it ended
+(``pg_xact_status`` of the id the transaction read with its BEGIN): committed, and the first
+run's result is the answer; aborted, and it runs again. So no transaction is applied twice,
+and its caller learns what it did. (BEGIN and its id share a round trip, and so do the
+notifications and COMMIT: a transaction costs no more round trips than before.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import psycopg
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
+from psycopg.sql import SQL, Literal
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-log = logging.getLogger(__name__)
+from bot.dbretry import CommitUnknown, Retry, is_conflict, is_transient
 
 T = TypeVar("T")
 
@@ -46,7 +66,11 @@ SAVER_LOCK = SCHEMA_LOCK + 1  # LangGraph's checkpointer setup
 AUDIT_LOCK = SCHEMA_LOCK + 2  # appending to the audit table's hash chain (until commit)
 WAKE_CHANNEL = "bot_wake"  # NOTIFY channel; payload "<what>:<owner>"
 LOCK_TRIES = 600  # 0.2 s apart: two minutes for another replica's checkpointer setup
-RETRIES = 3  # a transaction PostgreSQL aborted as a deadlock is run this many times at most
+# A hop waits this long for a pooled connection, and the pool tries to reconnect for this long
+# (it backs off 1 s, 2 s, …) before giving up; the hop's retry then asks again, so after an
+# outage of any length a connection is tried within a second or two of the server's return.
+CHECKOUT_SECONDS = 2.0
+CONNECT_TIMEOUT = 5  # seconds for one new connection, unless DATABASE_URL says otherwise
 
 
 class PgRow:
@@ -127,9 +151,30 @@ class PgDb:
     def notify(self, what: str) -> None:
         self.notified.add(what)
 
-    def send_notifications(self) -> None:
-        for what in sorted(self.notified):
-            self._conn.execute("SELECT pg_notify(%s, %s)", (WAKE_CHANNEL, f"{what}:{self._owner}"))
+    def begin(self) -> str:
+        """BEGIN, and the transaction's id, in one round trip (the one BEGIN costs anyway):
+        should the COMMIT's answer be lost, the id tells how it ended."""
+        cur = self._conn.execute("BEGIN; SELECT pg_current_xact_id()::text")
+        cur.nextset()
+        row = cur.fetchone()
+        assert row is not None
+        return str(row[0])
+
+    def commit(self) -> None:
+        """The notifications and COMMIT in one round trip."""
+        notes = [
+            SQL("SELECT pg_notify({}, {})").format(
+                Literal(WAKE_CHANNEL), Literal(f"{what}:{self._owner}")
+            )
+            for what in sorted(self.notified)
+        ]
+        self._conn.execute(SQL("; ").join([*notes, SQL("COMMIT")]))
+
+    def rollback(self) -> None:
+        """End a failed transaction (nothing to do on a lost connection)."""
+        if self._conn.info.transaction_status != TransactionStatus.IDLE:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.execute("ROLLBACK")
 
     def lock_audit_chain(self) -> None:
         """Wait for any other transaction appending to the audit chain; the lock ends with
@@ -150,19 +195,25 @@ class PgDb:
 class Database:
     """The store's side of PostgreSQL: a pool of synchronous connections and as many worker
     threads. ``read(fn)`` runs ``fn`` in autocommit (each statement its own snapshot);
-    ``write(fn)`` runs it in one transaction and sends its notifications at commit."""
+    ``write(fn)`` runs it in one transaction and sends its notifications at commit. Both are
+    tried again through a blink (see the module's notes)."""
 
-    def __init__(self, url: str, owner: str = "", size: int = 8) -> None:
+    def __init__(
+        self, url: str, owner: str = "", size: int = 8, retry: Retry | None = None
+    ) -> None:
         self._pool = ConnectionPool(
             url,
             min_size=1,
             max_size=size,
-            kwargs={"autocommit": True},
+            kwargs=connect_kwargs(url, autocommit=True),
             open=False,
             name="bot-store",
+            timeout=CHECKOUT_SECONDS,
+            reconnect_timeout=CHECKOUT_SECONDS,
         )
         self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="bot-pg")
         self._owner = owner
+        self._retry = retry or Retry()
 
     async def open(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109 (the pool's own wait)
         await asyncio.get_running_loop().run_in_executor(
@@ -174,44 +225,144 @@ class Database:
         self._threads.shutdown(wait=False)
 
     async def read(self, fn: Callable[[PgDb], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._threads, self._read, fn)
+        loop = asyncio.get_running_loop()
+        return await self._retry.run(
+            lambda: loop.run_in_executor(self._threads, self._read, fn), "a read", self._sweep
+        )
 
     async def write(self, fn: Callable[[PgDb], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._threads, self._write, fn)
+        loop = asyncio.get_running_loop()
+        unsure: CommitUnknown | None = None  # the last try's COMMIT lost its answer
+
+        async def attempt() -> T:
+            nonlocal unsure
+            if unsure is not None:
+                if await loop.run_in_executor(self._threads, self._committed, unsure.xid):
+                    return cast(T, unsure.result)  # it landed: its result is the answer
+                unsure = None  # it did not: run it again
+            try:
+                return await loop.run_in_executor(self._threads, self._write, fn)
+            except CommitUnknown as exc:
+                unsure = exc
+                raise
+
+        return await self._retry.run(attempt, "a write", self._sweep)
 
     def _read(self, fn: Callable[[PgDb], T]) -> T:
         with self._pool.connection() as conn:
             return fn(PgDb(conn, self._owner))
 
     def _write(self, fn: Callable[[PgDb], T]) -> T:
-        for attempt in range(1, RETRIES + 1):
+        with self._pool.connection() as conn:
+            db = PgDb(conn, self._owner)
+            xid = db.begin()
             try:
-                with self._pool.connection() as conn, conn.transaction():
-                    db = PgDb(conn, self._owner)
-                    result = fn(db)
-                    db.send_notifications()
-                return result
-            except psycopg.errors.DeadlockDetected:
-                if attempt == RETRIES:
-                    raise
-                log.info("a transaction deadlocked with another; running it again")
-        raise AssertionError("unreachable")
+                result = fn(db)
+            except BaseException:
+                db.rollback()
+                raise
+            try:
+                db.commit()
+            except Exception as exc:
+                db.rollback()
+                if is_transient(exc):  # the COMMIT may have landed: ask before running again
+                    raise CommitUnknown(xid, result) from exc
+                raise
+            return result
+
+    def _committed(self, xid: str) -> bool:
+        """Whether the transaction ``xid`` committed (False: it was aborted). One the server
+        is still finishing (its connection's loss not noticed yet) is asked about again."""
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()
+        status = row[0] if row else None
+        if status == "in progress":
+            raise CommitUnknown(xid, None)
+        return status == "committed"
+
+    async def _sweep(self, exc: BaseException) -> None:
+        """After a lost connection, drop every dead one the pool holds (after a restart, all
+        of them), so the next try gets a live connection rather than the next dead one."""
+        if not is_conflict(exc):
+            await asyncio.to_thread(self._pool.check)
 
 
-async def open_saver(url: str, size: int = 8) -> tuple[AsyncPostgresSaver, AsyncConnectionPool]:
-    """LangGraph's AsyncPostgresSaver on a pool of its own, set up (its tables created or
-    migrated) under an advisory lock, so replicas starting together take turns."""
+def connect_kwargs(url: str, **kwargs: Any) -> dict[str, Any]:
+    """Connection options: ``kwargs``, and a connect timeout unless the URL names one (a host
+    that vanished in a failover can leave a connection attempt hanging for minutes)."""
+    if "connect_timeout" not in conninfo_to_dict(url):
+        kwargs["connect_timeout"] = CONNECT_TIMEOUT
+    return kwargs
+
+
+class RetryingSaver(AsyncPostgresSaver):
+    """LangGraph's AsyncPostgresSaver, each call tried again through a blink. A step's
+    checkpoint that waits for the database, rather than failing the stream, means the step is
+    not run again (a deploy repeated). Its writes are upserts keyed by thread, checkpoint and
+    task, so one that landed before its answer was lost lands again as the same rows."""
+
+    def __init__(self, pool: AsyncConnectionPool, retry: Retry) -> None:
+        super().__init__(pool)  # type: ignore[arg-type]
+        self._pool = pool
+        self._retry = retry
+
+    async def _sweep(self, exc: BaseException) -> None:
+        """As ``Database._sweep``, on the saver's pool."""
+        if not is_conflict(exc):
+            await self._pool.check()
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        get = super().aget_tuple
+        return await self._retry.run(lambda: get(config), "a checkpoint read", self._sweep)
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        put = super().aput
+        return await self._retry.run(
+            lambda: put(config, checkpoint, metadata, new_versions), "a checkpoint", self._sweep
+        )
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        put = super().aput_writes
+        await self._retry.run(
+            lambda: put(config, writes, task_id, task_path), "a step's writes", self._sweep
+        )
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        delete = super().adelete_thread
+        await self._retry.run(lambda: delete(thread_id), "a thread's deletion", self._sweep)
+
+
+async def open_saver(
+    url: str, size: int = 8, retry: Retry | None = None
+) -> tuple[AsyncPostgresSaver, AsyncConnectionPool]:
+    """LangGraph's AsyncPostgresSaver (retrying, see ``RetryingSaver``) on a pool of its own,
+    set up (its tables created or migrated) under an advisory lock, so replicas starting
+    together take turns."""
     pool: AsyncConnectionPool = AsyncConnectionPool(
         url,
         min_size=1,
         max_size=size,
-        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        kwargs=connect_kwargs(url, autocommit=True, prepare_threshold=0, row_factory=dict_row),
         open=False,
         name="bot-checkpoints",
+        timeout=CHECKOUT_SECONDS,
+        reconnect_timeout=CHECKOUT_SECONDS,
     )
     await pool.open(wait=True, timeout=30)
     try:
-        saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+        saver = RetryingSaver(pool, retry or Retry())
         async with pool.connection() as lock:
             await _take_lock(lock, SAVER_LOCK)
             try:

@@ -38,6 +38,8 @@ from graphs import EntryPointError, compile_spec
 
 log = logging.getLogger(__name__)
 
+RELEASE_SECONDS = 5.0  # a stop waits this long for a blinking database to take its runs back
+
 
 @dataclass
 class BotRuntime:
@@ -202,7 +204,8 @@ class BotRuntime:
         self._stops.clear()
         await self.session.close()
         try:  # the runs cut here are taken over at once by the next process to look
-            await self.store.runs_release()
+            async with asyncio.timeout(RELEASE_SECONDS):  # it is tried again through a blink
+                await self.store.runs_release()
         except Exception as exc:  # the database is gone: their leases end on their own
             log.warning("could not let go of this process's runs: %s", type(exc).__name__)
         await self.backend.close()

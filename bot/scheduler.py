@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from bot.dbretry import error_name, is_transient
 from bot.store import Deadline, Store
 from bot.tasks import Loop, woken
 
@@ -64,8 +65,8 @@ class Scheduler:
                 wait = await self.run_due()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the DB went away mid-shutdown, or a bug: keep going
-                log.error("scheduler: %s", exc)
+            except Exception as exc:  # the DB away past its retry budget, or a bug: keep going
+                log.error("scheduler: %s", error_name(exc))
                 wait = 1.0
             await woken(self._wake, wait)
 
@@ -81,8 +82,12 @@ class Scheduler:
                     self.fired += 1
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("scheduler: %s deadline %s failed", deadline.kind, deadline.id)
+                except Exception as exc:
+                    what = (deadline.kind, deadline.id)
+                    if is_transient(exc):  # still 'firing' under its lease: fired when it ends
+                        log.error("scheduler: %s deadline %s waits for the database", *what)
+                    else:
+                        log.exception("scheduler: %s deadline %s failed", *what)
             if len(due) < self._batch:
                 break
         next_at = await self._store.next_deadline()

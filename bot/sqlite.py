@@ -12,6 +12,10 @@ every write, ours and the checkpointer's, share a commit with the others that qu
 the previous one was on its way to the disk (a group commit): under load N transactions
 cost one fsync, not N; alone, a transaction costs what it did.
 
+When another process holds the write lock past the busy timeout ("database is locked"), a
+write is tried again by ``bot.dbretry.Retry`` (so is a read, and a checkpoint read): a failed
+group was rolled back whole, so running its transactions again cannot apply one twice.
+
 This is the one place that touches private attributes of a dependency: aiosqlite's
 ``Connection._execute`` (queue a function for the worker thread) and ``Connection._conn``
 (the sqlite3 connection that thread owns). pyproject.toml pins the aiosqlite and
@@ -38,21 +42,28 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+from bot.dbretry import Retry
+
 T = TypeVar("T")
 
 
 class OneHop:
-    """Run ``fn(sqlite3.Connection)`` on aiosqlite's worker thread: one hop, whatever it does.
+    """Run ``fn(sqlite3.Connection)`` on aiosqlite's worker thread: one hop, whatever it does;
+    with ``retry``, tried again while the file is locked (reads; ``fn`` must be safe to run
+    again).
 
     ``fn`` runs off the event loop, so it must only touch the connection and its arguments.
     """
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, retry: Retry | None = None) -> None:
         self._conn = conn
+        self._retry = retry
 
     async def __call__(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn
-        return await conn._execute(lambda: fn(conn._conn))
+        if self._retry is None:
+            return await conn._execute(lambda: fn(conn._conn))
+        return await self._retry.run(lambda: conn._execute(lambda: fn(conn._conn)), "a read")
 
 
 def transaction(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
@@ -82,16 +93,27 @@ class Writer:
     transaction runs in its own savepoint: one that raises is rolled back alone and only its
     caller sees the error. Every caller returns after the commit that made its work durable,
     so nothing a caller goes on to do (send a message, resume a graph) runs ahead of the
-    disk. A group of one is exactly ``transaction(fn)``."""
+    disk. A group of one is exactly ``transaction(fn)``. A transaction that failed because the
+    file was locked (its group was rolled back) is queued again by ``retry``, after a pause."""
 
-    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock, most: int = 64) -> None:
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        lock: asyncio.Lock,
+        most: int = 64,
+        retry: Retry | None = None,
+    ) -> None:
         self._hop = OneHop(conn)
         self._lock = lock
         self._most = most  # bounds how long the last of a group waits for the first
+        self._retry = retry or Retry()
         self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._flushing: asyncio.Task[None] | None = None
 
     async def __call__(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._retry.run(lambda: self._once(fn), "a write")
+
+    async def _once(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append((fn, future))
         if self._flushing is None or self._flushing.done():
@@ -172,10 +194,11 @@ class OneHopSqliteSaver(AsyncSqliteSaver):
     the bot's store shares, so they are committed in groups with everyone else's. Everything
     else is inherited."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, retry: Retry | None = None) -> None:
         super().__init__(conn)
         self._hop = OneHop(conn)
-        self.writer = Writer(conn, self.lock)
+        self._retry = retry or Retry()
+        self.writer = Writer(conn, self.lock, retry=self._retry)
         self._sync: SqliteSaver | None = None
 
     def _saver(self, db: sqlite3.Connection) -> SqliteSaver:
@@ -186,7 +209,10 @@ class OneHopSqliteSaver(AsyncSqliteSaver):
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         await self.setup()
-        async with self.lock:
+        return await self._retry.run(lambda: self._get_tuple(config), "a checkpoint read")
+
+    async def _get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        async with self.lock:  # taken for each try, so a pause between tries holds no lock
             return await self._hop(lambda db: self._saver(db).get_tuple(config))
 
     async def aput(

@@ -852,10 +852,14 @@ class Store:
         message shows that, and the new request is opened as an approval of its own
         (``<interrupt id>-<n>``: its own message, votes and deadlines)."""
 
-        def tx(db: sqlite3.Connection) -> list[Approval]:
+        def tx(db: sqlite3.Connection) -> tuple[list[Approval], bool]:
+            """The approvals opened, and whether the run is still to be taken (a decision
+            waits): returned, not collected outside, so a transaction run again after a lost
+            connection counts nothing twice."""
             if resumed:
                 _mark_resumed(db, resumed, run.run_id, now)
             opened: list[Approval] = []
+            deadlines = False
             thread_key = run.thread_key
             for interrupt_id, value, meta in interrupts:
                 digest = request_digest(value, meta)
@@ -913,7 +917,7 @@ class Store:
                         (json.dumps(opening.rules), iid),
                     )
                 _schedule(db, iid, run.run_id, opening.deadlines)
-                opening_deadlines.append(bool(opening.deadlines))
+                deadlines = deadlines or bool(opening.deadlines)
                 _queue(db, opening.items, now)
                 thread_key = thread_key or f"approval:{iid}"
             # The run lets its lease go. A decision another process claimed while this one
@@ -925,16 +929,14 @@ class Store:
                 "WHERE run_id=? RETURNING status",
                 (run.run_id, now, thread_key, run.run_id),
             ).fetchone()
-            if row is not None and row[0] == "running":
+            more = row is not None and row[0] == "running"
+            if more:
                 _notify(db, "runs")
-                more.append(True)
-            if any(opening_deadlines):
+            if deadlines:
                 _notify(db, "deadlines")
-            return opened
+            return opened, more
 
-        more: list[bool] = []
-        opening_deadlines: list[bool] = []
-        opened = await self._write(tx, wakes=True)
+        opened, more = await self._write(tx, wakes=True)
         if more:
             self._on_runs()
         return opened

@@ -19,6 +19,7 @@ from bot.blocks import (
     ACTION_WITHDRAW,
 )
 from bot.deps import Deps
+from bot.messages import NOT_RECORDED
 
 CHOICE = re.compile(rf"^{re.escape(ACTION_CHOICE)}(\d+)$")
 COMMENT = re.compile(rf"^{re.escape(ACTION_COMMENT)}(\d+)$")
@@ -38,8 +39,12 @@ def register(app: AsyncApp, deps: Deps) -> None:
             channel = _channel(body) or None  # None: clicked in the App Home
 
             async def act() -> None:
-                await work(interrupt_id, user, channel, body, action)
-                if channel is None:
+                clicked = work(interrupt_id, user, channel, body, action)
+                url = body.get("response_url")
+                recorded = await engine.for_person(
+                    clicked, user, channel, url, NOT_RECORDED["click"]
+                )
+                if recorded and channel is None:
                     await engine.publish_home(user)  # the Home is the answer there
 
             deps.tasks.spawn(act(), f"{name} by {user}")

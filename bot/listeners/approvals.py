@@ -9,7 +9,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.deps import Deps
-from bot.listeners import commands
+from bot.listeners import NotAnswered, commands, read_before_ack
+from bot.messages import NO_LOOKUP, NOT_RECORDED
 from bot.queries import Queries, help_text
 from bot.store import Item
 from graphs import by_name
@@ -27,20 +28,21 @@ def register(app: AsyncApp, deps: Deps) -> None:
         words = str(command.get("text") or "").split()
         verb, rest = (words[0].lower(), words[1:]) if words else ("help", [])
         user, channel = str(command["user_id"]), str(command["channel_id"])
-        if verb == "list":
-            text = await queries.decidable(user)
-        elif verb == "mine":
-            text = await queries.mine(user)
-        elif verb in ("show", "cancel") and len(rest) == 1:
-            if verb == "show":
-                text = await queries.show(rest[0])
-            else:
-                await ack(text="Withdrawing…", response_type="ephemeral")
-                deps.tasks.spawn(
-                    _cancel(deps, queries, rest[0], user, channel, command.get("response_url")),
-                    f"/approvals cancel by {user}",
-                )
-                return
+        if verb in ("list", "mine") or (verb == "show" and len(rest) == 1):
+            lookup = {"list": queries.decidable, "mine": queries.mine, "show": queries.show}
+            try:
+                text = await read_before_ack(lookup[verb](rest[0] if verb == "show" else user))
+            except NotAnswered:
+                text = NO_LOOKUP
+        elif verb == "cancel" and len(rest) == 1:
+            await ack(text="Withdrawing…", response_type="ephemeral")
+            url = command.get("response_url")
+            cancel = _cancel(deps, queries, rest[0], user, channel, url)
+            deps.tasks.spawn(
+                deps.engine.for_person(cancel, user, channel, url, NOT_RECORDED["cancel"]),
+                f"/approvals cancel by {user}",
+            )
+            return
         elif verb == "run" and rest:
             spec = by_name(deps.specs, rest[0])
             if spec is not None:

@@ -11,6 +11,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.deps import Deps
+from bot.messages import NOT_RECORDED
 from graphs import GraphSpec, UsageError
 from graphs.deploy import COMMAND as DEPLOY
 
@@ -69,9 +70,10 @@ async def start(
             return
         channel = target
     await ack()
+    user, url = command["user_id"], command.get("response_url")
+    started = deps.engine.start(spec.command, args, user, channel, url)
+    words = NOT_RECORDED["command"].format(command=f"`{spec.command}`")
     deps.tasks.spawn(
-        deps.engine.start(
-            spec.command, args, command["user_id"], channel, command.get("response_url")
-        ),
-        f"start {spec.command} by {command['user_id']}",
+        deps.engine.for_person(started, user, channel, url, words),
+        f"start {spec.command} by {user}",
     )

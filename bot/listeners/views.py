@@ -14,6 +14,8 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.blocks import REASON_BLOCK, REASON_CALLBACK
 from bot.deps import Deps
 from bot.forms import FORM_CALLBACK
+from bot.listeners import NotAnswered, read_before_ack
+from bot.messages import FORM_NOT_CHECKED, NOT_RECORDED
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +43,11 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await ack(response_action="errors", errors={REASON_BLOCK: error})
             return
         await ack()
+        decided = deps.engine.decide_with_comment(
+            interrupt_id, user, index, comment.strip(), channel or None
+        )
         deps.tasks.spawn(
-            deps.engine.decide_with_comment(
-                interrupt_id, user, index, comment.strip(), channel or None
-            ),
+            deps.engine.for_person(decided, user, channel or None, None, NOT_RECORDED["form"]),
             f"decision with comment by {user}",
         )
 
@@ -59,17 +62,30 @@ def register(app: AsyncApp, deps: Deps) -> None:
             log.warning("form with unreadable private_metadata from %s", user)
             return
         values = view.get("state", {}).get("values", {})
-        reading = await deps.engine.read_form(interrupt_id, index, values)
+        try:
+            reading = await read_before_ack(deps.engine.read_form(interrupt_id, index, values))
+        except NotAnswered:
+            # The database is not answering: keep the modal and the person's input open.
+            inputs = [b["block_id"] for b in view.get("blocks", []) if b.get("type") == "input"]
+            if inputs:
+                await ack(response_action="errors", errors={inputs[0]: FORM_NOT_CHECKED})
+                return
+            await ack()
+            words = NOT_RECORDED["form"]
+            task = deps.engine.tell_directly(user, channel or None, None, words)
+            deps.tasks.spawn(task, f"form not recorded for {user}")
+            return
         if reading is not None and reading.errors:
             await ack(response_action="errors", errors=reading.errors)
             return
         await ack()
         answer = reading.answer if reading is not None else None
         comment = reading.comment if reading is not None else None
+        decided = deps.engine.decide_with_answer(
+            interrupt_id, user, index, answer, comment, channel or None
+        )
         deps.tasks.spawn(
-            deps.engine.decide_with_answer(
-                interrupt_id, user, index, answer, comment, channel or None
-            ),
+            deps.engine.for_person(decided, user, channel or None, None, NOT_RECORDED["form"]),
             f"form decision by {user}",
         )
 
