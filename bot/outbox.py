@@ -26,7 +26,7 @@ from typing import Any
 
 from bot.dbretry import error_name, is_transient
 from bot.slack import SlackError, SlackPort
-from bot.store import Delivery, FastPath, Sent, Store
+from bot.store import REPLACES, Delivery, FastPath, Sent, Store
 from bot.tasks import woken
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,6 @@ METHOD_TIER = {
     "views.publish": 4,
     "usergroups.users.list": 2,
 }
-# Kinds whose call replaces what Slack shows: a late copy of an older one would undo a newer.
-REPLACES = frozenset({"update", "publish"})
 POST_PER_SECOND = 1.0  # chat.postMessage, per channel
 POST_BURST = 3
 
