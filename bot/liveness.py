@@ -75,6 +75,11 @@ class Liveness(Protocol):
         ...
 
 
+def lock_folder(db_path: Path) -> Path:
+    """Where the processes on this SQLite file keep their lock files."""
+    return db_path.with_name(db_path.name + ".owners")
+
+
 class FileLocks:
     """SQLite: ``<db>.owners/<owner>``, flocked by its owner for its whole life. Checking
     takes a shared lock without waiting: it fails while the owner lives, and two checkers
@@ -82,7 +87,7 @@ class FileLocks:
 
     def __init__(self, db_path: Path, owner: str) -> None:
         self.owner = owner
-        self.folder = db_path.with_name(db_path.name + ".owners")
+        self.folder = lock_folder(db_path)
         self._fd: int | None = None
 
     async def hold(self) -> None:
