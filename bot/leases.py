@@ -74,14 +74,15 @@ class LeaseKeeper:
             released = await self._store.release_dead(sorted(dead), self._hold)
             self._liveness.forget(dead)
             self.reaped += len(dead)
-            log.info(
-                "%d process(es) gone (their locks are free); let go of their %d run(s), "
-                "%d Slack call(s) and %d deadline(s)",
-                len(dead),
-                released.runs,
-                released.outbox,
-                released.deadlines,
-            )
+            if released.runs or released.outbox or released.deadlines:
+                log.info(
+                    "%d process(es) gone (their locks are free); let go of their %d run(s), "
+                    "%d Slack call(s) and %d deadline(s)",
+                    len(dead),
+                    released.runs,
+                    released.outbox,
+                    released.deadlines,
+                )
             if released.outbox or released.deadlines:
                 for wake in self._released:
                     wake()
