@@ -243,11 +243,13 @@ async def test_sigkill_then_restart(
     except TimeoutError as exc:
         raise AssertionError(diagnosis(db, bot.log)) from exc
     seen = await watch.result() if watch is not None else {}
+    counts, posts = progress_counts(ws, ts), approval_posts(ws)
+    again = sum(counts.values()) - len(STEPS) + len(posts) - 1
     line = ", ".join(f"{name} {seen[name]:.2f} s" for name in FIGURES if name in seen)
     twice = sum(window.values())
     print(
         f"\nsigkill run {run} (seed {SEED}): {phase}, {when}"
-        + (f"; {twice} post(s) on their way at the kill" if twice else "")
+        + (f"; {twice} post(s) on their way at the kill, {again} sent twice" if twice else "")
         + (
             ("; the click died with the bot: bob clicked again" if phase in CLICKED else "")
             if clicked_again
@@ -265,11 +267,10 @@ async def test_sigkill_then_restart(
     assert ev["run_done"] == 1 and ev["run_failed"] == 0, ev
     assert query(db, "SELECT status FROM bot_runs") == [("done",)]
     assert query(db, "SELECT status FROM bot_approvals") == [("resumed",)]
-    counts = progress_counts(ws, ts)
-    again = sum(counts.values()) - len(STEPS)
-    assert set(counts.values()) <= {1, 2} and again <= window.get("progress:", 0), (counts, window)
+    lines_again = sum(counts.values()) - len(STEPS)
+    assert set(counts.values()) <= {1, 2}, counts
+    assert lines_again <= window.get("progress:", 0), (counts, window)
     assert done(ws, ts)
-    posts = approval_posts(ws)
     assert 1 <= len(posts) <= 1 + window.get("approval:", 0), (len(posts), window)
     log = bot.log.read_text()
     assert "Traceback" not in log, log[-3000:]
