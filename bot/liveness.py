@@ -12,9 +12,10 @@ bot/leases.py). A pid alone proves nothing: pid 1 in every container, and pids a
 - PostgreSQL (``AdvisoryLocks``): a session advisory lock, keyed by a hash of the owner, held
   on a connection of its own. The database drops it when the session ends, which it does when
   the process dies, but also when only that connection breaks (a network blip, a terminated
-  backend) while the process lives. So the lock is taken again at once on a new connection,
-  and an owner is dead only when its lock was seen free on two looks at least ``CONFIRM``
-  seconds apart, with no look between them seeing it held. The same connection looks at
+  backend, a failover) while the process lives. So the lock is taken again at once on a new
+  connection (and every 0.2 s while the database is away), and an owner is dead only when its
+  lock was seen free on two looks at least ``CONFIRM`` seconds apart, on one connection of the
+  judge's, with no look between them seeing it held. The same connection looks at
   every owner's lock once a second (one read of ``pg_locks``) and wakes the lease keeper when
   an owner's lock has been free that long: a replica's death is noticed within about two
   seconds without anyone polling the bot's tables faster.
@@ -142,7 +143,9 @@ class FileLocks:
 LOCK_CLASS = 0x6C697665  # the first half of every owner's advisory lock key: "live"
 WATCH = 1.0  # seconds between looks at pg_locks
 CONFIRM = 1.0  # an owner is dead when its lock was free on two looks this far apart
-RECONNECT = (0.0, 0.1, 0.2, 0.5, 1.0)  # waits before each new try, the last one repeated
+# Waits before each try to take the lock again, the last one repeated: well under CONFIRM, so
+# once the database is back a live process holds its lock again before anyone can judge it.
+RECONNECT = (0.0, 0.05, 0.1, 0.2)
 _HELD = (
     "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = %s "
     "AND objsubid = 2 AND granted AND database = "
@@ -274,7 +277,11 @@ class AdvisoryLocks:
         import psycopg
 
         lost = self._clock()
-        for attempt in range(10_000):  # bounded: hours of tries at one a second
+        # What was seen free before this connection broke does not count with what is seen
+        # after: the others may be reconnecting too (a failover cuts every connection).
+        self._free.clear()
+        self._told.clear()
+        for attempt in range(100_000):  # bounded: hours of tries
             await asyncio.sleep(RECONNECT[min(attempt, len(RECONNECT) - 1)])
             try:
                 await self._connect()

@@ -127,22 +127,29 @@ async def test_a_lock_connection_dropped_again_and_again_is_not_a_death(pg_url: 
             assert owner not in await judge.dead([owner])
             await asyncio.sleep(0.02)
 
+    def cut(admin: psycopg.Connection, who: str) -> int:
+        """End the session holding ``who``'s lock (this test's own, nobody else's)."""
+        holders = admin.execute(
+            "SELECT pid FROM pg_locks WHERE locktype='advisory' AND classid::bigint=%s "
+            "AND objid::bigint=%s AND granted",
+            (LOCK_CLASS, lock_key(who)),
+        ).fetchall()
+        for (pid,) in holders:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        return len(holders)
+
     try:
         cuts = 0
         with psycopg.connect(pg_url, autocommit=True) as admin:
-            for _ in range(4):
-                holders = admin.execute(
-                    "SELECT pid FROM pg_locks WHERE locktype='advisory' AND classid::bigint=%s "
-                    "AND objid::bigint=%s AND granted",
-                    (LOCK_CLASS, lock_key(owner)),
-                ).fetchall()
-                for (pid,) in holders:  # this test's own session, nobody else's
-                    admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-                    cuts += 1
+            for n in range(4):
+                cuts += cut(admin, owner)
+                if n >= 2:  # both at once, as a failover cuts every connection
+                    assert cut(admin, judge.owner) == 1
                 await never_dead(0.5)
         assert cuts == 4
         await never_dead(0.5)
         assert alive.retaken == cuts  # each time at once: the judge never saw it dead
+        assert judge.retaken == 2
         for _ in range(2):  # without the lock for 0.6 s, twice
             await alive.close()
             await never_dead(0.6 * CONFIRM)
