@@ -1,7 +1,8 @@
 """Opening the database: SQLite at ``APPROVALS_DB`` (one file, one process), or PostgreSQL at
 ``DATABASE_URL`` (several replicas). Either way the result is the LangGraph checkpointer, the
-store, the operator's queries, the wake-ups other processes send (PostgreSQL only) and how to
-close it all; the rest of the bot does not know which one it got.
+store, the operator's queries, the wake-ups other processes send (PostgreSQL only), this
+process's proof of life and the judge of others' (bot/liveness.py: an flock beside the file, or
+an advisory lock) and how to close it all; the rest of the bot does not know which one it got.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from bot.config import Settings
 from bot.dbretry import Retry
+from bot.liveness import AdvisoryLocks, FileLocks, Liveness
 from bot.opsdb import OpsStore
 from bot.sqlite import OneHop, OneHopSqliteSaver
 from bot.store import RunLease, Store
@@ -25,6 +27,7 @@ class Backend:
     store: Store
     ops: OpsStore
     close: Callable[[], Awaitable[None]]
+    liveness: Liveness  # held from before the store's first write until ``close`` returns
     # PostgreSQL: start listening for other processes' wake-ups (outbox, deadlines, runs).
     listen: Callable[[Mapping[str, Callable[[], None]]], None] = field(default=lambda wakes: None)
 
@@ -40,7 +43,13 @@ async def open_backend(settings: Settings, lease: RunLease) -> Backend:
 
 async def _sqlite(settings: Settings, lease: RunLease, retry: Retry) -> Backend:
     settings.db_path.parent.mkdir(parents=True, exist_ok=True)
-    conn = await aiosqlite.connect(settings.db_path)
+    liveness = FileLocks(settings.db_path, lease.owner)
+    await liveness.hold()
+    try:
+        conn = await aiosqlite.connect(settings.db_path)
+    except BaseException:
+        await liveness.close()
+        raise
     try:
         # A second process on the file: a write waits this long for its lock, then is tried
         # again after a pause (in which this connection's thread serves reads).
@@ -51,8 +60,10 @@ async def _sqlite(settings: Settings, lease: RunLease, retry: Retry) -> Backend:
         hop = OneHop(conn, retry)
         store = Store(hop, saver.writer, lease=lease, audit_key=settings.audit_key)
         await store.setup()
+        await store.owner_started(lease.clock())
     except BaseException:
         await conn.close()
+        await liveness.close()
         raise
 
     async def close() -> None:
@@ -61,8 +72,9 @@ async def _sqlite(settings: Settings, lease: RunLease, retry: Retry) -> Backend:
         # writes, or a half-done write keeps the file locked for the next process.
         async with saver.lock:
             await conn.close()
+        await liveness.close()  # last: nothing of this process writes after it
 
-    return Backend(saver, store, OpsStore(hop, saver.writer), close)
+    return Backend(saver, store, OpsStore(hop, saver.writer), close, liveness)
 
 
 async def _postgres(url: str, lease: RunLease, retry: Retry, audit_key: bytes | None) -> Backend:
@@ -70,12 +82,19 @@ async def _postgres(url: str, lease: RunLease, retry: Retry, audit_key: bytes | 
     from bot.postgres import Database, open_saver
     from bot.wakeups import Listener
 
+    liveness = AdvisoryLocks(url, lease.owner)
+    await liveness.hold()
     db = Database(url, owner=lease.owner, retry=retry)
-    await db.open()
+    try:
+        await db.open()
+    except BaseException:
+        await liveness.close()
+        raise
     try:
         saver, pool = await open_saver(url, retry=retry)
     except BaseException:
         await db.close()
+        await liveness.close()
         raise
     store = Store(db.read, db.write, postgres=True, lease=lease, audit_key=audit_key)
     listeners: list[Listener] = []
@@ -90,10 +109,12 @@ async def _postgres(url: str, lease: RunLease, retry: Retry, audit_key: bytes | 
             await listener.stop()
         await pool.close()
         await db.close()
+        await liveness.close()  # last: nothing of this process writes after it
 
     try:
         await store.setup()
+        await store.owner_started(lease.clock())
     except BaseException:
         await close()
         raise
-    return Backend(saver, store, OpsStore(db.read, db.write), close, listen)
+    return Backend(saver, store, OpsStore(db.read, db.write), close, liveness, listen)

@@ -57,7 +57,7 @@ class Settings:
     retention_days: float = 30.0  # finished runs and their checkpoints are kept this long; 0: ever
     # PostgreSQL (several replicas) instead of the SQLite file; holds a password: never log it.
     database_url: str | None = field(default=None, repr=False)
-    run_lease: float = 30.0  # a run a dead process was driving is taken over after this long
+    run_lease: float = 30.0  # fallback: taken over after this when a death cannot be proven
     # How long database work that fails transiently (a failover, a restart, a deadlock, a
     # locked SQLite file) is tried again before it counts as failed (bot/dbretry.py).
     db_retry_seconds: float = 60.0

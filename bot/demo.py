@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import shutil
 from pathlib import Path
 
 from bot.config import Settings, SettingsError, deploy_options
 from bot.listeners import approvals
+from bot.liveness import lock_folder
 from bot.localslack import LocalSlack
 from bot.policy import parse_policy
 from bot.runtime import BotRuntime
@@ -56,7 +58,8 @@ def workspace_file(db: Path) -> Path:
 
 
 def forget(db: Path) -> None:
-    """--fresh: remove the bot's database and the workspace's messages."""
+    """--fresh: remove the bot's database, its processes' lock files (bot/liveness.py) and
+    the workspace's messages."""
     for path in (
         db,
         db.with_name(db.name + "-wal"),
@@ -64,6 +67,7 @@ def forget(db: Path) -> None:
         workspace_file(db),
     ):
         path.unlink(missing_ok=True)
+    shutil.rmtree(lock_folder(db), ignore_errors=True)
 
 
 async def run_demo(

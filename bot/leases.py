@@ -1,11 +1,22 @@
-"""Keeps this process's run leases and takes over the runs nobody holds.
+"""Keeps this process's run leases and takes over what dead or stopped processes held.
 
 A run being driven is leased to one process (``bot_runs.owner`` and ``lease_until``, see
-``bot.store.RunLease``). This loop renews the leases of the runs this process is driving,
-every third of the lease, and takes over runs left 'running' by a process that stopped (it
-let them go) or died (its lease ended): ``Engine.recover``. It looks at start-up, then every
-third of the lease (never more often than once a second), and at once when woken (a run was
-let go here, or another process said so through PostgreSQL's NOTIFY).
+``bot.store.RunLease``); so are the outbox rows a process is sending and the deadlines it is
+firing. This loop renews the leases of the runs this process is driving, every third of the
+lease, and takes over:
+
+- everything a process held whose death is proven by its lock (bot/liveness.py: an flock on
+  SQLite, an advisory lock on PostgreSQL): its runs, the outbox rows it was sending (sent
+  again at once, except a newer version of an update, which waits until the dead process's
+  older copy can no longer land) and the deadlines it was firing, at once, not when their
+  leases end;
+- runs left 'running' by a process that stopped (it let them go) or whose lease ended (its
+  death could not be proven, say another host that stopped answering): ``Engine.recover``.
+
+It looks at start-up (so a process restarted after a crash takes over at once), then every
+third of the lease (never more often than once a second), and at once when woken: a run was
+let go here, another process said so through PostgreSQL's NOTIFY, or the liveness watch saw a
+replica's lock stay free (PostgreSQL).
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from bot.dbretry import error_name
+from bot.liveness import Liveness
 from bot.store import Store
 from bot.tasks import Loop, woken
 
@@ -25,29 +37,55 @@ class LeaseKeeper:
     def __init__(
         self,
         store: Store,
+        liveness: Liveness,
         recover: Callable[[], Awaitable[int]],
         driving: Callable[[], Sequence[str]],
+        *,
+        released: Sequence[Callable[[], None]] = (),
+        hold: float = 20.0,
     ) -> None:
         self._store = store
+        self._liveness = liveness
         self._recover = recover
         self._driving = driving
+        self._released = released  # woken when dead owners' rows are due again (outbox, …)
+        self._hold = hold  # how long a newer version of an update waits (see release_dead)
         self._every = max(1.0, store.lease.seconds / 3)
         self._wake = asyncio.Event()
         self._loop = Loop("lease-keeper", self._run)
         self.start, self.stop = self._loop.start, self._loop.stop
         self.taken = 0  # runs this process took over (tests, logs)
+        self.reaped = 0  # dead processes whose leases this process let go (tests, logs)
+        liveness.set_wake(self.wake)
 
     def wake(self) -> None:
         self._wake.set()
 
     async def look(self) -> int:
-        """Renew what this process drives; take over what nobody holds. Returns how many
-        runs were taken."""
+        """Renew what this process drives; let go of what dead processes held; take over
+        the runs nobody holds. Returns how many runs were taken."""
         driving = self._driving()
         if driving:
             # Fewer renewed than driven is normal: a run that just finished or paused is not
             # 'running' any more while its task is still unwinding.
             await self._store.runs_renew(driving)
+        dead = await self._liveness.dead(await self._store.owners())
+        if dead:
+            released = await self._store.release_dead(sorted(dead), self._hold)
+            self._liveness.forget(dead)
+            self.reaped += len(dead)
+            if released.runs or released.outbox or released.deadlines:
+                log.info(
+                    "%d process(es) gone (their locks are free); let go of their %d run(s), "
+                    "%d Slack call(s) and %d deadline(s)",
+                    len(dead),
+                    released.runs,
+                    released.outbox,
+                    released.deadlines,
+                )
+            if released.outbox or released.deadlines:
+                for wake in self._released:
+                    wake()
         taken = await self._recover()
         if taken:
             log.info("took over %d run(s) that no running process held", taken)

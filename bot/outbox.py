@@ -10,8 +10,12 @@ a Slack outage can delay a message but never lose it. The sender:
   reply for its thread), and rows of one lane (a thread) go one at a time, oldest first;
 - sends only the newest content of a message that was updated several times (the store
   coalesces by key);
-- takes rows with a conditional UPDATE and a lease, so two processes never send one row, and
-  a row whose sender died is taken again when its lease runs out.
+- takes rows with a conditional UPDATE and a lease that names this process (and the version
+  it took), so two processes never send one row. A row whose sender died is sent again as
+  soon as that death is proven (bot/leases.py: its lock is free), at once when it is still the
+  version the dead sender had, and only after ``late_landing`` plus a call's timeout when it
+  is a newer update, so the dead sender's older copy lands first, never on top of it; when
+  the death cannot be proven, once the lease runs out.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 
 from bot.dbretry import error_name, is_transient
 from bot.slack import SlackError, SlackPort
-from bot.store import Delivery, FastPath, Sent, Store
+from bot.store import REPLACES, Delivery, FastPath, Sent, Store
 from bot.tasks import woken
 
 log = logging.getLogger(__name__)
@@ -40,8 +44,6 @@ METHOD_TIER = {
     "views.publish": 4,
     "usergroups.users.list": 2,
 }
-# Kinds whose call replaces what Slack shows: a late copy of an older one would undo a newer.
-REPLACES = frozenset({"update", "publish"})
 POST_PER_SECOND = 1.0  # chat.postMessage, per channel
 POST_BURST = 3
 
@@ -116,7 +118,9 @@ class OutboxOptions:
     retry_for: float = 3600.0  # give a transient failure this long before calling it permanent
     backoff_first: float = 0.5
     backoff_max: float = 30.0
-    lease: float = 25.0  # longer than the longest single delivery (two calls and their timeouts)
+    # Longer than the longest single delivery (two calls and their timeouts). A row is taken
+    # from a sender after it only when the sender's death cannot be proven (bot/leases.py).
+    lease: float = 25.0
     concurrency: int = 16
     batch: int = 500
     idle_poll: float = 30.0  # rows another process queued are seen at least this often
@@ -168,7 +172,7 @@ class Outbox:
     def take(self, rows: list[Delivery]) -> None:
         """Rows a transaction just queued and claimed for this process: send them now."""
         if self._stopping or self._loop is None:
-            return  # not sending any more: their lease runs out and the next start sends them
+            return  # not sending any more: the next process takes them over (bot/leases.py)
         for d in rows:
             method, channel = self._method(d)
             delay = self.pacer.delay(method, channel)
@@ -192,8 +196,9 @@ class Outbox:
 
     async def stop(self, grace: float) -> int:
         """Deliver what is due for up to ``grace`` seconds, then stop; returns how many
-        deliveries were cut (their rows are sent again on the next start, after their
-        lease). Every delivery Slack took is recorded before this returns."""
+        deliveries were cut (the next process to look takes their rows over once this one's
+        lock is free, bot/leases.py). Every delivery Slack took is recorded before this
+        returns."""
         if self._loop is None:
             return 0
         loop = asyncio.get_running_loop()

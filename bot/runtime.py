@@ -117,7 +117,16 @@ class BotRuntime:
         )
         store.set_outbox_listener(outbox.wake)
         store.set_fast_path(outbox.fast_path())
-        leases = LeaseKeeper(store, engine.recover, engine.driving)
+        leases = LeaseKeeper(
+            store,
+            backend.liveness,
+            engine.recover,
+            engine.driving,
+            released=(outbox.wake, scheduler.wake),
+            # A dead process's update may land up to a call's timeout and the late-landing
+            # margin after it died: a newer version of it waits that long.
+            hold=settings.slack_timeout + settings.outbox.late_landing,
+        )
         store.set_runs_listener(leases.wake)
         app = create_app(Deps(engine, tasks, specs), client, settings.signing_secret)
         pruner = Pruner(ops, saver, settings.retention_days, clock=clock, on_pruned=metrics.pruned)
@@ -151,7 +160,8 @@ class BotRuntime:
         self.backend.listen(
             {"outbox": self.outbox.wake, "deadlines": self.scheduler.wake, "runs": self.leases.wake}
         )
-        await self.leases.look()  # runs a stopped or dead process left: driven on here
+        # What a stopped or dead process left (runs, Slack calls, deadlines): taken over here.
+        await self.leases.look()
         self.leases.start()
         self.scheduler.start()
         self.pruner.start()

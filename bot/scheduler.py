@@ -3,8 +3,10 @@
 Deadlines live in the database, so a restart loses none: one that passed while the bot was
 down fires once, at start-up. The scheduler sleeps until the next one is due and is woken
 early when one is added or moved. Each due deadline is taken with a conditional UPDATE under a
-lease, so it fires once even with two processes on one database; a process that dies while
-firing leaves it to be taken again when the lease runs out.
+lease that names this process, and fired only by the process that holds it, so it fires once
+even with two processes on one database. One that a process died while firing is due again as
+soon as its death is proven (its lock is free, see bot/leases.py), and the scheduler is woken;
+when it cannot be proven, when the lease runs out.
 
 Time comes from the injected clock. Sleeping uses the event loop's timer, so a test that moves
 a fake clock forward calls ``wake()`` to make the scheduler look again.

@@ -182,8 +182,18 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE bot_runs ADD COLUMN lease_until REAL;
     CREATE INDEX bot_runs_lease ON bot_runs(status, lease_until);
     """,
-    # 9: reserved for branch i14-leases (its migration takes this place when merged)
-    "",
+    # 9: every lease names its owner (outbox rows being sent, with the version the owner
+    # took; deadlines being fired), and the processes that prove they are alive with a lock
+    # (bot/liveness.py): a dead one's leases are taken over at once
+    """
+    ALTER TABLE bot_outbox ADD COLUMN owner TEXT;
+    ALTER TABLE bot_outbox ADD COLUMN claimed_version INTEGER;
+    ALTER TABLE bot_deadlines ADD COLUMN owner TEXT;
+    CREATE TABLE bot_owners (
+        owner TEXT PRIMARY KEY,           -- host:pid:random, as in bot_runs.owner
+        started_at REAL NOT NULL
+    );
+    """,
     # 10: an approval is bound to the exact request it showed (``digest``, bot/integrity.py);
     # a request that changed under its interrupt id is asked again as a new approval of the
     # same LangGraph interrupt (``graph_interrupt_id``). Audit rows carry the digest of the
@@ -356,8 +366,9 @@ class RunLease:
 
     Several processes share one database: a run is driven only by the process whose lease
     it holds (``bot_runs.owner``, until ``lease_until`` on ``clock``, the wall clock whatever
-    clock the engine's deadlines use). A process that dies stops renewing, and another takes
-    the run over once the lease ends."""
+    clock the engine's deadlines use). The owner's lock says when it died (bot/liveness.py):
+    its leases are taken over then; the time is the fallback for an owner whose death
+    cannot be proven (another host that stopped answering)."""
 
     owner: str = field(default_factory=lambda: process_id())
     seconds: float = 30.0
@@ -365,6 +376,20 @@ class RunLease:
 
     def until(self) -> float:
         return self.clock() + self.seconds
+
+
+@dataclass(frozen=True)
+class Released:
+    """What ``release_dead`` let go of: runs, outbox rows and deadlines of dead owners."""
+
+    runs: int = 0
+    outbox: int = 0
+    deadlines: int = 0
+
+
+# Outbox kinds whose call replaces what Slack shows: a late copy of an older one would undo a
+# newer one (bot/outbox.py waits before retrying them after a timeout).
+REPLACES = frozenset({"update", "publish"})
 
 
 def process_id() -> str:
@@ -432,7 +457,7 @@ def _sent(db: sqlite3.Connection, sent: Sent) -> None:
     db.execute(
         "UPDATE bot_outbox SET status=CASE WHEN version=? THEN 'sent' ELSE 'pending' "
         "END, attempts=attempts+1, channel=COALESCE(?, channel), ts=COALESCE(?, ts), "
-        "lease_until=NULL, error=NULL, next_at=?, updated_at=? WHERE id=?",
+        "lease_until=NULL, owner=NULL, error=NULL, next_at=?, updated_at=? WHERE id=?",
         (d.version, channel, ts, now, now, d.id),
     )
     if d.kind == "post" and d.key == f"approval:{d.interrupt_id}" and ts:
@@ -540,26 +565,28 @@ ORDER BY o.seq
 # rows are locked as they are chosen, skipping any another process is taking, and the claim
 # is checked again on the row it locked: each deadline fires in one process.
 _CLAIM_DEADLINES = (
-    "UPDATE bot_deadlines SET status='firing', lease_until=? WHERE id IN ("
+    "UPDATE bot_deadlines SET status='firing', lease_until=?, owner=? WHERE id IN ("
     "SELECT id FROM bot_deadlines WHERE (status='pending' AND due_at <= ?) OR "
     "(status='firing' AND lease_until < ?) ORDER BY due_at LIMIT ?) "
     "RETURNING id, interrupt_id, run_id, kind, level, due_at"
 )
 _CLAIM_DEADLINES_PG = (
-    "UPDATE bot_deadlines SET status='firing', lease_until=? WHERE id IN ("
+    "UPDATE bot_deadlines SET status='firing', lease_until=?, owner=? WHERE id IN ("
     "SELECT id FROM bot_deadlines WHERE (status='pending' AND due_at <= ?) OR "
     "(status='firing' AND lease_until < ?) ORDER BY due_at LIMIT ? FOR UPDATE SKIP LOCKED) "
     "AND ((status='pending' AND due_at <= ?) OR (status='firing' AND lease_until < ?)) "
     "RETURNING id, interrupt_id, run_id, kind, level, due_at"
 )
 _CLAIM_OUTBOX = (
-    "UPDATE bot_outbox SET status='sending', lease_until=?, updated_at=? "
+    "UPDATE bot_outbox SET status='sending', lease_until=?, updated_at=?, owner=?, "
+    "claimed_version=version "
     "WHERE id IN (SELECT value FROM json_each(?)) AND ((status='pending' AND "
     "next_at <= ?) OR (status='sending' AND lease_until < ?)) "
     "RETURNING id, version, payload"
 )
 _CLAIM_OUTBOX_PG = (
-    "UPDATE bot_outbox SET status='sending', lease_until=?, updated_at=? "
+    "UPDATE bot_outbox SET status='sending', lease_until=?, updated_at=?, owner=?, "
+    "claimed_version=version "
     "WHERE id IN (SELECT id FROM bot_outbox WHERE id = ANY(?) FOR UPDATE SKIP LOCKED) "
     "AND ((status='pending' AND next_at <= ?) OR (status='sending' AND lease_until < ?)) "
     "RETURNING id, version, payload"
@@ -655,6 +682,7 @@ class Store:
         The audit rows ``fn`` writes are chained at the very end (``_chain``): the chain's
         lock is held from there to the commit only."""
         fast = self._fast if wakes and self._fast is not None and self._fast.active() else None
+        owner = self.lease.owner
         if fast is None:
             tx = partial(self._chained, fn)
             if wakes and self._postgres:
@@ -669,7 +697,7 @@ class Store:
             tx = Tx(db)
             mark = tx.execute("SELECT COALESCE(MAX(seq), 0) FROM bot_outbox").fetchone()[0]
             out = fn(tx)
-            taken, left = _take(tx, _NEW, (mark,), fast.clock(), fast.lease)
+            taken, left = _take(tx, _NEW, (mark,), fast.clock(), fast.lease, owner)
             if left:
                 _notify(tx, "outbox")  # other processes may send what this one cannot yet
             _chain(tx, self._audit_key)
@@ -813,6 +841,65 @@ class Store:
             if n:
                 _notify(db, "runs")
             return int(n)
+
+        return await self._write(tx)
+
+    # -- lease owners (bot/liveness.py proves which are alive) ----------------------------
+    async def owner_started(self, now: float) -> None:
+        """Register this process, once it holds its liveness lock: from now on its leases are
+        taken over as soon as that lock is free."""
+        await self._write(
+            lambda db: db.execute(
+                "INSERT INTO bot_owners(owner, started_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (self.lease.owner, now),
+            )
+        )
+
+    async def owners(self) -> list[str]:
+        """The other registered processes, alive or not."""
+        rows = await self._all(
+            "SELECT owner FROM bot_owners WHERE owner <> ? ORDER BY started_at",
+            (self.lease.owner,),
+        )
+        return [r[0] for r in rows]
+
+    async def release_dead(self, dead: Sequence[str], hold: float) -> Released:
+        """Let go of every lease of these owners, whose death was proven, and forget them:
+        their runs wait to be taken (``runs_take``), their deadlines are due again, and the
+        outbox rows they were sending are sent again at once. A replacing row (an update, a
+        home view) holding a newer version than the dead owner took waits ``hold`` seconds
+        first: the older copy the owner had on its way may still land, and must land before
+        the newer one, not on top of it."""
+        now = self.lease.clock()
+        owners = json.dumps(list(dead))
+        replacing = ", ".join(f"'{k}'" for k in sorted(REPLACES))
+
+        def tx(db: sqlite3.Connection) -> Released:
+            runs = db.execute(
+                "UPDATE bot_runs SET owner=NULL, lease_until=NULL WHERE status='running' AND "
+                "owner IN (SELECT value FROM json_each(?) AS d)",
+                (owners,),
+            ).rowcount
+            deadlines = db.execute(
+                "UPDATE bot_deadlines SET status='pending', owner=NULL, lease_until=NULL "
+                "WHERE status='firing' AND owner IN (SELECT value FROM json_each(?) AS d)",
+                (owners,),
+            ).rowcount
+            outbox = db.execute(
+                "UPDATE bot_outbox SET status='pending', owner=NULL, lease_until=NULL, "
+                f"next_at=CASE WHEN kind IN ({replacing}) AND version <> claimed_version "
+                "THEN ? ELSE 0 END WHERE status='sending' AND "
+                "owner IN (SELECT value FROM json_each(?) AS d)",
+                (now + hold, owners),
+            ).rowcount
+            db.execute(
+                "DELETE FROM bot_owners WHERE owner IN (SELECT value FROM json_each(?) AS d)",
+                (owners,),
+            )
+            for what, n in (("runs", runs), ("deadlines", deadlines), ("outbox", outbox)):
+                if n:
+                    _notify(db, what)
+            return Released(runs, outbox, deadlines)
 
         return await self._write(tx)
 
@@ -1318,10 +1405,11 @@ class Store:
         """Take due deadlines (or ones whose firer's lease ran out), oldest first."""
 
         def tx(db: sqlite3.Connection) -> list[Deadline]:
+            owner = self.lease.owner
             if self._postgres:
-                sql, args = _CLAIM_DEADLINES_PG, (now + lease, now, now, limit, now, now)
+                sql, args = _CLAIM_DEADLINES_PG, (now + lease, owner, now, now, limit, now, now)
             else:
-                sql, args = _CLAIM_DEADLINES, (now + lease, now, now, limit)
+                sql, args = _CLAIM_DEADLINES, (now + lease, owner, now, now, limit)
             rows = db.execute(sql, args).fetchall()
             return sorted((Deadline(*r) for r in rows), key=lambda d: (d.due_at, d.id))
 
@@ -1346,11 +1434,12 @@ class Store:
         def tx(db: sqlite3.Connection) -> tuple[Firing, VoteResult | None] | None:
             row = db.execute(self._for_update, (d.interrupt_id,)).fetchone()
             pending = row is not None and row["status"] == "pending"
-            db.execute(
-                "UPDATE bot_deadlines SET status=?, fired_at=?, lease_until=NULL WHERE id=?",
-                ("fired" if pending else "cancelled", now, d.id),
-            )
-            if not pending:
+            mine = db.execute(
+                "UPDATE bot_deadlines SET status=?, fired_at=?, lease_until=NULL, owner=NULL "
+                "WHERE id=? AND status='firing' AND owner=?",
+                ("fired" if pending else "cancelled", now, d.id, self.lease.owner),
+            ).rowcount
+            if not pending or not mine:  # decided meanwhile, or taken over from this process
                 return None
             approval, run = _approval(row), _run(row, "r_")
             firing = act(approval, run)
@@ -1415,13 +1504,14 @@ class Store:
     ) -> dict[int, tuple[int, dict[str, Any]]]:
         """Take rows for sending: id -> (version, payload). A row another process took
         meanwhile is not returned."""
+        owner = self.lease.owner
 
         def tx(db: sqlite3.Connection) -> dict[int, tuple[int, dict[str, Any]]]:
             if self._postgres:
                 sql, wanted = _CLAIM_OUTBOX_PG, list(ids)
             else:
                 sql, wanted = _CLAIM_OUTBOX, json.dumps(list(ids))
-            rows = db.execute(sql, (now + lease, now, wanted, now, now)).fetchall()
+            rows = db.execute(sql, (now + lease, now, owner, wanted, now, now)).fetchall()
             return {int(r[0]): (int(r[1]), json.loads(r[2])) for r in rows}
 
         return await self._write(tx)
@@ -1445,7 +1535,7 @@ class Store:
             if not follow:
                 return [], False
             lanes = json.dumps(sorted({s.delivery.lane for s in done if s.delivery.lane}))
-            return _take(db, _NEXT_IN_LANES, (lanes, now), now, lease)
+            return _take(db, _NEXT_IN_LANES, (lanes, now), now, lease, self.lease.owner)
 
         return await self._write(tx)
 
@@ -1459,7 +1549,7 @@ class Store:
         await self._write(
             lambda db: db.execute(
                 "UPDATE bot_outbox SET status='pending', attempts=attempts+1, next_at=?, "
-                "lease_until=NULL, error=?, failing_since=COALESCE(failing_since, ?), "
+                "lease_until=NULL, owner=NULL, error=?, failing_since=COALESCE(failing_since, ?), "
                 "updated_at=? WHERE id=? AND status='sending'",
                 (next_at, error, now, now, d.id),
             )
@@ -1469,7 +1559,7 @@ class Store:
         await self._write(
             lambda db: db.execute(
                 "UPDATE bot_outbox SET status='failed', attempts=attempts+1, error=?, "
-                "lease_until=NULL, updated_at=? WHERE id=?",
+                "lease_until=NULL, owner=NULL, updated_at=? WHERE id=?",
                 (error, now, d.id),
             )
         )
@@ -1489,9 +1579,15 @@ class FastPath:
 
 
 def _take(
-    db: sqlite3.Connection, candidates: str, args: tuple[Any, ...], now: float, lease: float
+    db: sqlite3.Connection,
+    candidates: str,
+    args: tuple[Any, ...],
+    now: float,
+    lease: float,
+    owner: str,
 ) -> tuple[list[Delivery], bool]:
-    """Claim the ``candidates`` rows that may be sent at once; and whether any was left."""
+    """Claim the ``candidates`` rows that may be sent at once, for ``owner``; and whether any
+    was left."""
     taken = []
     left = False
     for r in db.execute(candidates, args).fetchall():
@@ -1507,9 +1603,9 @@ def _take(
             left = True
             continue  # its message is not in Slack yet
         claimed = db.execute(
-            "UPDATE bot_outbox SET status='sending', lease_until=? WHERE id=? "
-            "AND status='pending' RETURNING version, payload",
-            (now + lease, r["id"]),
+            "UPDATE bot_outbox SET status='sending', lease_until=?, owner=?, "
+            "claimed_version=version WHERE id=? AND status='pending' RETURNING version, payload",
+            (now + lease, owner, r["id"]),
         ).fetchone()
         if claimed is not None:
             d = _delivery(r)

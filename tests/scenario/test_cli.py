@@ -78,9 +78,8 @@ class BotProcess:
             APPROVALS_DB=str(db),
             PORT=str(self.port),
             APPROVALS_CONFIG=str(db.parent / "approvals.toml"),
-            APPROVALS_SLACK_TIMEOUT="2",
-            # A run the killed process was driving is taken over 3 s after its last renewal.
-            APPROVALS_RUN_LEASE_SECONDS="3",
+            # The shipped lease and Slack timeout: what a killed process held is taken over at
+            # start-up because its lock is free, not because a shortened lease ended.
         )
         (db.parent / "approvals.toml").write_text(
             f'[deploy]\nbackend = "simulated"\nsimulated_step_seconds = {step_seconds}\n'

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import aiosqlite
@@ -15,7 +16,19 @@ import pytest
 
 from bot.postgres import Database
 from bot.sqlite import OneHop, Writer
-from bot.store import Approval, Ballot, Item, Opening, Run, RunLease, Store, VoteResult
+from bot.store import (
+    Approval,
+    Ballot,
+    Firing,
+    Item,
+    Opening,
+    Released,
+    Run,
+    RunLease,
+    Sent,
+    Store,
+    VoteResult,
+)
 from tests.conftest import BACKENDS
 
 
@@ -188,3 +201,52 @@ async def test_notifications_wake_the_other_processes(tmp_path: Path, pg_url: st
             await asyncio.wait_for(woken.wait(), 10)
     finally:
         await listener.stop()
+
+
+async def test_a_dead_owners_leases_are_let_go_at_once(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """Whatever a process whose death was proven held (a run, the outbox rows it was sending,
+    a deadline it was firing) is free at once, not when the leases end; a newer version of an
+    update it was sending waits ``hold`` seconds, so the older copy it may have had on its way
+    cannot land on top of it. Only the dead owner's leases move."""
+    now = [100.0]
+    dead, live = RunLease("dead", 30.0, lambda: now[0]), RunLease("live", 30.0, lambda: now[0])
+    async with opened(tmp_path, database_url, dead) as a, opened(tmp_path, database_url, live) as b:
+        await a.owner_started(now[0])
+        await b.owner_started(now[0])
+        assert await b.owners() == ["dead"]
+        run = await a.create_run("r1", "/deploy", {}, "U0ALICE", "C0DEPLOYS", 1.0)
+        post_item = Item("post", {"channel": "C1", "text": "m"}, key="m")
+        opening = Opening([post_item], deadlines=[("remind", 0, 50.0)])
+        await a.pause(run, [("i1", "ok?", None)], 2.0, lambda _: opening)
+        await a.create_run("r2", "/deploy", {}, "U0ALICE", "C0DEPLOYS", 3.0)  # driven by "dead"
+        await b.create_run("r3", "/deploy", {}, "U0ALICE", "C0DEPLOYS", 3.0)  # driven by "live"
+        await a.tell([Item("ephemeral", {"channel": "C1", "user": "U1", "text": "x"})], 4.0)
+        rows = await a.outbox_open()
+        assert set(await a.outbox_claim([d.id for d in rows], now[0], lease=25)) == {
+            d.id for d in rows
+        }
+        ts = "1.000001"
+        (post,) = [d for d in rows if d.key == "m"]
+        sent = Sent(post, now[0], "C1", ts, now[0])
+        await a.outbox_sent_many([sent], now[0], 25, follow=False)
+        update = Item("update", {"text": "v1"}, key="update:m", ref="m", replace=True)
+        await a.tell([update], 5.0)
+        (row,) = [d for d in await a.outbox_open() if d.key == "update:m"]
+        assert set(await a.outbox_claim([row.id], now[0], lease=25)) == {row.id}  # v1 on its way
+        await a.tell([replace(update, payload={"text": "v2"})], 6.0)  # v2 queued meanwhile
+        assert [d.id for d in await a.deadlines_claim(60.0, 60.0, 10)] != []  # "dead" fires it
+        assert await b.runs_take(10) == []  # the leases have not ended
+        assert await b.outbox_claim([row.id], now[0], lease=25) == {}
+
+        released = await b.release_dead(["dead"], hold=20.0)
+        assert released == Released(runs=1, outbox=2, deadlines=1)
+        assert await b.owners() == []  # reaped: forgotten
+        assert [r.run_id for r in await b.runs_take(10)] == ["r2"]  # not r3: "live" holds it
+        due = {d.key: d for d in await b.outbox_open() if d.status == "pending"}
+        assert due["update:m"].next_at == now[0] + 20  # v2 waits for v1's late copy
+        assert [k for k, d in due.items() if d.next_at == 0] == [None]  # the ephemeral: at once
+        (deadline,) = await b.deadlines_claim(60.0, 60.0, 10)  # due again, at once
+        assert await a.fire(deadline, 61.0, lambda *_: Firing()) is None  # not "dead"'s now
+        assert await b.release_dead(["dead"], hold=20.0) == Released()  # nothing left
