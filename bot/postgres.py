@@ -71,6 +71,20 @@ LOCK_TRIES = 600  # 0.2 s apart: two minutes for another replica's checkpointer 
 # outage of any length a connection is tried within a second or two of the server's return.
 CHECKOUT_SECONDS = 2.0
 CONNECT_TIMEOUT = 5  # seconds for one new connection, unless DATABASE_URL says otherwise
+# TCP keepalives on every connection, unless DATABASE_URL says otherwise: a connection whose
+# peer went silent (a host gone, a network cut without a reset) fails after about
+# KEEPALIVE_BOUND seconds instead of waiting for the operating system's two hours. An idle or
+# waiting connection is probed after 5 s of silence, every 2 s, and dropped after 3 probes
+# unanswered; data sent and not acknowledged for 10 s drops it too (tcp_user_timeout). A
+# server busy on a long statement still answers the probes: only silence counts.
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,  # milliseconds
+}
+KEEPALIVE_BOUND = 12
 
 
 class PgRow:
@@ -288,10 +302,14 @@ class Database:
 
 
 def connect_kwargs(url: str, **kwargs: Any) -> dict[str, Any]:
-    """Connection options: ``kwargs``, and a connect timeout unless the URL names one (a host
-    that vanished in a failover can leave a connection attempt hanging for minutes)."""
-    if "connect_timeout" not in conninfo_to_dict(url):
-        kwargs["connect_timeout"] = CONNECT_TIMEOUT
+    """Connection options for every connection the bot opens: ``kwargs``, a connect timeout
+    (a host that vanished in a failover can leave a connection attempt hanging for minutes)
+    and TCP keepalives (``KEEPALIVES``: a connection that hangs rather than breaks becomes a
+    transient error), each unless the URL names it."""
+    named = conninfo_to_dict(url)
+    for key, value in {"connect_timeout": CONNECT_TIMEOUT, **KEEPALIVES}.items():
+        if key not in named:
+            kwargs[key] = value
     return kwargs
 
 
