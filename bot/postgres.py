@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, TypeVar, cast
@@ -58,6 +58,7 @@ from psycopg.sql import SQL, Literal
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from bot.dbretry import CommitUnknown, Retry, is_conflict, is_transient
+from bot.liveness import Fence
 
 T = TypeVar("T")
 
@@ -213,7 +214,12 @@ class Database:
     tried again through a blink (see the module's notes)."""
 
     def __init__(
-        self, url: str, owner: str = "", size: int = 8, retry: Retry | None = None
+        self,
+        url: str,
+        owner: str = "",
+        size: int = 8,
+        retry: Retry | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self._pool = ConnectionPool(
             url,
@@ -228,6 +234,7 @@ class Database:
         self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="bot-pg")
         self._owner = owner
         self._retry = retry or Retry()
+        self._fence = fence or Fence()  # writes wait while this process's lock is in doubt
 
     async def open(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109 (the pool's own wait)
         await asyncio.get_running_loop().run_in_executor(
@@ -250,6 +257,7 @@ class Database:
 
         async def attempt() -> T:
             nonlocal unsure
+            await self._fence.passage()  # each try: the lock may have been lost meanwhile
             if unsure is not None:
                 if await loop.run_in_executor(self._threads, self._committed, unsure.xid):
                     return cast(T, unsure.result)  # it landed: its result is the answer
@@ -319,10 +327,16 @@ class RetryingSaver(AsyncPostgresSaver):
     not run again (a deploy repeated). Its writes are upserts keyed by thread, checkpoint and
     task, so one that landed before its answer was lost lands again as the same rows."""
 
-    def __init__(self, pool: AsyncConnectionPool, retry: Retry) -> None:
+    def __init__(self, pool: AsyncConnectionPool, retry: Retry, fence: Fence | None = None) -> None:
         super().__init__(pool)  # type: ignore[arg-type]
         self._pool = pool
         self._retry = retry
+        self._fence = fence or Fence()  # writes wait while this process's lock is in doubt
+
+    async def _fenced(self, write: Callable[[], Awaitable[T]]) -> T:
+        """One try of a write, once this process may write (bot/liveness.py's fence)."""
+        await self._fence.passage()
+        return await write()
 
     async def _sweep(self, exc: BaseException) -> None:
         """As ``Database._sweep``, on the saver's pool."""
@@ -342,7 +356,9 @@ class RetryingSaver(AsyncPostgresSaver):
     ) -> RunnableConfig:
         put = super().aput
         return await self._retry.run(
-            lambda: put(config, checkpoint, metadata, new_versions), "a checkpoint", self._sweep
+            lambda: self._fenced(lambda: put(config, checkpoint, metadata, new_versions)),
+            "a checkpoint",
+            self._sweep,
         )
 
     async def aput_writes(
@@ -354,16 +370,20 @@ class RetryingSaver(AsyncPostgresSaver):
     ) -> None:
         put = super().aput_writes
         await self._retry.run(
-            lambda: put(config, writes, task_id, task_path), "a step's writes", self._sweep
+            lambda: self._fenced(lambda: put(config, writes, task_id, task_path)),
+            "a step's writes",
+            self._sweep,
         )
 
     async def adelete_thread(self, thread_id: str) -> None:
         delete = super().adelete_thread
-        await self._retry.run(lambda: delete(thread_id), "a thread's deletion", self._sweep)
+        await self._retry.run(
+            lambda: self._fenced(lambda: delete(thread_id)), "a thread's deletion", self._sweep
+        )
 
 
 async def open_saver(
-    url: str, size: int = 8, retry: Retry | None = None
+    url: str, size: int = 8, retry: Retry | None = None, fence: Fence | None = None
 ) -> tuple[AsyncPostgresSaver, AsyncConnectionPool]:
     """LangGraph's AsyncPostgresSaver (retrying, see ``RetryingSaver``) on a pool of its own,
     set up (its tables created or migrated) under an advisory lock, so replicas starting
@@ -380,7 +400,7 @@ async def open_saver(
     )
     await pool.open(wait=True, timeout=30)
     try:
-        saver = RetryingSaver(pool, retry or Retry())
+        saver = RetryingSaver(pool, retry or Retry(), fence)
         async with pool.connection() as lock:
             await _take_lock(lock, SAVER_LOCK)
             try:
