@@ -729,7 +729,7 @@ class Engine:
             approvals = await self.store.approvals_of(run.run_id)
             decided = [a for a in approvals if a.status == "decided"]
             if decided:  # one at a time: a second one is taken again after this one's step
-                await self._resume_locked(decided[0], run)
+                await self._resume_locked(decided[0], run, note)
             else:
                 await self._continue_locked(run, note)
 
@@ -897,11 +897,11 @@ class Engine:
                 approval = fresh
             await self._resume_locked(approval, run)
 
-    async def _resume_locked(self, approval: Approval, run: Run) -> None:
-        """Resume the thread with the claimed decision, unless it already consumed it, or the
-        request pending under its interrupt id is no longer the one that was decided (a node
-        that re-ran computed it again): then nothing is resumed, and the request is asked
-        again as it is now."""
+    async def _resume_locked(self, approval: Approval, run: Run, note: str = RESTART_NOTE) -> None:
+        """Resume the thread with the claimed decision, unless it already consumed it (then
+        the run is continued, ``note`` saying why), or the request pending under its
+        interrupt id is no longer the one that was decided (a node that re-ran computed it
+        again): then nothing is resumed, and the request is asked again as it is now."""
         decision = _decision(approval)
         if decision is None:
             return
@@ -913,7 +913,7 @@ class Engine:
             # Resumed before a crash: the decision is in the checkpoint already.
             await self.store.mark_resumed(approval.interrupt_id, run.run_id, self.clock())
             if run.status in ("running", "waiting"):
-                await self._continue_locked(run)
+                await self._continue_locked(run, note)
             return
         meta = self._meta(run, now_pending.response_schema)
         if request_digest(now_pending.value, meta) != approval.digest:
