@@ -30,6 +30,11 @@ may have landed: before running it again, the database is asked how it ended
 run's result is the answer; aborted, and it runs again. So no transaction is applied twice,
 and its caller learns what it did. (BEGIN and its id share a round trip, and so do the
 notifications and COMMIT: a transaction costs no more round trips than before.)
+
+Every try of a write (the store's and the checkpointer's) first passes this process's fence
+(bot/liveness.py): an in-memory check while its liveness lock has been held without a break;
+a wait while it is not, so a replica judged dead meanwhile writes nothing more for its runs.
+Every connection has TCP keepalives (``KEEPALIVES``): one that hangs becomes an error.
 """
 
 from __future__ import annotations
