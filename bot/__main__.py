@@ -69,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.path)
     if args.cmd == "manifest":
         return _manifest(args.url)
+    # psycopg_pool logs each failed reconnection of an outage, with the server's address:
+    # bot/dbretry.py says once per outage what matters, without it.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     if args.cmd in cli.COMMANDS:
         return cli.main(args)
     logging.basicConfig(

@@ -84,14 +84,14 @@ async def _postgres(url: str, lease: RunLease, retry: Retry, audit_key: bytes | 
 
     liveness = AdvisoryLocks(url, lease.owner)
     await liveness.hold()
-    db = Database(url, owner=lease.owner, retry=retry)
+    db = Database(url, owner=lease.owner, retry=retry, fence=liveness.fence)
     try:
         await db.open()
     except BaseException:
         await liveness.close()
         raise
     try:
-        saver, pool = await open_saver(url, retry=retry)
+        saver, pool = await open_saver(url, retry=retry, fence=liveness.fence)
     except BaseException:
         await db.close()
         await liveness.close()

@@ -50,10 +50,18 @@ class CommitUnknown(Exception):
         self.result = result
 
 
+class Fenced(Exception):
+    """This process's proof of life broke (bot/liveness.py) and is not restored yet: its
+    writes wait, as they would for a database that does not answer."""
+
+    def __init__(self) -> None:
+        super().__init__("waiting to hold this process's liveness lock again")
+
+
 def is_transient(exc: BaseException) -> bool:
     """True when ``exc`` is the database blinking rather than anything about the work: trying
     the same work again later can succeed."""
-    if isinstance(exc, CommitUnknown):
+    if isinstance(exc, (CommitUnknown, Fenced)):
         return True
     if isinstance(exc, sqlite3.OperationalError):
         code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary result code

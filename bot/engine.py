@@ -9,8 +9,9 @@ outbox is in the database too: ``for_person``).
 
 A run fails only because its graph failed. The database blinking is not that: its work is
 tried again where it happens (bot/dbretry.py), so a run simply waits; if the database stays
-away for longer than the retry allows, the run stays 'running' and is continued from its last
-checkpoint when the database answers again (``_holding``, ``recover``).
+away for longer than the retry allows, the run stays 'running', still this process's, and this
+process continues it from its last checkpoint as soon as the database answers again
+(``_holding``, ``recover``).
 
 Exactly-once: a decision is claimed by one conditional UPDATE (``Store.decide``); only the
 claimer resumes. Before resuming, the thread's pending interrupts are checked, because LangGraph
@@ -72,6 +73,10 @@ log = logging.getLogger(__name__)
 
 RESTART_NOTE = (
     "♻️ The bot restarted while this run was in progress; continuing from its last checkpoint."
+)
+DB_NOTE = (
+    "♻️ The database stopped answering while this run was in progress; continuing from the "
+    "last checkpoint after the database came back."
 )
 MODAL_SECONDS = 2.5  # a trigger_id dies 3 s after the click
 HOME_LOOKS = 200  # newest pending approvals the App Home checks for the viewer
@@ -200,9 +205,16 @@ class Engine:
         # the run's lease in the database is the guard (see ``recover``).
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._driving: dict[str, int] = {}  # run id -> tasks of this process driving it
+        self._drivers: dict[asyncio.Task[Any], str] = {}  # tasks in ``_holding`` -> run id
+        self._cut: set[str] = set()  # runs this process stopped driving: taken back if still its
+        self._verify = False  # judged dead once: a run's lease is checked before it is driven
+        self._on_runs: Callable[[], None] = lambda: None  # a run was cut: look again soon
 
     def set_deadline_listener(self, listener: Callable[[], None]) -> None:
         self._on_deadlines = listener
+
+    def set_runs_listener(self, listener: Callable[[], None]) -> None:
+        self._on_runs = listener
 
     async def for_person(
         self,
@@ -671,23 +683,55 @@ class Engine:
         runs = await self.store.runs_take(RECOVER_BATCH)
         for run in runs:
             self.tasks.spawn(self._recover(run), f"recover-run-{run.run_id}")
+        await self._take_back()
         return len(runs)
+
+    async def _take_back(self) -> None:
+        """Continue at once the runs this process stopped driving (the database was away past
+        the retry budget) and still holds: nobody else will until their leases end."""
+        cut = self._cut - set(self._driving) - set(self._drivers.values())
+        if not cut:
+            return
+        self._cut -= cut
+        try:
+            runs = await self.store.runs_held(sorted(cut))
+        except BaseException:
+            self._cut |= cut
+            raise
+        for run in runs:
+            self.tasks.spawn(self._recover(run, DB_NOTE), f"continue-run-{run.run_id}")
+        if runs:
+            log.info("continuing %d run(s) cut while the database was away", len(runs))
 
     def driving(self) -> list[str]:
         """The runs this process is driving now (their leases are renewed)."""
         return list(self._driving)
 
-    async def _recover(self, taken: Run) -> None:
-        async with self._holding(taken.run_id):
+    def abandon(self) -> None:
+        """This process was judged dead while it lived (cut off from the database), and its
+        runs were taken over: stop driving every run at once. Their tasks are cancelled; the
+        runs are neither finished nor failed (their new owner continues them); one this
+        process holds again meanwhile is taken back (``recover``). From now on a run's lease
+        is checked before it is driven: a decision claimed before the judgement may only now
+        be about to drive its run."""
+        self._verify = True
+        for task, run_id in list(self._drivers.items()):
+            self._cut.add(run_id)
+            task.cancel()
+
+    async def _recover(self, taken: Run, note: str = RESTART_NOTE) -> None:
+        async with self._holding(taken.run_id) as mine:
+            if not mine:
+                return
             run = await self.store.get_run(taken.run_id)
             if run is None or run.status != "running":
                 return  # it finished or paused in this process meanwhile
             approvals = await self.store.approvals_of(run.run_id)
             decided = [a for a in approvals if a.status == "decided"]
             if decided:  # one at a time: a second one is taken again after this one's step
-                await self._resume_locked(decided[0], run)
+                await self._resume_locked(decided[0], run, note)
             else:
-                await self._continue_locked(run)
+                await self._continue_locked(run, note)
 
     async def fire_deadline(self, d: Deadline) -> None:
         """A reminder, an escalation level or the final timeout fell due (the scheduler
@@ -786,37 +830,64 @@ class Engine:
 
     # -- internals ------------------------------------------------------------------------
     @asynccontextmanager
-    async def _holding(self, run_id: str) -> AsyncIterator[None]:
+    async def _holding(self, run_id: str) -> AsyncIterator[bool]:
         """Drive ``run_id`` alone in this process (its lease in the database keeps other
         processes off it; this lock, the in-process second guard, keeps a second task of
-        this process off it), its lease renewed meanwhile."""
-        lock = self._locks.get(run_id)
-        if lock is None:
-            lock = self._locks[run_id] = asyncio.Lock()
-        async with lock:
-            self._driving[run_id] = self._driving.get(run_id, 0) + 1
-            try:
-                yield
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                # Not the graph's doing: the run stays 'running', and once its lease ends
-                # whoever looks first (this process's lease keeper, or another's) continues
-                # it from its last checkpoint.
-                log.warning(
-                    "run %s: the database did not answer (%s); it continues once it does",
-                    run_id,
-                    error_name(exc),
-                )
-            finally:
-                self._driving[run_id] -= 1
-                if not self._driving[run_id]:
-                    del self._driving[run_id]
+        this process off it), its lease renewed meanwhile. Yields False when the run is not
+        this process's to drive any more (checked only after it was judged dead once)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._drivers[task] = run_id  # ``abandon`` cancels it, waiting or driving
+        try:
+            lock = self._locks.get(run_id)
+            if lock is None:
+                lock = self._locks[run_id] = asyncio.Lock()
+            async with lock:
+                self._driving[run_id] = self._driving.get(run_id, 0) + 1
+                try:
+                    yield await self._mine(run_id)
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    self._cut_off(run_id, exc)
+                finally:
+                    self._driving[run_id] -= 1
+                    if not self._driving[run_id]:
+                        del self._driving[run_id]
+        finally:
+            self._drivers.pop(task, None)
+
+    async def _mine(self, run_id: str) -> bool:
+        """Whether this process may drive ``run_id``: always, unless it was judged dead once
+        (``abandon``); then only while it holds the run's lease."""
+        if not self._verify:
+            return True
+        try:
+            return bool(await self.store.runs_held([run_id]))
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self._cut_off(run_id, exc)
+            return False
+
+    def _cut_off(self, run_id: str, exc: BaseException) -> None:
+        """The database did not answer within the retry budget: not the graph's doing. The
+        run stays 'running' and this process's; its lease keeper continues it from its last
+        checkpoint as soon as the database answers (``recover``)."""
+        self._cut.add(run_id)
+        self._on_runs()
+        log.warning(
+            "run %s: the database did not answer (%s); it continues once it does",
+            run_id,
+            error_name(exc),
+        )
 
     async def _resume(self, approval: Approval, run: Run) -> None:
         lock = self._locks.get(run.run_id)
         waited = lock is not None and lock.locked()
-        async with self._holding(run.run_id):
+        async with self._holding(run.run_id) as mine:
+            if not mine:
+                return
             if waited:
                 # Another task drove the run meanwhile: its pause may have replaced the
                 # request this decision was for (see ``Store.pause``).
@@ -826,11 +897,11 @@ class Engine:
                 approval = fresh
             await self._resume_locked(approval, run)
 
-    async def _resume_locked(self, approval: Approval, run: Run) -> None:
-        """Resume the thread with the claimed decision, unless it already consumed it, or the
-        request pending under its interrupt id is no longer the one that was decided (a node
-        that re-ran computed it again): then nothing is resumed, and the request is asked
-        again as it is now."""
+    async def _resume_locked(self, approval: Approval, run: Run, note: str = RESTART_NOTE) -> None:
+        """Resume the thread with the claimed decision, unless it already consumed it (then
+        the run is continued, ``note`` saying why), or the request pending under its
+        interrupt id is no longer the one that was decided (a node that re-ran computed it
+        again): then nothing is resumed, and the request is asked again as it is now."""
         decision = _decision(approval)
         if decision is None:
             return
@@ -842,7 +913,7 @@ class Engine:
             # Resumed before a crash: the decision is in the checkpoint already.
             await self.store.mark_resumed(approval.interrupt_id, run.run_id, self.clock())
             if run.status in ("running", "waiting"):
-                await self._continue_locked(run)
+                await self._continue_locked(run, note)
             return
         meta = self._meta(run, now_pending.response_schema)
         if request_digest(now_pending.value, meta) != approval.digest:
@@ -860,16 +931,18 @@ class Engine:
         command = Command(resume={approval.graph_interrupt_id: value})
         await self._drive_locked(run, command, resumed=approval.interrupt_id)
 
-    async def _continue_locked(self, run: Run) -> None:
-        """Continue a run cut mid-step, from its last checkpoint, and say so in its thread."""
+    async def _continue_locked(self, run: Run, note: str = RESTART_NOTE) -> None:
+        """Continue a run cut mid-step, from its last checkpoint, and say so (``note``) in its
+        thread."""
         attempt = await self.store.next_attempt(run.run_id)
         state = await self.graphs[run.command].aget_state(_config(run, attempt))
-        await self._progress(run, f"restart:{run.run_id}:{attempt}", RESTART_NOTE)
+        await self._progress(run, f"restart:{run.run_id}:{attempt}", note)
         await self._drive_locked(run, None if state.created_at else run.input, attempt=attempt)
 
     async def _drive(self, run: Run, graph_input: Any) -> None:
-        async with self._holding(run.run_id):
-            await self._drive_locked(run, graph_input)
+        async with self._holding(run.run_id) as mine:
+            if mine:
+                await self._drive_locked(run, graph_input)
 
     async def _drive_locked(
         self,

@@ -23,6 +23,26 @@ bot/leases.py). A pid alone proves nothing: pid 1 in every container, and pids a
 Only owners registered in ``bot_owners`` are judged (a process registers after taking its
 lock): an unregistered owner, such as a replica of an earlier release during a rolling
 upgrade, keeps its leases until their time runs out.
+
+A PostgreSQL replica cut off from the database for longer than that (a partition, its lock
+connection cut again and again) is alive but looks dead, and its runs are taken over. It must
+then never write for them again, so:
+
+- the reap is atomic with the proof: the judge's transaction takes the owner's key as a
+  transaction advisory lock (``pg_try_advisory_xact_lock``; it and the session lock exclude
+  each other) and, holding it, lets go of the owner's leases and deletes its ``bot_owners``
+  row. An owner that holds its lock again is not reaped; one reaped cannot take its lock again
+  before the reap is committed;
+- the owner knows when its lock was not held without a break (its lock connection failed):
+  from then on its ``Fence`` is closed, and every write of this process (the store's and the
+  checkpointer's) waits, until it holds the lock again and has read that its ``bot_owners``
+  row is still there. While the lock is held without interruption the fence costs one
+  attribute read per write, no round trip;
+- a reaped owner stops driving its runs at once, before its fence opens (their tasks are
+  cancelled: the runs are neither finished nor failed, their new owner continues them), and
+  registers again under the same owner id (bot/leases.py): its lock, held again, proves it
+  alive from then on. Whatever it wrote under that id before the reap was let go of by the
+  reap; whatever it writes after is its own again.
 """
 
 from __future__ import annotations
@@ -34,11 +54,11 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bot.dbretry import error_name
+from bot.dbretry import Fenced, error_name, is_transient
 from bot.tasks import Loop
 
 if TYPE_CHECKING:  # a SQLite deployment never loads psycopg
@@ -69,6 +89,14 @@ class Liveness(Protocol):
 
     def set_wake(self, wake: Callable[[], None]) -> None:
         """Call ``wake`` when an owner may have died (PostgreSQL; SQLite never calls it)."""
+        ...
+
+    def set_proof(
+        self, registered: Callable[[], Awaitable[bool]], reaped: Callable[[], None]
+    ) -> None:
+        """After this process's lock was lost and taken again, ask ``registered`` whether it
+        is still known (not reaped meanwhile); if not, call ``reaped`` (it stops driving its
+        runs and registers again) before its writes go on. SQLite's lock is never lost."""
         ...
 
     async def close(self) -> None:
@@ -132,12 +160,49 @@ class FileLocks:
     def set_wake(self, wake: Callable[[], None]) -> None:
         pass  # one process per file is the rule: a death is seen at the next look
 
+    def set_proof(
+        self, registered: Callable[[], Awaitable[bool]], reaped: Callable[[], None]
+    ) -> None:
+        pass  # the kernel holds the flock for as long as the process lives
+
     async def close(self) -> None:
         # The file stays: the next process to look finds it unlocked and takes over whatever
         # this one still held (Slack calls cut by the stop), then removes it.
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class Fence:
+    """Whether this process's writes may go: open while its liveness lock has been held
+    without a break since it last proved it was not reaped (see the module's notes)."""
+
+    WAIT = 1.0  # a write waits this long at a closed fence, then fails transiently (retried)
+
+    def __init__(self) -> None:
+        self._open = asyncio.Event()
+        self._open.set()
+
+    @property
+    def is_open(self) -> bool:
+        return self._open.is_set()
+
+    def close(self) -> None:
+        self._open.clear()
+
+    def open(self) -> None:
+        self._open.set()
+
+    async def passage(self) -> None:
+        """Return at once while open (no round trip); else wait for it to open, raising the
+        transient ``Fenced`` after ``WAIT`` s so the caller's retry budget counts the wait."""
+        if self._open.is_set():
+            return
+        try:
+            async with asyncio.timeout(self.WAIT):
+                await self._open.wait()
+        except TimeoutError:
+            raise Fenced() from None
 
 
 LOCK_CLASS = 0x6C697665  # the first half of every owner's advisory lock key: "live"
@@ -177,10 +242,19 @@ class AdvisoryLocks:
         self._looked_end = 0.0  # and when it ended
         self._free: dict[int, float] = {}  # key -> when a look first saw it free (end)
         self._told: set[int] = set()  # keys whose death the lease keeper was woken for
+        self.fence = Fence()  # this process's writes wait on it (bot/postgres.py)
+        self._registered: Callable[[], Awaitable[bool]] | None = None
+        self._reaped: Callable[[], None] = lambda: None
         self.retaken = 0  # times the lock was taken again after its connection broke (tests)
+        self.reborn = 0  # times this process found it had been reaped (tests, logs)
 
     def set_wake(self, wake: Callable[[], None]) -> None:
         self._wake = wake
+
+    def set_proof(
+        self, registered: Callable[[], Awaitable[bool]], reaped: Callable[[], None]
+    ) -> None:
+        self._registered, self._reaped = registered, reaped
 
     async def hold(self) -> None:
         await self._connect()
@@ -266,6 +340,9 @@ class AdvisoryLocks:
                     pass
                 await self._look(conn)
             except (psycopg.Error, OSError) as exc:
+                # From here the lock may be free: nothing of this process is written until it
+                # is held again and this process is known not to have been reaped meanwhile.
+                self.fence.close()
                 # Its name only: a driver's message may name the host.
                 log.warning("liveness lock lost (%s); taking it again", error_name(exc))
                 self._conn = None
@@ -285,17 +362,35 @@ class AdvisoryLocks:
             await asyncio.sleep(RECONNECT[min(attempt, len(RECONNECT) - 1)])
             try:
                 await self._connect()
+                known = self._registered is None or await self._registered()
             except (psycopg.Error, OSError, TimeoutError) as exc:
                 if attempt == 0:
                     log.warning("liveness lock: cannot take it again yet (%s)", error_name(exc))
+                await self._drop()
+                continue
+            except Exception as exc:  # the store's read past its retry budget
+                if not is_transient(exc):
+                    raise
+                await self._drop()
                 continue
             self.retaken += 1
             gap = self._clock() - lost
-            if gap >= CONFIRM:
+            if not known:
+                self.reborn += 1
                 log.warning(
-                    "liveness lock: held again after %.1f s without it; other replicas may "
-                    "have taken over this one's runs",
+                    "liveness lock: held again after %.1f s without it, but another replica "
+                    "had judged this one dead and taken over its runs; they are left to it",
                     gap,
                 )
+                self._reaped()  # before any write of this process goes on
+            elif gap >= CONFIRM:
+                log.warning("liveness lock: held again after %.1f s without it", gap)
+            self.fence.open()
             return
         raise TimeoutError("could not take the liveness lock again")
+
+    async def _drop(self) -> None:
+        """Let go of a lock connection whose proof is not complete: try again from scratch."""
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None

@@ -203,12 +203,13 @@ def run_thread(run: Run, command_line: str) -> Item:
 
 
 def progress(run_id: str, thread_key: str, key: str, line: str) -> tuple[Item, Item]:
-    """A progress reply, and the edit that replaces it when its step re-runs after a crash."""
+    """A progress reply, and the edit that replaces it when its step re-runs (after a crash,
+    or an outage past the retry budget: the thread's note says which)."""
     text = blocks.progress_reply(line)
     reply = Item("post", {"text": text}, key=key, ref=thread_key, run_id=run_id)
     retried = Item(
         "update",
-        {"text": blocks.progress_reply(line + " (retried after a restart)")},
+        {"text": blocks.progress_reply(line + " (retried)")},
         key=f"update:{key}",
         ref=key,
         replace=True,

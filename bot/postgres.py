@@ -30,6 +30,11 @@ may have landed: before running it again, the database is asked how it ended
 run's result is the answer; aborted, and it runs again. So no transaction is applied twice,
 and its caller learns what it did. (BEGIN and its id share a round trip, and so do the
 notifications and COMMIT: a transaction costs no more round trips than before.)
+
+Every try of a write (the store's and the checkpointer's) first passes this process's fence
+(bot/liveness.py): an in-memory check while its liveness lock has been held without a break;
+a wait while it is not, so a replica judged dead meanwhile writes nothing more for its runs.
+Every connection has TCP keepalives (``KEEPALIVES``): one that hangs becomes an error.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, TypeVar, cast
@@ -58,6 +63,7 @@ from psycopg.sql import SQL, Literal
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from bot.dbretry import CommitUnknown, Retry, is_conflict, is_transient
+from bot.liveness import Fence
 
 T = TypeVar("T")
 
@@ -71,6 +77,20 @@ LOCK_TRIES = 600  # 0.2 s apart: two minutes for another replica's checkpointer 
 # outage of any length a connection is tried within a second or two of the server's return.
 CHECKOUT_SECONDS = 2.0
 CONNECT_TIMEOUT = 5  # seconds for one new connection, unless DATABASE_URL says otherwise
+# TCP keepalives on every connection, unless DATABASE_URL says otherwise: a connection whose
+# peer went silent (a host gone, a network cut without a reset) fails after about
+# KEEPALIVE_BOUND seconds instead of waiting for the operating system's two hours. An idle or
+# waiting connection is probed after 5 s of silence, every 2 s, and dropped after 3 probes
+# unanswered; data sent and not acknowledged for 10 s drops it too (tcp_user_timeout). A
+# server busy on a long statement still answers the probes: only silence counts.
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,  # milliseconds
+}
+KEEPALIVE_BOUND = 12
 
 
 class PgRow:
@@ -199,7 +219,12 @@ class Database:
     tried again through a blink (see the module's notes)."""
 
     def __init__(
-        self, url: str, owner: str = "", size: int = 8, retry: Retry | None = None
+        self,
+        url: str,
+        owner: str = "",
+        size: int = 8,
+        retry: Retry | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self._pool = ConnectionPool(
             url,
@@ -214,6 +239,7 @@ class Database:
         self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="bot-pg")
         self._owner = owner
         self._retry = retry or Retry()
+        self._fence = fence or Fence()  # writes wait while this process's lock is in doubt
 
     async def open(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109 (the pool's own wait)
         await asyncio.get_running_loop().run_in_executor(
@@ -236,6 +262,7 @@ class Database:
 
         async def attempt() -> T:
             nonlocal unsure
+            await self._fence.passage()  # each try: the lock may have been lost meanwhile
             if unsure is not None:
                 if await loop.run_in_executor(self._threads, self._committed, unsure.xid):
                     return cast(T, unsure.result)  # it landed: its result is the answer
@@ -288,10 +315,14 @@ class Database:
 
 
 def connect_kwargs(url: str, **kwargs: Any) -> dict[str, Any]:
-    """Connection options: ``kwargs``, and a connect timeout unless the URL names one (a host
-    that vanished in a failover can leave a connection attempt hanging for minutes)."""
-    if "connect_timeout" not in conninfo_to_dict(url):
-        kwargs["connect_timeout"] = CONNECT_TIMEOUT
+    """Connection options for every connection the bot opens: ``kwargs``, a connect timeout
+    (a host that vanished in a failover can leave a connection attempt hanging for minutes)
+    and TCP keepalives (``KEEPALIVES``: a connection that hangs rather than breaks becomes a
+    transient error), each unless the URL names it."""
+    named = conninfo_to_dict(url)
+    for key, value in {"connect_timeout": CONNECT_TIMEOUT, **KEEPALIVES}.items():
+        if key not in named:
+            kwargs[key] = value
     return kwargs
 
 
@@ -301,10 +332,16 @@ class RetryingSaver(AsyncPostgresSaver):
     not run again (a deploy repeated). Its writes are upserts keyed by thread, checkpoint and
     task, so one that landed before its answer was lost lands again as the same rows."""
 
-    def __init__(self, pool: AsyncConnectionPool, retry: Retry) -> None:
+    def __init__(self, pool: AsyncConnectionPool, retry: Retry, fence: Fence | None = None) -> None:
         super().__init__(pool)  # type: ignore[arg-type]
         self._pool = pool
         self._retry = retry
+        self._fence = fence or Fence()  # writes wait while this process's lock is in doubt
+
+    async def _fenced(self, write: Callable[[], Awaitable[T]]) -> T:
+        """One try of a write, once this process may write (bot/liveness.py's fence)."""
+        await self._fence.passage()
+        return await write()
 
     async def _sweep(self, exc: BaseException) -> None:
         """As ``Database._sweep``, on the saver's pool."""
@@ -324,7 +361,9 @@ class RetryingSaver(AsyncPostgresSaver):
     ) -> RunnableConfig:
         put = super().aput
         return await self._retry.run(
-            lambda: put(config, checkpoint, metadata, new_versions), "a checkpoint", self._sweep
+            lambda: self._fenced(lambda: put(config, checkpoint, metadata, new_versions)),
+            "a checkpoint",
+            self._sweep,
         )
 
     async def aput_writes(
@@ -336,16 +375,20 @@ class RetryingSaver(AsyncPostgresSaver):
     ) -> None:
         put = super().aput_writes
         await self._retry.run(
-            lambda: put(config, writes, task_id, task_path), "a step's writes", self._sweep
+            lambda: self._fenced(lambda: put(config, writes, task_id, task_path)),
+            "a step's writes",
+            self._sweep,
         )
 
     async def adelete_thread(self, thread_id: str) -> None:
         delete = super().adelete_thread
-        await self._retry.run(lambda: delete(thread_id), "a thread's deletion", self._sweep)
+        await self._retry.run(
+            lambda: self._fenced(lambda: delete(thread_id)), "a thread's deletion", self._sweep
+        )
 
 
 async def open_saver(
-    url: str, size: int = 8, retry: Retry | None = None
+    url: str, size: int = 8, retry: Retry | None = None, fence: Fence | None = None
 ) -> tuple[AsyncPostgresSaver, AsyncConnectionPool]:
     """LangGraph's AsyncPostgresSaver (retrying, see ``RetryingSaver``) on a pool of its own,
     set up (its tables created or migrated) under an advisory lock, so replicas starting
@@ -362,7 +405,7 @@ async def open_saver(
     )
     await pool.open(wait=True, timeout=30)
     try:
-        saver = RetryingSaver(pool, retry or Retry())
+        saver = RetryingSaver(pool, retry or Retry(), fence)
         async with pool.connection() as lock:
             await _take_lock(lock, SAVER_LOCK)
             try:

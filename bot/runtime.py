@@ -126,8 +126,10 @@ class BotRuntime:
             # A dead process's update may land up to a call's timeout and the late-landing
             # margin after it died: a newer version of it waits that long.
             hold=settings.slack_timeout + settings.outbox.late_landing,
+            abandon=engine.abandon,
         )
         store.set_runs_listener(leases.wake)
+        engine.set_runs_listener(leases.wake)
         app = create_app(Deps(engine, tasks, specs), client, settings.signing_secret)
         pruner = Pruner(ops, saver, settings.retention_days, clock=clock, on_pruned=metrics.pruned)
         runtime: BotRuntime

@@ -25,6 +25,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from bot.integrity import link, request_digest
+from bot.liveness import LOCK_CLASS, lock_key
 
 T = TypeVar("T")
 Row = sqlite3.Row
@@ -380,11 +381,13 @@ class RunLease:
 
 @dataclass(frozen=True)
 class Released:
-    """What ``release_dead`` let go of: runs, outbox rows and deadlines of dead owners."""
+    """What ``release_dead`` let go of: the dead owners it reaped, and their runs, outbox
+    rows and deadlines."""
 
     runs: int = 0
     outbox: int = 0
     deadlines: int = 0
+    owners: tuple[str, ...] = ()
 
 
 # Outbox kinds whose call replaces what Slack shows: a late copy of an older one would undo a
@@ -828,6 +831,23 @@ class Store:
             )
         )
 
+    async def runs_held(self, run_ids: Sequence[str]) -> list[Run]:
+        """Of these runs, the ones this process still holds, 'running', their leases renewed:
+        runs it stopped driving (the database was away past the retry budget, or it was
+        judged dead meanwhile) that it may drive again."""
+        lease = self.lease
+        ids = json.dumps(list(run_ids))
+
+        def tx(db: sqlite3.Connection) -> list[Run]:
+            rows = db.execute(
+                "UPDATE bot_runs SET lease_until=? WHERE owner=? AND status='running' "
+                "AND run_id IN (SELECT value FROM json_each(?) AS j) RETURNING *",
+                (lease.until(), lease.owner, ids),
+            ).fetchall()
+            return sorted((_run(r) for r in rows), key=lambda r: r.created_at)
+
+        return await self._write(tx)
+
     async def runs_release(self) -> int:
         """Let go of every run this process still holds (a graceful stop): the next process
         to look takes them over at once instead of waiting for the leases to end."""
@@ -855,6 +875,12 @@ class Store:
             )
         )
 
+    async def owner_registered(self) -> bool:
+        """Whether this process is still registered: not reaped by another that took it for
+        dead (``release_dead``)."""
+        row = await self._one("SELECT 1 FROM bot_owners WHERE owner=?", (self.lease.owner,))
+        return row is not None
+
     async def owners(self) -> list[str]:
         """The other registered processes, alive or not."""
         rows = await self._all(
@@ -869,12 +895,21 @@ class Store:
         outbox rows they were sending are sent again at once. A replacing row (an update, a
         home view) holding a newer version than the dead owner took waits ``hold`` seconds
         first: the older copy the owner had on its way may still land, and must land before
-        the newer one, not on top of it."""
+        the newer one, not on top of it.
+
+        On PostgreSQL the proof is taken again inside the transaction: each owner's liveness
+        key as a transaction advisory lock, which nobody gets while the owner holds its
+        session lock. An owner that holds it again is alive and left alone; one reaped cannot
+        take it again until this transaction has committed, and then finds its row gone
+        (bot/liveness.py)."""
         now = self.lease.clock()
-        owners = json.dumps(list(dead))
         replacing = ", ".join(f"'{k}'" for k in sorted(REPLACES))
 
         def tx(db: sqlite3.Connection) -> Released:
+            gone = [o for o in dead if not self._postgres or _lock_free(db, o)]
+            if not gone:
+                return Released()
+            owners = json.dumps(gone)
             runs = db.execute(
                 "UPDATE bot_runs SET owner=NULL, lease_until=NULL WHERE status='running' AND "
                 "owner IN (SELECT value FROM json_each(?) AS d)",
@@ -899,7 +934,7 @@ class Store:
             for what, n in (("runs", runs), ("deadlines", deadlines), ("outbox", outbox)):
                 if n:
                     _notify(db, what)
-            return Released(runs, outbox, deadlines)
+            return Released(runs, outbox, deadlines, tuple(gone))
 
         return await self._write(tx)
 
@@ -1813,6 +1848,13 @@ def _claimed(
         (interrupt_id,),
     )
     return bool(taken)
+
+
+def _lock_free(db: sqlite3.Connection, owner: str) -> bool:
+    """PostgreSQL: take ``owner``'s liveness key until this transaction ends; False when its
+    owner holds it (it is alive)."""
+    key = (LOCK_CLASS, lock_key(owner))
+    return bool(db.execute("SELECT pg_try_advisory_xact_lock(?, ?)", key).fetchone()[0])
 
 
 def _notify(db: sqlite3.Connection, what: str) -> None:

@@ -7,8 +7,12 @@ free of Slack: the bot forwards each progress line as a reply in the approval me
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import os
 import re
+import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -119,6 +123,11 @@ class CommandBackend:
     carries ``DEPLOY_IDEMPOTENCY_KEY`` (the same for every attempt of this run's deploy) and
     ``DEPLOY_ATTEMPT`` (1, then 2 after a restart cut the first one), so a script can make a
     repeated deploy safe.
+
+    The command never outlives the step that started it: it runs in a process group of its
+    own, killed whole when the step is cut (a timeout, a shutdown, a run taken away from this
+    process), and on Linux the kernel kills it when the bot dies, however it dies (a SIGKILL
+    too), so a restarted bot's repeat never runs beside it.
     """
 
     simulated: ClassVar[bool] = False
@@ -136,12 +145,26 @@ class CommandBackend:
             "DEPLOY_IDEMPOTENCY_KEY": step.key,
             "DEPLOY_ATTEMPT": str(step.attempt),
         }
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
+        spawn = asyncio.ensure_future(
+            asyncio.create_subprocess_exec(
+                *argv,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # its own process group, killed whole
+                preexec_fn=_die_with_parent(),
             )
+        )
+        try:
+            proc = await asyncio.shield(spawn)
         except OSError as exc:
             return DeployResult(False, f"could not start {argv[0]}: {exc.strerror or exc}")
+        except asyncio.CancelledError:  # cut while it started: it runs, so kill it whole
+            with contextlib.suppress(OSError):
+                started = await spawn
+                _kill_group(started.pid)
+                await started.wait()
+            raise
         last = ""
         try:
             async with asyncio.timeout(self.timeout_seconds):
@@ -160,11 +183,37 @@ class CommandBackend:
             return DeployResult(False, f"timed out after {self.timeout_seconds:g} s")
         finally:
             if proc.returncode is None:
-                proc.kill()
+                _kill_group(proc.pid)
                 await proc.wait()
         if code != 0:
             return DeployResult(False, f"exit code {code}" + (f": {last}" if last else ""))
         return DeployResult(True, last or f"{args.service} {args.version} is live on {args.env}")
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """What the child runs between fork and exec (Linux): ask the kernel to SIGKILL it when
+    the bot dies. Only a ctypes call and two syscalls run there: nothing that takes a lock
+    another thread of the bot may hold. None elsewhere (no such call)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    parent = os.getpid()
+
+    def child() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the bot died before the call: no signal will come
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return child
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the command and everything it started in its group."""
+    with contextlib.suppress(ProcessLookupError):  # already gone
+        os.killpg(pid, signal.SIGKILL)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,9 @@ ways. ``cut_commit(marker, landed)`` arms it: the next transaction whose stateme
 ``marker`` (say ``b"INSERT INTO bot_votes"``) loses its connection at COMMIT. With ``landed``
 the COMMIT reaches the server first (the transaction is committed, its answer never reaches
 the bot: the ambiguous case); without, it never leaves the proxy (the server aborts it).
+
+``partition()`` cuts every connection through it and refuses new ones until ``heal()``: the
+process behind it is cut off from the database (the server sees its sessions end).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class PgProxy:
         self._cut: _Cut | None = None
         self.port = 0
         self.cuts = 0  # connections cut at their COMMIT
+        self.partitioned = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -44,13 +48,26 @@ class PgProxy:
     def cut_commit(self, marker: bytes, *, landed: bool) -> None:
         self._cut = _Cut(marker, landed)
 
+    async def partition(self) -> None:
+        """Cut every connection now and refuse new ones until ``heal``."""
+        self.partitioned = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def heal(self) -> None:
+        self.partitioned = False
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if self.partitioned:
+            writer.close()
+            return
         self._tasks.add(task)
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._target)
-        except OSError:
+        except (OSError, asyncio.CancelledError):
             writer.close()
             self._tasks.discard(task)
             return

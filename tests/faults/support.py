@@ -258,3 +258,26 @@ def check_once(
     assert buttons(message(ws, ts)) == [], "the decided message still has buttons"
     for e in all_ephemerals(ws):
         plain_words(e["text"])
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+def process_gone(pid: int) -> bool:
+    """No such process, or a zombie nobody reaped yet (it runs no more)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+async def gone_within(pids: Iterable[int], seconds: float) -> bool:
+    """Whether every one of ``pids`` stopped running within ``seconds``."""
+    left = list(pids)
+    for _ in range(int(seconds / 0.02) + 1):
+        left = [p for p in left if not process_gone(p)]
+        if not left:
+            return True
+        await asyncio.sleep(0.02)
+    return False

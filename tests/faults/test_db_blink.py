@@ -11,6 +11,9 @@ doubled, and the cut runs continue within seconds of the database's return.
 - SQLite: another process holds the write lock past the busy timeout (shortened to 0.5 s) for
   BLINK seconds while a click and a deploy go on. The shipped retry budget. LONG_TESTS=1 also
   holds it for 35 s with the shipped settings (53b61b8 gave up after its 30 s busy timeout).
+- A deploy cut past a shortened retry budget (PostgreSQL stopped; SQLite locked), with the
+  shipped 30 s run lease: the process that holds the run continues it within seconds of the
+  database's return, saying so in its thread (not "the bot restarted").
 
 Each case prints (`pytest -s`) and writes to test-artifacts/db-blink.txt how long after the
 database's return the last cut run showed ✅.
@@ -31,6 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from bot.engine import DB_NOTE, RESTART_NOTE
 from bot.messages import NOT_RECORDED
 from tests.conftest import Harness, postgres_base_url
 from tests.faults.pgserver import PrivateServer, private_server
@@ -354,3 +358,77 @@ async def test_sqlite_file_locked_past_the_busy_timeout(
     await settled(fh)
     check_all_once(fh, ["1.4.0", "1.4.1"], gated.started)
     assert took < 5.0
+
+
+# -- past the budget, continued by the process that holds the run ---------------------------
+
+# The shipped run lease (30 s): a cut run waiting for its lease to end would miss every wait.
+CUT_BUDGET = 2.0  # APPROVALS_DB_RETRY_SECONDS, shortened
+
+
+async def cut_mid_step(h: Harness, gated: GatedBackend) -> dict[str, Any]:
+    """A deploy approved and stopped after its first line; returns its approval message. The
+    test then lets it write its second line into the outage and holds its third: the step is
+    cut by the failed write, not finished meanwhile."""
+    m = await request(h, "1.5.0")
+    assert (await h.ws.click("bob", m, "Approve")).status == 200
+    await h.wait(
+        lambda: any(r.get("text") == LINES[0] for r in h.ws.replies(DEPLOYS, m["ts"])),
+        timeout=DEADLINE,
+    )
+    return m
+
+
+async def continued_promptly(
+    h: Harness,
+    m: dict[str, Any],
+    gated: GatedBackend,
+    back: float,
+    recoveries: list[str],
+    case: str,
+) -> None:
+    """The run continues from its checkpoint within seconds of the database's return (not
+    when its 30 s lease ends), its thread says why, and its deploy step ran again once."""
+    took = await after_the_return(h, ["1.5.0"], back, recoveries, case)
+    assert took < 5.0
+    await settled(h)
+    texts = [r.get("text", "") for r in h.ws.replies(DEPLOYS, m["ts"])[1:]]
+    assert sum(t == DB_NOTE for t in texts) == 1, texts
+    assert not any(t == RESTART_NOTE for t in texts), texts  # nothing restarted
+    assert gated.started == 2  # the cut step ran again, as after a crash
+    check_all_once(h, ["1.5.0"], gated.started - 1)
+
+
+async def test_a_run_cut_past_the_budget_continues_when_the_server_is_back(
+    private_pg: PrivateServer, fh: Harness, recoveries: list[str]
+) -> None:
+    fh.database_url = private_pg.url
+    gated = GatedBackend(closed=[1, 2])
+    await fh.start_bot(**FAST, backend=gated, db_retry_seconds=CUT_BUDGET)
+    engine = fh.bot.runtime.engine
+    m = await cut_mid_step(fh, gated)
+    await asyncio.to_thread(private_pg.stop)
+    gated.open(1)  # the step goes on; its next line cannot be written, past the budget
+    await fh.wait(lambda: not engine.driving(), timeout=DEADLINE)  # the run was cut
+    gated.open()
+    await asyncio.to_thread(private_pg.start)
+    back = asyncio.get_running_loop().time()
+    await continued_promptly(fh, m, gated, back, recoveries, "PostgreSQL past the budget")
+
+
+async def test_a_run_cut_past_the_budget_continues_when_sqlite_is_free(
+    fh: Harness, recoveries: list[str]
+) -> None:
+    gated = GatedBackend(closed=[1, 2])
+    await fh.start_bot(**FAST, backend=gated, db_retry_seconds=CUT_BUDGET, sqlite_busy_seconds=0.5)
+    engine = fh.bot.runtime.engine
+    m = await cut_mid_step(fh, gated)
+    holder = sqlite3.connect(fh.db, isolation_level=None, check_same_thread=False)
+    with closing(holder):
+        holder.execute("BEGIN IMMEDIATE")  # another process's write lock, past the budget
+        gated.open(1)
+        await fh.wait(lambda: not engine.driving(), timeout=DEADLINE)  # the run was cut
+        gated.open()
+        holder.rollback()
+    back = asyncio.get_running_loop().time()
+    await continued_promptly(fh, m, gated, back, recoveries, "SQLite locked past the budget")

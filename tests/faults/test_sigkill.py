@@ -11,7 +11,7 @@ that the interpreter alone takes longer than TARGET - RECOVERY to start, the bou
 seconds after the restarted process answers instead (start-up is not what is tested here).
 
 And exactly once: every approval ends with one `decided`, one `resumed`, one finished deploy
-and no progress line twice in the thread (an edited "(retried after a restart)" is fine).
+and no progress line twice in the thread (an edited "(retried)" is fine).
 
 Each run picks a phase and a seeded random delay in it:
 

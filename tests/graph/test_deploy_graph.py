@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from graphs.deploy import (
     SimulatedBackend,
     build_graph,
 )
+from tests.faults.support import gone_within
 
 INPUT = {"service": "api", "version": "1.4.2", "env": "prod", "requested_by": "U0ALICE"}
 
@@ -142,3 +144,23 @@ async def test_command_backend_failure_and_timeout(tmp_path: Path) -> None:
 
     missing = await CommandBackend([str(tmp_path / "nope")]).deploy(ARGS, lambda _: None)
     assert not missing.ok and "could not start" in missing.detail
+
+
+async def test_a_cut_command_step_kills_the_whole_process_group(tmp_path: Path) -> None:
+    """Cancelling the step (a shutdown, a run taken away) kills the command and what it
+    started (its process group), not the command alone."""
+    pids = tmp_path / "pids"
+    script = tmp_path / "deploy.sh"
+    script.write_text(f"#!/bin/sh\nsleep 60 &\necho $$ $! > {pids}\necho started\nwait\n")
+    script.chmod(0o755)
+    step = asyncio.create_task(CommandBackend([str(script)]).deploy(ARGS, lambda _: None))
+    for _ in range(500):
+        if pids.exists() and len(pids.read_text().split()) == 2:
+            break
+        await asyncio.sleep(0.01)
+    shell, child = (int(p) for p in pids.read_text().split())
+    step.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(5):  # a child left holding the pipe would hold it up
+            await step
+    assert await gone_within([shell, child], 1.0), "the command's child outlived the step"

@@ -14,6 +14,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
+from bot.liveness import AdvisoryLocks
 from bot.postgres import Database
 from bot.sqlite import OneHop, Writer
 from bot.store import (
@@ -241,7 +242,7 @@ async def test_a_dead_owners_leases_are_let_go_at_once(
         assert await b.outbox_claim([row.id], now[0], lease=25) == {}
 
         released = await b.release_dead(["dead"], hold=20.0)
-        assert released == Released(runs=1, outbox=2, deadlines=1)
+        assert released == Released(runs=1, outbox=2, deadlines=1, owners=("dead",))
         assert await b.owners() == []  # reaped: forgotten
         assert [r.run_id for r in await b.runs_take(10)] == ["r2"]  # not r3: "live" holds it
         due = {d.key: d for d in await b.outbox_open() if d.status == "pending"}
@@ -249,4 +250,37 @@ async def test_a_dead_owners_leases_are_let_go_at_once(
         assert [k for k, d in due.items() if d.next_at == 0] == [None]  # the ephemeral: at once
         (deadline,) = await b.deadlines_claim(60.0, 60.0, 10)  # due again, at once
         assert await a.fire(deadline, 61.0, lambda *_: Firing()) is None  # not "dead"'s now
-        assert await b.release_dead(["dead"], hold=20.0) == Released()  # nothing left
+        left = await b.release_dead(["dead"], hold=20.0)
+        assert left == Released(owners=("dead",))  # nothing left
+
+
+async def test_the_reap_takes_the_proof_again_in_its_own_transaction(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """PostgreSQL: an owner judged dead that holds its lock again by the time the reap's
+    transaction runs (it was only cut off) is not reaped and keeps its runs; once its lock is
+    free the reap goes through, and the owner can tell (its row is gone)."""
+    now = 100.0
+    victim, judge = RunLease("victim", 30.0, lambda: now), RunLease("judge", 30.0, lambda: now)
+    async with opened(tmp_path, pg_url, victim) as a, opened(tmp_path, pg_url, judge) as b:
+        await a.owner_started(now)
+        await b.owner_started(now)
+        await a.create_run("r1", "/deploy", {}, "U0ALICE", "C0DEPLOYS", 1.0)
+        lock = AdvisoryLocks(pg_url, "victim")
+        await lock.hold()
+        try:
+            assert await b.release_dead(["victim"], hold=20.0) == Released()
+            assert await a.owner_registered()
+            assert await b.runs_take(10) == []
+            assert [r.run_id for r in await a.runs_held(["r1"])] == ["r1"]
+        finally:
+            await lock.close()
+        for _ in range(200):  # the server drops the lock once the closed session has ended
+            released = await b.release_dead(["victim"], hold=20.0)
+            if released.owners:
+                break
+            await asyncio.sleep(0.02)
+        assert released == Released(runs=1, owners=("victim",))
+        assert not await a.owner_registered()
+        assert await a.runs_held(["r1"]) == []  # not the victim's to drive any more
+        assert [r.run_id for r in await b.runs_take(10)] == ["r1"]
