@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from bot import cli
+from bot.engine import Engine
 from bot.localslack import LocalSlack
 from tests.conftest import SECRET, TOKEN, Harness, settings_for
 from tests.scenario.test_approval_loop import buttons, deploy, message_text
@@ -241,13 +242,13 @@ async def test_a_terminal_decision_racing_a_click_is_decided_once(
 ) -> None:
     loop = asyncio.get_running_loop()
     deciding = asyncio.Event()
-    real = cli.decide_promptly
+    real = Engine.decide
 
     async def signalled(*args: Any, **kwargs: Any) -> Any:
         loop.call_soon_threadsafe(deciding.set)  # the terminal is about to decide: click now
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(cli, "decide_promptly", signalled)
+    monkeypatch.setattr(Engine, "decide", signalled)  # only the terminal calls it here
 
     async def click_when_deciding(msg: dict[str, Any]) -> Any:
         await asyncio.wait_for(deciding.wait(), 30)
