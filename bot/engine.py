@@ -1,5 +1,6 @@
-"""Runs graphs for Slack: start -> interrupts become approvals -> a decision is claimed once ->
-the thread resumes -> the outcome lands on the message.
+"""Decides for Slack: start -> interrupts become approvals -> a decision is claimed once (and
+answered) -> the thread resumes in the background -> the outcome lands on the message. The
+graph itself is driven by a ``Runner`` (bot/runner.py): the engine never sees LangGraph.
 
 The engine never waits on Slack on the path that records a decision or resumes a graph: what
 Slack must show is written as outbox rows in the same transaction as the state change (see
@@ -14,8 +15,9 @@ process continues it from its last checkpoint as soon as the database answers ag
 (``_holding``, ``recover``).
 
 Exactly-once: a decision is claimed by one conditional UPDATE (``Store.decide``); only the
-claimer resumes. Before resuming, the thread's pending interrupts are checked, because LangGraph
-silently restarts an unknown thread and silently replays a finished one.
+claimer resumes, as a task the engine owns (``_resume_later``), so a decider is answered at the
+claim. Before resuming, the thread's pending interrupts are checked (``Runner.state``), because
+LangGraph silently restarts an unknown thread and silently replays a finished one.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from bot.protocol import (
     redact,
     resume_value,
 )
-from bot.runner import Finished, Paused, Pending, Progress, ResumeRefused, Runner, Thread
+from bot.runner import Finished, GraphThread, Paused, Pending, Progress, ResumeRefused, Runner
 from bot.schema import FieldError
 from bot.slack import SlackError, SlackPort
 from bot.store import (
@@ -80,9 +82,9 @@ RECOVER_BATCH = 100  # runs taken over per look (the rest at the next one)
 UNKNOWN = "I don't know this request any more; it may have been cleaned up."
 
 
-def _thread(run: Run, attempt: int | None = None) -> Thread:
+def _thread(run: Run, attempt: int | None = None) -> GraphThread:
     """The run's graph thread (``attempt``: a new start after a restart)."""
-    return Thread(run.run_id, run.command, attempt or run.attempt)
+    return GraphThread(run.run_id, run.command, attempt or run.attempt)
 
 
 def command_line(run: Run) -> str:

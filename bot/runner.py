@@ -32,7 +32,7 @@ MODES: list[StreamMode] = ["custom", "tasks", "values"]  # progress, its task, p
 
 
 @dataclass(frozen=True)
-class Thread:
+class GraphThread:
     """Which thread to drive: its id, the graph (the command that started it), and the
     attempt (starts after restarts: a step's idempotency key, see graphs/deploy.py)."""
 
@@ -101,13 +101,13 @@ class Runner(Protocol):
         """Whether this runner drives ``graph``."""
         ...
 
-    async def state(self, thread: Thread) -> ThreadState:
+    async def state(self, thread: GraphThread) -> ThreadState:
         """The thread as it is now: started at all, and the interrupts it waits at."""
         ...
 
     def stream(
         self,
-        thread: Thread,
+        thread: GraphThread,
         start: Any = None,
         resume: Mapping[str, Any] | None = None,
     ) -> AsyncGenerator[Event, None]:
@@ -130,7 +130,7 @@ class LocalRunner:
     def has(self, graph: str) -> bool:
         return graph in self.graphs
 
-    async def state(self, thread: Thread) -> ThreadState:
+    async def state(self, thread: GraphThread) -> ThreadState:
         """LangGraph silently restarts an unknown thread and replays a finished one, so the
         engine looks here before it resumes."""
         state = await self.graphs[thread.graph].aget_state(_config(thread))
@@ -139,7 +139,7 @@ class LocalRunner:
 
     async def stream(
         self,
-        thread: Thread,
+        thread: GraphThread,
         start: Any = None,
         resume: Mapping[str, Any] | None = None,
     ) -> AsyncGenerator[Event, None]:
@@ -183,7 +183,7 @@ class LocalRunner:
             yield Finished(values)
 
 
-def _config(thread: Thread) -> RunnableConfig:
+def _config(thread: GraphThread) -> RunnableConfig:
     """The thread's config. ``run_attempt`` counts starts after restarts, so a step can give
     the outside world an idempotency key (see graphs/deploy.py)."""
     return {"configurable": {"thread_id": thread.thread_id, "run_attempt": thread.attempt}}

@@ -18,11 +18,11 @@ from pydantic import BaseModel, Field
 from bot.runner import (
     Event,
     Finished,
+    GraphThread,
     LocalRunner,
     Paused,
     Progress,
     ResumeRefused,
-    Thread,
 )
 
 
@@ -84,13 +84,13 @@ def broken() -> Any:
     return g.compile(checkpointer=InMemorySaver())
 
 
-async def events(runner: LocalRunner, thread: Thread, **how: Any) -> list[Event]:
+async def events(runner: LocalRunner, thread: GraphThread, **how: Any) -> list[Event]:
     return [e async for e in runner.stream(thread, **how)]
 
 
 async def test_a_stream_pauses_at_every_branch_then_resumes_to_the_end() -> None:
     runner = LocalRunner({"ship": fan_out()})
-    thread = Thread("t1", "ship", 1)
+    thread = GraphThread("t1", "ship", 1)
     assert runner.has("ship") and not runner.has("other")
     fresh = await runner.state(thread)
     assert not fresh.started and fresh.pending == ()
@@ -117,7 +117,7 @@ async def test_a_stream_pauses_at_every_branch_then_resumes_to_the_end() -> None
 
 async def test_a_refused_resume_value_is_raised_as_its_refusal_and_saves_nothing() -> None:
     runner = LocalRunner({"form": form()})
-    thread = Thread("t2", "form", 1)
+    thread = GraphThread("t2", "form", 1)
     (paused,) = await events(runner, thread, start={})
     assert isinstance(paused, Paused)
     (pending,) = paused.interrupts
@@ -136,4 +136,4 @@ async def test_a_refused_resume_value_is_raised_as_its_refusal_and_saves_nothing
 async def test_a_failing_graph_raises_its_own_exception() -> None:
     runner = LocalRunner({"broken": broken()})
     with pytest.raises(RuntimeError, match="own bug"):
-        await events(runner, Thread("t3", "broken", 1), start={})
+        await events(runner, GraphThread("t3", "broken", 1), start={})
