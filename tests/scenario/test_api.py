@@ -404,6 +404,35 @@ async def test_the_answer_comes_at_the_claim_while_the_graph_runs_on(
             await bot.stop()
 
 
+async def test_a_resume_cut_by_a_stop_continues_once_on_the_next_start(
+    ws: LocalSlack, tmp_path: Path
+) -> None:
+    """The resume a decision started is the engine's task: a graceful stop waits for it, then
+    cuts it; the run stays 'running' and the next process continues it, once."""
+    held = HeldBackend(asyncio.Event(), asyncio.Event())
+    h = Harness(ws, tmp_path / "approvals.db")
+    await h.start_bot(policy=POLICY, backend=held, grace_seconds=0.2)
+    try:
+        await deploy(h)
+        iid = await pending_id(h)
+        status, body, _ = await decide(h, iid, CI, {"choice": "approve"})
+        assert status == 200 and body["status"] == "decided"
+        await asyncio.wait_for(held.started.wait(), 10)
+        old = h.bots.pop()
+        await old.stop()  # the held deploy is cut after the grace period
+        assert [r[0] for r in h.query("SELECT status FROM bot_runs")] == ["running"]
+        await h.start_bot(policy=POLICY)
+        await h.wait(lambda: "✅ Deployed" in message_text(h.approval_message()), timeout=10)
+        await h.idle()
+        assert [r[0] for r in h.query("SELECT status FROM bot_runs")] == ["done"]
+        happened = await events(h, iid)
+        assert happened.count("decided") == 1 and happened.count("resumed") == 1
+    finally:
+        held.release.set()
+        for bot in h.bots:
+            await bot.stop()
+
+
 async def test_a_resume_outlives_the_client_that_decided(h: Harness) -> None:
     """The client goes away as soon as it sent the decision: the claim and the resume are
     the engine's work, not the request's."""
