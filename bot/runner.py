@@ -97,10 +97,6 @@ class ResumeRefused(Exception):
 class Runner(Protocol):
     """Drives graphs by thread id; see the module docstring."""
 
-    def has(self, graph: str) -> bool:
-        """Whether this runner drives ``graph``."""
-        ...
-
     async def state(self, thread: GraphThread) -> ThreadState:
         """The thread as it is now: started at all, and the interrupts it waits at."""
         ...
@@ -126,9 +122,6 @@ class LocalRunner:
     ) -> None:
         self.graphs = graphs
         self.durability: Durability = durability
-
-    def has(self, graph: str) -> bool:
-        return graph in self.graphs
 
     async def state(self, thread: GraphThread) -> ThreadState:
         """LangGraph silently restarts an unknown thread and replays a finished one, so the
