@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -45,23 +45,23 @@ Check = Callable[[dict[str, Any]], str | None]
 # -- pure validators -----------------------------------------------------------------------
 
 
-def is_user_id(value: object) -> bool:
+def is_user_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and USER_ID.fullmatch(value) is not None
 
 
-def is_channel_id(value: object) -> bool:
+def is_channel_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and CHANNEL_ID.fullmatch(value) is not None
 
 
-def is_team_id(value: object) -> bool:
+def is_team_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and TEAM_ID.fullmatch(value) is not None
 
 
-def is_view_id(value: object) -> bool:
+def is_view_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and VIEW_ID.fullmatch(value) is not None
 
 
-def is_text(value: object, limit: int, *, empty: bool = True) -> bool:
+def is_text(value: object, limit: int, *, empty: bool = True) -> TypeGuard[str]:
     """A string of at most ``limit`` characters (and not empty unless allowed)."""
     return isinstance(value, str) and len(value) <= limit and (empty or value != "")
 

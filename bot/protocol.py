@@ -220,6 +220,12 @@ def _arguments(args: Mapping[str, Any], hide: _Hider) -> tuple[tuple[str, str], 
     )
 
 
+def _mapping(value: object) -> Mapping[str, Any]:
+    """``value`` if it is a mapping, else an empty one: a field of an interrupt value that
+    should hold an object but may hold anything."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def _decision_choices(allowed: Sequence[str]) -> tuple[ChoiceSpec, ...]:
     """The buttons for one tool call, in the order people read them."""
     by_type = {"approve": APPROVE, "edit": EDIT, "reject": REJECT, "respond": RESPOND}
@@ -236,9 +242,9 @@ def _per_call_schema(schema: Mapping[str, Any] | None) -> tuple[tuple[str, ...],
     args: dict[str, Any] = {}
     for branch in branches if isinstance(branches, list) else [schema]:
         b = resolve(branch, schema)
-        props = b.get("properties") if isinstance(b.get("properties"), Mapping) else {}
+        props = _mapping(b.get("properties"))
         t = resolve(props.get("type"), schema)
-        enum = t.get("enum") if isinstance(t.get("enum"), list) else [None]
+        enum = t["enum"] if isinstance(t.get("enum"), list) else [None]
         kind = t.get("const", enum[0] if enum else None)
         if not isinstance(kind, str) or kind not in HITL_DECISIONS:
             continue
@@ -310,10 +316,10 @@ def _hitl_batch(v: Mapping[str, Any], hide: _Hider) -> ApprovalRequest:
             ToolAction(name, args, allowed, inferred(args), {}, str(a.get("description") or ""))
         )
     fields: list[tuple[str, str]] = []
-    for i, a in enumerate(actions, 1):
-        shown = json.dumps(hide.value(a.args), ensure_ascii=False, default=repr)
-        fields.append((f"{i}. {a.name}", shown))
-        fields.append((f"{i}. allowed", ", ".join(a.allowed) or "any"))
+    for i, action in enumerate(actions, 1):
+        shown = json.dumps(hide.value(action.args), ensure_ascii=False, default=repr)
+        fields.append((f"{i}. {action.name}", shown))
+        fields.append((f"{i}. allowed", ", ".join(action.allowed) or "any"))
     names = ", ".join(a.name for a in actions)
     described = "\n".join(_described(a, hide) for a in actions if a.description)
     if len(actions) == 1:
@@ -341,7 +347,7 @@ def _agent_inbox(v: Mapping[str, Any], hide: _Hider) -> ApprovalRequest:
     action = v["action_request"]
     name = str(action.get("action") or "an action")
     args = dict(action["args"]) if isinstance(action.get("args"), Mapping) else {}
-    config = v.get("config") if isinstance(v.get("config"), Mapping) else {}
+    config = _mapping(v.get("config"))
     offered = (
         (APPROVE, config.get("allow_accept", True)),
         (EDIT, config.get("allow_edit", False)),

@@ -158,13 +158,12 @@ def check(
     for e in validator.iter_errors(value):
         path = list(e.instance_path)
         kind = e.kind
-        name = type(kind).__name__
-        if name == "Required":
+        if isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
             field: str | None = str(kind.property)
             text = "This is required."
         else:
             field = str(path[0]) if path else None
-            text = _words(name, kind, e.message)
+            text = _words(type(kind).__name__, kind, e.message)
         errors.setdefault(field, text)
     return list(errors.items())
 
@@ -185,7 +184,7 @@ _WORDS = {
 }
 
 
-def _words(name: str, kind: Any, message: str) -> str:
+def _words(name: str, kind: jsonschema_rs.ValidationErrorKind, message: str) -> str:
     """Plain words for one JSON Schema failure."""
     words = _WORDS.get(name)
     if words is None:
@@ -199,7 +198,7 @@ def _words(name: str, kind: Any, message: str) -> str:
     )
 
 
-def _n(v: Any) -> str:
+def _n(v: object) -> str:
     return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
 
 

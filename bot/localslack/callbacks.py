@@ -340,6 +340,7 @@ class Callbacks:
         self, user: User, channel: str | None, message_ts: str | None, view_id: str | None
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """The clicked message or view, the payload's `container`, and its other parts."""
+        container: dict[str, Any]
         if view_id:
             view = self.model.views.get(view_id)
             if view is None or self.model.view_owner.get(view_id) != user.id:
@@ -361,20 +362,20 @@ class Callbacks:
             }
             return eph.message, container, extra
         channel = channel or self.model.channel_of(message_ts or "")
-        conv = self.model.conversations.get(channel or "")
-        message = self.model.find_message(conv.id, message_ts) if conv else None
-        if conv is None or message is None:
+        found = self.model.conversations.get(channel or "")
+        message = self.model.find_message(found.id, message_ts) if found else None
+        if found is None or message is None:
             raise LookupError(f"no message {message_ts} in {channel}")
         container = {
             "type": "message",
             "message_ts": message["ts"],
-            "channel_id": conv.id,
+            "channel_id": found.id,
             "is_ephemeral": False,
         }
         extra = {
-            "channel": {"id": conv.id, "name": self._channel_name(conv)},
+            "channel": {"id": found.id, "name": self._channel_name(found)},
             "message": copy.deepcopy(message),
-            "response_url": self._issue_response_url(user.id, conv.id, message["ts"]),
+            "response_url": self._issue_response_url(user.id, found.id, message["ts"]),
         }
         return message, container, extra
 

@@ -593,9 +593,10 @@ class WebApi:
                 raise SlackError("user_not_found")
             if user.is_bot:
                 raise SlackError("cannot_dm_bot")
-            conv = self.model.dm_with(user.id)
-            if conv is None:
+            dm = self.model.dm_with(user.id)
+            if dm is None:
                 raise SlackError("user_not_found")
+            conv = dm
         if _flag(args.get("return_im")):
             return {"no_op": True, "already_open": True, "channel": conv.to_slack()}
         return {"no_op": True, "already_open": True, "channel": {"id": conv.id}}
