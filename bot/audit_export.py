@@ -126,6 +126,8 @@ async def export(source: AuditSource, since: float, fmt: str, out: TextIO) -> in
 
 
 class ChainSource(Protocol):
+    """What ``verify`` reads the chain from: the store, or a test's rows, a page at a time."""
+
     async def audit_chain(self, after_id: int, limit: int) -> list[dict[str, Any]]: ...
 
 

@@ -25,6 +25,9 @@ from bot.slack import SlackError, SlackPort
 
 @dataclass(frozen=True)
 class Check:
+    """One readiness check's verdict: the probe answers with all of them, so an operator sees
+    which part is not ready and why, not just a 503."""
+
     ok: bool
     reason: str = ""  # plain words, when not ok
     detail: dict[str, Any] | None = None
@@ -37,6 +40,10 @@ class Check:
 
 
 class Health:
+    """The answers of /healthz and /readyz. It holds the last auth.test verdict for a while,
+    because probes come every few seconds and each would otherwise cost a Slack call (and
+    Slack's rate limit), and a lock so concurrent probes share one call."""
+
     def __init__(
         self,
         ops: OpsStore,

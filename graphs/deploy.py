@@ -40,6 +40,8 @@ class UsageError(ValueError):
 
 @dataclass(frozen=True)
 class DeployArgs:
+    """What ``/deploy`` was asked for, checked: only these reach a deploy backend."""
+
     service: str
     version: str
     env: str
@@ -80,6 +82,9 @@ class Step:
 
 @dataclass(frozen=True)
 class DeployResult:
+    """How a deploy went, in words the report shows: a failed deploy is a result, not an
+    exception, so the graph reports it like a success."""
+
     ok: bool
     detail: str
 
@@ -230,6 +235,9 @@ class DeployOptions:
 
 
 class DeployState(TypedDict, total=False):
+    """The deploy graph's state, checkpointed at every step: the request, the plan shown to
+    approvers, the decision that came back, and the outcome the report is made of."""
+
     service: str
     version: str
     env: str

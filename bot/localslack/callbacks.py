@@ -78,6 +78,9 @@ def sign(secret: str, body: bytes, timestamp: int) -> dict[str, str]:
 
 @dataclass
 class _Trigger:
+    """One issued trigger_id: whose it is, when it was issued, and whether it was used (Slack
+    refuses a second use and one older than 3 s)."""
+
     user: str
     issued_at: float
     used: bool = False
@@ -113,6 +116,9 @@ class TriggerIds:
 
 @dataclass
 class _ResponseUrl:
+    """One issued response_url: where its posts go, and how often it was used (Slack allows
+    5 uses in 30 minutes)."""
+
     user: str
     channel: str
     issued_at: float

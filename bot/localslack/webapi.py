@@ -124,6 +124,9 @@ class _Outage:
 
 @dataclass
 class _Bucket:
+    """One token bucket: refilled by the time since ``updated``, so Slack's tiers (calls per
+    minute, with a burst) are enforced without a timer."""
+
     capacity: float
     per_second: float
     tokens: float
