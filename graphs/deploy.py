@@ -234,6 +234,21 @@ class DeployOptions:
         return {"service": a.service, "version": a.version, "env": a.env}
 
 
+class Ran(TypedDict):
+    """How the deploy step went, as the state keeps it."""
+
+    ok: bool
+    detail: str
+    seconds: float
+
+
+class Outcome(TypedDict):
+    """What the finished run's message shows (the bot reads a graph's ``outcome`` key)."""
+
+    status: str  # succeeded | failed | rejected | timed_out | cancelled
+    text: str
+
+
 class DeployState(TypedDict, total=False):
     """The deploy graph's state, checkpointed at every step: the request, the plan shown to
     approvers, the decision that came back, and the outcome the report is made of."""
@@ -243,9 +258,9 @@ class DeployState(TypedDict, total=False):
     env: str
     requested_by: str
     plan: str
-    decision: dict[str, Any]
-    result: dict[str, Any]
-    outcome: dict[str, Any]
+    decision: dict[str, Any]  # a Decision's fields (Decision.from_resume reads them back)
+    result: Ran
+    outcome: Outcome
 
 
 def build_graph(options: DeployOptions) -> StateGraph:
