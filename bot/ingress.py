@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeGuard
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TypeGuard
 
 from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -39,7 +39,7 @@ MAX_URL = 2048  # response_url
 MAX_ACTIONS = 25
 MAX_DEPTH = 64  # Slack's deepest payloads (rich text in a message in a view) are ~20
 
-Check = Callable[[dict[str, Any]], str | None]
+Check = Callable[[dict[str, object]], str | None]
 
 
 # -- pure validators -----------------------------------------------------------------------
@@ -73,7 +73,7 @@ def too_deep(value: object, limit: int = MAX_DEPTH) -> bool:
     while stack:
         node, depth = stack.pop()
         if isinstance(node, dict):
-            children: Any = node.values()
+            children: Iterable[object] = node.values()
         elif isinstance(node, list):
             children = node
         else:
@@ -102,7 +102,7 @@ def problem(body: object) -> str | None:
 # -- per payload type ----------------------------------------------------------------------
 
 
-def _command(body: dict[str, Any]) -> str | None:
+def _command(body: dict[str, object]) -> str | None:
     if not isinstance(body["command"], str) or not COMMAND.fullmatch(body["command"]):
         return "command"
     for name, ok in (("user_id", is_user_id), ("channel_id", is_channel_id)):
@@ -118,7 +118,7 @@ def _command(body: dict[str, Any]) -> str | None:
     return _optional(body, "api_app_id", lambda v: _matches(APP_ID, v))
 
 
-def _common(body: dict[str, Any]) -> str | None:
+def _common(body: dict[str, object]) -> str | None:
     """Fields Bolt reads from any payload to build its context and route it."""
     for name, ok in (
         ("user", is_user_id),
@@ -127,8 +127,9 @@ def _common(body: dict[str, Any]) -> str | None:
     ):
         if body.get(name) is not None and not _entity(body[name], ok):
             return f"{name}.id" if isinstance(body[name], dict) else name
-    if isinstance(body.get("user"), dict):
-        bad = _optional(body["user"], "team_id", is_team_id)
+    user = body.get("user")
+    if isinstance(user, dict):
+        bad = _optional(user, "team_id", is_team_id)
         if bad is not None:
             return f"user.{bad}"
     if body.get("channel") is not None:  # always a dict in interactive payloads
@@ -157,13 +158,13 @@ def _common(body: dict[str, Any]) -> str | None:
     for name in ("container", "message", "event"):
         if name in body and not isinstance(body[name], dict):
             return name
-    container = body.get("container", {})
+    container = body.get("container")
     for name, ok in (
         ("channel_id", is_channel_id),
         ("view_id", is_view_id),
         ("message_ts", lambda v: _matches(TS, v)),
     ):
-        if name in container and not ok(container[name]):
+        if isinstance(container, dict) and name in container and not ok(container[name]):
             return f"container.{name}"
     for path in (("message",), ("event",), *(("event", part) for part in _EVENT_PARTS)):
         bad = _nested_ids(body, path)
@@ -184,20 +185,20 @@ def _common(body: dict[str, Any]) -> str | None:
     return _optional(body, "api_app_id", lambda v: _matches(APP_ID, v))
 
 
-def _block_actions(body: dict[str, Any]) -> str | None:
+def _block_actions(body: dict[str, object]) -> str | None:
     if not isinstance(body.get("user"), dict):
         return "user"
     if "actions" not in body:
         return "actions"
     if not is_text(body.get("trigger_id"), MAX_TOKEN, empty=False):
         return "trigger_id"
-    message = body.get("message", {})
-    if "ts" in message and not _matches(TS, message["ts"]):
+    message = body.get("message")  # a dict when there (checked by _common)
+    if isinstance(message, dict) and "ts" in message and not _matches(TS, message["ts"]):
         return "message.ts"
     return None
 
 
-def _view_submission(body: dict[str, Any]) -> str | None:
+def _view_submission(body: dict[str, object]) -> str | None:
     if not isinstance(body.get("user"), dict):
         return "user"
     view = body.get("view")
@@ -210,13 +211,13 @@ def _view_submission(body: dict[str, Any]) -> str | None:
     return None
 
 
-def _view_closed(body: dict[str, Any]) -> str | None:
+def _view_closed(body: dict[str, object]) -> str | None:
     if not isinstance(body.get("user"), dict):
         return "user"
     return None if isinstance(body.get("view"), dict) else "view"
 
 
-def _event_callback(body: dict[str, Any]) -> str | None:
+def _event_callback(body: dict[str, object]) -> str | None:
     event = body.get("event")
     if not isinstance(event, dict):
         return "event"
@@ -237,11 +238,11 @@ def _event_callback(body: dict[str, Any]) -> str | None:
     return None
 
 
-def _url_verification(body: dict[str, Any]) -> str | None:
+def _url_verification(body: dict[str, object]) -> str | None:
     return None if is_text(body.get("challenge"), MAX_ID_TEXT) else "challenge"
 
 
-def _nothing_more(body: dict[str, Any]) -> str | None:
+def _nothing_more(body: dict[str, object]) -> str | None:
     return None
 
 
@@ -269,10 +270,10 @@ _ID_FIELDS: tuple[tuple[str, Callable[[object], bool]], ...] = (
 )
 
 
-def _nested_ids(body: dict[str, Any], path: tuple[str, ...]) -> str | None:
+def _nested_ids(body: dict[str, object], path: tuple[str, ...]) -> str | None:
     """Check the IDs in the dict at ``path`` (if there is one); bare or ``{"id": …}``, and
     an empty string is allowed (Slack sends ``"channel": ""`` in some events)."""
-    part: Any = body
+    part: object = body
     for key in path:
         part = part.get(key) if isinstance(part, dict) else None
     if not isinstance(part, dict):
@@ -346,7 +347,7 @@ def _element(element: object) -> str | None:
     """An interactive element's state (in ``actions[]`` or ``state.values``)."""
     if not isinstance(element, dict):
         return ""
-    checks: tuple[tuple[str, Callable[[Any], bool]], ...] = (
+    checks: tuple[tuple[str, Callable[[object], bool]], ...] = (
         ("type", lambda v: is_text(v, MAX_ID_TEXT)),
         ("block_id", lambda v: is_text(v, MAX_ID_TEXT)),
         ("value", lambda v: v is None or is_text(v, MAX_VALUE)),
@@ -382,7 +383,7 @@ def _list_of_dicts(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(v, dict) for v in value)
 
 
-def _optional(body: dict[str, Any], name: str, ok: Callable[[object], bool]) -> str | None:
+def _optional(body: dict[str, object], name: str, ok: Callable[[object], bool]) -> str | None:
     return name if name in body and not ok(body[name]) else None
 
 
