@@ -263,7 +263,7 @@ class DeployState(TypedDict, total=False):
     outcome: Outcome
 
 
-def build_graph(options: DeployOptions) -> StateGraph:
+def build_graph(options: DeployOptions) -> StateGraph[DeployState]:
     """The uncompiled /deploy graph; the bot compiles it with its checkpointer."""
 
     mark = " (simulated)" if getattr(options.backend, "simulated", False) else ""
