@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
 
 from bot.policy import GROUP_RE, Rules
 from bot.protocol import ChoiceSpec
@@ -111,11 +110,12 @@ def offer(
         except GroupsUnknown:
             return False
 
-    def may_choose(choice: ChoiceSpec) -> bool:
-        return refusal(rules, requester, user, choice, members) is None
-
     return Offer(
-        choices=frozenset(i for i, c in enumerate(choices) if allowed(partial(may_choose, c))),
+        choices=frozenset(
+            i
+            for i, c in enumerate(choices)
+            if allowed(lambda c=c: refusal(rules, requester, user, c, members) is None)
+        ),
         withdraw=may_withdraw(admins, requester, user),
         escalate=allowed(lambda: may_escalate(rules, user, members)),
     )
