@@ -1,8 +1,10 @@
-"""JSON as a type: what `json.loads` gives and `json.dumps` takes, named once.
+"""JSON as a type: what `json.dumps` takes, named once.
 
-Slack payloads, Block Kit, interrupt values and API bodies are JSON. Where a shape is ours and
-fixed, a TypedDict says it; where it is anyone's (a graph's interrupt value, Slack's payloads
-before `bot.ingress` has checked them), these say at least that it is JSON, not any object.
+The documents we build (health answers, the OpenAPI document, the manifest, resume values,
+Web API answers of the local workspace) are JSON, and say so. Where a shape is fixed, a
+TypedDict says more (``graphs.approval.ApprovalPayload``, ``bot.audit_export.Record``). A value
+someone else made and nothing has checked yet (an interrupt value, a payload before
+``bot.ingress``) is ``object`` until isinstance says more.
 """
 
 from __future__ import annotations
