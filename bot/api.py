@@ -38,9 +38,10 @@ from aiohttp import web
 from bot import blocks, openapi
 from bot.audit_export import iso_utc
 from bot.engine import Answer, Engine
+from bot.model import Approval, Run
 from bot.policy import USER_RE, ApiToken
 from bot.protocol import DecisionRecord, normalise
-from bot.store import Approval, Run, Store
+from bot.store import Store
 from bot.tasks import TaskSet
 
 log = logging.getLogger(__name__)

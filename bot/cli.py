@@ -47,11 +47,12 @@ from bot.audit_export import FORMATS, export, iso_utc, verify
 from bot.config import Settings, SettingsError, audit_key
 from bot.engine import Answer
 from bot.integrity import KeyProblem
+from bot.model import Approval, Run
 from bot.outbox import Outbox
 from bot.policy import USER_RE, Policy, Rules, format_duration, parse_duration
 from bot.protocol import ApprovalRequest, ChoiceSpec, normalise
 from bot.sqlite import OneHop, Writer
-from bot.store import CHAIN_VERSION, Approval, Run, Store
+from bot.store import CHAIN_VERSION, Store
 
 T = TypeVar("T")
 Where = Path | str  # the SQLite file, or a PostgreSQL URL

@@ -41,6 +41,18 @@ from bot.authz import GroupsUnknown, groups_in, may_escalate, may_withdraw, name
 from bot.dbretry import CommitUnknown, error_name, is_transient
 from bot.groups import GroupCache
 from bot.integrity import request_digest
+from bot.model import (
+    Approval,
+    Ballot,
+    Deadline,
+    Delivery,
+    Firing,
+    Item,
+    Opening,
+    Refused,
+    Run,
+    VoteResult,
+)
 from bot.policy import USER_RE as USER
 from bot.policy import Policy, Rules, describe, format_duration, freeze_at
 from bot.protocol import (
@@ -54,19 +66,7 @@ from bot.protocol import (
 )
 from bot.schema import FieldError, refusal_errors
 from bot.slack import SlackError, SlackPort
-from bot.store import (
-    Approval,
-    Ballot,
-    Deadline,
-    Delivery,
-    Firing,
-    Item,
-    Opening,
-    Refused,
-    Run,
-    Store,
-    VoteResult,
-)
+from bot.store import Store
 from bot.tasks import TaskSet
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ before any approval, ``progress:<run>:<task>:<n>`` one progress reply.
 from __future__ import annotations
 
 from bot import blocks
+from bot.model import Approval, Item, Run
 from bot.protocol import ApprovalRequest
 from bot.slack import SlackError
-from bot.store import Approval, Item, Run
 
 INVITE = "I can't post in <#{channel}>: invite me with `/invite @approvals`, then run it again."
 CHANNEL_GONE = "I can't find <#{channel}> any more, so I could not post your request there."

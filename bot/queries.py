@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from bot import blocks
 from bot.authz import GroupsUnknown, may_withdraw, refusal
 from bot.engine import Engine, command_line
+from bot.model import Approval, Run
 from bot.protocol import normalise
 from bot.slack import SlackError
-from bot.store import Approval, Run
 from graphs import GraphSpec
 from graphs.deploy import COMMAND as DEPLOY
 

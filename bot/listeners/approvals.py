@@ -11,8 +11,8 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.deps import Deps
 from bot.listeners import NotAnswered, commands, read_before_ack
 from bot.messages import NO_LOOKUP, NOT_RECORDED
+from bot.model import Item
 from bot.queries import Queries, help_text
-from bot.store import Item
 from graphs import by_name
 
 COMMAND = "/approvals"

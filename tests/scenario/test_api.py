@@ -23,7 +23,7 @@ import pytest
 from bot.api import decide_promptly, plain
 from bot.engine import Answer
 from bot.localslack import LocalSlack
-from bot.store import Approval, Run
+from bot.model import Approval, Run
 from bot.tasks import TaskSet
 from tests.conftest import Harness
 from tests.scenario.test_approval_loop import buttons, deploy, message_text

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bot.store import Ballot
+from bot.model import Ballot
 from graphs.deploy import CommandBackend, SimulatedBackend
 from tests.conftest import BACKENDS, Harness
 

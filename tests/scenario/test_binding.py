@@ -25,7 +25,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from bot.integrity import request_digest, short
 from bot.localslack import LocalSlack
-from bot.store import Ballot
+from bot.model import Ballot
 from tests.conftest import BACKENDS, Harness
 from tests.scenario.test_approval_loop import DEPLOYS, buttons, message_text
 from tests.scenario.test_cli import BotProcess

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import ToolMessage
 
-from bot.store import Ballot
+from bot.model import Ballot
 from tests.conftest import BACKENDS, Harness
 from tests.scenario.test_approval_loop import DEPLOYS, buttons, message_text
 from tests.scenario.test_shapes import EVERY_DECISION, inputs, run, with_graphs

@@ -21,9 +21,10 @@ import pytest
 
 from bot import cli
 from bot.integrity import CHAINED, link, request_digest
+from bot.model import Approval, Ballot, Item, Opening, Run, VoteResult
 from bot.postgres import Database, PgDb, translate
 from bot.sqlite import OneHop, Writer
-from bot.store import MIGRATIONS, Approval, Ballot, Item, Opening, Run, Store, VoteResult
+from bot.store import MIGRATIONS, Store
 from tests.conftest import BACKENDS
 
 KEY = "correct horse battery staple"

@@ -15,21 +15,10 @@ import aiosqlite
 import pytest
 
 from bot.liveness import AdvisoryLocks
+from bot.model import Approval, Ballot, Firing, Item, Opening, Released, Run, Sent, VoteResult
 from bot.postgres import Database
 from bot.sqlite import OneHop, Writer
-from bot.store import (
-    Approval,
-    Ballot,
-    Firing,
-    Item,
-    Opening,
-    Released,
-    Run,
-    RunLease,
-    Sent,
-    Store,
-    VoteResult,
-)
+from bot.store import RunLease, Store
 from tests.conftest import BACKENDS
 
 
