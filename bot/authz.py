@@ -1,6 +1,6 @@
 """Who may decide an approval: pure, so the rule is visible and unit-tested.
 
-The rules are the ones the approval was opened with (``bot.policy.Rules``). User groups count
+The rules are the ones the approval was opened with (``bot.policy.rules.Rules``). User groups count
 by membership; a group whose members are not known yet raises ``GroupsUnknown`` so the caller
 can look them up and ask again (and refuse, failing closed, when Slack cannot say).
 """
@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from bot.policy import GROUP_RE, Rules
+from bot.policy.rules import Rules
 from bot.protocol import ChoiceSpec
+from bot.slackids import GROUP_ID
 
 Members = Callable[[str], frozenset[str] | None]  # group id -> members, None when unknown
 
@@ -25,7 +26,7 @@ class GroupsUnknown(Exception):
 
 
 def groups_in(ids: Iterable[str]) -> tuple[str, ...]:
-    return tuple(i for i in ids if GROUP_RE.fullmatch(i))
+    return tuple(i for i in ids if GROUP_ID.fullmatch(i))
 
 
 def is_listed(ids: Iterable[str], user: str, members: Members) -> bool:
@@ -122,7 +123,7 @@ def offer(
 
 
 def mention(slack_id: str) -> str:
-    return f"<!subteam^{slack_id}>" if GROUP_RE.fullmatch(slack_id) else f"<@{slack_id}>"
+    return f"<!subteam^{slack_id}>" if GROUP_ID.fullmatch(slack_id) else f"<@{slack_id}>"
 
 
 def names(ids: Iterable[str]) -> str:

@@ -49,8 +49,9 @@ from bot.engine import Answer
 from bot.integrity import KeyProblem
 from bot.model import Approval, Run
 from bot.outbox import Outbox
-from bot.policy import USER_RE, Policy, Rules, format_duration, parse_duration
+from bot.policy.rules import Policy, Rules, format_duration, parse_duration
 from bot.protocol import ApprovalRequest, ChoiceSpec, normalise
+from bot.slackids import USER_ID
 from bot.sqlite import OneHop, Writer
 from bot.store import CHAIN_VERSION, Store
 
@@ -247,7 +248,7 @@ def _user(given: str | None, env: Mapping[str, str]) -> str:
     user = given or env.get("APPROVALS_USER") or ""
     if not user:
         raise Usage("say who decides: --as U… or APPROVALS_USER (a Slack user id)")
-    if not USER_RE.fullmatch(user):
+    if not USER_ID.fullmatch(user):
         raise Usage(f"{_show(user)} is not a Slack user id (like U0123ABC)")
     return user
 

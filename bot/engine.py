@@ -53,8 +53,7 @@ from bot.model import (
     Run,
     VoteResult,
 )
-from bot.policy import USER_RE as USER
-from bot.policy import Policy, Rules, describe, format_duration, freeze_at
+from bot.policy.rules import Policy, Rules, describe, format_duration, freeze_at
 from bot.protocol import (
     ApprovalRequest,
     ChoiceSpec,
@@ -66,6 +65,7 @@ from bot.protocol import (
 )
 from bot.schema import FieldError, refusal_errors
 from bot.slack import SlackError, SlackPort
+from bot.slackids import USER_ID as USER
 from bot.store import Store
 from bot.tasks import TaskSet
 

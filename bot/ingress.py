@@ -18,16 +18,11 @@ from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
+from bot.slackids import APP_ID, CONVERSATION_ID, ENTERPRISE_ID, TEAM_ID, USER_ID, VIEW_ID
+
 log = logging.getLogger(__name__)
 
-# Slack IDs: an uppercase letter saying what it is, then uppercase ASCII letters and digits.
-# Always used with fullmatch: "$" would accept a trailing newline.
-USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
-CHANNEL_ID = re.compile(r"[CDG][A-Z0-9]{2,20}")
-TEAM_ID = re.compile(r"[TE][A-Z0-9]{2,20}")
-ENTERPRISE_ID = re.compile(r"E[A-Z0-9]{2,20}")
-VIEW_ID = re.compile(r"V[A-Z0-9]{2,20}")
-APP_ID = re.compile(r"A[A-Z0-9]{2,20}")
+# Always used with fullmatch, like the ids: "$" would accept a trailing newline.
 COMMAND = re.compile(r"/[^\s/]{1,31}")
 TS = re.compile(r"[0-9]{1,12}\.[0-9]{1,8}")  # message timestamps: "1700000000.000100"
 
@@ -50,7 +45,7 @@ def is_user_id(value: object) -> bool:
 
 
 def is_channel_id(value: object) -> bool:
-    return isinstance(value, str) and CHANNEL_ID.fullmatch(value) is not None
+    return isinstance(value, str) and CONVERSATION_ID.fullmatch(value) is not None
 
 
 def is_team_id(value: object) -> bool:

@@ -40,7 +40,9 @@ class Approval:
     comment: str | None
     decided_at: float | None
     created_at: float
-    rules: dict[str, Any] | None = None  # the policy it was opened with (bot.policy, as JSON)
+    rules: dict[str, Any] | None = (
+        None  # the policy it was opened with (bot.policy.rules.Rules, as JSON)
+    )
     meta: dict[str, Any] | None = None  # {"response_schema": …, "private": […]} (bot.protocol)
     answer: Any = None  # the data the claimed decision carries (edited args, a text, a form)
     digest: str = ""  # SHA-256 of the request it shows (bot.integrity.request_digest)

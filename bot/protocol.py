@@ -49,7 +49,7 @@ class ToolAction:
 @dataclass(frozen=True)
 class ApprovalRequest:
     """The bot's view of one pending interrupt, whatever shape the graph used: what to show
-    and which choices to offer. Who may decide is the policy's (``bot.policy.Rules``), merged
+    and which choices to offer. Who may decide is the policy's (``bot.policy.rules.Rules``), merged
     with what the graph asked for when the approval opens."""
 
     title: str

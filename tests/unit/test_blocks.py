@@ -13,7 +13,7 @@ from slack_sdk.models.views import View
 
 from bot import authz, blocks
 from bot.localslack.blockkit import validate_blocks, validate_view
-from bot.policy import Rules
+from bot.policy.rules import Rules
 from bot.protocol import DecisionRecord, normalise
 from graphs import agent
 from graphs.approval import Choice, approval_payload
