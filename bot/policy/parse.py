@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, time
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfoNotFoundError
 
 from bot.policy.faults import PolicyError, did_you_mean, dotted, kind_of, one_line, show
@@ -31,6 +31,7 @@ from bot.policy.rules import (
     DeploySection,
     FreezeWindow,
     Level,
+    OnTimeout,
     Policy,
     Rules,
     format_duration,
@@ -166,34 +167,14 @@ class _Parser:
             if key not in DEPLOY_KEYS:
                 raise self.unknown(f"deploy.{dotted(key)}", key, value, DEPLOY_KEYS)
         base = DeploySection()
-        envs = base.envs
-        if "envs" in t:
-            envs = self.strings(t["envs"], "deploy.envs", "environment names")
-            if not envs:
-                raise self.fail("deploy.envs", "must list at least one environment")
-            for i, e in enumerate(envs):
-                if not e or any(c.isspace() for c in e):
-                    raise self.fail(f"deploy.envs[{i}]", f"not an environment name: {show(e)}")
-        default_env = "staging" if "staging" in envs else envs[0]
-        if "default_env" in t:
-            default_env = self.string(t["default_env"], "deploy.default_env", "an environment")
-            if default_env not in envs:
-                raise self.fail(
-                    "deploy.default_env",
-                    f"unknown env {show(default_env)} (deploy.envs: {', '.join(envs)})",
-                )
+        envs = self.envs_of(t["envs"]) if "envs" in t else base.envs
+        default_env = self.default_env(t, envs)
         backend = t.get("backend")
         if backend is not None and backend not in BACKENDS:
             raise self.fail(
                 "deploy.backend", f'must be "simulated" or "command", got {show(backend)}'
             )
-        command: tuple[str, ...] = ()
-        if "command" in t:
-            command = self.strings(t["command"], "deploy.command", "strings (argv)")
-            if not command or not command[0]:
-                raise self.fail("deploy.command", "must name a program: the list is empty")
-        elif backend == "command":
-            raise self.fail("deploy.command", 'missing: deploy.backend = "command" needs it')
+        command = self.command(t, backend)
         timeout = self.number(t, "command_timeout_seconds", "deploy", base.command_timeout_seconds)
         if timeout <= 0:
             raise self.fail(
@@ -203,6 +184,36 @@ class _Parser:
         if step < 0:
             raise self.fail("deploy.simulated_step_seconds", f"must be 0 or more, got {show(step)}")
         return DeploySection(envs, default_env, backend, command, timeout, step)
+
+    def envs_of(self, v: Any) -> tuple[str, ...]:
+        envs = self.strings(v, "deploy.envs", "environment names")
+        if not envs:
+            raise self.fail("deploy.envs", "must list at least one environment")
+        for i, e in enumerate(envs):
+            if not e or any(c.isspace() for c in e):
+                raise self.fail(f"deploy.envs[{i}]", f"not an environment name: {show(e)}")
+        return envs
+
+    def default_env(self, t: Mapping[str, Any], envs: tuple[str, ...]) -> str:
+        if "default_env" not in t:
+            return "staging" if "staging" in envs else envs[0]
+        default_env = self.string(t["default_env"], "deploy.default_env", "an environment")
+        if default_env not in envs:
+            raise self.fail(
+                "deploy.default_env",
+                f"unknown env {show(default_env)} (deploy.envs: {', '.join(envs)})",
+            )
+        return default_env
+
+    def command(self, t: Mapping[str, Any], backend: Any) -> tuple[str, ...]:
+        if "command" not in t:
+            if backend == "command":
+                raise self.fail("deploy.command", 'missing: deploy.backend = "command" needs it')
+            return ()
+        command = self.strings(t["command"], "deploy.command", "strings (argv)")
+        if not command or not command[0]:
+            raise self.fail("deploy.command", "must name a program: the list is empty")
+        return command
 
     def entry_points(self, value: Any) -> tuple[str, ...]:
         items = self.strings(value, "graphs", '"module:attribute" strings')
@@ -301,66 +312,11 @@ class _Parser:
         for key, value in t.items():
             if key not in TOKEN_KEYS:
                 raise self.unknown(f"{where}.{dotted(key)}", key, value, TOKEN_KEYS)
-        if "name" not in t:
-            raise self.fail(f"{where}.name", "missing: every token needs a name (logs show it)")
-        name = self.string(t["name"], f"{where}.name", "a name")
-        if not TOKEN_NAME_RE.fullmatch(name):
-            raise self.fail(
-                f"{where}.name",
-                f'must be letters, digits, ".", "-" or "_" (at most 64), got {show(name)}',
-            )
-        if "token_sha256" not in t:
-            raise self.fail(
-                f"{where}.token_sha256",
-                "missing: the SHA-256 of the token, in hex (never the token)",
-            )
-        digest = t["token_sha256"]
-        # Never echo the value: someone may have pasted the token itself here.
-        if (
-            isinstance(digest, str)
-            and SHA256_RE.fullmatch(digest.lower())
-            and digest != digest.lower()
-        ):
-            raise self.fail(f"{where}.token_sha256", "hex digits are lower case")
-        if not isinstance(digest, str) or not SHA256_RE.fullmatch(digest):
-            raise self.fail(
-                f"{where}.token_sha256",
-                "must be 64 hex digits: the SHA-256 of the token, not the token itself",
-            )
-        if "scopes" not in t:
-            raise self.fail(f"{where}.scopes", 'missing: list what it may do: "read", "decide"')
-        scopes = self.strings(t["scopes"], f"{where}.scopes", '"read" and/or "decide"')
-        if not scopes:
-            raise self.fail(f"{where}.scopes", 'must list "read" and/or "decide"')
-        for i, scope in enumerate(scopes):
-            if scope not in SCOPES:
-                raise self.fail(
-                    f"{where}.scopes[{i}]", f'must be "read" or "decide", got {show(scope)}'
-                )
-        self.no_repeats(scopes, f"{where}.scopes")
-        as_user = None
-        if "as" in t:
-            as_user = t["as"]
-            if id_kind(as_user) != "user":
-                raise self.fail(
-                    f"{where}.as", f"must be a Slack user id (U… or W…), got {show(as_user)}"
-                )
-        act_as: tuple[str, ...] = ()
-        if "act_as" in t:
-            if as_user is not None:
-                raise self.fail(f"{where}.act_as", 'give "as" or "act_as", not both')
-            act_as = self.strings(t["act_as"], f"{where}.act_as", 'Slack user ids, or ["*"]')
-            if not act_as:
-                raise self.fail(f"{where}.act_as", 'must list Slack user ids, or be ["*"]')
-            for i, user in enumerate(act_as):
-                if user == ANYONE and len(act_as) > 1:
-                    raise self.fail(f"{where}.act_as[{i}]", '"*" (anyone) stands alone')
-                if user != ANYONE and id_kind(user) != "user":
-                    raise self.fail(
-                        f"{where}.act_as[{i}]",
-                        f'must be a Slack user id (U… or W…) or "*", got {show(user)}',
-                    )
-            self.no_repeats(act_as, f"{where}.act_as")
+        name = self.token_name(t, where)
+        digest = self.token_digest(t, where)
+        scopes = self.token_scopes(t, where)
+        as_user = self.token_as(t, where)
+        act_as = self.token_act_as(t, where, as_user)
         deciding = as_user is not None or bool(act_as)
         if "decide" in scopes and not deciding:
             raise self.fail(
@@ -373,51 +329,146 @@ class _Parser:
             raise self.fail(f"{where}.{key}", 'only a token with the "decide" scope decides')
         return ApiToken(name, digest, frozenset(scopes), as_user, act_as)
 
+    def token_name(self, t: Mapping[str, Any], where: str) -> str:
+        if "name" not in t:
+            raise self.fail(f"{where}.name", "missing: every token needs a name (logs show it)")
+        name = self.string(t["name"], f"{where}.name", "a name")
+        if not TOKEN_NAME_RE.fullmatch(name):
+            raise self.fail(
+                f"{where}.name",
+                f'must be letters, digits, ".", "-" or "_" (at most 64), got {show(name)}',
+            )
+        return name
+
+    def token_digest(self, t: Mapping[str, Any], where: str) -> str:
+        """The token's SHA-256; a fault never echoes the value (it may be the token itself)."""
+        if "token_sha256" not in t:
+            raise self.fail(
+                f"{where}.token_sha256",
+                "missing: the SHA-256 of the token, in hex (never the token)",
+            )
+        digest = t["token_sha256"]
+        if (
+            isinstance(digest, str)
+            and SHA256_RE.fullmatch(digest.lower())
+            and digest != digest.lower()
+        ):
+            raise self.fail(f"{where}.token_sha256", "hex digits are lower case")
+        if not isinstance(digest, str) or not SHA256_RE.fullmatch(digest):
+            raise self.fail(
+                f"{where}.token_sha256",
+                "must be 64 hex digits: the SHA-256 of the token, not the token itself",
+            )
+        return digest
+
+    def token_scopes(self, t: Mapping[str, Any], where: str) -> tuple[str, ...]:
+        if "scopes" not in t:
+            raise self.fail(f"{where}.scopes", 'missing: list what it may do: "read", "decide"')
+        scopes = self.strings(t["scopes"], f"{where}.scopes", '"read" and/or "decide"')
+        if not scopes:
+            raise self.fail(f"{where}.scopes", 'must list "read" and/or "decide"')
+        for i, scope in enumerate(scopes):
+            if scope not in SCOPES:
+                raise self.fail(
+                    f"{where}.scopes[{i}]", f'must be "read" or "decide", got {show(scope)}'
+                )
+        self.no_repeats(scopes, f"{where}.scopes")
+        return scopes
+
+    def token_as(self, t: Mapping[str, Any], where: str) -> str | None:
+        if "as" not in t:
+            return None
+        as_user = t["as"]
+        if id_kind(as_user) != "user":
+            raise self.fail(
+                f"{where}.as", f"must be a Slack user id (U… or W…), got {show(as_user)}"
+            )
+        return str(as_user)
+
+    def token_act_as(
+        self, t: Mapping[str, Any], where: str, as_user: str | None
+    ) -> tuple[str, ...]:
+        if "act_as" not in t:
+            return ()
+        if as_user is not None:
+            raise self.fail(f"{where}.act_as", 'give "as" or "act_as", not both')
+        act_as = self.strings(t["act_as"], f"{where}.act_as", 'Slack user ids, or ["*"]')
+        if not act_as:
+            raise self.fail(f"{where}.act_as", 'must list Slack user ids, or be ["*"]')
+        for i, user in enumerate(act_as):
+            if user == ANYONE and len(act_as) > 1:
+                raise self.fail(f"{where}.act_as[{i}]", '"*" (anyone) stands alone')
+            if user != ANYONE and id_kind(user) != "user":
+                raise self.fail(
+                    f"{where}.act_as[{i}]",
+                    f'must be a Slack user id (U… or W…) or "*", got {show(user)}',
+                )
+        self.no_repeats(act_as, f"{where}.act_as")
+        return act_as
+
     # -- one rule -------------------------------------------------------------------------------
     def rule(self, key: str, v: Any, where: str) -> Any:
-        if key in ("approvers", "freeze_approvers"):
-            return self.ids(v, where, {"user", "group"})
-        if key == "requesters":
-            return self.ids(v, where, {"user", "group", "channel"})
-        if key == "min_approvals":
-            if not is_int(v) or v < 1:
-                raise self.fail(where, f"must be a whole number ≥ 1, got {show(v)}")
-            return v
-        if key == "repeat":
-            if not is_int(v) or v < 0:
-                raise self.fail(where, f"must be a whole number ≥ 0, got {show(v)}")
-            return v
-        if key in ("allow_self_approval", "reject_ends", "allow_weaker_overrides"):
-            if not isinstance(v, bool):
-                raise self.fail(where, f"must be true or false, got {show(v)}")
-            return v
-        if key == "comment_required":
-            items = self.strings(v, where, '"approve" and/or "reject"')
-            for i, item in enumerate(items):
-                if item not in DECISIONS:
-                    raise self.fail(
-                        f"{where}[{i}]", f'must be "approve" or "reject", got {show(item)}'
-                    )
-            self.no_repeats(items, where)
-            return frozenset(items)
-        if key == "channel":
-            if not isinstance(v, str) or not CHANNEL_ID.fullmatch(v):
-                raise self.fail(where, f"must be a Slack channel id (C… or G…), got {show(v)}")
-            return v
-        if key in ("remind_every", "timeout"):
-            if v == "never":
-                return None
-            return self.duration(v, where)
-        if key == "on_timeout":
-            if v not in ON_TIMEOUT:
-                raise self.fail(
-                    where, f'must be "reject", "approve" or "keep_waiting", got {show(v)}'
-                )
-            return v
-        if key == "escalation":
-            return self.escalation(v, where)
-        assert key == "freeze", key
-        return self.freeze(v, where)
+        """One rule's value, checked (``key`` is one of RULE_KEYS)."""
+        read: dict[str, Callable[[Any, str], Any]] = {
+            "approvers": self.deciders,
+            "freeze_approvers": self.deciders,
+            "requesters": self.requesters,
+            "min_approvals": self.one_or_more,
+            "repeat": self.zero_or_more,
+            "allow_self_approval": self.flag,
+            "reject_ends": self.flag,
+            "allow_weaker_overrides": self.flag,
+            "comment_required": self.comment_required,
+            "channel": self.channel,
+            "remind_every": self.duration_or_never,
+            "timeout": self.duration_or_never,
+            "on_timeout": self.on_timeout,
+            "escalation": self.escalation,
+            "freeze": self.freeze,
+        }
+        return read[key](v, where)
+
+    def deciders(self, v: Any, where: str) -> tuple[str, ...]:
+        return self.ids(v, where, {"user", "group"})
+
+    def requesters(self, v: Any, where: str) -> tuple[str, ...]:
+        return self.ids(v, where, {"user", "group", "channel"})
+
+    def one_or_more(self, v: Any, where: str) -> int:
+        if not is_int(v) or v < 1:
+            raise self.fail(where, f"must be a whole number ≥ 1, got {show(v)}")
+        return int(v)
+
+    def zero_or_more(self, v: Any, where: str) -> int:
+        if not is_int(v) or v < 0:
+            raise self.fail(where, f"must be a whole number ≥ 0, got {show(v)}")
+        return int(v)
+
+    def flag(self, v: Any, where: str) -> bool:
+        if not isinstance(v, bool):
+            raise self.fail(where, f"must be true or false, got {show(v)}")
+        return v
+
+    def comment_required(self, v: Any, where: str) -> frozenset[str]:
+        items = self.strings(v, where, '"approve" and/or "reject"')
+        for i, item in enumerate(items):
+            if item not in DECISIONS:
+                raise self.fail(f"{where}[{i}]", f'must be "approve" or "reject", got {show(item)}')
+        self.no_repeats(items, where)
+        return frozenset(items)
+
+    def channel(self, v: Any, where: str) -> str:
+        if not isinstance(v, str) or not CHANNEL_ID.fullmatch(v):
+            raise self.fail(where, f"must be a Slack channel id (C… or G…), got {show(v)}")
+        return v
+
+    def duration_or_never(self, v: Any, where: str) -> float | None:
+        return None if v == "never" else self.duration(v, where)
+
+    def on_timeout(self, v: Any, where: str) -> OnTimeout:
+        if v not in ON_TIMEOUT:
+            raise self.fail(where, f'must be "reject", "approve" or "keep_waiting", got {show(v)}')
+        return cast(OnTimeout, v)
 
     def escalation(self, v: Any, where: str) -> tuple[Level, ...]:
         if not isinstance(v, list) or not all(isinstance(x, Mapping) for x in v):
@@ -465,55 +516,11 @@ class _Parser:
         for k, x in t.items():
             if k not in FREEZE_KEYS:
                 raise self.unknown(f"{at}.{dotted(k)}", k, x, FREEZE_KEYS)
-        picks = [k for k in ("days", "dates", "from_date") if k in t]
-        if "to_date" in t and "from_date" not in t:
-            raise self.fail(f"{at}.from_date", "missing: to_date needs from_date")
-        if len(picks) > 1:
-            raise self.fail(f"{at}.{picks[1]}", f"cannot be combined with {picks[0]} in one window")
-        if not picks and "from" not in t and "to" not in t:
-            raise self.fail(at, "a freeze window needs days, dates, from_date/to_date or from/to")
-        tz = "UTC"
-        if "tz" in t:
-            tz = self.string(t["tz"], f"{at}.tz", "a time zone name")
-            try:
-                zone(tz)
-            except (ZoneInfoNotFoundError, ValueError, OSError):
-                raise self.fail(
-                    f"{at}.tz", f'unknown time zone {show(tz)} (use e.g. "Europe/Berlin" or "UTC")'
-                ) from None
-        days: frozenset[int] = frozenset()
-        if "days" in t:
-            names = self.strings(t["days"], f"{at}.days", "day names")
-            if not names:
-                raise self.fail(f"{at}.days", "must name at least one day")
-            for i, name in enumerate(names):
-                if name not in DAYS:
-                    guess = name.lower()[:3]
-                    hint = f'did you mean "{guess}"?' if guess in DAYS else ", ".join(DAYS)
-                    raise self.fail(f"{at}.days[{i}]", f"not a day: {show(name)} ({hint})")
-            self.no_repeats(names, f"{at}.days")
-            days = frozenset(DAYS.index(n) for n in names)
-        dates: frozenset[date] = frozenset()
-        if "dates" in t:
-            raw = t["dates"]
-            if not isinstance(raw, list) or not raw:
-                raise self.fail(
-                    f"{at}.dates", f'must be a list of dates ("2026-12-24"), got {kind_of(raw)}'
-                )
-            dates = frozenset(self.date(x, f"{at}.dates[{i}]") for i, x in enumerate(raw))
-        from_date = to_date = None
-        if "from_date" in t:
-            from_date = self.date(t["from_date"], f"{at}.from_date")
-            if "to_date" not in t:
-                raise self.fail(f"{at}.to_date", "missing: from_date needs to_date")
-            to_date = self.date(t["to_date"], f"{at}.to_date")
-            if to_date < from_date:
-                raise self.fail(f"{at}.to_date", f"is before from_date ({from_date.isoformat()})")
-            if "from" in t or "to" in t:
-                raise self.fail(
-                    f"{at}.{'from' if 'from' in t else 'to'}",
-                    "hours apply to days or dates; a from_date/to_date range is whole days",
-                )
+        self.window_picks(t, at)
+        tz = self.window_tz(t["tz"], f"{at}.tz") if "tz" in t else "UTC"
+        days = self.window_days(t["days"], f"{at}.days") if "days" in t else frozenset()
+        dates = self.window_dates(t["dates"], f"{at}.dates") if "dates" in t else frozenset()
+        from_date, to_date = self.window_range(t, at) if "from_date" in t else (None, None)
         start = self.clock(t["from"], f"{at}.from") if "from" in t else None
         end = self.clock(t["to"], f"{at}.to") if "to" in t else None
         if start is not None and end is not None and end < start:
@@ -528,6 +535,57 @@ class _Parser:
                 f'must be "refuse" or "require_freeze_approvers", got {show(action)}',
             )
         return FreezeWindow(at, tz, days, dates, from_date, to_date, start, end, action)
+
+    def window_picks(self, t: Mapping[str, Any], at: str) -> None:
+        """A window picks its days one way (days, dates or a date range), or only hours."""
+        picks = [k for k in ("days", "dates", "from_date") if k in t]
+        if "to_date" in t and "from_date" not in t:
+            raise self.fail(f"{at}.from_date", "missing: to_date needs from_date")
+        if len(picks) > 1:
+            raise self.fail(f"{at}.{picks[1]}", f"cannot be combined with {picks[0]} in one window")
+        if not picks and "from" not in t and "to" not in t:
+            raise self.fail(at, "a freeze window needs days, dates, from_date/to_date or from/to")
+
+    def window_tz(self, v: Any, where: str) -> str:
+        tz = self.string(v, where, "a time zone name")
+        try:
+            zone(tz)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise self.fail(
+                where, f'unknown time zone {show(tz)} (use e.g. "Europe/Berlin" or "UTC")'
+            ) from None
+        return tz
+
+    def window_days(self, v: Any, where: str) -> frozenset[int]:
+        names = self.strings(v, where, "day names")
+        if not names:
+            raise self.fail(where, "must name at least one day")
+        for i, name in enumerate(names):
+            if name not in DAYS:
+                guess = name.lower()[:3]
+                hint = f'did you mean "{guess}"?' if guess in DAYS else ", ".join(DAYS)
+                raise self.fail(f"{where}[{i}]", f"not a day: {show(name)} ({hint})")
+        self.no_repeats(names, where)
+        return frozenset(DAYS.index(n) for n in names)
+
+    def window_dates(self, v: Any, where: str) -> frozenset[date]:
+        if not isinstance(v, list) or not v:
+            raise self.fail(where, f'must be a list of dates ("2026-12-24"), got {kind_of(v)}')
+        return frozenset(self.date(x, f"{where}[{i}]") for i, x in enumerate(v))
+
+    def window_range(self, t: Mapping[str, Any], at: str) -> tuple[date, date]:
+        from_date = self.date(t["from_date"], f"{at}.from_date")
+        if "to_date" not in t:
+            raise self.fail(f"{at}.to_date", "missing: from_date needs to_date")
+        to_date = self.date(t["to_date"], f"{at}.to_date")
+        if to_date < from_date:
+            raise self.fail(f"{at}.to_date", f"is before from_date ({from_date.isoformat()})")
+        if "from" in t or "to" in t:
+            raise self.fail(
+                f"{at}.{'from' if 'from' in t else 'to'}",
+                "hours apply to days or dates; a from_date/to_date range is whole days",
+            )
+        return from_date, to_date
 
     # -- checks across keys and levels, on every merged rule set ------------------------------
     def check(self, policy: Policy) -> None:

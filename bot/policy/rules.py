@@ -195,96 +195,14 @@ class Rules:
         ``min_approvals=1``, ``timeout_seconds=None``, ...) mean "not set", so a graph that
         does not pass them never shows up in the list.
         """
-        rules, notes = self, []
-        weak_ok = self.allow_weaker_overrides
-
-        def ignore(key: str, value: Any, why: str) -> None:
-            shown = show_list(value) if isinstance(value, list | tuple) else show(value)
-            notes.append(f"{self.scope}: request's {key}={shown} ignored: {why}")
-
-        def weakens(key: str, value: Any, why: str) -> bool:
-            if weak_ok:
-                return False
-            ignore(key, value, f"{why} (allow_weaker_overrides = false)")
-            return True
-
-        approvers = overrides.get("approvers") or ()
-        if approvers:
-            ids = request_ids(approvers, {"user", "group"})
-            if ids is None:
-                ignore("approvers", approvers, "not a list of Slack user or group ids")
-            elif (
-                not self.approvers
-                or set(ids) <= set(self.approvers)
-                or not weakens("approvers", ids, "not all of them are policy approvers")
-            ):
-                rules = replace(rules, approvers=ids)
-
-        n = overrides.get("min_approvals", 1)
-        if not is_int(n) or n < 1:
-            ignore("min_approvals", n, "not a whole number ≥ 1")
-        elif n != 1 and (
-            n >= self.min_approvals
-            or not weakens("min_approvals", n, f"the policy needs {self.min_approvals}")
-        ):
-            rules = replace(rules, min_approvals=n)
-
-        self_ok = overrides.get("allow_self_approval", False)
-        if not isinstance(self_ok, bool):
-            ignore("allow_self_approval", self_ok, "not true or false")
-        elif self_ok != self.allow_self_approval and (
-            not self_ok or not weakens("allow_self_approval", True, "the policy forbids it")
-        ):
-            rules = replace(rules, allow_self_approval=self_ok)
-
-        timeout = overrides.get("timeout_seconds")
-        if timeout is not None:
-            if not is_number(timeout) or timeout <= 0:
-                ignore("timeout_seconds", timeout, "not a number of seconds > 0")
-            elif timeout != self.timeout_seconds:
-                why = self._timeout_weakens(float(timeout))
-                if why is None or not weakens("timeout_seconds", timeout, why):
-                    rules = replace(rules, timeout_seconds=float(timeout))
-
-        after = overrides.get("escalate_after_seconds")
-        if after is not None:
-            targets = overrides.get("escalate_to") or ()
-            ids = request_ids(targets, {"user", "group", "channel", SUPERVISORS})
-            if not is_number(after) or after <= 0:
-                ignore("escalate_after_seconds", after, "not a number of seconds > 0")
-            elif ids is None:
-                ignore("escalate_to", targets, "not a list of Slack ids or 'supervisors'")
-            else:
-                notify = expand(ids or (SUPERVISORS,), self.supervisors)
-                if not notify:
-                    ignore("escalate_after_seconds", after, "nobody to notify (no escalate_to)")
-                elif rules.timeout_seconds is not None and after >= rules.timeout_seconds:
-                    ignore("escalate_after_seconds", after, "not before the timeout")
-                elif not self.escalation or not weakens(
-                    "escalate_after_seconds", after, "it would replace the policy's escalation"
-                ):
-                    rules = replace(rules, escalation=(Level(float(after), notify),), repeat=0)
-        if too_few(rules.approvers, rules.min_approvals) and rules.approvers != self.approvers:
-            ignore(
-                "approvers", rules.approvers, f"fewer than min_approvals ({rules.min_approvals})"
-            )
-            rules = replace(rules, approvers=self.approvers)
-        if (
-            too_few(rules.approvers, rules.min_approvals)
-            and rules.min_approvals != self.min_approvals
-        ):
-            ignore("min_approvals", rules.min_approvals, f"only {len(rules.approvers)} approvers")
-            rules = replace(rules, min_approvals=self.min_approvals)
-        return rules, notes
-
-    def _timeout_weakens(self, timeout: float) -> str | None:
-        """Why a request's timeout would weaken this policy, or None when it does not."""
-        current = self.timeout_seconds
-        if self.on_timeout == "reject" and current is not None and timeout > current:
-            return f"the policy ends it after {format_duration(current)}"
-        if self.on_timeout == "approve" and (current is None or timeout < current):
-            return "on_timeout = approve: a shorter timeout approves sooner"
-        return None
+        merge = _RequestMerge(self)
+        merge.approvers(overrides.get("approvers") or ())
+        merge.min_approvals(overrides.get("min_approvals", 1))
+        merge.self_approval(overrides.get("allow_self_approval", False))
+        merge.timeout(overrides.get("timeout_seconds"))
+        merge.escalation(overrides.get("escalate_after_seconds"), overrides.get("escalate_to"))
+        merge.enough_approvers()
+        return merge.rules, merge.notes
 
     # -- scheduling -----------------------------------------------------------------------------
     def escalation_schedule(self) -> tuple[Level, ...]:
@@ -398,6 +316,113 @@ class Rules:
             freeze=tuple(FreezeWindow.from_dict(w) for w in d.get("freeze", ())),
             supervisors=tuple(d.get("supervisors", ())),
         )
+
+
+class _RequestMerge:
+    """One ``Rules.merge_request``: the rules so far and the notes on what was ignored, one
+    setting at a time. ``base`` is the policy's; every check of "weakens" is against it."""
+
+    def __init__(self, base: Rules) -> None:
+        self.base = base
+        self.rules = base
+        self.notes: list[str] = []
+
+    def ignore(self, key: str, value: Any, why: str) -> None:
+        shown = show_list(value) if isinstance(value, list | tuple) else show(value)
+        self.notes.append(f"{self.base.scope}: request's {key}={shown} ignored: {why}")
+
+    def weakens(self, key: str, value: Any, why: str) -> bool:
+        """True (and noted) when the policy forbids weakening it this way."""
+        if self.base.allow_weaker_overrides:
+            return False
+        self.ignore(key, value, f"{why} (allow_weaker_overrides = false)")
+        return True
+
+    def approvers(self, approvers: Any) -> None:
+        if not approvers:
+            return
+        ids = request_ids(approvers, {"user", "group"})
+        if ids is None:
+            self.ignore("approvers", approvers, "not a list of Slack user or group ids")
+        elif (
+            not self.base.approvers
+            or set(ids) <= set(self.base.approvers)
+            or not self.weakens("approvers", ids, "not all of them are policy approvers")
+        ):
+            self.rules = replace(self.rules, approvers=ids)
+
+    def min_approvals(self, n: Any) -> None:
+        policy = self.base.min_approvals
+        if not is_int(n) or n < 1:
+            self.ignore("min_approvals", n, "not a whole number ≥ 1")
+        elif n != 1 and (
+            n >= policy or not self.weakens("min_approvals", n, f"the policy needs {policy}")
+        ):
+            self.rules = replace(self.rules, min_approvals=n)
+
+    def self_approval(self, self_ok: Any) -> None:
+        if not isinstance(self_ok, bool):
+            self.ignore("allow_self_approval", self_ok, "not true or false")
+        elif self_ok != self.base.allow_self_approval and (
+            not self_ok or not self.weakens("allow_self_approval", True, "the policy forbids it")
+        ):
+            self.rules = replace(self.rules, allow_self_approval=self_ok)
+
+    def timeout(self, timeout: Any) -> None:
+        if timeout is None:
+            return
+        if not is_number(timeout) or timeout <= 0:
+            self.ignore("timeout_seconds", timeout, "not a number of seconds > 0")
+        elif timeout != self.base.timeout_seconds:
+            why = self.timeout_weakens(float(timeout))
+            if why is None or not self.weakens("timeout_seconds", timeout, why):
+                self.rules = replace(self.rules, timeout_seconds=float(timeout))
+
+    def timeout_weakens(self, timeout: float) -> str | None:
+        """Why a request's timeout would weaken this policy, or None when it does not."""
+        current = self.base.timeout_seconds
+        if self.base.on_timeout == "reject" and current is not None and timeout > current:
+            return f"the policy ends it after {format_duration(current)}"
+        if self.base.on_timeout == "approve" and (current is None or timeout < current):
+            return "on_timeout = approve: a shorter timeout approves sooner"
+        return None
+
+    def escalation(self, after: Any, targets: Any) -> None:
+        if after is None:
+            return
+        targets = targets or ()
+        ids = request_ids(targets, {"user", "group", "channel", SUPERVISORS})
+        if not is_number(after) or after <= 0:
+            self.ignore("escalate_after_seconds", after, "not a number of seconds > 0")
+            return
+        if ids is None:
+            self.ignore("escalate_to", targets, "not a list of Slack ids or 'supervisors'")
+            return
+        notify = expand(ids or (SUPERVISORS,), self.base.supervisors)
+        timeout = self.rules.timeout_seconds
+        if not notify:
+            self.ignore("escalate_after_seconds", after, "nobody to notify (no escalate_to)")
+        elif timeout is not None and after >= timeout:
+            self.ignore("escalate_after_seconds", after, "not before the timeout")
+        elif not self.base.escalation or not self.weakens(
+            "escalate_after_seconds", after, "it would replace the policy's escalation"
+        ):
+            self.rules = replace(self.rules, escalation=(Level(float(after), notify),), repeat=0)
+
+    def enough_approvers(self) -> None:
+        """Undo a request's approvers, then its min_approvals, that leave too few people."""
+        rules, base = self.rules, self.base
+        if too_few(rules.approvers, rules.min_approvals) and rules.approvers != base.approvers:
+            why = f"fewer than min_approvals ({rules.min_approvals})"
+            self.ignore("approvers", rules.approvers, why)
+            rules = self.rules = replace(rules, approvers=base.approvers)
+        if (
+            too_few(rules.approvers, rules.min_approvals)
+            and rules.min_approvals != base.min_approvals
+        ):
+            why = f"only {len(rules.approvers)} approvers"
+            self.ignore("min_approvals", rules.min_approvals, why)
+            self.rules = replace(rules, min_approvals=base.min_approvals)
 
 
 @dataclass(frozen=True)
