@@ -38,9 +38,9 @@ from aiohttp import web
 from bot import blocks, openapi
 from bot.audit_export import iso_utc
 from bot.engine import Answer, Engine
-from bot.model import Approval, Run
+from bot.model import Approval, Run, decision_of
 from bot.policy.rules import ApiToken
-from bot.protocol import DecisionRecord, normalise
+from bot.protocol import normalise
 from bot.slackids import USER_ID
 from bot.store import Store
 from bot.tasks import TaskSet
@@ -134,11 +134,9 @@ async def _claimed(store: Store, mark: int, interrupt_id: str, user: str) -> Ans
         return None
     found = await store.approval_and_run(interrupt_id)
     a = found[0] if found else None
-    if a is None or a.choice is None or a.decided_at is None:
+    decision = decision_of(a) if a is not None else None
+    if a is None or decision is None:
         return None
-    decision = DecisionRecord(
-        a.choice, bool(a.approved), a.decided_by, a.comment, a.decided_at, a.answer
-    )
     return Answer("decided", blocks.decision_line(normalise(a.request, a.meta), decision))
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from bot.policy.rules import Rules
-from bot.protocol import ChoiceSpec
+from bot.protocol import ApprovalRequest, ChoiceSpec
 from bot.slackids import GROUP_ID
 
 Members = Callable[[str], frozenset[str] | None]  # group id -> members, None when unknown
@@ -65,6 +65,24 @@ def refusal(
     return None
 
 
+def may_pick(rules: Rules, requester: str, user: str, choice: ChoiceSpec, members: Members) -> bool:
+    """Whether ``user`` may pick ``choice``, for showing what they may do (a click is judged by
+    ``refusal``): a user group whose members are not known yet counts as not listed."""
+    try:
+        return refusal(rules, requester, user, choice, members) is None
+    except GroupsUnknown:
+        return False
+
+
+def may_decide(
+    request: ApprovalRequest, rules: Rules, requester: str, user: str, members: Members
+) -> bool:
+    """Whether ``user`` may decide ``request`` at all: pick its approve choice (what
+    ``/approvals list`` and the App Home offer them)."""
+    approve = request.approve_choice
+    return approve is not None and may_pick(rules, requester, user, approve, members)
+
+
 def may_withdraw(admins: Iterable[str], requester: str, user: str) -> bool:
     """Only the requester, or an admin, takes a request back (Withdraw, ``/approvals
     cancel``). Admins are matched by user id."""
@@ -105,20 +123,16 @@ def offer(
     """What ``user`` may do with a request, by the rules its clicks are judged by. A user
     group whose members are not known yet counts as not listed."""
 
-    def allowed(check: Callable[[], bool]) -> bool:
-        try:
-            return check()
-        except GroupsUnknown:
-            return False
-
+    try:
+        escalate = may_escalate(rules, user, members)
+    except GroupsUnknown:
+        escalate = False
     return Offer(
         choices=frozenset(
-            i
-            for i, c in enumerate(choices)
-            if allowed(lambda c=c: refusal(rules, requester, user, c, members) is None)
+            i for i, c in enumerate(choices) if may_pick(rules, requester, user, c, members)
         ),
         withdraw=may_withdraw(admins, requester, user),
-        escalate=allowed(lambda: may_escalate(rules, user, members)),
+        escalate=escalate,
     )
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from bot.authz import EVERY_BUTTON, Offer
 from bot.integrity import short
-from bot.protocol import ApprovalRequest, ChoiceSpec, DecisionRecord
+from bot.model import DecisionRecord
+from bot.protocol import ApprovalRequest, ChoiceSpec
 from graphs.deploy import COMMAND as DEPLOY
 
 # Slack's limits (https://api.slack.com/reference/block-kit/blocks)

@@ -426,24 +426,7 @@ async def resolve_id(store: Store, given: str) -> str | None:
 async def load_candidates(db: Where, policy: Policy) -> list[Candidate]:
     async with reader(db) as store:
         found = await pending_approvals(store, OFFERED)
-    return [Candidate(a, r, normalise(a.request, a.meta), _rules(a, r, policy)) for a, r in found]
-
-
-def _rules(a: Approval, run: Run, policy: Policy) -> Rules:
-    """The rules the approval was opened with (as ``Engine.rules_of``): here only to ask for
-    a comment when one is needed; the engine checks again."""
-    if a.rules is not None:
-        return Rules.from_dict(a.rules)
-    env = run.input.get("env")
-    payload = a.request if isinstance(a.request, Mapping) else {}
-    return policy.rules(run.command, env if isinstance(env, str) else None).merge_request(payload)[
-        0
-    ]
-
-
-def needs_comment(rules: Rules, choice: ChoiceSpec) -> bool:
-    kind = "approve" if choice.approves else "reject"
-    return kind in rules.comment_required or choice.comment == "required"
+    return [Candidate(a, r, normalise(a.request, a.meta), policy.rules_of(a, r)) for a, r in found]
 
 
 def choose(candidates: Sequence[Candidate], term: Terminal) -> Pick:
@@ -470,7 +453,7 @@ def choose(candidates: Sequence[Candidate], term: Terminal) -> Pick:
     term.say(f"Choices: {labels}")
     m = len(request.choices)
     choice = _ask(term, f"Which choice? (1-{m}, or its id): ", lambda s: _choice(s, request))
-    required = needs_comment(picked.rules, choice)
+    required = picked.rules.needs_comment(choice)
     prompt = "Comment (required): " if required else "Comment (optional; Enter for none): "
     comment = _ask(term, prompt, lambda s: _typed_comment(s, required))
     return Pick(picked.approval.interrupt_id, choice.id, comment)

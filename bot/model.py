@@ -182,3 +182,31 @@ class Sent:
     channel: str | None
     ts: str | None
     posted_at: float
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """A reached decision as stored and shown: who picked which choice, when, and why;
+    ``answer`` is the data it carries (edited arguments, a response, a form's answer, a
+    batch's decisions)."""
+
+    choice: str
+    approved: bool
+    decided_by: str | None
+    comment: str | None
+    decided_at: float
+    answer: Any = None
+
+
+def decision_of(approval: Approval) -> DecisionRecord | None:
+    """The decision a claimed approval records, or None while it is undecided."""
+    if approval.choice is None or approval.decided_at is None:
+        return None
+    return DecisionRecord(
+        approval.choice,
+        bool(approval.approved),
+        approval.decided_by,
+        approval.comment,
+        approval.decided_at,
+        approval.answer,
+    )

@@ -15,11 +15,15 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, tzinfo
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from bot.policy.faults import PolicyError, did_you_mean, dotted, show, show_list
 from bot.slackids import CHANNEL_ID, GROUP_ID, USER_ID
+
+if TYPE_CHECKING:
+    from bot.model import Approval, Run
+    from bot.protocol import ChoiceSpec
 
 OnTimeout = Literal["reject", "approve", "keep_waiting"]
 FreezeAction = Literal["refuse", "require_freeze_approvers"]
@@ -255,6 +259,12 @@ class Rules:
         allowed = set(self.requesters)
         return user in allowed or channel in allowed or bool(allowed.intersection(user_groups))
 
+    def needs_comment(self, choice: ChoiceSpec) -> bool:
+        """Whether picking ``choice`` needs a comment: the policy asks one for its kind
+        (approve or reject), or the request asks one for this choice."""
+        kind = "approve" if choice.approves else "reject"
+        return kind in self.comment_required or choice.comment == "required"
+
     @property
     def has_groups(self) -> bool:
         """Whether deciding needs user-group membership (``usergroups.users.list``)."""
@@ -480,6 +490,19 @@ class Policy:
         """The rules for ``graph`` ("deploy" or "/deploy") in ``env`` (None: no env), merged
         default <- graph <- graph.env. Unknown graphs and envs get the levels that exist."""
         return self.merged(graph.lstrip("/"), env)[0]
+
+    def rules_for(self, command: str, args: Mapping[str, Any]) -> Rules:
+        """The rules for a request of ``command`` with these arguments (its ``env``, if any)."""
+        env = args.get("env")
+        return self.rules(command, env if isinstance(env, str) else None)
+
+    def rules_of(self, approval: Approval, run: Run) -> Rules:
+        """The rules an approval was opened with, as stored with it (older rows: today's
+        policy, merged with the request's own settings as they were when it was opened)."""
+        if approval.rules is not None:
+            return Rules.from_dict(approval.rules)
+        payload = approval.request if isinstance(approval.request, Mapping) else {}
+        return self.rules_for(run.command, run.input).merge_request(payload)[0]
 
     @property
     def graphs(self) -> tuple[str, ...]:
