@@ -232,6 +232,11 @@ class Engine:
             return False
         return True
 
+    async def respond(self, response_url: str, text: str) -> None:
+        """Answer a slash command through its response_url, by the outbox like every answer
+        (so a listener never writes to the store itself)."""
+        await self.store.tell([Item("respond", {"url": response_url, "text": text})], self.clock())
+
     async def tell_directly(
         self, user: str, channel: str | None, response_url: str | None, text: str
     ) -> None:
@@ -608,7 +613,7 @@ class Engine:
         except (SlackError, TimeoutError) as exc:
             error = exc if isinstance(exc, SlackError) else SlackError("timeout", transient=True)
             log.warning("run %s: comment modal not opened: %s", run.run_id, error.code)
-            text = messages.modal_refused(error)
+            text = messages.modal_refused(error.code, error.transient)
             await self.store.tell(_ephemeral(channel, user, text, run.run_id), self.clock())
 
     async def publish_home(self, user: str) -> None:
@@ -800,7 +805,7 @@ class Engine:
         if run is None:
             return
         if d.kind == "post" and d.key == key:
-            text = messages.post_refused(run, error)
+            text = messages.post_refused(run, error.code, error.transient)
             items = [messages.tell_requester(run, text)]
             await self.store.fail_approval(d.interrupt_id, now, text, error.code, items)
         elif d.kind == "update" and d.ref == key and run.outcome is not None:

@@ -11,7 +11,6 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.deps import Deps
 from bot.listeners import NotAnswered, commands, read_before_ack
 from bot.messages import NO_LOOKUP, NOT_RECORDED
-from bot.model import Item
 from bot.queries import Queries, help_text
 from graphs import by_name
 
@@ -70,5 +69,4 @@ async def _cancel(
 ) -> None:
     text = await queries.cancel(run_id, user, channel)
     if url:
-        answer = Item("respond", {"url": url, "text": text})
-        await deps.engine.store.tell([answer], deps.engine.clock())
+        await deps.engine.respond(url, text)
