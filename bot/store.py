@@ -619,12 +619,6 @@ class Store:
         row = await self._one("SELECT * FROM bot_runs WHERE run_id=?", (run_id,))
         return _run(row) if row else None
 
-    async def runs_with_status(self, status: str) -> list[Run]:
-        rows = await self._all(
-            "SELECT * FROM bot_runs WHERE status=? ORDER BY created_at", (status,)
-        )
-        return [_run(r) for r in rows]
-
     async def runs_by(self, requester: str, limit: int = 10) -> list[Run]:
         rows = await self._all(
             "SELECT * FROM bot_runs WHERE requester=? ORDER BY created_at DESC LIMIT ?",
@@ -977,12 +971,6 @@ class Store:
         row = await self._one(_APPROVAL_AND_RUN, (interrupt_id,))
         return (_approval(row), _run(row, "r_")) if row else None
 
-    async def approvals_with_status(self, status: str) -> list[Approval]:
-        rows = await self._all(
-            "SELECT * FROM bot_approvals WHERE status=? ORDER BY created_at", (status,)
-        )
-        return [_approval(r) for r in rows]
-
     async def pending_page(self, before: float | None, limit: int) -> list[tuple[Approval, Run]]:
         """Pending approvals with their runs, newest first, created before ``before`` (one
         page; the caller pages on while it filters)."""
@@ -1132,18 +1120,6 @@ class Store:
             return approval
 
         return await self._write(tx, wakes=True)
-
-    async def audit(self, event: str, now: float, **kw: Any) -> None:
-        await self.record(event, now, **kw)
-
-    async def audit_events(self, interrupt_id: str | None = None) -> list[dict[str, Any]]:
-        if interrupt_id is None:
-            rows = await self._all("SELECT * FROM bot_audit ORDER BY id")
-        else:
-            rows = await self._all(
-                "SELECT * FROM bot_audit WHERE interrupt_id=? ORDER BY id", (interrupt_id,)
-            )
-        return [dict(r) for r in rows]
 
     # -- the terminal, the HTTP API and the audit export (reads) ----------------------------
     async def pending_approvals(
