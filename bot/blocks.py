@@ -330,6 +330,8 @@ class HomeItem:
 
 @dataclass(frozen=True)
 class HomeCounts:
+    """How many approvals are open, and how many of them the Home looked at for its viewer."""
+
     open: int  # pending approvals in all
     looked_at: int  # the newest ones checked for the viewer (the Home pages no further)
 

@@ -112,6 +112,8 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Pick:
+    """What the picker's person chose: the approval, the choice's id, and their comment."""
+
     interrupt_id: str
     choice: str
     comment: str | None
@@ -200,7 +202,7 @@ def run(
         user = _user(args.as_user, env)
         settings = settings or _settings(env)
         if not settings.database_url:
-            settings = replace(settings, db_path=database(settings.db_path))
+            settings = replace(settings, db_path=sqlite_file(settings.db_path))
         if args.cmd == "decide":
             where = settings.database_url or settings.db_path
             candidates = asyncio.run(load_candidates(where, settings.policy))
@@ -277,8 +279,11 @@ def printable(text: str) -> str:
 def database(path: Where) -> Where:
     """``path``, absolute, if a database is there (a decision must not create an empty one);
     a PostgreSQL URL as it is."""
-    if isinstance(path, str):
-        return path
+    return path if isinstance(path, str) else sqlite_file(path)
+
+
+def sqlite_file(path: Path) -> Path:
+    """``path``, absolute, if a SQLite database is there."""
     if not path.is_file():
         raise Usage(f"no database at {path} (set APPROVALS_DB)")
     return path.resolve()

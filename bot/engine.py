@@ -383,7 +383,9 @@ class Engine:
         rules = self.rules_of(approval, run)
 
         async def check() -> str | None:
-            return choice and refusal(rules, run.requester, user, choice, self.groups.members)
+            if choice is None:
+                return None
+            return refusal(rules, run.requester, user, choice, self.groups.members)
 
         try:
             reason = await with_groups(self.groups, check)
@@ -594,7 +596,9 @@ class Engine:
         rules = self.rules_of(approval, run)
 
         async def check() -> str | None:
-            return choice and refusal(rules, run.requester, user, choice, self.groups.members)
+            if choice is None:
+                return None
+            return refusal(rules, run.requester, user, choice, self.groups.members)
 
         reason = await with_groups(self.groups, check)
         if choice is None or reason:
@@ -622,7 +626,7 @@ class Engine:
         stays fast with thousands open, and says how many there are."""
         page = await self.store.pending_page(None, HOME_LOOKS)
         members = self.groups.members
-        items = []
+        items: list[blocks.HomeItem] = []
         for approval, run in page:
             rules = self.rules_of(approval, run)
             request = normalise(approval.request, approval.meta)

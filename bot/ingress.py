@@ -91,7 +91,7 @@ def problem(body: object) -> str | None:
     kind = body.get("type")
     if not is_text(kind, MAX_ID_TEXT, empty=False):
         return "type"
-    return _common(body) or _BY_TYPE.get(kind, _nothing_more)(body)
+    return _common(body) or _BY_TYPE.get(str(kind), _nothing_more)(body)
 
 
 # -- per payload type ----------------------------------------------------------------------

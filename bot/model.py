@@ -13,6 +13,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Run:
+    """One start of a graph: who asked for what, where, and how it is going (``status``)."""
+
     run_id: str
     command: str
     input: dict[str, Any]
@@ -28,6 +30,9 @@ class Run:
 
 @dataclass(frozen=True)
 class Approval:
+    """One interrupt shown to people: the request, where it was posted, and once claimed
+    the decision (``choice``, who, when, the comment and the data it carries)."""
+
     interrupt_id: str
     run_id: str
     request: Any
@@ -142,6 +147,8 @@ class Opening:
 
 @dataclass(frozen=True)
 class Deadline:
+    """A reminder, an escalation level or the timeout of one approval, due at ``due_at``."""
+
     id: int
     interrupt_id: str
     run_id: str

@@ -36,6 +36,9 @@ def help_text(specs: Mapping[str, GraphSpec]) -> str:
 
 
 class Queries:
+    """The answers of ``/approvals``, read through the engine's store and rules. It keeps the
+    workspace URL once ``auth.test`` gave it, for permalinks."""
+
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._store = engine.store

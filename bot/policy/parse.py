@@ -125,6 +125,9 @@ def parse_policy(data: Mapping[str, Any], source: str) -> Policy:
 
 
 class _Parser:
+    """One reading of the file: its name for every fault, and what earlier tables said that
+    later ones are checked against (the deploy envs, whether supervisors are set)."""
+
     def __init__(self, source: str) -> None:
         self.source = source
         self.envs: tuple[str, ...] = ()
