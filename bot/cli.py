@@ -188,48 +188,65 @@ def run(
     its own event loop, so the interactive questions are asked with no loop running (Ctrl-C
     then stops at once)."""
     try:
-        if args.cmd == "pending":
-            return asyncio.run(pending(database(_db_path(env, settings)), term))
-        if args.cmd == "audit" and args.action == "verify":
-            try:
-                key = audit_key(env)
-            except SettingsError as exc:
-                raise Usage(str(exc)) from None
-            return asyncio.run(verify_chain(database(_db_path(env, settings)), key, term))
-        if args.cmd == "audit":
-            db = database(_db_path(env, settings))
-            return asyncio.run(audit(db, args.since, args.format, term))
-        user = _user(args.as_user, env)
-        settings = settings or _settings(env)
-        if not settings.database_url:
-            settings = replace(settings, db_path=sqlite_file(settings.db_path))
-        if args.cmd == "decide":
-            where = settings.database_url or settings.db_path
-            candidates = asyncio.run(load_candidates(where, settings.policy))
-            if not candidates:
-                term.say("Nothing is waiting for a decision.")
-                return DONE
-            try:
-                pick = choose(candidates, term)
-            except Stopped:
-                term.say("Stopped; nothing was decided.")
-                return NOT_DECIDED
-            return asyncio.run(
-                decide(settings, pick.interrupt_id, user, pick.choice, pick.comment, term, env)
-            )
-        if args.cmd == "reject":
-            reason = _comment(args.reason)
-            if reason is None:
-                raise Usage("--reason must say why (the requester sees it)")
-            return asyncio.run(decide(settings, args.id, user, "reject", reason, term, env))
-        comment = _comment(args.comment)
-        return asyncio.run(decide(settings, args.id, user, "approve", comment, term, env))
+        if args.cmd in ("pending", "audit"):
+            return _read(args, env, term, settings)
+        return _decide_command(args, env, term, settings)
     except Usage as exc:
         term.warn(f"error: {exc}")
         return USAGE
     except KeyboardInterrupt:
         term.warn("Stopped. A decision already recorded stays recorded; the bot sends its updates.")
         return STOPPED
+
+
+def _read(
+    args: argparse.Namespace, env: Mapping[str, str], term: Terminal, settings: Settings | None
+) -> int:
+    """``pending``, ``audit`` and ``audit verify``: reads of the database, no Slack settings."""
+    if args.cmd == "pending":
+        return asyncio.run(pending(database(_db_path(env, settings)), term))
+    if args.action == "verify":
+        try:
+            key = audit_key(env)  # a key problem is said before a missing database
+        except SettingsError as exc:
+            raise Usage(str(exc)) from None
+        return asyncio.run(verify_chain(database(_db_path(env, settings)), key, term))
+    return asyncio.run(audit(database(_db_path(env, settings)), args.since, args.format, term))
+
+
+def _decide_command(
+    args: argparse.Namespace, env: Mapping[str, str], term: Terminal, settings: Settings | None
+) -> int:
+    """``decide`` (the picker), ``reject`` and ``approve``."""
+    user = _user(args.as_user, env)
+    settings = settings or _settings(env)
+    if not settings.database_url:
+        settings = replace(settings, db_path=sqlite_file(settings.db_path))
+    if args.cmd == "decide":
+        return _pick_and_decide(settings, user, term, env)
+    if args.cmd == "reject":
+        reason = _comment(args.reason)
+        if reason is None:
+            raise Usage("--reason must say why (the requester sees it)")
+        return asyncio.run(decide(settings, args.id, user, "reject", reason, term, env))
+    comment = _comment(args.comment)
+    return asyncio.run(decide(settings, args.id, user, "approve", comment, term, env))
+
+
+def _pick_and_decide(settings: Settings, user: str, term: Terminal, env: Mapping[str, str]) -> int:
+    where = settings.database_url or settings.db_path
+    candidates = asyncio.run(load_candidates(where, settings.policy))
+    if not candidates:
+        term.say("Nothing is waiting for a decision.")
+        return DONE
+    try:
+        pick = choose(candidates, term)
+    except Stopped:
+        term.say("Stopped; nothing was decided.")
+        return NOT_DECIDED
+    return asyncio.run(
+        decide(settings, pick.interrupt_id, user, pick.choice, pick.comment, term, env)
+    )
 
 
 def _settings(env: Mapping[str, str]) -> Settings:
