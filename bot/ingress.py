@@ -18,16 +18,11 @@ from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
+from bot.slackids import APP_ID, CONVERSATION_ID, ENTERPRISE_ID, TEAM_ID, USER_ID, VIEW_ID
+
 log = logging.getLogger(__name__)
 
-# Slack IDs: an uppercase letter saying what it is, then uppercase ASCII letters and digits.
-# Always used with fullmatch: "$" would accept a trailing newline.
-USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
-CHANNEL_ID = re.compile(r"[CDG][A-Z0-9]{2,20}")
-TEAM_ID = re.compile(r"[TE][A-Z0-9]{2,20}")
-ENTERPRISE_ID = re.compile(r"E[A-Z0-9]{2,20}")
-VIEW_ID = re.compile(r"V[A-Z0-9]{2,20}")
-APP_ID = re.compile(r"A[A-Z0-9]{2,20}")
+# Always used with fullmatch, like the ids: "$" would accept a trailing newline.
 COMMAND = re.compile(r"/[^\s/]{1,31}")
 TS = re.compile(r"[0-9]{1,12}\.[0-9]{1,8}")  # message timestamps: "1700000000.000100"
 
@@ -50,7 +45,7 @@ def is_user_id(value: object) -> TypeGuard[str]:
 
 
 def is_channel_id(value: object) -> TypeGuard[str]:
-    return isinstance(value, str) and CHANNEL_ID.fullmatch(value) is not None
+    return isinstance(value, str) and CONVERSATION_ID.fullmatch(value) is not None
 
 
 def is_team_id(value: object) -> TypeGuard[str]:
@@ -96,7 +91,7 @@ def problem(body: object) -> str | None:
     kind = body.get("type")
     if not is_text(kind, MAX_ID_TEXT, empty=False):
         return "type"
-    return _common(body) or _BY_TYPE.get(kind, _nothing_more)(body)
+    return _common(body) or _BY_TYPE.get(str(kind), _nothing_more)(body)
 
 
 # -- per payload type ----------------------------------------------------------------------
@@ -119,7 +114,17 @@ def _command(body: dict[str, object]) -> str | None:
 
 
 def _common(body: dict[str, object]) -> str | None:
-    """Fields Bolt reads from any payload to build its context and route it."""
+    """Fields Bolt reads from any payload to build its context and route it, checked in this
+    order (the first bad one is named)."""
+    for check in (_who, _where, _shapes, _container, _nested, _parts):
+        bad = check(body)
+        if bad is not None:
+            return bad
+    return _optional(body, "api_app_id", lambda v: _matches(APP_ID, v))
+
+
+def _who(body: dict[str, object]) -> str | None:
+    """The user, team and enterprise: bare ids or ``{"id": …}``."""
     for name, ok in (
         ("user", is_user_id),
         ("team", is_team_id),
@@ -132,7 +137,12 @@ def _common(body: dict[str, object]) -> str | None:
         bad = _optional(user, "team_id", is_team_id)
         if bad is not None:
             return f"user.{bad}"
-    if body.get("channel") is not None:  # always a dict in interactive payloads
+    return None
+
+
+def _where(body: dict[str, object]) -> str | None:
+    """The channel (always a dict in interactive payloads) and the top-level ids."""
+    if body.get("channel") is not None:
         if not isinstance(body["channel"], dict):
             return "channel"
         if not is_channel_id(body["channel"].get("id")):
@@ -143,6 +153,11 @@ def _common(body: dict[str, object]) -> str | None:
     for name in ("team_id", "context_team_id"):
         if body.get(name) is not None and not is_team_id(body[name]):
             return name
+    return None
+
+
+def _shapes(body: dict[str, object]) -> str | None:
+    """Texts within Slack's limits, and lists and dicts where Bolt indexes into them."""
     for name, limit in (
         ("trigger_id", MAX_TOKEN),
         ("token", MAX_TOKEN),
@@ -158,7 +173,11 @@ def _common(body: dict[str, object]) -> str | None:
     for name in ("container", "message", "event"):
         if name in body and not isinstance(body[name], dict):
             return name
-    container = body.get("container")
+    return None
+
+
+def _container(body: dict[str, object]) -> str | None:
+    container = body.get("container")  # a dict when there (checked by _shapes)
     for name, ok in (
         ("channel_id", is_channel_id),
         ("view_id", is_view_id),
@@ -166,23 +185,25 @@ def _common(body: dict[str, object]) -> str | None:
     ):
         if isinstance(container, dict) and name in container and not ok(container[name]):
             return f"container.{name}"
+    return None
+
+
+def _nested(body: dict[str, object]) -> str | None:
     for path in (("message",), ("event",), *(("event", part) for part in _EVENT_PARTS)):
         bad = _nested_ids(body, path)
         if bad is not None:
             return bad
-    if "view" in body:
-        bad = _view(body["view"])
-        if bad is not None:
-            return f"view{bad}"
-    if "actions" in body:
-        bad = _actions(body["actions"])
-        if bad is not None:
-            return f"actions{bad}"
-    if "state" in body:
-        bad = _state(body["state"])
-        if bad is not None:
-            return f"state{bad}"
-    return _optional(body, "api_app_id", lambda v: _matches(APP_ID, v))
+    return None
+
+
+def _parts(body: dict[str, object]) -> str | None:
+    """The view, the actions and the state, each checked by its own reader."""
+    for name, check in (("view", _view), ("actions", _actions), ("state", _state)):
+        if name in body:
+            bad = check(body[name])
+            if bad is not None:
+                return f"{name}{bad}"
+    return None
 
 
 def _block_actions(body: dict[str, object]) -> str | None:
@@ -293,6 +314,20 @@ def _view(view: object) -> str | None:
         return ".type"
     if "id" in view and not is_view_id(view["id"]):
         return ".id"
+    bad = _view_fields(view)
+    if bad is not None:
+        return bad
+    if "blocks" in view and not isinstance(view["blocks"], list):
+        return ".blocks"
+    if "state" in view:
+        bad = _state(view["state"])
+        if bad is not None:
+            return f".state{bad}"
+    return None
+
+
+def _view_fields(view: dict[str, object]) -> str | None:
+    """A view's texts within Slack's limits, and its team ids."""
     for name, limit in (
         ("callback_id", MAX_ID_TEXT),
         ("private_metadata", MAX_METADATA),
@@ -304,12 +339,6 @@ def _view(view: object) -> str | None:
     for name in ("team_id", "app_installed_team_id"):
         if view.get(name) is not None and not is_team_id(view[name]):
             return f".{name}"
-    if "blocks" in view and not isinstance(view["blocks"], list):
-        return ".blocks"
-    if "state" in view:
-        bad = _state(view["state"])
-        if bad is not None:
-            return f".state{bad}"
     return None
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.jsontypes import JSON, JSONObject
+from bot.model import DecisionRecord
 from bot.schema import inferred, resolve
 from graphs.approval import KIND
 
@@ -50,7 +51,7 @@ class ToolAction:
 @dataclass(frozen=True)
 class ApprovalRequest:
     """The bot's view of one pending interrupt, whatever shape the graph used: what to show
-    and which choices to offer. Who may decide is the policy's (``bot.policy.Rules``), merged
+    and which choices to offer. Who may decide is the policy's (``bot.policy.rules.Rules``), merged
     with what the graph asked for when the approval opens."""
 
     title: str
@@ -65,6 +66,11 @@ class ApprovalRequest:
 
     def choice(self, choice_id: str) -> ChoiceSpec | None:
         return next((c for c in self.choices if c.id == choice_id), None)
+
+    def choice_at(self, index: int) -> ChoiceSpec | None:
+        """The choice at ``index`` (a button's position, from a click or a modal's metadata);
+        None when there is none there, as for a message drawn from an older request."""
+        return self.choices[index] if 0 <= index < len(self.choices) else None
 
     @property
     def approve_choice(self) -> ChoiceSpec | None:
@@ -408,20 +414,6 @@ def _own(v: Mapping[str, Any], hide: _Hider) -> ApprovalRequest:
         reject_with_reason=bool(v.get("reject_with_reason", True)),
         shape=KIND,
     )
-
-
-@dataclass(frozen=True)
-class DecisionRecord:
-    """A reached decision as stored and shown: who picked which choice, when, and why;
-    ``answer`` is the data it carries (edited arguments, a response, a form's answer, a
-    batch's decisions)."""
-
-    choice: str
-    approved: bool
-    decided_by: str | None
-    comment: str | None
-    decided_at: float
-    answer: JSON = None
 
 
 def _hitl(action: ToolAction, d: DecisionRecord) -> JSONObject:
