@@ -28,10 +28,10 @@ class Described:
     """``add_subparsers()`` whose commands each get their one-line help as the description
     of their own --help (argparse shows it only in the list of commands otherwise)."""
 
-    def __init__(self, sub: Any) -> None:
+    def __init__(self, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         self._sub = sub
 
-    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:  # argparse's own
         said = str(kwargs.get("help") or "")
         kwargs.setdefault("description", said[:1].upper() + said[1:] + "." if said else None)
         return self._sub.add_parser(name, **kwargs)

@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO, TypeVar, overload
 
 import aiosqlite
 
@@ -293,6 +293,10 @@ def printable(text: str) -> str:
 # -- reading the database --------------------------------------------------------------------
 
 
+@overload
+def database(path: Path) -> Path: ...
+@overload
+def database(path: str) -> str: ...
 def database(path: Where) -> Where:
     """``path``, absolute, if a database is there (a decision must not create an empty one);
     a PostgreSQL URL as it is."""

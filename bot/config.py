@@ -39,6 +39,10 @@ class SettingsError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
+    """Everything the bot reads from its environment and policy file, read once at start-up
+    (``from_env``) and passed down, so a test or the demo builds one and gets a bot
+    configured exactly so."""
+
     bot_token: str
     signing_secret: str
     app_token: str | None = None
