@@ -6,7 +6,7 @@ approvals, and deciding them from CI or any other tool, with bearer tokens from 
   "as": "U0BOB", "comment": "…"}`` and an ``Idempotency-Key`` header.
 - ``GET /api/openapi.json`` (no token): the OpenAPI 3.1 document (bot/openapi.py).
 
-Tokens are ``[api] tokens`` in the policy file, stored as SHA-256 hashes (bot/policy.py). A
+Tokens are ``[api] tokens`` in the policy file, stored as SHA-256 hashes (bot/policy/). A
 decision goes through ``Engine.decide``: the same rules, the same exactly-once claim and the
 same message updates as a click. Answers: 401 no or unknown token; 403 the token lacks the
 scope or may not act as that user, or the policy refuses (the words say why); 404 no such
@@ -37,9 +37,10 @@ from aiohttp import web
 from bot import openapi
 from bot.audit_export import iso_utc
 from bot.engine import Answer, Engine
-from bot.policy import USER_RE, ApiToken
+from bot.model import Approval, Run
+from bot.policy.rules import ApiToken
 from bot.protocol import normalise
-from bot.store import Approval, Run
+from bot.slackids import USER_ID
 from bot.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -423,7 +424,7 @@ def _decision_body(raw: bytes) -> DecisionBody:
             422, "bad_body", "choice is required: the id of one of the approval's choices."
         )
     as_user = data.get("as")
-    if "as" in data and (not isinstance(as_user, str) or not USER_RE.fullmatch(as_user)):
+    if "as" in data and (not isinstance(as_user, str) or not USER_ID.fullmatch(as_user)):
         raise Refusal(422, "bad_body", "as must be a Slack user id, like U0123ABC.")
     comment = data.get("comment")
     if comment is not None and (not isinstance(comment, str) or len(comment) > openapi.COMMENT_MAX):

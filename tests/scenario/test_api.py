@@ -24,6 +24,7 @@ import pytest
 from bot.localslack import LocalSlack
 from graphs.deploy import DeployArgs, DeployResult, Progress, Step
 from tests.conftest import Harness
+from tests.reads import approvals_with_status, audit_events, runs_with_status
 from tests.scenario.test_approval_loop import buttons, deploy, message_text
 
 CI = "apv_ci_1Nk9cWq3sTzD0lQ8"  # decides as U0BOB
@@ -96,7 +97,7 @@ def base(h: Harness) -> str:
 
 async def pending_id(h: Harness) -> str:
     """The newest pending approval's id."""
-    pending = await h.bot.runtime.store.approvals_with_status("pending")
+    pending = await approvals_with_status(h.bot.runtime.store, "pending")
     return pending[-1].interrupt_id
 
 
@@ -131,7 +132,7 @@ async def decide(
 
 
 async def events(h: Harness, iid: str | None = None) -> list[str]:
-    return [e["event"] for e in await h.bot.runtime.store.audit_events(iid)]
+    return [e["event"] for e in await audit_events(h.bot.runtime.store, iid)]
 
 
 # -- the document, reading, tokens -----------------------------------------------------------
@@ -231,7 +232,7 @@ async def test_a_decision_resumes_once_updates_slack_and_replays_by_key(h: Harne
     run = [e for e in await events(h, iid)]
     assert run.count("decided") == 1 and run.count("resumed") == 1
     assert run.count("api_decision") == 2  # the decision and the 409; the replay added none
-    rows = [e for e in await h.bot.runtime.store.audit_events(iid) if e["event"] == "api_decision"]
+    rows = [e for e in await audit_events(h.bot.runtime.store, iid) if e["event"] == "api_decision"]
     assert json.loads(rows[0]["detail"]) == {
         "token": "ci",
         "choice": "approve",
@@ -320,7 +321,7 @@ async def test_an_http_decision_racing_a_click_is_decided_once(h: Harness) -> No
         assert delivery.status == 200
         await h.wait(lambda: "✅ Deployed" in message_text(h.approval_message()))
         await h.idle()
-        audit = await h.bot.runtime.store.audit_events(iid)
+        audit = await audit_events(h.bot.runtime.store, iid)
         decided = [e for e in audit if e["event"] == "decided"]
         assert len(decided) == 1
         assert [e["event"] for e in audit].count("resumed") == 1
@@ -385,16 +386,16 @@ async def test_the_answer_comes_at_the_claim_while_the_graph_runs_on(
         assert status == 200 and body["status"] == "decided"
         assert body["text"].startswith("✅ Approved by @U0BOB ")
         assert not held.release.is_set()
-        (run,) = await h.bot.runtime.store.runs_with_status("running")
+        (run,) = await runs_with_status(h.bot.runtime.store, "running")
         assert run.run_id == body["run_id"]
         await asyncio.wait_for(held.started.wait(), 10)  # the resume is under way
-        assert await h.bot.runtime.store.runs_with_status("done") == []
+        assert await runs_with_status(h.bot.runtime.store, "done") == []
         again = await decide(h, iid, CI, {"choice": "approve"}, key)
         assert (again[0], again[1]) == (status, body)  # the key answers the same, at once
         held.release.set()
         await h.wait(lambda: "✅ Deployed" in message_text(h.approval_message()), timeout=10)
         await h.idle()
-        (done,) = await h.bot.runtime.store.runs_with_status("done")
+        (done,) = await runs_with_status(h.bot.runtime.store, "done")
         assert done.run_id == run.run_id
         happened = await events(h, iid)
         assert happened.count("decided") == 1 and happened.count("resumed") == 1

@@ -23,6 +23,7 @@ from bot.engine import Engine
 from bot.localslack import LocalSlack
 from graphs.deploy import DeployArgs, DeployResult, Progress, Step
 from tests.conftest import SECRET, TOKEN, Harness, settings_for
+from tests.reads import approvals_with_status, audit_events, runs_with_status
 from tests.scenario.test_approval_loop import buttons, deploy, message_text
 from tests.scenario.test_cli import run_env
 
@@ -78,12 +79,12 @@ async def terminal(
 
 
 async def pending_id(h: Harness) -> str:
-    pending = await h.bot.runtime.store.approvals_with_status("pending")
+    pending = await approvals_with_status(h.bot.runtime.store, "pending")
     return pending[-1].interrupt_id
 
 
 async def audit(h: Harness, iid: str | None = None) -> list[dict[str, Any]]:
-    return await h.bot.runtime.store.audit_events(iid)
+    return await audit_events(h.bot.runtime.store, iid)
 
 
 # -- listing ---------------------------------------------------------------------------------
@@ -322,14 +323,14 @@ async def test_the_terminal_answers_at_the_claim_then_runs_the_graph_on(h: Harne
     try:
         assert await asyncio.to_thread(out.answered.wait, 30)
         # Answered while the deploy is held: the run is still running.
-        (run,) = await h.bot.runtime.store.runs_with_status("running")
+        (run,) = await runs_with_status(h.bot.runtime.store, "running")
         assert out.getvalue().startswith("✅ Approved by @U0DAN ") and not typed.done()
     finally:
         held.release.set()
     assert await typed == 0
     lines = out.getvalue().splitlines()
     assert lines[1] == "The run continues here until it next waits for a person or ends…"
-    assert [r.run_id for r in await h.bot.runtime.store.runs_with_status("done")] == [run.run_id]
+    assert [r.run_id for r in await runs_with_status(h.bot.runtime.store, "done")] == [run.run_id]
     events = [e["event"] for e in await audit(h, iid)]
     assert events.count("decided") == 1 and events.count("resumed") == 1
 
