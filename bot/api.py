@@ -15,8 +15,7 @@ that is no decision for this approval; 400 no usable Idempotency-Key. Never a 5x
 unexpected is one log line and a 400 asking for a retry with the same key. Logs name a
 token by its name, never the token, and never show a body.
 
-Also here, for every decider outside Slack (this API and bot/cli.py): ``decide_promptly``
-and ``plain``.
+Also here, for every decider outside Slack (this API and bot/cli.py): ``plain``.
 """
 
 from __future__ import annotations
@@ -35,14 +34,13 @@ from typing import Any
 
 from aiohttp import web
 
-from bot import blocks, openapi
+from bot import openapi
 from bot.audit_export import iso_utc
 from bot.engine import Answer, Engine
-from bot.model import Approval, Run, decision_of
+from bot.model import Approval, Run
 from bot.policy.rules import ApiToken
 from bot.protocol import normalise
 from bot.slackids import USER_ID
-from bot.store import Store
 from bot.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -51,7 +49,6 @@ MAX_BODY = 64 << 10  # a decision is a few hundred bytes
 KEEP_KEYS = 24 * 3600.0  # how long an Idempotency-Key and its answer are remembered
 STALE_KEY = 15 * 60.0  # a key still unanswered after this belonged to a process that stopped
 PATIENCE = 30.0  # how long a request waits for its decision to be recorded
-POLL = 0.05  # how often a waiting decision looks for its claim in the audit table
 ID_RE = re.compile(openapi.ID_PATTERN[1:-1], re.ASCII)
 KEY_RE = re.compile(openapi.KEY_PATTERN[1:-1], re.ASCII)
 CURSOR_RE = re.compile(openapi.CURSOR_PATTERN[1:-1], re.ASCII)
@@ -88,56 +85,6 @@ def plain(text: str) -> str:
     for pattern, replacement in _PLAIN:
         text = pattern.sub(replacement, text)
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-
-
-# -- deciding outside Slack ------------------------------------------------------------------
-
-
-async def decide_promptly(
-    engine: Engine,
-    tasks: TaskSet,
-    interrupt_id: str,
-    user: str,
-    choice: str,
-    comment: str | None,
-    *,
-    patience: float = PATIENCE,
-) -> tuple[Answer | None, asyncio.Task[Answer] | None]:
-    """``Engine.decide``, answered as soon as the answer is known.
-
-    The decider that claims a decision also resumes the graph, and ``Engine.decide`` returns
-    only once the graph pauses or ends (a deploy takes minutes). So the decision runs as a
-    task of ``tasks``, and once its claim is in the audit table the answer is read from the
-    approval while the graph goes on. Returns the answer (None: not recorded within
-    ``patience`` seconds) and the task, still running when the graph is.
-    """
-    mark = await engine.store.audit_mark()
-    work = tasks.spawn(engine.decide(interrupt_id, user, choice, comment), f"decide-{user}")
-    if work is None:  # shutting down: no new background work, so decide here
-        return await engine.decide(interrupt_id, user, choice, comment), None
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + patience
-    for _ in range(int(patience / POLL) + 2):
-        done, _pending = await asyncio.wait({work}, timeout=POLL)
-        if done:
-            return work.result(), work
-        early = await _claimed(engine.store, mark, interrupt_id, user)
-        if early is not None or loop.time() >= deadline:
-            return early, work
-    return None, work
-
-
-async def _claimed(store: Store, mark: int, interrupt_id: str, user: str) -> Answer | None:
-    """The answer of a decision this user claimed after ``mark`` (the words a click gets)."""
-    rows = await store.audit_after(mark, interrupt_id, user)
-    if not any(r["event"] == "decided" for r in rows):
-        return None
-    found = await store.approval_and_run(interrupt_id)
-    a = found[0] if found else None
-    decision = decision_of(a) if a is not None else None
-    if a is None or decision is None:
-        return None
-    return Answer("decided", blocks.decision_line(normalise(a.request, a.meta), decision))
 
 
 # -- the HTTP API ----------------------------------------------------------------------------
@@ -303,9 +250,7 @@ class Api:
     ) -> web.Response:
         iid = approval.interrupt_id
         try:
-            answer, work = await decide_promptly(
-                self.engine, self.tasks, iid, user, body.choice, body.comment
-            )
+            answer, work = await self._claim(iid, user, body.choice, body.comment)
         except Exception:
             await self.store.api_request_forget(token.name, key)
             raise
@@ -323,6 +268,19 @@ class Api:
             follow = self._follow(work, token, key, user, run, iid, body.choice)
             self.tasks.spawn(follow, f"api-decision-{run.run_id}")
         return _json(status, text)
+
+    async def _claim(
+        self, iid: str, user: str, choice: str, comment: str | None
+    ) -> tuple[Answer | None, asyncio.Task[Answer] | None]:
+        """``Engine.decide``, which returns at the claim (the graph resumes in the
+        background), as a task of its own: a client that goes away does not cut it. Returns
+        its answer (None: not recorded within ``PATIENCE``, the database is that busy) and
+        the task, still running then."""
+        work = self.tasks.spawn(self.engine.decide(iid, user, choice, comment), f"decide-{user}")
+        if work is None:  # shutting down: no new background work, so decide here
+            return await self.engine.decide(iid, user, choice, comment), None
+        done, _ = await asyncio.wait({work}, timeout=PATIENCE)
+        return (work.result() if done else None), work
 
     async def _follow(
         self,

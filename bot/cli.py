@@ -42,7 +42,7 @@ from typing import Any, TextIO, TypeVar, overload
 import aiosqlite
 
 from bot import openapi
-from bot.api import decide_promptly, plain
+from bot.api import plain
 from bot.audit_export import FORMATS, export, iso_utc, verify
 from bot.config import Settings, SettingsError, audit_key
 from bot.engine import Answer
@@ -567,22 +567,15 @@ async def decide(
             term.say(f"This approval has no {choice} choice.")
             return NOT_DECIDED
         since = runtime.engine.clock()
-        answer, work = await decide_promptly(
-            runtime.engine, runtime.tasks, interrupt_id, user, spec.id, comment
-        )
-        if answer is None or answer.status in QUEUES:
+        answer = await runtime.engine.decide(interrupt_id, user, spec.id, comment)
+        if answer.status in QUEUES:
             # Only a decision or a vote queues Slack updates: then this process sends them
             # (and what the resumed graph posts), rather than wait for the bot to notice.
             runtime.outbox.start()
-        if answer is not None:
-            term.say(printable(plain(answer.text)))
-        if work is not None and not work.done():
+        term.say(printable(plain(answer.text)))
+        if len(runtime.tasks):  # the claim's resume, the engine's own background work
             term.say("The run continues here until it next waits for a person or ends…")
-            final = await work
-            if answer is None:
-                answer = final
-                term.say(printable(plain(answer.text)))
-        assert answer is not None
+            await runtime.tasks.idle()
         now = runtime.engine.clock()
         await _audit_row(runtime.store, now, user, approval, spec.id, answer, env)
         left = await _flush(runtime.store, run.run_id, since, flush_seconds)

@@ -1,5 +1,6 @@
-"""Runs graphs for Slack: start -> interrupts become approvals -> a decision is claimed once ->
-the thread resumes -> the outcome lands on the message.
+"""Decides for Slack: start -> interrupts become approvals -> a decision is claimed once (and
+answered) -> the thread resumes in the background -> the outcome lands on the message. The
+graph itself is driven by a ``Runner`` (bot/runner.py): the engine never sees LangGraph.
 
 The engine never waits on Slack on the path that records a decision or resumes a graph: what
 Slack must show is written as outbox rows in the same transaction as the state change (see
@@ -14,8 +15,9 @@ process continues it from its last checkpoint as soon as the database answers ag
 (``_holding``, ``recover``).
 
 Exactly-once: a decision is claimed by one conditional UPDATE (``Store.decide``); only the
-claimer resumes. Before resuming, the thread's pending interrupts are checked, because LangGraph
-silently restarts an unknown thread and silently replays a finished one.
+claimer resumes, as a task the engine owns (``_resume_later``), so a decider is answered at the
+claim. Before resuming, the thread's pending interrupts are checked (``Runner.state``), because
+LangGraph silently restarts an unknown thread and silently replays a finished one.
 """
 
 from __future__ import annotations
@@ -25,16 +27,10 @@ import logging
 import time
 import uuid
 import weakref
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
-
-from langgraph.errors import is_invalid_resume
-from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command, Durability
-from pydantic import ValidationError
 
 from bot import authz, blocks, forms, messages
 from bot.authz import GroupsUnknown, groups_in, may_escalate, may_withdraw, names, refusal
@@ -64,7 +60,8 @@ from bot.protocol import (
     redact,
     resume_value,
 )
-from bot.schema import FieldError, refusal_errors
+from bot.runner import Finished, GraphThread, Paused, Pending, Progress, ResumeRefused, Runner
+from bot.schema import FieldError
 from bot.slack import SlackError, SlackPort
 from bot.slackids import USER_ID as USER
 from bot.store import Store
@@ -84,13 +81,11 @@ HOME_LOOKS = 200  # newest pending approvals the App Home checks for the viewer
 HOME_SHOWN = 10  # of those, how many it shows with buttons (a view holds 100 blocks)
 RECOVER_BATCH = 100  # runs taken over per look (the rest at the next one)
 UNKNOWN = "I don't know this request any more; it may have been cleaned up."
-RESUME_PATH = ("edited_action", "args")  # where an edit's fields sit in a refused HITL answer
 
 
-def _config(run: Run, attempt: int | None = None) -> dict[str, Any]:
-    """The thread's config. ``run_attempt`` counts starts after restarts, so a step can give
-    the outside world an idempotency key (see graphs/deploy.py)."""
-    return {"configurable": {"thread_id": run.run_id, "run_attempt": attempt or run.attempt}}
+def _thread(run: Run, attempt: int | None = None) -> GraphThread:
+    """The run's graph thread (``attempt``: a new start after a restart)."""
+    return GraphThread(run.run_id, run.command, attempt or run.attempt)
 
 
 def command_line(run: Run) -> str:
@@ -107,6 +102,23 @@ class Answer:
 
     status: str
     text: str
+
+
+def _answer(result: VoteResult | Refused | None, needed: int = 1) -> Answer:
+    """What a decider is told of their vote (the words of its ephemeral): ``result`` is what
+    ``Store.decide`` did, ``needed`` the approvals the request needs."""
+    if result is None:
+        return Answer("unknown", UNKNOWN)
+    if isinstance(result, Refused):
+        return Answer("refused", result.text)
+    a = result.approval
+    if result.claimed:
+        decision = _decision(a)
+        assert decision is not None
+        return Answer("decided", blocks.decision_line(normalise(a.request, a.meta), decision))
+    if a.status == "pending":
+        return Answer("voted", f"Your vote is in: {result.approvals} of {needed} approvals.")
+    return Answer("closed", _closed_text(a))
 
 
 def _closed_text(approval: Approval) -> str:
@@ -166,29 +178,33 @@ def _is_dm(channel: str) -> bool:
 
 
 class Engine:
+    """Decides for the runs of this process: one per process, it holds what must be shared
+    between the tasks that start, decide and drive runs (a lock per run, which tasks drive
+    which run, the runs cut off while the database was away)."""
+
     def __init__(
         self,
         *,
         store: Store,
         slack: SlackPort,
-        graphs: Mapping[str, CompiledStateGraph],
+        runner: Runner,
+        commands: Sequence[str],
         tasks: TaskSet,
         policy: Policy | None = None,
         groups: GroupCache | None = None,
         clock: Callable[[], float] = time.time,
-        durability: Durability = "sync",
         on_deadlines: Callable[[], None] = lambda: None,
         on_decided: Callable[[Approval], None] = lambda approval: None,
         private: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.store = store
         self.slack = slack
-        self.graphs = graphs
+        self.runner = runner  # drives the graphs (bot/runner.py)
+        self.commands = tuple(commands)  # the graphs' commands, as the App Home lists them
         self.tasks = tasks
         self.policy = policy or Policy()
         self.groups = groups or GroupCache(slack, clock)
         self.clock = clock
-        self.durability: Durability = durability
         self._on_deadlines = on_deadlines  # wakes the scheduler when a deadline moved
         self._on_decided = on_decided  # an approval was claimed here (metrics)
         # Per command: argument and field names its graph keeps out of channel messages.
@@ -502,46 +518,40 @@ class Engine:
         judge: Callable[[Approval, Run], Ballot | Refused],
         response_url: str | None = None,
     ) -> Answer:
-        """One store transaction (load, authorise, vote, claim, audit, messages); the claimer
-        then resumes the graph. Slack is not waited for. A rule naming a user group whose
-        members are not known yet is looked up, and the click judged again. What the person
-        is told goes to ``channel`` as an ephemeral (None: only in the returned Answer, for
-        deciders outside Slack)."""
-        answer = Answer("unknown", "")
+        """One store transaction (load, authorise, vote, claim, audit, messages), answered at
+        once; the claimer's resume runs as background work of its own (``_resume_later``), so
+        a decision returns at its claim, not when the graph next pauses. Slack is not waited
+        for. A rule naming a user group whose members are not known yet is looked up, and the
+        click judged again. What the person is told goes to ``channel`` as an ephemeral
+        (None: only in the returned Answer, for deciders outside Slack)."""
 
-        def tell(status: str, text: str, run_id: str | None = None) -> list[Item]:
-            nonlocal answer
-            answer = Answer(status, text)
-            return _ephemeral(channel, user, text, run_id, response_url)
+        def told(answer: Answer, run_id: str | None) -> list[Item]:
+            return _ephemeral(channel, user, answer.text, run_id, response_url)
 
         def judged(approval: Approval, run: Run) -> Ballot | Refused:
             verdict = judge(approval, run)
             if isinstance(verdict, Refused):
-                return replace(verdict, items=tell("refused", verdict.text, run.run_id))
+                return replace(verdict, items=told(_answer(verdict), run.run_id))
             return verdict
 
         def render(result: VoteResult) -> list[Item]:
             a, run = result.approval, result.run
             request = normalise(a.request, a.meta)
             rules = self.rules_of(a, run)
-            if result.claimed:
-                nonlocal answer
-                decision = _decision(a)
-                assert decision is not None
-                answer = Answer("decided", blocks.decision_line(request, decision))
-                state = blocks.MessageState(decision, outcome=run.outcome)
+            answer = _answer(result, rules.min_approvals)
+            if answer.status == "decided":
+                state = blocks.MessageState(_decision(a), outcome=run.outcome)
                 return [messages.approval_update(run, a, request, state, ask(rules))]
-            if a.status == "pending":
+            if answer.status == "voted":
                 state = blocks.MessageState(None, result.voters)
-                text = f"Your vote is in: {result.approvals} of {rules.min_approvals} approvals."
                 return [
                     messages.approval_update(run, a, request, state, ask(rules)),
-                    *tell("voted", text, run.run_id),
+                    *told(answer, run.run_id),
                 ]
-            return tell("closed", _closed_text(a), run.run_id)
+            return told(answer, run.run_id)
 
         def unknown() -> list[Item]:
-            return tell("unknown", UNKNOWN)
+            return told(_answer(None), None)
 
         for _ in range(2):
             try:
@@ -553,18 +563,29 @@ class Engine:
                 await self.groups.resolve(exc.groups)
         else:
             return Answer("refused", messages.GROUPS_UNKNOWN)
-        if result is not None and result.claimed:
-            self._on_decided(result.approval)
-            if result.drive:  # else the process driving the run resumes it after its step
-                await self._resume(result.approval, result.run)
-        return answer
+        if isinstance(result, VoteResult):
+            self._resume_later(result)
+            return _answer(result, self.rules_of(result.approval, result.run).min_approvals)
+        return _answer(result)
+
+    def _resume_later(self, claim: VoteResult) -> None:
+        """A claimed decision's resume, as work the engine owns: it outlives whoever decided
+        (a click's task, an HTTP request whose client went away). Shutting down, none is
+        started: the run stays claimed and 'running', and the next start resumes it
+        (``recover``), as after a crash between the claim and the resume."""
+        if not claim.claimed:
+            return
+        self._on_decided(claim.approval)
+        if claim.drive:  # else the process driving the run resumes it after its step
+            run_id = claim.run.run_id
+            self.tasks.spawn(self._resume(claim.approval, claim.run), f"resume-run-{run_id}")
 
     async def decide(
         self, interrupt_id: str, user: str, choice_id: str, comment: str | None = None
     ) -> Answer:
         """A decision made outside Slack (the terminal, the HTTP API): the same rules, the
-        same claim and the same message updates as a click; the answer comes back instead of
-        an ephemeral."""
+        same claim and the same message updates as a click; the answer comes back at the
+        claim instead of an ephemeral, while the graph resumes in the background."""
 
         def pick(request: ApprovalRequest) -> ChoiceSpec | None:
             return request.choice(choice_id)
@@ -657,7 +678,7 @@ class Engine:
             if (d := _decision(a)) is not None
         ]
         counts = blocks.HomeCounts(await self.store.count_pending(), len(page))
-        view = blocks.home_view(items, mine, recent, counts, list(self.graphs))
+        view = blocks.home_view(items, mine, recent, counts, list(self.commands))
         item = Item("publish", {"user": user, "view": view}, key=f"home:{user}", replace=True)
         await self.store.tell([item], self.clock())
 
@@ -741,9 +762,7 @@ class Engine:
 
         done = await self.store.fire(d, now, act)
         if done is not None and done[1] is not None:
-            self._on_decided(done[1].approval)
-            if done[1].drive:
-                await self._resume(done[1].approval, done[1].run)
+            self._resume_later(done[1])
 
     def _firing(
         self, d: Deadline, approval: Approval, run: Run, targets: list[str], now: float
@@ -893,9 +912,8 @@ class Engine:
         decision = _decision(approval)
         if decision is None:
             return
-        graph = self.graphs[run.command]
-        state = await graph.aget_state(_config(run))
-        pending = {i.id: i for i in state.interrupts}
+        state = await self.runner.state(_thread(run))
+        pending = {p.id: p for p in state.pending}
         now_pending = pending.get(approval.graph_interrupt_id)
         if now_pending is None:
             # Resumed before a crash: the decision is in the checkpoint already.
@@ -903,29 +921,25 @@ class Engine:
             if run.status in ("running", "waiting"):
                 await self._continue_locked(run, note)
             return
-        meta = self._meta(run, now_pending.response_schema)
-        if request_digest(now_pending.value, meta) != approval.digest:
+        if request_digest(now_pending.value, self._meta(run, now_pending)) != approval.digest:
             log.warning(
                 "run %s: request %s changed before its decision was resumed; asking again",
                 run.run_id,
                 approval.interrupt_id,
             )
-            interrupts = [
-                (i.id, i.value, self._meta(run, i.response_schema)) for i in pending.values()
-            ]
-            await self._pause(run, interrupts)
+            await self._pause(run, state.pending)
             return
         value = resume_value(normalise(approval.request, approval.meta), decision)
-        command = Command(resume={approval.graph_interrupt_id: value})
-        await self._drive_locked(run, command, resumed=approval.interrupt_id)
+        resume = {approval.graph_interrupt_id: value}
+        await self._drive_locked(run, resume=resume, resumed=approval.interrupt_id)
 
     async def _continue_locked(self, run: Run, note: str = RESTART_NOTE) -> None:
         """Continue a run cut mid-step, from its last checkpoint, and say so (``note``) in its
-        thread."""
+        thread; one cut before its first checkpoint starts again from its input."""
         attempt = await self.store.next_attempt(run.run_id)
-        state = await self.graphs[run.command].aget_state(_config(run, attempt))
+        state = await self.runner.state(_thread(run, attempt))
         await self._progress(run, f"restart:{run.run_id}:{attempt}", note)
-        await self._drive_locked(run, None if state.created_at else run.input, attempt=attempt)
+        await self._drive_locked(run, None if state.started else run.input, attempt=attempt)
 
     async def _drive(self, run: Run, graph_input: Any) -> None:
         async with self._holding(run.run_id) as mine:
@@ -935,92 +949,59 @@ class Engine:
     async def _drive_locked(
         self,
         run: Run,
-        graph_input: Any,
+        start: Any = None,
+        *,
+        resume: dict[str, Any] | None = None,
         resumed: str | None = None,
         attempt: int | None = None,
     ) -> None:
-        """Stream the graph until it pauses or ends. Progress lines are keyed by LangGraph's
-        task id and their position in the task, so a step that re-runs after a crash edits
-        its earlier replies instead of posting them again."""
-        graph = self.graphs[run.command]
-        cfg = _config(run, attempt)
-        seen: Counter[str] = Counter()
-        task = "run"
-        interrupts: list[tuple[str, Any, dict[str, Any] | None]] = []
-        values: Any = None
+        """Drive the graph (``start``, ``resume``, or on from its checkpoint) until it pauses
+        or ends. Progress lines are keyed by the runner's stable key, so a step that re-runs
+        after a crash edits its earlier replies instead of posting them again."""
+        end: Paused | Finished | None = None
         try:
-            # The stream says all we need: progress ("custom"), which task is running
-            # ("tasks"), and the final state or the interrupts it stopped at ("values"), so no
-            # aget_state is needed afterwards.
-            async for mode, chunk in graph.astream(
-                graph_input,
-                cfg,
-                stream_mode=["custom", "tasks", "values"],
-                durability=self.durability,
-            ):
-                if mode == "values" and isinstance(chunk, dict):
-                    if "__interrupt__" in chunk:
-                        # Parallel branches (``Send``) surface their interrupts in separate
-                        # chunks: every one of them is pending.
-                        known = {i[0] for i in interrupts}
-                        interrupts += [
-                            (i.id, i.value, self._meta(run, i.response_schema))
-                            for i in chunk["__interrupt__"]
-                            if i.id not in known
-                        ]
+            async with aclosing(self.runner.stream(_thread(run, attempt), start, resume)) as events:
+                async for event in events:
+                    if isinstance(event, Progress):
+                        key = f"progress:{run.run_id}:{event.key}"
+                        await self._progress(run, key, event.line)
                     else:
-                        values = chunk
-                elif mode == "tasks" and isinstance(chunk, dict) and "input" in chunk:
-                    task = str(chunk.get("id"))
-                elif mode == "custom" and isinstance(chunk, dict) and "progress" in chunk:
-                    owner = str(chunk.get("task") or task)
-                    n = seen[owner]
-                    seen[owner] += 1
-                    key = f"progress:{run.run_id}:{owner}:{n}"
-                    await self._progress(run, key, str(chunk["progress"]))
+                        end = event
         except asyncio.CancelledError:
             raise  # shutdown: the run stays "running" and continues on the next start
-        except ValidationError as exc:
-            if resumed is None or not is_invalid_resume(exc):
-                log.exception("run %s failed", run.run_id)
-                outcome = {
-                    "status": "failed",
-                    "text": messages.RUN_FAILED.format(run_id=run.run_id),
-                }
-                await self._finish(run, outcome, resumed)
-                return
-            # LangGraph refused the decision's value and saved nothing: not a failed run.
-            await self._resume_refused(run, resumed, refusal_errors(exc, RESUME_PATH))
+        except ResumeRefused as refused:
+            # The graph refused the decision's value and saved nothing: not a failed run.
+            assert resumed is not None
+            await self._resume_refused(run, resumed, refused.errors)
             return
         except Exception as exc:
             if is_transient(exc):
                 raise  # the database, not the graph (see ``_holding``)
             log.exception("run %s failed", run.run_id)
+            end = None
+        if isinstance(end, Paused):
+            await self._pause(run, end.interrupts, resumed)
+        elif isinstance(end, Finished):
+            await self._finish(run, outcome_of(end.values), resumed)
+        else:
             outcome = {"status": "failed", "text": messages.RUN_FAILED.format(run_id=run.run_id)}
             await self._finish(run, outcome, resumed)
-            return
-        if interrupts:
-            await self._pause(run, interrupts, resumed)
-        else:
-            await self._finish(run, outcome_of(values), resumed)
 
     async def _pause(
-        self,
-        run: Run,
-        interrupts: list[tuple[str, Any, dict[str, Any] | None]],
-        resumed: str | None = None,
+        self, run: Run, interrupts: Sequence[Pending], resumed: str | None = None
     ) -> None:
         """The run waits for the interrupts it stopped at (see ``Store.pause``)."""
         opening, changed = self._opening(run), self._changed(run)
-        await self.store.pause(run, interrupts, self.clock(), opening, resumed, changed)
+        stored = [(p.id, p.value, self._meta(run, p)) for p in interrupts]
+        await self.store.pause(run, stored, self.clock(), opening, resumed, changed)
         self._on_deadlines()  # the new approvals' deadlines may be the next ones due
 
-    def _meta(self, run: Run, response_schema: Any) -> dict[str, Any] | None:
-        """What is stored beside an interrupt's value: its response_schema (JSON Schema, as
-        LangGraph surfaces it) and the names the graph keeps private."""
+    def _meta(self, run: Run, pending: Pending) -> dict[str, Any] | None:
+        """What is stored beside an interrupt's value: its response_schema (JSON Schema) and
+        the names the graph keeps private."""
         meta: dict[str, Any] = {}
-        if isinstance(response_schema, dict):
-            meta["response_schema"] = response_schema
+        if pending.response_schema is not None:
+            meta["response_schema"] = pending.response_schema
         if self.private.get(run.command):
             meta["private"] = list(self.private[run.command])
         return meta or None

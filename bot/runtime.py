@@ -30,6 +30,7 @@ from bot.leases import LeaseKeeper
 from bot.metrics import Metrics
 from bot.outbox import Outbox, Pacer
 from bot.retention import Pruner
+from bot.runner import LocalRunner
 from bot.scheduler import Scheduler
 from bot.slack import WebApiPort, http_session, web_client
 from bot.store import RunLease, Store
@@ -92,12 +93,12 @@ class BotRuntime:
         engine = Engine(
             store=store,
             slack=slack,
-            graphs=graphs,
+            runner=LocalRunner(graphs, settings.durability),
+            commands=list(graphs),
             tasks=tasks,
             policy=settings.policy,
             groups=GroupCache(slack, clock),
             clock=clock,
-            durability=settings.durability,
             on_decided=metrics.decided,
             private={cmd: spec.private for cmd, spec in specs.items()},
         )

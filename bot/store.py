@@ -1035,22 +1035,24 @@ class Store:
         judge: Judge,
         render: Render,
         unknown: Callable[[], list[Item]],
-    ) -> VoteResult | None:
+    ) -> VoteResult | Refused | None:
         """One click, one transaction: load the approval and its run, let ``judge`` authorise,
         record the vote, claim the decision when it is reached (a conditional UPDATE, so
         exactly one caller ever sees ``claimed``), audit, and queue what ``render`` says Slack
         must show. ``judge`` and ``render`` are pure and run on the database thread. Returns
-        the result when a vote was cast."""
+        what happened: the vote, the refusal, a result with no vote for an approval no longer
+        pending, or None for an unknown approval."""
 
-        def tx(db: sqlite3.Connection) -> VoteResult | None:
+        def tx(db: sqlite3.Connection) -> VoteResult | Refused | None:
             row = db.execute(self._for_update, (interrupt_id,)).fetchone()
             if row is None:
                 _queue(db, unknown(), now)
                 return None
             approval, run = _approval(row), _run(row, "r_")
             if approval.status != "pending":
-                _queue(db, render(VoteResult(False, approval, run, 0)), now)
-                return None
+                closed = VoteResult(False, approval, run, 0)
+                _queue(db, render(closed), now)
+                return closed
             verdict = judge(approval, run)
             if isinstance(verdict, Refused):
                 _audit(
@@ -1064,7 +1066,7 @@ class Store:
                     digest=approval.digest,
                 )
                 _queue(db, verdict.items, now)
-                return None
+                return verdict
             result = _vote(db, approval, run, verdict, now, self.lease)
             _queue(db, render(result), now)
             return result

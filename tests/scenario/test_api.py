@@ -14,19 +14,17 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import pytest
 
-from bot.api import decide_promptly, plain
-from bot.engine import Answer
 from bot.localslack import LocalSlack
-from bot.model import Approval, Run
-from bot.tasks import TaskSet
+from graphs.deploy import DeployArgs, DeployResult, Progress, Step
 from tests.conftest import Harness
-from tests.reads import approvals_with_status, audit_events
+from tests.reads import approvals_with_status, audit_events, runs_with_status
 from tests.scenario.test_approval_loop import buttons, deploy, message_text
 
 CI = "apv_ci_1Nk9cWq3sTzD0lQ8"  # decides as U0BOB
@@ -358,70 +356,104 @@ async def test_no_token_or_body_in_the_logs(h: Harness, caplog: pytest.LogCaptur
 # -- answering before the graph is done --------------------------------------------------------
 
 
-class StubStore:
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
+@dataclass(frozen=True)
+class HeldBackend:
+    """A deploy that runs until the test lets it go: meanwhile the resumed graph is running."""
 
-    async def audit_mark(self) -> int:
-        return 0
+    started: asyncio.Event
+    release: asyncio.Event
+    simulated: ClassVar[bool] = True
 
-    async def audit_after(self, mark: int, iid: str, user: str) -> list[dict[str, Any]]:
-        return list(self.rows)
-
-    async def approval_and_run(self, iid: str) -> tuple[Approval, Run]:
-        approval = Approval(
-            iid,
-            "r1",
-            "Ship it?",
-            "decided",
-            "C0D",
-            "1.2",
-            "approve",
-            True,
-            "U0BOB",
-            None,
-            1_767_225_600.0,
-            1.0,
-        )
-        return approval, Run("r1", "/deploy", {}, "U0ALICE", "C0D", "running", None, None, 1.0)
-
-
-class SlowEngine:
-    """``Engine.decide`` that claims (or not), then runs on: a resumed graph that deploys."""
-
-    def __init__(self, claims: bool) -> None:
-        self.store = StubStore()
-        self.claims = claims
-        self.release = asyncio.Event()
-
-    async def decide(self, iid: str, user: str, choice: str, comment: str | None) -> Answer:
-        if self.claims:
-            self.store.rows.append({"event": "decided"})
+    async def deploy(self, args: DeployArgs, progress: Progress, step: Step | None = None) -> Any:
+        progress("Rolling out… (held by the test)")
+        self.started.set()
         await self.release.wait()
-        return Answer("decided", "when the graph is done")
+        return DeployResult(True, f"{args.service} {args.version} is live on {args.env}")
 
 
-async def test_the_answer_comes_once_claimed_while_the_graph_runs_on() -> None:
-    engine: Any = SlowEngine(claims=True)
-    tasks = TaskSet()
-    answer, work = await decide_promptly(engine, tasks, "i1", "U0BOB", "approve", None)
-    assert answer is not None and answer.status == "decided"
-    assert plain(answer.text) == "✅ Approved by @U0BOB 2026-01-01 00:00 UTC"
-    assert work is not None and not work.done()
-    engine.release.set()
-    assert (await work).text == "when the graph is done"
+async def test_the_answer_comes_at_the_claim_while_the_graph_runs_on(
+    ws: LocalSlack, tmp_path: Path
+) -> None:
+    held = HeldBackend(asyncio.Event(), asyncio.Event())
+    h = Harness(ws, tmp_path / "approvals.db")
+    await h.start_bot(policy=POLICY, backend=held)
+    try:
+        await deploy(h)
+        iid = await pending_id(h)
+        key = uuid.uuid4().hex
+        status, body, _ = await decide(h, iid, CI, {"choice": "approve"}, key)
+        # Answered while the deploy is held: the run cannot have ended yet.
+        assert status == 200 and body["status"] == "decided"
+        assert body["text"].startswith("✅ Approved by @U0BOB ")
+        assert not held.release.is_set()
+        (run,) = await runs_with_status(h.bot.runtime.store, "running")
+        assert run.run_id == body["run_id"]
+        await asyncio.wait_for(held.started.wait(), 10)  # the resume is under way
+        assert await runs_with_status(h.bot.runtime.store, "done") == []
+        again = await decide(h, iid, CI, {"choice": "approve"}, key)
+        assert (again[0], again[1]) == (status, body)  # the key answers the same, at once
+        held.release.set()
+        await h.wait(lambda: "✅ Deployed" in message_text(h.approval_message()), timeout=10)
+        await h.idle()
+        (done,) = await runs_with_status(h.bot.runtime.store, "done")
+        assert done.run_id == run.run_id
+        happened = await events(h, iid)
+        assert happened.count("decided") == 1 and happened.count("resumed") == 1
+    finally:
+        held.release.set()
+        for bot in h.bots:
+            await bot.stop()
 
 
-async def test_no_answer_within_patience_leaves_the_decision_running() -> None:
-    engine: Any = SlowEngine(claims=False)
-    tasks = TaskSet()
-    answer, work = await decide_promptly(
-        engine, tasks, "i1", "U0BOB", "approve", None, patience=0.2
-    )
-    assert answer is None and work is not None and not work.done()
-    engine.release.set()
-    await tasks.idle()
-    assert work.result().status == "decided"
+async def test_a_resume_cut_by_a_stop_continues_once_on_the_next_start(
+    ws: LocalSlack, tmp_path: Path
+) -> None:
+    """The resume a decision started is the engine's task: a graceful stop waits for it, then
+    cuts it; the run stays 'running' and the next process continues it, once."""
+    held = HeldBackend(asyncio.Event(), asyncio.Event())
+    h = Harness(ws, tmp_path / "approvals.db")
+    await h.start_bot(policy=POLICY, backend=held, grace_seconds=0.2)
+    try:
+        await deploy(h)
+        iid = await pending_id(h)
+        status, body, _ = await decide(h, iid, CI, {"choice": "approve"})
+        assert status == 200 and body["status"] == "decided"
+        await asyncio.wait_for(held.started.wait(), 10)
+        old = h.bots.pop()
+        await old.stop()  # the held deploy is cut after the grace period
+        assert [r[0] for r in h.query("SELECT status FROM bot_runs")] == ["running"]
+        await h.start_bot(policy=POLICY)
+        await h.wait(lambda: "✅ Deployed" in message_text(h.approval_message()), timeout=10)
+        await h.idle()
+        assert [r[0] for r in h.query("SELECT status FROM bot_runs")] == ["done"]
+        happened = await events(h, iid)
+        assert happened.count("decided") == 1 and happened.count("resumed") == 1
+    finally:
+        held.release.set()
+        for bot in h.bots:
+            await bot.stop()
+
+
+async def test_a_resume_outlives_the_client_that_decided(h: Harness) -> None:
+    """The client goes away as soon as it sent the decision: the claim and the resume are
+    the engine's work, not the request's."""
+    await deploy(h)
+    iid = await pending_id(h)
+    headers = {
+        "Authorization": f"Bearer {CI}",
+        "Idempotency-Key": uuid.uuid4().hex,
+        "Content-Type": "application/json",
+    }
+    url = base(h) + f"/api/approvals/{iid}/decision"
+    async with aiohttp.ClientSession() as http:
+        sent = asyncio.create_task(http.post(url, headers=headers, data=b'{"choice":"approve"}'))
+        await h.wait(lambda: h.query("SELECT 1 FROM bot_api_requests"), timeout=10)
+        sent.cancel()
+        await asyncio.gather(sent, return_exceptions=True)
+    await h.wait(lambda: "✅ Deployed" in message_text(h.approval_message()), timeout=10)
+    await h.idle()
+    happened = await events(h, iid)
+    assert happened.count("decided") == 1 and happened.count("resumed") == 1
 
 
 # -- schemathesis --------------------------------------------------------------------------

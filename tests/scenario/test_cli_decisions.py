@@ -10,17 +10,20 @@ import csv
 import io
 import json
 import sys
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from bot import cli
+from bot.engine import Engine
 from bot.localslack import LocalSlack
+from graphs.deploy import DeployArgs, DeployResult, Progress, Step
 from tests.conftest import SECRET, TOKEN, Harness, settings_for
-from tests.reads import approvals_with_status, audit_events
+from tests.reads import approvals_with_status, audit_events, runs_with_status
 from tests.scenario.test_approval_loop import buttons, deploy, message_text
 from tests.scenario.test_cli import run_env
 
@@ -242,13 +245,13 @@ async def test_a_terminal_decision_racing_a_click_is_decided_once(
 ) -> None:
     loop = asyncio.get_running_loop()
     deciding = asyncio.Event()
-    real = cli.decide_promptly
+    real = Engine.decide
 
     async def signalled(*args: Any, **kwargs: Any) -> Any:
         loop.call_soon_threadsafe(deciding.set)  # the terminal is about to decide: click now
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(cli, "decide_promptly", signalled)
+    monkeypatch.setattr(Engine, "decide", signalled)  # only the terminal calls it here
 
     async def click_when_deciding(msg: dict[str, Any]) -> Any:
         await asyncio.wait_for(deciding.wait(), 30)
@@ -280,6 +283,56 @@ async def test_a_terminal_decision_racing_a_click_is_decided_once(
         else:
             assert typed.code == 1 and typed.out.startswith("Already approved by @U0BOB ")
     print("winners:", winners)
+
+
+@dataclass(frozen=True)
+class ThreadHeld:
+    """A deploy held until the test sets ``release`` (the terminal drives it on a thread of
+    its own, with its own event loop)."""
+
+    release: threading.Event
+    simulated: ClassVar[bool] = True
+
+    async def deploy(self, args: DeployArgs, progress: Progress, step: Step | None = None) -> Any:
+        await asyncio.to_thread(self.release.wait, 30)
+        return DeployResult(True, f"{args.service} {args.version} is live on {args.env}")
+
+
+class Said(io.StringIO):
+    """The terminal's output; ``answered`` is set once a decision's answer is printed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answered = threading.Event()
+
+    def write(self, text: str) -> int:
+        if "Approved by" in text:
+            self.answered.set()
+        return super().write(text)
+
+
+async def test_the_terminal_answers_at_the_claim_then_runs_the_graph_on(h: Harness) -> None:
+    await deploy(h)
+    iid = await pending_id(h)
+    held = ThreadHeld(threading.Event())
+    out, err = Said(), io.StringIO()
+    settings = settings_for(h.ws, h.db, policy=POLICY, backend=held)
+    term = cli.Terminal(out, err, Script([]))
+    argv = cli.parse(["approve", iid, "--as", "U0DAN"])
+    typed = asyncio.ensure_future(asyncio.to_thread(cli.run, argv, {}, term, settings))
+    try:
+        assert await asyncio.to_thread(out.answered.wait, 30)
+        # Answered while the deploy is held: the run is still running.
+        (run,) = await runs_with_status(h.bot.runtime.store, "running")
+        assert out.getvalue().startswith("✅ Approved by @U0DAN ") and not typed.done()
+    finally:
+        held.release.set()
+    assert await typed == 0
+    lines = out.getvalue().splitlines()
+    assert lines[1] == "The run continues here until it next waits for a person or ends…"
+    assert [r.run_id for r in await runs_with_status(h.bot.runtime.store, "done")] == [run.run_id]
+    events = [e["event"] for e in await audit(h, iid)]
+    assert events.count("decided") == 1 and events.count("resumed") == 1
 
 
 # -- the audit export --------------------------------------------------------------------------

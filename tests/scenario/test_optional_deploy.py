@@ -38,7 +38,7 @@ async def without_deploy(h: Harness) -> Bot:
 async def test_without_a_deploy_table_nothing_offers_deploy(harness: Harness) -> None:
     h = harness
     bot = await without_deploy(h)
-    assert "/deploy" not in bot.runtime.engine.graphs
+    assert "/deploy" not in bot.runtime.engine.commands
 
     typed = await h.ws.slash("alice", "/deploy", "api 1.4.2 prod", channel="#deploys")
     assert typed.json == {"text": DEPLOY_OFF, "response_type": "ephemeral"}

@@ -95,7 +95,9 @@ async def test_two_approvals_needed_counts_people_not_clicks(store: Store) -> No
 async def test_one_reject_decides_and_late_votes_change_nothing(store: Store) -> None:
     first = await vote(store, "U0BOB", "reject", required=1)  # a reject that ends it
     assert first and first.claimed
-    assert await vote(store, "U0DAN", at=4.0) is None  # not pending: render only
+    late = await vote(store, "U0DAN", at=4.0)  # not pending: no vote, render only
+    assert isinstance(late, VoteResult) and not late.claimed and late.approvals == 0
+    assert late.approval.status == "decided" and late.approval.decided_by == "U0BOB"
     approval = await store.get_approval("i1")
     assert approval and approval.choice == "reject"
 

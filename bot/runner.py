@@ -1,0 +1,187 @@
+"""Drives a graph for the engine: start or resume a thread, stream it until it pauses at
+interrupts or ends, and say which interrupts a thread waits at now.
+
+The engine decides (claims, pauses, finishes, leases, exactly-once); a ``Runner`` only drives.
+It is keyed by thread id and async throughout, so a graph whose state lives elsewhere (a
+LangGraph Server) is one more implementation; ``LocalRunner`` drives today's in-process graphs
+on the project's checkpointer. Nothing of LangGraph's (``Command``, ``StateSnapshot``, stream
+modes, its errors) crosses this seam.
+
+Errors: a graph that fails raises its own exception from ``stream`` (the engine tells a failed
+run from a database that blinked); a resume value the graph refuses before saving anything
+raises ``ResumeRefused`` with the refusal in plain words.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.errors import is_invalid_resume
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command, Durability, StreamMode
+from pydantic import ValidationError
+
+from bot.schema import FieldError, refusal_errors
+
+RESUME_PATH = ("edited_action", "args")  # where an edit's fields sit in a refused HITL answer
+MODES: list[StreamMode] = ["custom", "tasks", "values"]  # progress, its task, pauses and ends
+
+
+@dataclass(frozen=True)
+class GraphThread:
+    """Which thread to drive: its id, the graph (the command that started it), and the
+    attempt (starts after restarts: a step's idempotency key, see graphs/deploy.py)."""
+
+    thread_id: str
+    graph: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An interrupt a thread waits at: its id, its value, and the response_schema it asks
+    for (JSON Schema, None when it asks for none)."""
+
+    id: str
+    value: Any
+    response_schema: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ThreadState:
+    """What a thread is now: ``started`` is False for a thread with no checkpoint yet (a
+    start cut before its first step), ``pending`` the interrupts it waits at."""
+
+    started: bool
+    pending: tuple[Pending, ...] = ()
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress line; ``key`` is stable across a step that re-runs after a crash (the
+    task's id and the line's position in it), so its reply is edited, not posted again."""
+
+    key: str
+    line: str
+
+
+@dataclass(frozen=True)
+class Paused:
+    """The stream stopped at these interrupts (every parallel branch's, each once)."""
+
+    interrupts: tuple[Pending, ...]
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The thread ended with these final values."""
+
+    values: Any
+
+
+Event = Progress | Paused | Finished
+
+
+class ResumeRefused(Exception):
+    """The graph refused a resume value (its response_schema) and saved nothing."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__(f"{len(errors)} errors")
+        self.errors = errors
+
+
+class Runner(Protocol):
+    """Drives graphs by thread id; see the module docstring."""
+
+    async def state(self, thread: GraphThread) -> ThreadState:
+        """The thread as it is now: started at all, and the interrupts it waits at."""
+        ...
+
+    def stream(
+        self,
+        thread: GraphThread,
+        start: Any = None,
+        resume: Mapping[str, Any] | None = None,
+    ) -> AsyncGenerator[Event, None]:
+        """Run the thread until it pauses or ends: from ``start`` (the graph's input), with
+        ``resume`` (interrupt id -> value), or, both None, on from its last checkpoint.
+        Yields progress as it comes, then one ``Paused`` or ``Finished``."""
+        ...
+
+
+class LocalRunner:
+    """Today's graphs, compiled in this process on the project's checkpointer; holds them
+    and the durability their checkpoints are written with."""
+
+    def __init__(
+        self, graphs: Mapping[str, CompiledStateGraph[Any]], durability: Durability = "sync"
+    ) -> None:
+        self.graphs = graphs
+        self.durability: Durability = durability
+
+    async def state(self, thread: GraphThread) -> ThreadState:
+        """LangGraph silently restarts an unknown thread and replays a finished one, so the
+        engine looks here before it resumes."""
+        state = await self.graphs[thread.graph].aget_state(_config(thread))
+        pending = tuple(_pending(i) for i in state.interrupts)
+        return ThreadState(bool(state.created_at), pending)
+
+    async def stream(
+        self,
+        thread: GraphThread,
+        start: Any = None,
+        resume: Mapping[str, Any] | None = None,
+    ) -> AsyncGenerator[Event, None]:
+        """The stream says all that is needed: progress ("custom"), which task is running
+        ("tasks"), and the final values or the interrupts it stopped at ("values"), so no
+        ``aget_state`` is needed afterwards."""
+        graph_input = Command(resume=dict(resume)) if resume is not None else start
+        seen: Counter[str] = Counter()
+        task = "run"
+        interrupts: dict[str, Pending] = {}
+        values: Any = None
+        try:
+            async for mode, chunk in self.graphs[thread.graph].astream(
+                graph_input,
+                _config(thread),
+                stream_mode=MODES,
+                durability=self.durability,
+            ):
+                if mode == "values" and isinstance(chunk, dict):
+                    if "__interrupt__" in chunk:
+                        # Parallel branches (``Send``) surface their interrupts in separate
+                        # chunks: every one of them is pending.
+                        for i in chunk["__interrupt__"]:
+                            interrupts.setdefault(i.id, _pending(i))
+                    else:
+                        values = chunk
+                elif mode == "tasks" and isinstance(chunk, dict) and "input" in chunk:
+                    task = str(chunk.get("id"))
+                elif mode == "custom" and isinstance(chunk, dict) and "progress" in chunk:
+                    owner = str(chunk.get("task") or task)
+                    n = seen[owner]
+                    seen[owner] += 1
+                    yield Progress(f"{owner}:{n}", str(chunk["progress"]))
+        except ValidationError as exc:
+            if resume is not None and is_invalid_resume(exc):
+                raise ResumeRefused(refusal_errors(exc, RESUME_PATH)) from exc
+            raise
+        if interrupts:
+            yield Paused(tuple(interrupts.values()))
+        else:
+            yield Finished(values)
+
+
+def _config(thread: GraphThread) -> RunnableConfig:
+    """The thread's config. ``run_attempt`` counts starts after restarts, so a step can give
+    the outside world an idempotency key (see graphs/deploy.py)."""
+    return {"configurable": {"thread_id": thread.thread_id, "run_attempt": thread.attempt}}
+
+
+def _pending(interrupt: Any) -> Pending:
+    schema = getattr(interrupt, "response_schema", None)
+    return Pending(interrupt.id, interrupt.value, schema if isinstance(schema, dict) else None)

@@ -1,0 +1,138 @@
+"""bot/runner.py's LocalRunner against real small graphs on a real checkpointer: what a
+thread waits at, a stream that pauses at every parallel branch's interrupt once, progress
+keyed by task and position, a resume that finishes, a resume value the graph refuses, and a
+graph's own failure raised as itself."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, TypedDict
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send, interrupt
+from pydantic import BaseModel, Field
+
+from bot.runner import (
+    Event,
+    Finished,
+    GraphThread,
+    LocalRunner,
+    Paused,
+    Progress,
+    ResumeRefused,
+)
+
+
+class Refund(BaseModel):
+    amount: int = Field(ge=1)
+
+
+class State(TypedDict, total=False):
+    item: str
+    results: Annotated[list[str], operator.add]
+    outcome: dict[str, Any]
+
+
+def fan_out() -> Any:
+    """Two parallel branches, each asking, then a step that reports progress twice."""
+
+    def fan(state: State) -> list[Send]:
+        return [Send("ask", {"item": x}) for x in ("api", "web")]
+
+    def ask(state: State) -> State:
+        item = state["item"]
+        return {"results": [f"{item}:{interrupt(f'Ship {item}?')}"]}
+
+    def ship(state: State) -> State:
+        write = get_stream_writer()
+        write({"progress": "rolling out"})
+        write({"progress": "done"})
+        return {"outcome": {"status": "succeeded", "text": ",".join(sorted(state["results"]))}}
+
+    g = StateGraph(State)
+    g.add_node("ask", ask)
+    g.add_node("ship", ship)
+    g.add_conditional_edges(START, fan, ["ask"])
+    g.add_edge("ask", "ship")
+    g.add_edge("ship", END)
+    return g.compile(checkpointer=InMemorySaver())
+
+
+def form() -> Any:
+    def ask(state: State) -> State:
+        answer = interrupt({"order": "A-1"}, response_schema=Refund)
+        return {"outcome": {"status": "succeeded", "text": str(answer.amount)}}
+
+    g = StateGraph(State)
+    g.add_node("ask", ask)
+    g.add_edge(START, "ask")
+    g.add_edge("ask", END)
+    return g.compile(checkpointer=InMemorySaver())
+
+
+def broken() -> Any:
+    def fail(state: State) -> State:
+        raise RuntimeError("the graph's own bug")
+
+    g = StateGraph(State)
+    g.add_node("fail", fail)
+    g.add_edge(START, "fail")
+    g.add_edge("fail", END)
+    return g.compile(checkpointer=InMemorySaver())
+
+
+async def events(runner: LocalRunner, thread: GraphThread, **how: Any) -> list[Event]:
+    return [e async for e in runner.stream(thread, **how)]
+
+
+async def test_a_stream_pauses_at_every_branch_then_resumes_to_the_end() -> None:
+    runner = LocalRunner({"ship": fan_out()})
+    thread = GraphThread("t1", "ship", 1)
+    fresh = await runner.state(thread)
+    assert not fresh.started and fresh.pending == ()
+
+    (paused,) = await events(runner, thread, start={})
+    assert isinstance(paused, Paused)
+    asked = {p.value: p for p in paused.interrupts}
+    assert sorted(asked) == ["Ship api?", "Ship web?"]  # each branch's interrupt, once
+    assert all(p.response_schema is None for p in paused.interrupts)
+
+    now = await runner.state(thread)
+    assert now.started and {p.id for p in now.pending} == {p.id for p in paused.interrupts}
+
+    resume = {p.id: "yes" if p.value == "Ship api?" else "no" for p in paused.interrupts}
+    *progress, end = await events(runner, thread, resume=resume)
+    assert [p.line for p in progress if isinstance(p, Progress)] == ["rolling out", "done"]
+    keys = [p.key for p in progress if isinstance(p, Progress)]
+    task = keys[0].rsplit(":", 1)[0]
+    assert keys == [f"{task}:0", f"{task}:1"]  # the task's id and the line's position
+    assert isinstance(end, Finished)
+    assert end.values["outcome"]["text"] == "api:yes,web:no"
+    assert (await runner.state(thread)).pending == ()
+
+
+async def test_a_refused_resume_value_is_raised_as_its_refusal_and_saves_nothing() -> None:
+    runner = LocalRunner({"form": form()})
+    thread = GraphThread("t2", "form", 1)
+    (paused,) = await events(runner, thread, start={})
+    assert isinstance(paused, Paused)
+    (pending,) = paused.interrupts
+    assert pending.value == {"order": "A-1"}
+    assert pending.response_schema is not None and "amount" in str(pending.response_schema)
+
+    with pytest.raises(ResumeRefused) as refused:
+        await events(runner, thread, resume={pending.id: {"amount": 0}})
+    assert refused.value.errors and any(name == "amount" for name, _ in refused.value.errors)
+    assert [p.id for p in (await runner.state(thread)).pending] == [pending.id]
+
+    (end,) = await events(runner, thread, resume={pending.id: {"amount": 5}})
+    assert isinstance(end, Finished) and end.values["outcome"]["text"] == "5"
+
+
+async def test_a_failing_graph_raises_its_own_exception() -> None:
+    runner = LocalRunner({"broken": broken()})
+    with pytest.raises(RuntimeError, match="own bug"):
+        await events(runner, GraphThread("t3", "broken", 1), start={})
