@@ -553,15 +553,12 @@ class Engine:
         def unknown() -> list[Item]:
             return told(_answer(None), None)
 
-        for _ in range(2):
-            try:
-                result = await self.store.decide(
-                    interrupt_id, self.clock(), judged, render, unknown
-                )
-                break
-            except GroupsUnknown as exc:
-                await self.groups.resolve(exc.groups)
-        else:
+        async def attempt() -> VoteResult | Refused | None:
+            return await self.store.decide(interrupt_id, self.clock(), judged, render, unknown)
+
+        try:
+            result = await with_groups(self.groups, attempt)
+        except GroupsUnknown:
             return Answer("refused", messages.GROUPS_UNKNOWN)
         if isinstance(result, VoteResult):
             self._resume_later(result)
