@@ -78,7 +78,7 @@ def _has_actions(message: dict[str, Any]) -> bool:
     return any(b.get("type") == "actions" for b in message.get("blocks") or [])
 
 
-# The bot shows a run's outcome as a section starting with one of these (bot/blocks.py,
+# The bot shows a run's outcome as a section starting with one of these (bot/render/blocks.py,
 # OUTCOME_EMOJI, the same in every version so far); the wording after it may change.
 OUTCOMES = {"✅": "succeeded", "💥": "failed", "🚫": "rejected", "⏰": "timed_out", "ℹ️": "other"}
 

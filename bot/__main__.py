@@ -16,7 +16,7 @@ from typing import Any
 
 from bot import cli
 from bot.config import Settings, SettingsError
-from bot.ingress import quiet_bolt_logs
+from bot.slack.ingress import quiet_bolt_logs
 
 DESCRIPTION = (
     "Approvals for LangGraph, in Slack: the bot, a local demo workspace, and deciding from "
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "manifest":
         return _manifest(args.url)
     # psycopg_pool logs each failed reconnection of an outage, with the server's address:
-    # bot/dbretry.py says once per outage what matters, without it.
+    # bot/db/retry.py says once per outage what matters, without it.
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     if args.cmd in cli.COMMANDS:
         return cli.main(args)
@@ -108,8 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _manifest(url: str | None) -> int:
     """Print the manifest, with the commands of the policy file's entry points too."""
     from bot.config import deploy_options, read_policy
-    from bot.manifest import render
     from bot.policy.parse import policy_path
+    from bot.slack.manifest import render
     from graphs import EntryPointError, registry
 
     try:

@@ -41,19 +41,19 @@ from typing import Any, TextIO, TypeVar, overload
 
 import aiosqlite
 
-from bot import openapi
-from bot.api import plain
 from bot.audit_export import FORMATS, export, iso_utc, verify
+from bot.background.outbox import Outbox
 from bot.config import Settings, SettingsError, audit_key
+from bot.db.sqlite import OneHop, Writer
+from bot.db.store import CHAIN_VERSION, Store
 from bot.engine import Answer
 from bot.integrity import KeyProblem
+from bot.interrupts import ApprovalRequest, ChoiceSpec, normalise
 from bot.model import Approval, Run
-from bot.outbox import Outbox
 from bot.policy.rules import Policy, Rules, format_duration, parse_duration
-from bot.protocol import ApprovalRequest, ChoiceSpec, normalise
 from bot.slackids import USER_ID
-from bot.sqlite import OneHop, Writer
-from bot.store import CHAIN_VERSION, Store
+from bot.web import openapi
+from bot.web.api import plain
 
 T = TypeVar("T")
 Where = Path | str  # the SQLite file, or a PostgreSQL URL
@@ -334,7 +334,7 @@ async def reader(path: Where) -> AsyncIterator[Store]:
 
 @asynccontextmanager
 async def _pg_reader(url: str) -> AsyncIterator[Store]:
-    from bot.postgres import Database
+    from bot.db.postgres import Database
 
     db = Database(url, size=2)
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from langgraph.types import Durability
 
-from bot.outbox import OutboxOptions
+from bot.background.outbox import OutboxOptions
 from bot.policy.faults import PolicyError
 from bot.policy.parse import load_policy, policy_path
 from bot.policy.rules import Policy
@@ -65,7 +65,7 @@ class Settings:
     database_url: str | None = field(default=None, repr=False)
     run_lease: float = 30.0  # fallback: taken over after this when a death cannot be proven
     # How long database work that fails transiently (a failover, a restart, a deadlock, a
-    # locked SQLite file) is tried again before it counts as failed (bot/dbretry.py).
+    # locked SQLite file) is tried again before it counts as failed (bot/db/retry.py).
     db_retry_seconds: float = 60.0
     sqlite_busy_seconds: float = 5.0  # a locked file is waited for this long per try
     # APPROVALS_AUDIT_KEY: the audit chain's hashes are HMACs with it; a secret: never log it.

@@ -10,11 +10,11 @@ import shutil
 from pathlib import Path
 
 from bot.config import Settings, SettingsError, deploy_options
-from bot.listeners import approvals
-from bot.liveness import lock_folder
+from bot.db.liveness import lock_folder
 from bot.localslack import LocalSlack
 from bot.policy.parse import parse_policy
 from bot.runtime import BotRuntime
+from bot.slack.listeners import approvals
 from graphs import registry
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def workspace_file(db: Path) -> Path:
 
 
 def forget(db: Path) -> None:
-    """--fresh: remove the bot's database, its processes' lock files (bot/liveness.py) and
+    """--fresh: remove the bot's database, its processes' lock files (bot/db/liveness.py) and
     the workspace's messages."""
     for path in (
         db,

@@ -4,12 +4,12 @@ graph itself is driven by a ``Runner`` (bot/runner.py): the engine never sees La
 
 The engine never waits on Slack on the path that records a decision or resumes a graph: what
 Slack must show is written as outbox rows in the same transaction as the state change (see
-``bot.outbox``). Only ``views.open`` is called inline, because its trigger dies in 3 s, and the
-plain-words answer to a person whose click, form or command the database did not take (the
-outbox is in the database too: ``for_person``).
+``bot.background.outbox``). Only ``views.open`` is called inline, because its trigger dies in
+3 s, and the plain-words answer to a person whose click, form or command the database did not
+take (the outbox is in the database too: ``for_person``).
 
 A run fails only because its graph failed. The database blinking is not that: its work is
-tried again where it happens (bot/dbretry.py), so a run simply waits; if the database stays
+tried again where it happens (bot/db/retry.py), so a run simply waits; if the database stays
 away for longer than the retry allows, the run stays 'running', still this process's, and this
 process continues it from its last checkpoint as soon as the database answers again
 (``_holding``, ``recover``).
@@ -32,11 +32,19 @@ from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bot import authz, blocks, forms, messages
-from bot.authz import GroupsUnknown, groups_in, may_escalate, may_withdraw, names, refusal
-from bot.dbretry import CommitUnknown, error_name, is_transient
-from bot.groups import GroupCache, with_groups
+from bot.background.tasks import TaskSet
+from bot.db.retry import CommitUnknown, error_name, is_transient
+from bot.db.store import Store
 from bot.integrity import request_digest
+from bot.interrupts import (
+    ApprovalRequest,
+    ChoiceSpec,
+    DecisionRecord,
+    normalise,
+    private_values,
+    redact,
+    resume_value,
+)
 from bot.model import (
     Approval,
     Ballot,
@@ -50,22 +58,15 @@ from bot.model import (
     VoteResult,
 )
 from bot.model import decision_of as _decision
+from bot.policy import authz
+from bot.policy.authz import GroupsUnknown, groups_in, may_escalate, may_withdraw, names, refusal
 from bot.policy.rules import Policy, Rules, describe, format_duration, freeze_at
-from bot.protocol import (
-    ApprovalRequest,
-    ChoiceSpec,
-    DecisionRecord,
-    normalise,
-    private_values,
-    redact,
-    resume_value,
-)
+from bot.render import blocks, forms, messages
 from bot.runner import Finished, GraphThread, Paused, Pending, Progress, ResumeRefused, Runner
 from bot.schema import FieldError
-from bot.slack import SlackError, SlackPort
+from bot.slack.client import SlackError, SlackPort
+from bot.slack.groups import GroupCache, with_groups
 from bot.slackids import USER_ID as USER
-from bot.store import Store
-from bot.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -681,7 +682,7 @@ class Engine:
 
     async def recover(self) -> int:
         """Take over runs no live process drives (at start-up, then whenever the lease
-        keeper looks, see bot/leases.py): resume a decision claimed but not resumed, or
+        keeper looks, see bot/background/leases.py): resume a decision claimed but not resumed, or
         continue a run cut mid-step. Only runs whose lease this process took are touched, so
         this is safe while other processes run. Pending approvals need nothing (their
         buttons carry the interrupt id), and unsent messages need nothing (the outbox sends

@@ -2,7 +2,7 @@
 
 Plain frozen dataclasses with no behaviour and no database or Slack imports, so that the pure
 builders (messages, blocks) and the engine can share them without importing the SQL module.
-bot/store.py reads and writes them.
+bot/db/store.py reads and writes them.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Approval:
     rules: dict[str, Any] | None = (
         None  # the policy it was opened with (bot.policy.rules.Rules, as JSON)
     )
-    meta: dict[str, Any] | None = None  # {"response_schema": …, "private": […]} (bot.protocol)
+    meta: dict[str, Any] | None = None  # {"response_schema": …, "private": […]} (bot.interrupts)
     answer: Any = None  # the data the claimed decision carries (edited args, a text, a form)
     digest: str = ""  # SHA-256 of the request it shows (bot.integrity.request_digest)
     # LangGraph's id for the interrupt it answers: ``interrupt_id`` itself, except for a

@@ -18,23 +18,24 @@ from prometheus_client import CollectorRegistry
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
-from bot import api, http
-from bot.app import create_app
-from bot.backends import Backend, open_backend
+from bot.background.leases import LeaseKeeper
+from bot.background.outbox import Outbox, Pacer
+from bot.background.retention import Pruner
+from bot.background.scheduler import Scheduler
+from bot.background.tasks import TaskSet
 from bot.config import Settings, SettingsError, graph_specs
+from bot.db.connect import Backend, open_backend
+from bot.db.store import RunLease, Store
 from bot.deps import Deps
 from bot.engine import Engine
-from bot.groups import GroupCache
-from bot.health import Health
-from bot.leases import LeaseKeeper
-from bot.metrics import Metrics
-from bot.outbox import Outbox, Pacer
-from bot.retention import Pruner
 from bot.runner import LocalRunner
-from bot.scheduler import Scheduler
-from bot.slack import WebApiPort, http_session, web_client
-from bot.store import RunLease, Store
-from bot.tasks import TaskSet
+from bot.slack import endpoint as http
+from bot.slack.app import create_app
+from bot.slack.client import WebApiPort, http_session, web_client
+from bot.slack.groups import GroupCache
+from bot.web import api
+from bot.web.health import Health
+from bot.web.metrics import Metrics
 from graphs import EntryPointError, compile_spec
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ class BotRuntime:
         self.started = True
 
     def routes(self) -> list[web.RouteDef]:
-        """/slack/events, the HTTP API under /api (bot/api.py), and the operator's routes."""
+        """/slack/events, the HTTP API under /api (bot/web/api.py), and the operator's routes."""
         slack = http.routes(self.app, self.settings.signing_secret)
         tokens = self.settings.policy.api_tokens
         return slack + api.routes(self.engine, self.tasks, tokens) + self.ops_routes()

@@ -15,7 +15,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 from langgraph.types import interrupt
 
 KIND = "slack_approval"
-"""Marks a payload as this project's own approval request (see ``bot.protocol``)."""
+"""Marks a payload as this project's own approval request (see ``bot.interrupts``)."""
 
 Style = Literal["primary", "danger"] | None
 
@@ -75,7 +75,7 @@ class ChoicePayload(TypedDict):
 
 class ApprovalPayload(TypedDict):
     """What ``request_approval`` passes to ``interrupt()``: plain JSON, so the checkpointer
-    stores it and the bot (``bot.protocol``, which recognises it by ``kind``) reads it."""
+    stores it and the bot (``bot.interrupts``, which recognises it by ``kind``) reads it."""
 
     kind: str  # KIND
     version: int

@@ -98,7 +98,7 @@ def query(db: Path, url: str | None, sql: str, args: Iterable[Any] = ()) -> list
             return list(conn.execute(sql, tuple(args)))
     import psycopg
 
-    from bot.postgres import translate
+    from bot.db.postgres import translate
 
     with psycopg.connect(url, autocommit=True) as conn:
         return [tuple(r) for r in conn.execute(translate(sql), tuple(args)).fetchall()]

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.db.store import Store, _approval, _run
 from bot.model import Approval, Run
-from bot.store import Store, _approval, _run
 
 
 async def runs_with_status(store: Store, status: str) -> list[Run]:

@@ -22,8 +22,8 @@ from bot.policy.faults import PolicyError, did_you_mean, dotted, show, show_list
 from bot.slackids import CHANNEL_ID, GROUP_ID, USER_ID
 
 if TYPE_CHECKING:
+    from bot.interrupts import ChoiceSpec
     from bot.model import Approval, Run
-    from bot.protocol import ChoiceSpec
 
 OnTimeout = Literal["reject", "approve", "keep_waiting"]
 FreezeAction = Literal["refuse", "require_freeze_approvers"]

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.background.outbox import OutboxOptions
 from bot.localslack import LocalSlack
-from bot.outbox import OutboxOptions
 from graphs.deploy import DeployArgs, DeployResult, Progress, Step
 from tests.conftest import Harness
 

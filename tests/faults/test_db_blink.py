@@ -35,7 +35,7 @@ import psycopg
 import pytest
 
 from bot.engine import DB_NOTE, RESTART_NOTE
-from bot.messages import NOT_RECORDED
+from bot.render.messages import NOT_RECORDED
 from tests.conftest import Harness, postgres_base_url
 from tests.faults.pgserver import PrivateServer, private_server
 from tests.faults.support import (

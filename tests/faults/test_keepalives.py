@@ -9,8 +9,8 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bot.db.postgres import KEEPALIVES
 from bot.localslack import LocalSlack
-from bot.postgres import KEEPALIVES
 from tests.conftest import Harness
 from tests.faults.support import FAST
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-from bot.liveness import CONFIRM, LOCK_CLASS, lock_key
+from bot.db.liveness import CONFIRM, LOCK_CLASS, lock_key
 from bot.localslack import LocalSlack
 from tests.conftest import Harness
 from tests.faults.support import (

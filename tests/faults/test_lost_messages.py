@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot import messages
+from bot.render import messages
 from tests.conftest import Harness
 from tests.faults.support import (
     DEADLINE,

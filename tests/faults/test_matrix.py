@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot import messages
+from bot.render import messages
 from tests.conftest import Harness
 from tests.faults.support import (
     DEADLINE,

@@ -10,7 +10,7 @@ that takes the row over, so a message sent twice must have been first sent befor
 
 With the shipped run lease (30 s), the killed replica's runs and the Slack calls it was making
 are taken over within TAKEOVER seconds of the kill: its advisory lock went with its connection
-(bot/liveness.py), not one lease later.
+(bot/db/liveness.py), not one lease later.
 
 200 approvals by default (about 20 s); LONG_TESTS=1 runs 500.
 """

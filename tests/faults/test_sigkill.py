@@ -5,7 +5,7 @@ fast the restarted bot takes over, with the shipped lease and Slack timeout
 After a kill at any moment after a click, the approval's buttons are gone and the deploy's last
 progress line is in the thread within TARGET seconds of the restart (the new process's start,
 its interpreter's start-up included, about half of it), every time: the dead process's lock is
-free (an flock, bot/liveness.py), so its run, the Slack calls it was making and the deadlines it
+free (an flock, bot/db/liveness.py), so its run, the Slack calls it was making and the deadlines it
 was firing are taken over at start-up instead of when their leases end. On a machine so busy
 that the interpreter alone takes longer than TARGET - RECOVERY to start, the bound is RECOVERY
 seconds after the restarted process answers instead (start-up is not what is tested here).

@@ -1,4 +1,4 @@
-"""The HTTP API (bot/api.py) on the running bot's own server, against the local workspace and a
+"""The HTTP API (bot/web/api.py) on the running bot's own server, against the local workspace and a
 real SQLite file: bearer tokens from the policy, pages of pending approvals, decisions with the
 same rules, claim and message updates as a click, Idempotency-Keys, an HTTP decision racing a
 click, and schemathesis checking the API against its OpenAPI document (no 5xx, ever)."""

@@ -20,11 +20,11 @@ import psycopg
 import pytest
 
 from bot import cli
+from bot.db.postgres import Database, PgDb, translate
+from bot.db.sqlite import OneHop, Writer
+from bot.db.store import MIGRATIONS, Store
 from bot.integrity import CHAINED, link, request_digest
 from bot.model import Approval, Ballot, Item, Opening, Run, VoteResult
-from bot.postgres import Database, PgDb, translate
-from bot.sqlite import OneHop, Writer
-from bot.store import MIGRATIONS, Store
 from tests.conftest import BACKENDS
 from tests.reads import audit_events
 

@@ -17,10 +17,10 @@ import pytest
 
 from bot import audit_export
 from bot.audit_export import export, iso_utc, record
+from bot.db.sqlite import OneHop, OneHopSqliteSaver, Writer
+from bot.db.store import Store
 from bot.integrity import request_digest
 from bot.model import Approval, Ballot, Item, Opening, Run, VoteResult
-from bot.sqlite import OneHop, OneHopSqliteSaver, Writer
-from bot.store import Store
 
 
 def approve(user: str):

@@ -1,6 +1,7 @@
-"""Who may decide, and the rules an approval is held to: each rule written once (bot/authz.py,
-bot/policy/rules.py, bot/groups.py), checked here where it is subtle: user groups whose members
-are not known yet, a comment the policy or the request asks for, rules stored with an approval."""
+"""Who may decide, and the rules an approval is held to: each rule written once
+(bot/policy/authz.py, bot/policy/rules.py, bot/slack/groups.py), checked here where it is subtle:
+user groups whose members are not known yet, a comment the policy or the request asks for, rules
+stored with an approval."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from typing import Any, cast
 
 import pytest
 
-from bot.authz import GroupsUnknown, may_decide, may_pick, offer, refusal
-from bot.groups import GroupCache, with_groups
+from bot.interrupts import APPROVE, EDIT, REJECT, ChoiceSpec, normalise
 from bot.model import Approval, Run, decision_of
+from bot.policy.authz import GroupsUnknown, may_decide, may_pick, offer, refusal
 from bot.policy.parse import parse_policy
 from bot.policy.rules import Rules
-from bot.protocol import APPROVE, EDIT, REJECT, ChoiceSpec, normalise
-from bot.slack import SlackError, SlackPort
+from bot.slack.client import SlackError, SlackPort
+from bot.slack.groups import GroupCache, with_groups
 
 RELEASE = "S0RELEASE"
 

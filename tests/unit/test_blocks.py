@@ -11,11 +11,12 @@ from langgraph.checkpoint.memory import InMemorySaver
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from bot import authz, blocks
+from bot.interrupts import normalise
 from bot.localslack.blockkit import validate_blocks, validate_view
 from bot.model import DecisionRecord
+from bot.policy import authz
 from bot.policy.rules import Rules
-from bot.protocol import normalise
+from bot.render import blocks
 from graphs import agent
 from graphs.approval import Choice, approval_payload
 

@@ -1,4 +1,4 @@
-"""The database's retry policy (bot/dbretry.py): which errors pass, and how long and how often
+"""The database's retry policy (bot/db/retry.py): which errors pass, and how long and how often
 work is tried again, on an injected clock."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from psycopg import errors
 from psycopg_pool import PoolTimeout
 
-from bot.dbretry import CommitUnknown, Retry, is_transient
+from bot.db.retry import CommitUnknown, Retry, is_transient
 
 
 def test_what_counts_as_a_blink(tmp_path: Path) -> None:

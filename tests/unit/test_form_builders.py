@@ -9,9 +9,7 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from bot import forms
-from bot.localslack.blockkit import validate_view
-from bot.protocol import (
+from bot.interrupts import (
     HIDDEN,
     DecisionRecord,
     normalise,
@@ -19,6 +17,8 @@ from bot.protocol import (
     redact,
     resume_value,
 )
+from bot.localslack.blockkit import validate_view
+from bot.render import forms
 from bot.schema import check, object_fields, refusal_errors
 from graphs.approval import approval_payload
 

@@ -1,4 +1,4 @@
-"""Proof of life (bot/liveness.py) against real processes, a real file and the real PostgreSQL:
+"""Proof of life (bot/db/liveness.py) against real processes, a real file and the real PostgreSQL:
 a process killed with SIGKILL is dead to the others at once (SQLite) or within two looks a
 second apart (PostgreSQL); a live one never is, not even while PostgreSQL drops its lock's
 connection again and again."""
@@ -15,8 +15,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bot.liveness import CONFIRM, LOCK_CLASS, WATCH, AdvisoryLocks, FileLocks, Liveness, lock_key
-from bot.store import process_id
+from bot.db.liveness import CONFIRM, LOCK_CLASS, WATCH, AdvisoryLocks, FileLocks, Liveness, lock_key
+from bot.db.store import process_id
 from tests.conftest import BACKENDS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HOLDER = """
 import asyncio, sys
 from pathlib import Path
-from bot.liveness import AdvisoryLocks, FileLocks
+from bot.db.liveness import AdvisoryLocks, FileLocks
 
 async def main() -> None:
     where, owner = sys.argv[1], sys.argv[2]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import MIGRATIONS, _statements
+from bot.db.store import MIGRATIONS, _statements
 from tests.conftest import BACKENDS, query
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,9 +26,9 @@ PROCESSES = 3
 START = """
 import asyncio, sys
 from pathlib import Path
-from bot.backends import open_backend
+from bot.db.connect import open_backend
 from bot.config import Settings
-from bot.store import RunLease
+from bot.db.store import RunLease
 
 async def main() -> None:
     url = sys.argv[2] or None
@@ -46,7 +46,7 @@ def previous_migrations() -> tuple[str, ...]:
     """The migrations of the release before this one, from git (falling back to this
     release's first five, which the test checks are the same when git can tell)."""
     done = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{PREVIOUS_RELEASE}:bot/store.py"],
+        ["git", "-C", str(ROOT), "show", f"{PREVIOUS_RELEASE}:bot/db/store.py"],
         capture_output=True,
         text=True,
         check=False,

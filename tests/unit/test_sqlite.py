@@ -1,4 +1,4 @@
-"""The one class that touches aiosqlite's private API (bot/sqlite.py): what it relies on still
+"""The one class that touches aiosqlite's private API (bot/db/sqlite.py): what it relies on still
 holds for the pinned releases, and its saver stores exactly what langgraph's own does."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
-from bot.sqlite import OneHop, OneHopSqliteSaver, Writer, transaction
+from bot.db.sqlite import OneHop, OneHopSqliteSaver, Writer, transaction
 
 
 async def test_one_hop_runs_on_aiosqlites_thread_with_its_connection(tmp_path: Path) -> None:

@@ -14,11 +14,11 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from bot.liveness import AdvisoryLocks
+from bot.db.liveness import AdvisoryLocks
+from bot.db.postgres import Database
+from bot.db.sqlite import OneHop, Writer
+from bot.db.store import RunLease, Store
 from bot.model import Approval, Ballot, Firing, Item, Opening, Released, Run, Sent, VoteResult
-from bot.postgres import Database
-from bot.sqlite import OneHop, Writer
-from bot.store import RunLease, Store
 from tests.conftest import BACKENDS
 from tests.reads import audit_events
 
@@ -180,7 +180,7 @@ async def test_a_decision_claimed_while_another_process_drives_the_run_waits_for
 
 
 async def test_notifications_wake_the_other_processes(tmp_path: Path, pg_url: str) -> None:
-    from bot.wakeups import Listener
+    from bot.db.wakeups import Listener
 
     woken = asyncio.Event()
     listener = Listener(pg_url, "listening", {"deadlines": woken.set})

@@ -1,0 +1,3 @@
+"""Work the process owns in the background: the outbox's delivery, deadlines, lease keeping,
+retention, and the task set.
+"""

@@ -1,0 +1,433 @@
+"""PostgreSQL under the store's transaction functions, and LangGraph's Postgres checkpointer.
+
+The store's transactions are plain synchronous functions ``fn(db)`` (bot/db/store.py). On SQLite
+``db`` is the sqlite3 connection on aiosqlite's thread; here it is ``PgDb``, a small wrapper
+over a pooled psycopg connection, run on a worker thread: one thread hop per transaction on
+both backends, and one copy of the SQL. ``PgDb.execute`` turns the SQLite spelling into
+PostgreSQL's where they differ, and only there:
+
+- ``?`` placeholders become ``%s`` (and a literal ``%`` becomes ``%%``);
+- ``json_each(?) AS x`` (a JSON array argument) becomes ``json_array_elements_text(%s::json)
+  AS x(value)``;
+- ``PRAGMA user_version`` reads and writes ``bot_schema.version``;
+- in migrations, ``INTEGER PRIMARY KEY AUTOINCREMENT`` becomes ``BIGSERIAL PRIMARY KEY``,
+  ``REAL`` becomes ``DOUBLE PRECISION``, ``TEXT`` compares bytewise (``COLLATE "C"``, as
+  SQLite does: key prefixes are looked up by range), and ``INSERT OR IGNORE … SELECT`` ends
+  in ``ON CONFLICT DO NOTHING``;
+- the outbox's next ``seq`` comes from a sequence (``MAX(seq) + 1`` races between
+  concurrent transactions, which SQLite never runs).
+
+Statements whose semantics differ (claims that skip rows another process is taking) are
+written out for each backend in the store itself.
+
+When the database blinks (a failover cuts every connection, the server restarts, a deadlock,
+too many connections), each read and transaction is tried again by ``bot.db.retry.Retry``, and
+so is each of LangGraph's checkpointer calls (``RetryingSaver``). After a failure the pool
+drops its dead connections at once, and it never waits long to reconnect, so work resumes
+within a second or two of the database's return. A transaction whose COMMIT lost its answer
+may have landed: before running it again, the database is asked how it ended
+(``pg_xact_status`` of the id the transaction read with its BEGIN): committed, and the first
+run's result is the answer; aborted, and it runs again. So no transaction is applied twice,
+and its caller learns what it did. (BEGIN and its id share a round trip, and so do the
+notifications and COMMIT: a transaction costs no more round trips than before.)
+
+Every try of a write (the store's and the checkpointer's) first passes this process's fence
+(bot/db/liveness.py): an in-memory check while its liveness lock has been held without a break;
+a wait while it is not, so a replica judged dead meanwhile writes nothing more for its runs.
+Every connection has TCP keepalives (``KEEPALIVES``): one that hangs becomes an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any, TypeVar, cast
+
+import psycopg
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
+from psycopg.sql import SQL, Literal
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from bot.db.liveness import Fence
+from bot.db.retry import CommitUnknown, Retry, is_conflict, is_transient
+
+T = TypeVar("T")
+
+SCHEMA_LOCK = 0x617070726F76  # advisory lock key: "approv"; the bot's own migrations
+SAVER_LOCK = SCHEMA_LOCK + 1  # LangGraph's checkpointer setup
+AUDIT_LOCK = SCHEMA_LOCK + 2  # appending to the audit table's hash chain (until commit)
+WAKE_CHANNEL = "bot_wake"  # NOTIFY channel; payload "<what>:<owner>"
+LOCK_TRIES = 600  # 0.2 s apart: two minutes for another replica's checkpointer setup
+# A hop waits this long for a pooled connection, and the pool tries to reconnect for this long
+# (it backs off 1 s, 2 s, …) before giving up; the hop's retry then asks again, so after an
+# outage of any length a connection is tried within a second or two of the server's return.
+CHECKOUT_SECONDS = 2.0
+CONNECT_TIMEOUT = 5  # seconds for one new connection, unless DATABASE_URL says otherwise
+# TCP keepalives on every connection, unless DATABASE_URL says otherwise: a connection whose
+# peer went silent (a host gone, a network cut without a reset) fails after about
+# KEEPALIVE_BOUND seconds instead of waiting for the operating system's two hours. An idle or
+# waiting connection is probed after 5 s of silence, every 2 s, and dropped after 3 probes
+# unanswered; data sent and not acknowledged for 10 s drops it too (tcp_user_timeout). A
+# server busy on a long statement still answers the probes: only silence counts.
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,  # milliseconds
+}
+KEEPALIVE_BOUND = 12
+
+
+class PgRow:
+    """A result row read by name or by position, like ``sqlite3.Row``."""
+
+    __slots__ = ("_names", "_values")
+
+    def __init__(self, names: dict[str, int], values: Sequence[Any]) -> None:
+        self._names = names
+        self._values = values
+
+    def __getitem__(self, key: int | str) -> Any:
+        return self._values[key if isinstance(key, int) else self._names[key]]
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __iter__(self) -> Any:
+        return iter(self._values)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+
+def _rows(cursor: Any) -> Callable[[Sequence[Any]], PgRow]:
+    names = {d.name: i for i, d in enumerate(cursor.description or ())}
+    return lambda values: PgRow(names, values)
+
+
+_JSON_EACH = re.compile(r"json_each\(\?\) AS (\w+)")
+_VERSION_SET = re.compile(r"PRAGMA user_version\s*=\s*(\d+)")
+_DDL = (
+    (re.compile(r"INTEGER PRIMARY KEY AUTOINCREMENT"), "BIGSERIAL PRIMARY KEY"),
+    (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
+    (re.compile(r"\bTEXT\b"), 'TEXT COLLATE "C"'),
+)
+_NEXT_SEQ = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM bot_outbox)"
+
+
+@lru_cache(maxsize=512)
+def translate(sql: str) -> str:
+    """The PostgreSQL spelling of one of the store's statements (see the module's notes)."""
+    text = sql.strip()
+    if text == "PRAGMA user_version":
+        return "SELECT version FROM bot_schema"
+    version = _VERSION_SET.fullmatch(text)
+    if version:
+        return f"UPDATE bot_schema SET version = {int(version.group(1))}"
+    if text.startswith(("CREATE TABLE", "ALTER TABLE")):
+        for pattern, spelled in _DDL:
+            text = pattern.sub(spelled, text)
+    if text.startswith("INSERT OR IGNORE"):
+        text = "INSERT" + text.removeprefix("INSERT OR IGNORE") + " ON CONFLICT DO NOTHING"
+    text = text.replace(_NEXT_SEQ, "nextval('bot_outbox_next_seq')")
+    text = _JSON_EACH.sub(r"json_array_elements_text(?::json) AS \1(value)", text)
+    return text.replace("%", "%%").replace("?", "%s")
+
+
+class PgDb:
+    """What a store transaction sees on PostgreSQL: ``execute`` and ``executemany`` as on a
+    sqlite3 connection (returning a cursor with ``fetchone``, ``fetchall``, ``rowcount``),
+    plus ``notify`` (sent at commit), ``lock_audit_chain`` and ``prepare_migrations``."""
+
+    def __init__(self, conn: psycopg.Connection[Any], owner: str = "") -> None:
+        self._conn = conn
+        self._owner = owner
+        self.notified: set[str] = set()
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> psycopg.Cursor[Any]:
+        cur = self._conn.cursor(row_factory=_rows)
+        return cur.execute(translate(sql), tuple(params))
+
+    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> psycopg.Cursor[Any]:
+        cur = self._conn.cursor(row_factory=_rows)
+        cur.executemany(translate(sql), [tuple(r) for r in rows])
+        return cur
+
+    def notify(self, what: str) -> None:
+        self.notified.add(what)
+
+    def begin(self) -> str:
+        """BEGIN, and the transaction's id, in one round trip (the one BEGIN costs anyway):
+        should the COMMIT's answer be lost, the id tells how it ended."""
+        cur = self._conn.execute("BEGIN; SELECT pg_current_xact_id()::text")
+        cur.nextset()
+        row = cur.fetchone()
+        assert row is not None
+        return str(row[0])
+
+    def commit(self) -> None:
+        """The notifications and COMMIT in one round trip."""
+        notes = [
+            SQL("SELECT pg_notify({}, {})").format(
+                Literal(WAKE_CHANNEL), Literal(f"{what}:{self._owner}")
+            )
+            for what in sorted(self.notified)
+        ]
+        self._conn.execute(SQL("; ").join([*notes, SQL("COMMIT")]))
+
+    def rollback(self) -> None:
+        """End a failed transaction (nothing to do on a lost connection)."""
+        if self._conn.info.transaction_status != TransactionStatus.IDLE:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.execute("ROLLBACK")
+
+    def lock_audit_chain(self) -> None:
+        """Wait for any other transaction appending to the audit chain; the lock ends with
+        this transaction, after its commit made its rows visible to the next one."""
+        self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (AUDIT_LOCK,))
+
+    def prepare_migrations(self) -> None:
+        """Wait for any other process migrating (the lock ends with this transaction), then
+        make sure the version table exists."""
+        self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        self._conn.execute("CREATE TABLE IF NOT EXISTS bot_schema (version INTEGER NOT NULL)")
+        self._conn.execute(
+            "INSERT INTO bot_schema (version) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM bot_schema)"
+        )
+        self._conn.execute("CREATE SEQUENCE IF NOT EXISTS bot_outbox_next_seq")
+
+
+class Database:
+    """The store's side of PostgreSQL: a pool of synchronous connections and as many worker
+    threads. ``read(fn)`` runs ``fn`` in autocommit (each statement its own snapshot);
+    ``write(fn)`` runs it in one transaction and sends its notifications at commit. Both are
+    tried again through a blink (see the module's notes)."""
+
+    def __init__(
+        self,
+        url: str,
+        owner: str = "",
+        size: int = 8,
+        retry: Retry | None = None,
+        fence: Fence | None = None,
+    ) -> None:
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=size,
+            kwargs=connect_kwargs(url, autocommit=True),
+            open=False,
+            name="bot-store",
+            timeout=CHECKOUT_SECONDS,
+            reconnect_timeout=CHECKOUT_SECONDS,
+        )
+        self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="bot-pg")
+        self._owner = owner
+        self._retry = retry or Retry()
+        self._fence = fence or Fence()  # writes wait while this process's lock is in doubt
+
+    async def open(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109 (the pool's own wait)
+        await asyncio.get_running_loop().run_in_executor(
+            self._threads, lambda: self._pool.open(wait=True, timeout=timeout)
+        )
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._threads, self._pool.close)
+        self._threads.shutdown(wait=False)
+
+    async def read(self, fn: Callable[[PgDb], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await self._retry.run(
+            lambda: loop.run_in_executor(self._threads, self._read, fn), "a read", self._sweep
+        )
+
+    async def write(self, fn: Callable[[PgDb], T]) -> T:
+        loop = asyncio.get_running_loop()
+        unsure: CommitUnknown | None = None  # the last try's COMMIT lost its answer
+
+        async def attempt() -> T:
+            nonlocal unsure
+            await self._fence.passage()  # each try: the lock may have been lost meanwhile
+            if unsure is not None:
+                if await loop.run_in_executor(self._threads, self._committed, unsure.xid):
+                    return cast(T, unsure.result)  # it landed: its result is the answer
+                unsure = None  # it did not: run it again
+            try:
+                return await loop.run_in_executor(self._threads, self._write, fn)
+            except CommitUnknown as exc:
+                unsure = exc
+                raise
+
+        return await self._retry.run(attempt, "a write", self._sweep)
+
+    def _read(self, fn: Callable[[PgDb], T]) -> T:
+        with self._pool.connection() as conn:
+            return fn(PgDb(conn, self._owner))
+
+    def _write(self, fn: Callable[[PgDb], T]) -> T:
+        with self._pool.connection() as conn:
+            db = PgDb(conn, self._owner)
+            xid = db.begin()
+            try:
+                result = fn(db)
+            except BaseException:
+                db.rollback()
+                raise
+            try:
+                db.commit()
+            except Exception as exc:
+                db.rollback()
+                if is_transient(exc):  # the COMMIT may have landed: ask before running again
+                    raise CommitUnknown(xid, result) from exc
+                raise
+            return result
+
+    def _committed(self, xid: str) -> bool:
+        """Whether the transaction ``xid`` committed (False: it was aborted). One the server
+        is still finishing (its connection's loss not noticed yet) is asked about again."""
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()
+        status = row[0] if row else None
+        if status == "in progress":
+            raise CommitUnknown(xid, None)
+        return status == "committed"
+
+    async def _sweep(self, exc: BaseException) -> None:
+        """After a lost connection, drop every dead one the pool holds (after a restart, all
+        of them), so the next try gets a live connection rather than the next dead one."""
+        if not is_conflict(exc):
+            await asyncio.to_thread(self._pool.check)
+
+
+def connect_kwargs(url: str, **kwargs: Any) -> dict[str, Any]:
+    """Connection options for every connection the bot opens: ``kwargs``, a connect timeout
+    (a host that vanished in a failover can leave a connection attempt hanging for minutes)
+    and TCP keepalives (``KEEPALIVES``: a connection that hangs rather than breaks becomes a
+    transient error), each unless the URL names it."""
+    named = conninfo_to_dict(url)
+    for key, value in {"connect_timeout": CONNECT_TIMEOUT, **KEEPALIVES}.items():
+        if key not in named:
+            kwargs[key] = value
+    return kwargs
+
+
+class RetryingSaver(AsyncPostgresSaver):
+    """LangGraph's AsyncPostgresSaver, each call tried again through a blink. A step's
+    checkpoint that waits for the database, rather than failing the stream, means the step is
+    not run again (a deploy repeated). Its writes are upserts keyed by thread, checkpoint and
+    task, so one that landed before its answer was lost lands again as the same rows."""
+
+    def __init__(self, pool: AsyncConnectionPool, retry: Retry, fence: Fence | None = None) -> None:
+        super().__init__(pool)  # type: ignore[arg-type]
+        self._pool = pool
+        self._retry = retry
+        self._fence = fence or Fence()  # writes wait while this process's lock is in doubt
+
+    async def _fenced(self, write: Callable[[], Awaitable[T]]) -> T:
+        """One try of a write, once this process may write (bot/db/liveness.py's fence)."""
+        await self._fence.passage()
+        return await write()
+
+    async def _sweep(self, exc: BaseException) -> None:
+        """As ``Database._sweep``, on the saver's pool."""
+        if not is_conflict(exc):
+            await self._pool.check()
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        get = super().aget_tuple
+        return await self._retry.run(lambda: get(config), "a checkpoint read", self._sweep)
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        put = super().aput
+        return await self._retry.run(
+            lambda: self._fenced(lambda: put(config, checkpoint, metadata, new_versions)),
+            "a checkpoint",
+            self._sweep,
+        )
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        put = super().aput_writes
+        await self._retry.run(
+            lambda: self._fenced(lambda: put(config, writes, task_id, task_path)),
+            "a step's writes",
+            self._sweep,
+        )
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        delete = super().adelete_thread
+        await self._retry.run(
+            lambda: self._fenced(lambda: delete(thread_id)), "a thread's deletion", self._sweep
+        )
+
+
+async def open_saver(
+    url: str, size: int = 8, retry: Retry | None = None, fence: Fence | None = None
+) -> tuple[AsyncPostgresSaver, AsyncConnectionPool]:
+    """LangGraph's AsyncPostgresSaver (retrying, see ``RetryingSaver``) on a pool of its own,
+    set up (its tables created or migrated) under an advisory lock, so replicas starting
+    together take turns."""
+    pool: AsyncConnectionPool = AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=size,
+        kwargs=connect_kwargs(url, autocommit=True, prepare_threshold=0, row_factory=dict_row),
+        open=False,
+        name="bot-checkpoints",
+        timeout=CHECKOUT_SECONDS,
+        reconnect_timeout=CHECKOUT_SECONDS,
+    )
+    await pool.open(wait=True, timeout=30)
+    try:
+        saver = RetryingSaver(pool, retry or Retry(), fence)
+        async with pool.connection() as lock:
+            await _take_lock(lock, SAVER_LOCK)
+            try:
+                await saver.setup()
+            finally:
+                await lock.execute("SELECT pg_advisory_unlock(%s)", (SAVER_LOCK,))
+    except BaseException:
+        await pool.close()
+        raise
+    return saver, pool
+
+
+async def _take_lock(conn: psycopg.AsyncConnection[Any], key: int) -> None:
+    """A session advisory lock, asked for again every 0.2 s rather than waited for: LangGraph's
+    setup creates its indexes CONCURRENTLY, which waits for every open statement in the
+    database, a blocked ``pg_advisory_lock`` included, while that one waits for the lock the
+    setup holds (a deadlock PostgreSQL cannot see: the lock and the index are on two
+    connections of one process)."""
+    for _ in range(LOCK_TRIES):
+        cur = await conn.execute("SELECT pg_try_advisory_lock(%s) AS got", (key,))
+        row = await cur.fetchone()
+        if row and row["got"]:
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError("another process held the checkpointer's setup lock for 2 minutes")

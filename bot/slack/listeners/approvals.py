@@ -1,0 +1,72 @@
+"""``/approvals``: list, mine, show, cancel, help. Reads are answered in the ack (they are
+a few milliseconds of SQLite); a cancel resumes graphs, so it runs as a task and answers
+through the command's response_url."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from bot.deps import Deps
+from bot.render.messages import NO_LOOKUP, NOT_RECORDED
+from bot.slack.listeners import NotAnswered, commands, read_before_ack
+from bot.slack.listing import Queries, help_text
+from graphs import by_name
+
+COMMAND = "/approvals"
+USAGE = "list | mine | show <run> | cancel <run> | run <graph> <text> | help"
+DESCRIPTION = "What is waiting for you, your requests, a run's history"
+SPEC = {"command": COMMAND, "description": DESCRIPTION, "usage_hint": USAGE}
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    queries = Queries(deps.engine)
+
+    async def on_command(ack: AsyncAck, command: dict[str, Any]) -> None:
+        words = str(command.get("text") or "").split()
+        verb, rest = (words[0].lower(), words[1:]) if words else ("help", [])
+        user, channel = str(command["user_id"]), str(command["channel_id"])
+        if verb in ("list", "mine") or (verb == "show" and len(rest) == 1):
+            lookup = {"list": queries.decidable, "mine": queries.mine, "show": queries.show}
+            try:
+                text = await read_before_ack(lookup[verb](rest[0] if verb == "show" else user))
+            except NotAnswered:
+                text = NO_LOOKUP
+        elif verb == "cancel" and len(rest) == 1:
+            await ack(text="Withdrawing…", response_type="ephemeral")
+            url = command.get("response_url")
+            cancel = _cancel(deps, queries, rest[0], user, channel, url)
+            deps.tasks.spawn(
+                deps.engine.for_person(cancel, user, channel, url, NOT_RECORDED["cancel"]),
+                f"/approvals cancel by {user}",
+            )
+            return
+        elif verb == "run" and rest:
+            spec = by_name(deps.specs, rest[0])
+            if spec is not None:
+                await commands.start(deps, spec, " ".join(rest[1:]), command, ack)
+                return
+            known = ", ".join(f"`{s.name}`" for s in deps.specs.values())
+            text = f"I don't know a graph `{rest[0][:40]}`. Graphs: {known}."
+        elif verb == "run":
+            known = ", ".join(f"`{s.name}`" for s in deps.specs.values())
+            text = f"Usage: `/approvals run <graph> <text>`. Graphs: {known}."
+        elif verb in ("show", "cancel"):
+            text = f"Usage: `/approvals {verb} <run>` (the run id is on `/approvals mine`)."
+        elif verb == "help":
+            text = help_text(deps.specs)
+        else:
+            text = f"I don't know `{verb[:40]}`. Usage: `/approvals {USAGE}`.\n\n"
+            text += help_text(deps.specs)
+        await ack(text=text, response_type="ephemeral")
+
+    app.command(COMMAND)(on_command)
+
+
+async def _cancel(
+    deps: Deps, queries: Queries, run_id: str, user: str, channel: str, url: str | None
+) -> None:
+    text = await queries.cancel(run_id, user, channel)
+    if url:
+        await deps.engine.respond(url, text)

@@ -1,0 +1,3 @@
+"""The bot's own HTTP endpoints beside /slack/events: the decision API, its OpenAPI document,
+health and metrics.
+"""
