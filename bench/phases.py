@@ -99,10 +99,19 @@ def median_by(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
 class Session:
     """One bot process (with the probe) and its own fresh workspace and database."""
 
-    def __init__(self, target: Target, workdir: Path, pace_off: bool) -> None:
+    def __init__(
+        self,
+        target: Target,
+        workdir: Path,
+        pace_off: bool,
+        database_url: str | None = None,
+        wire: Callable[[], dict[str, float]] | None = None,
+    ) -> None:
         self.target = target
         self.workdir = workdir
         self.pace_off = pace_off
+        self.database_url = database_url
+        self.wire = wire
         self.ws: LocalSlack
         self.tracker: Tracker
         self.bot: BotProcess
@@ -111,7 +120,13 @@ class Session:
         self.ws = await open_workspace()
         self.tracker = Tracker(self.ws)
         self.bot = BotProcess(
-            self.target, self.ws.api_url, self.workdir, probe=True, pace_off=self.pace_off
+            self.target,
+            self.ws.api_url,
+            self.workdir,
+            probe=True,
+            pace_off=self.pace_off,
+            database_url=self.database_url,
+            wire=self.wire,
         )
         try:
             await self.bot.spawn()
@@ -184,8 +199,9 @@ class Session:
                     await self.tracker.when("done", n, WAIT)
                 after = await self.bot.quiet()
                 t = totals[op]
-                for key in ("hops", "statements", "db_thread_seconds"):
-                    t[key] = t.get(key, 0) + after[key] - before[key]
+                for key in ("hops", "statements", "db_thread_seconds", "pg_turns"):
+                    if key in after:
+                        t[key] = t.get(key, 0) + after[key] - before[key]
                 for kind, value in after["by_kind"].items():
                     k = f"stmt_{kind}"
                     t[k] = t.get(k, 0) + value - before["by_kind"].get(kind, 0)
@@ -194,6 +210,8 @@ class Session:
             out[f"stmts_per_{op}"] = t.pop("statements") / count
             out[f"hops_per_{op}"] = t.pop("hops") / count
             out[f"db_ms_per_{op}"] = t.pop("db_thread_seconds") * 1000 / count
+            if "pg_turns" in t:
+                out[f"pg_turns_per_{op}"] = t.pop("pg_turns") / count
             for k, v in sorted(t.items()):
                 out[f"{k}_per_{op}"] = v / count
         return out
