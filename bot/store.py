@@ -545,23 +545,32 @@ SELECT o.id, o.key, o.kind, o.ref, o.lane, o.run_id, o.interrupt_id, o.version, 
 FROM bot_outbox o LEFT JOIN bot_outbox p ON p.key = o.ref
 """
 
-_NEW = (
-    _DELIVERIES
-    + """WHERE o.seq > ? AND o.status = 'pending' AND o.next_at = 0
-ORDER BY o.seq
+# A claimed row as ``_delivery`` reads it, with the message it refers to, and its payload.
+_CLAIMED = """RETURNING id, key, kind, ref, lane, run_id, interrupt_id, version, status,
+    attempts, next_at, lease_until, failing_since, channel,
+    (SELECT p.channel FROM bot_outbox p WHERE p.key = bot_outbox.ref) AS ref_channel,
+    (SELECT p.ts FROM bot_outbox p WHERE p.key = bot_outbox.ref) AS ref_ts,
+    (SELECT p.status FROM bot_outbox p WHERE p.key = bot_outbox.ref) AS ref_status,
+    payload
 """
-)
-
-# The first waiting row of each of the given lanes (a JSON array), when due.
-_NEXT_IN_LANES = (
-    _DELIVERIES
-    + """WHERE o.id IN (
-    SELECT (SELECT id FROM bot_outbox WHERE lane = l.value AND status = 'pending'
-            ORDER BY seq LIMIT 1)
-    FROM json_each(?) AS l)
-AND o.next_at <= ?
-ORDER BY o.seq
+# Take a waiting row for ``owner`` in one statement, when it may go now: due, first of its
+# lane (no earlier row of the lane waiting or in flight), and its message in Slack.
+_MAY_GO = """status = 'pending' AND next_at <= ?
+AND NOT EXISTS (SELECT 1 FROM bot_outbox e WHERE e.lane = bot_outbox.lane
+                AND e.status IN ('pending', 'sending') AND e.seq < bot_outbox.seq)
+AND (ref IS NULL OR EXISTS (SELECT 1 FROM bot_outbox p WHERE p.key = bot_outbox.ref
+                            AND p.status = 'sent' AND p.ts IS NOT NULL))
 """
+_TAKE = "UPDATE bot_outbox SET status='sending', lease_until=?, owner=?, claimed_version=version "
+# A row this transaction queued (by id).
+_TAKE_QUEUED = _TAKE + "WHERE id = ? AND " + _MAY_GO + _CLAIMED
+# The next waiting row of a lane whose row was just delivered.
+_TAKE_NEXT = (
+    _TAKE
+    + """WHERE id = (SELECT id FROM bot_outbox WHERE lane = ? AND status = 'pending'
+            ORDER BY seq LIMIT 1) AND """
+    + _MAY_GO
+    + _CLAIMED
 )
 
 # Due deadlines (or ones whose firer's lease ran out), taken for firing. On PostgreSQL the
@@ -698,9 +707,10 @@ class Store:
 
         def run(db: sqlite3.Connection) -> tuple[T, list[Delivery], bool]:
             tx = Tx(db)
-            mark = tx.execute("SELECT COALESCE(MAX(seq), 0) FROM bot_outbox").fetchone()[0]
             out = fn(tx)
-            taken, left = _take(tx, _NEW, (mark,), fast.clock(), fast.lease, owner)
+            now = fast.clock()
+            taken = _take(tx, _TAKE_QUEUED, [(i,) for i in tx.queued], now, fast.lease, owner)
+            left = len(taken) < len(tx.queued)
             if left:
                 _notify(tx, "outbox")  # other processes may send what this one cannot yet
             _chain(tx, self._audit_key)
@@ -1569,8 +1579,8 @@ class Store:
                 _sent(db, sent)
             if not follow:
                 return [], False
-            lanes = json.dumps(sorted({s.delivery.lane for s in done if s.delivery.lane}))
-            return _take(db, _NEXT_IN_LANES, (lanes, now), now, lease, self.lease.owner)
+            lanes = sorted({s.delivery.lane for s in done if s.delivery.lane})
+            return _take(db, _TAKE_NEXT, [(x,) for x in lanes], now, lease, self.lease.owner), False
 
         return await self._write(tx)
 
@@ -1615,46 +1625,31 @@ class FastPath:
 
 def _take(
     db: sqlite3.Connection,
-    candidates: str,
-    args: tuple[Any, ...],
+    claim: str,
+    keys: Sequence[tuple[Any, ...]],
     now: float,
     lease: float,
     owner: str,
-) -> tuple[list[Delivery], bool]:
-    """Claim the ``candidates`` rows that may be sent at once, for ``owner``; and whether any
-    was left."""
+) -> list[Delivery]:
+    """Claim for ``owner``, one statement each, the rows ``claim`` picks by ``keys`` (a row's
+    id, or a lane) that may be sent now (``_MAY_GO``)."""
     taken = []
-    left = False
-    for r in db.execute(candidates, args).fetchall():
-        first = db.execute(
-            "SELECT id FROM bot_outbox WHERE lane=? AND status IN ('pending', 'sending') "
-            "ORDER BY seq LIMIT 1",
-            (r["lane"],),
-        ).fetchone()
-        if r["lane"] is not None and first is not None and first[0] != r["id"]:
-            left = True
-            continue  # an earlier row of its thread goes first
-        if r["ref"] is not None and (r["ref_ts"] is None or r["ref_status"] != "sent"):
-            left = True
-            continue  # its message is not in Slack yet
-        claimed = db.execute(
-            "UPDATE bot_outbox SET status='sending', lease_until=?, owner=?, "
-            "claimed_version=version WHERE id=? AND status='pending' RETURNING version, payload",
-            (now + lease, owner, r["id"]),
-        ).fetchone()
-        if claimed is not None:
-            d = _delivery(r)
-            taken.append(replace(d, version=claimed[0], payload=json.loads(claimed[1])))
-    return taken, left
+    for key in keys:
+        row = db.execute(claim, (now + lease, owner, *key, now)).fetchone()
+        if row is not None:
+            taken.append(replace(_delivery(row), payload=json.loads(row["payload"])))
+    return taken
 
 
 def _queue(db: sqlite3.Connection, items: Sequence[Item], now: float) -> int:
     """Write outbox rows; returns how many were new or replaced (a known key is skipped).
-    An update of an approval's message also updates each copy of it (escalation DMs)."""
+    An update of an approval's message also updates each copy of it (escalation DMs). The
+    ids of rows now waiting are kept on the transaction (``Tx.queued``) for the fast path."""
     written = 0
+    queued: list[int] | None = getattr(db, "queued", None)
     for i in _with_copies(db, items):
         cur = db.execute(
-            _INSERT_ITEM + (_REPLACE if i.replace else _IGNORE),
+            _INSERT_ITEM + (_REPLACE if i.replace else _IGNORE) + " RETURNING id, status",
             (
                 i.key,
                 i.kind,
@@ -1669,7 +1664,12 @@ def _queue(db: sqlite3.Connection, items: Sequence[Item], now: float) -> int:
                 now,
             ),
         )
-        written += cur.rowcount
+        row = cur.fetchone()
+        if row is None:
+            continue
+        written += 1
+        if queued is not None and row[1] == "pending":
+            queued.append(int(row[0]))
     return written
 
 
@@ -1691,11 +1691,12 @@ class Tx:
     ``executemany`` (anything else, such as PostgreSQL's ``notify``, is the connection's),
     and the audit rows it writes, kept for its end (``_chain``)."""
 
-    __slots__ = ("_db", "audit")
+    __slots__ = ("_db", "audit", "queued")
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self.audit: list[tuple[Any, ...]] = []  # integrity.CHAINED columns, in order
+        self.queued: list[int] = []  # outbox rows it queued, waiting (``_queue``)
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
         return self._db.execute(sql, tuple(params))
