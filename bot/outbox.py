@@ -135,6 +135,11 @@ FailureHandler = Callable[[Delivery, SlackError], Awaitable[None]]
 
 
 class Outbox:
+    """The sender of the outbox (see the module's notes): one loop per process, the rows in
+    flight, and the deliveries Slack took but not yet recorded. It exists so that every
+    Slack call the engine decided on is made once, in order per lane, whatever crashes or
+    outages come between."""
+
     def __init__(
         self,
         store: Store,
@@ -159,6 +164,7 @@ class Outbox:
         # pass, not one per message: the sender shares the database lock with every click).
         self._sent: list[Sent] = []
         self._idle = asyncio.Event()  # set after a pass with nothing in flight or due
+        self._draining = False  # ``stop`` waits for ``_idle``
         self._dm_channels: dict[str, str] = {}  # user -> the bot's DM with them
         self._lanes: set[str] = set()
         self._stopping = False
@@ -204,6 +210,7 @@ class Outbox:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         self._idle.clear()
+        self._draining = True
         self._wake.set()
         try:  # until nothing is due (rows waiting for a later retry stay for the next start)
             async with asyncio.timeout(grace):
@@ -269,8 +276,10 @@ class Outbox:
 
     async def _record_soon(self) -> None:
         """Record deliveries as they finish (those finishing together in one write) without a
-        pass over the whole outbox; when nothing is left in flight, one pass settles whatever
-        is due and tells ``stop`` the sender is idle."""
+        pass over the whole outbox. No pass follows when all is well: the rows behind these
+        were claimed in the same write, and rows left for later wake the loop themselves.
+        While ``stop`` waits, one pass when nothing is left in flight tells it the sender is
+        idle."""
         try:
             while self._sent and not self._stopping:
                 await asyncio.sleep(0)  # deliveries finishing in this tick join this write
@@ -278,7 +287,7 @@ class Outbox:
         except Exception as exc:  # the DB went away: the loop's next pass records them
             log.error("outbox: recording deliveries failed: %s", error_name(exc))
             self._wake.set()
-        if not self._inflight:
+        if not self._inflight and self._draining:
             self._wake.set()
 
     async def _dispatch(self) -> float:
