@@ -1,17 +1,19 @@
 """MEASUREMENT-ONLY: PostgreSQL round trips, counted on the wire.
 
 A TCP proxy between the bot and PostgreSQL, run on a thread of the benchmark's own process
-(never imported by the bot). A round trip is a *turn*: the client sends after the server last
-spoke (or first on its connection), and waits for the answer. Statements sent together (one
-``BEGIN; SELECT …``, a pipeline up to its sync) are one turn; a statement's answer read in
-several packets is still one. Counting on the wire needs nothing from the driver, so it
-measures any checkout of the bot alike.
+(never imported by the bot). A round trip is a packet the client then waits on: one ending in
+a Sync, a Flush or a simple Query (the frontend protocol's messages are followed across
+packets). A statement outside a pipeline is one (Parse/Bind/Execute/Sync); statements sent
+together (one ``BEGIN; SELECT …``, a pipeline up to its sync or flush) are one. Counting on
+the wire needs nothing from the driver, so it measures any checkout of the bot alike. Two
+such packets with no answer between are one wait.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,6 +28,9 @@ class TurnProxy:
         self.port = free_port()
         self.turns = 0
         self.connections = 0
+        # PGTURNS_LOG=path: what each turn sent (the printable runs of its first packet)
+        where = os.environ.get("PGTURNS_LOG")
+        self.log = open(where, "a", buffering=1) if where else None  # noqa: SIM115
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._server: asyncio.Server | None = None
@@ -62,17 +67,21 @@ class TurnProxy:
         except OSError:
             writer.close()
             return
-        state = {"server_spoke": True}  # the client's first send is a turn
+        named: dict[str, str] = {}  # prepared statement -> its text (for the log)
+
+        reader_state = _Messages()
+        spoke = [True]  # the server answered since the client's last wait
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, client: bool) -> None:
             try:
                 while data := await src.read(65536):
-                    if client:
-                        if state["server_spoke"]:
-                            self.turns += 1
-                            state["server_spoke"] = False
-                    else:
-                        state["server_spoke"] = True
+                    if not client:
+                        spoke[0] = True
+                    elif reader_state.waits_after(data) and spoke[0]:
+                        spoke[0] = False  # a second Sync before any answer waits no longer
+                        self.turns += 1
+                        if self.log is not None:  # what the turn sent, to read by hand
+                            self.log.write(" | ".join(_said(data, named)) + "\n")
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):
@@ -84,6 +93,76 @@ class TurnProxy:
         await asyncio.gather(
             pipe(reader, up_writer, True), pipe(up_reader, writer, False), return_exceptions=True
         )
+
+
+class _Messages:
+    """Follows the client's side of one connection message by message (frontend protocol),
+    across packets. A round trip is a packet that ends with a message the client then waits
+    on: Sync, Flush or a simple Query (or the start-up message)."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.left = 0  # bytes of the current message still to come
+        self.buffer = b""
+
+    def waits_after(self, data: bytes) -> bool:
+        data = self.buffer + data
+        self.buffer = b""
+        at = 0
+        last = ""
+        if not self.started:
+            if len(data) < 4:
+                self.buffer = data
+                return False
+            size = int.from_bytes(data[:4], "big")
+            at = size
+            self.started = size != 8 or data[4:8] != b"\x04\xd2\x16\x2f"  # not SSLRequest
+            last = "startup"
+        elif self.left:
+            step = min(self.left, len(data))
+            self.left -= step
+            at = step
+        while at < len(data):
+            if len(data) - at < 5:
+                self.buffer = data[at:]
+                return False
+            kind = chr(data[at])
+            size = int.from_bytes(data[at + 1 : at + 5], "big")
+            end = at + 1 + size
+            if end > len(data):
+                self.left = end - len(data)
+                return False
+            last = kind
+            at = end
+        return self.left == 0 and last in ("S", "H", "Q", "startup", "p")
+
+
+def _said(data: bytes, named: dict[str, str]) -> list[str]:
+    """The statements in a client packet (frontend protocol: Parse, Bind, Query), shortened."""
+    out = []
+    at = 0
+    while at + 5 <= len(data):
+        kind = chr(data[at])
+        size = int.from_bytes(data[at + 1 : at + 5], "big")
+        body = data[at + 5 : at + 1 + size]
+        at += 1 + size
+        if kind == "Q":
+            out.append(body.split(b"\0")[0].decode(errors="replace")[:90])
+        elif kind == "P":
+            name, query = body.split(b"\0")[:2]
+            text = " ".join(query.decode(errors="replace").split())[:90]
+            if name:
+                named[name.decode()] = text
+            out.append(text)
+        elif kind == "B":
+            stmt = body.split(b"\0")[1].decode(errors="replace")
+            if stmt:
+                out.append(named.get(stmt, stmt))
+        elif kind == "S":
+            out.append("<sync>")
+        elif kind == "H":
+            out.append("<flush>")
+    return out
 
 
 def proxy_for(url: str) -> TurnProxy:
