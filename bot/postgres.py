@@ -149,52 +149,105 @@ def translate(sql: str) -> str:
     return text.replace("%", "%%").replace("?", "%s")
 
 
+class Pending:
+    """A statement's cursor in pipeline mode: ``fetchone`` and ``fetchall`` wait for the
+    answer (sending everything queued before it in the same round trip); ``rowcount`` waits
+    for it too, as psycopg knows it only once the answer is in."""
+
+    __slots__ = ("_cur", "_pipe")
+
+    def __init__(self, cur: psycopg.Cursor[Any], pipe: psycopg.Pipeline) -> None:
+        self._cur = cur
+        self._pipe = pipe
+
+    def fetchone(self) -> Any:
+        return self._cur.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cur.fetchall()
+
+    def __iter__(self) -> Any:
+        return iter(self._cur.fetchall())
+
+    @property
+    def rowcount(self) -> int:
+        self._pipe.sync()
+        return self._cur.rowcount
+
+
 class PgDb:
     """What a store transaction sees on PostgreSQL: ``execute`` and ``executemany`` as on a
     sqlite3 connection (returning a cursor with ``fetchone``, ``fetchall``, ``rowcount``),
-    plus ``notify`` (sent at commit), ``lock_audit_chain`` and ``prepare_migrations``."""
+    plus ``notify`` (sent at commit), ``lock_audit_chain`` and ``prepare_migrations``.
 
-    def __init__(self, conn: psycopg.Connection[Any], owner: str = "") -> None:
+    A write runs in pipeline mode (``pipe``): a statement is sent without waiting for its
+    answer, so BEGIN and the statements up to the first one whose answer the transaction
+    reads share one round trip, and so do the notifications and COMMIT. An error surfaces
+    at the next answer read, at the latest before COMMIT (``xid``)."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        owner: str = "",
+        pipe: psycopg.Pipeline | None = None,
+        leave: Callable[[], None] = lambda: None,
+    ) -> None:
         self._conn = conn
         self._owner = owner
+        self._pipe = pipe
+        self._leave = leave  # leave pipeline mode: its last sync, COMMIT's answer with it
+        self._xid: psycopg.Cursor[Any] | None = None
         self.notified: set[str] = set()
 
-    def execute(self, sql: str, params: Iterable[Any] = ()) -> psycopg.Cursor[Any]:
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
         cur = self._conn.cursor(row_factory=_rows)
-        return cur.execute(translate(sql), tuple(params))
+        cur.execute(translate(sql), tuple(params))
+        return cur if self._pipe is None else Pending(cur, self._pipe)
 
-    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> psycopg.Cursor[Any]:
+    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> Any:
         cur = self._conn.cursor(row_factory=_rows)
         cur.executemany(translate(sql), [tuple(r) for r in rows])
-        return cur
+        return cur if self._pipe is None else Pending(cur, self._pipe)
 
     def notify(self, what: str) -> None:
         self.notified.add(what)
 
-    def begin(self) -> str:
-        """BEGIN, and the transaction's id, in one round trip (the one BEGIN costs anyway):
-        should the COMMIT's answer be lost, the id tells how it ended."""
-        cur = self._conn.execute("BEGIN; SELECT pg_current_xact_id()::text")
-        cur.nextset()
-        row = cur.fetchone()
+    def begin(self) -> None:
+        """BEGIN, and ask for the transaction's id (read by ``xid``): should the COMMIT's
+        answer be lost, the id tells how it ended. Both go with the transaction's first
+        statements."""
+        self._conn.execute("BEGIN")
+        self._xid = self._conn.execute("SELECT pg_current_xact_id()::text")
+
+    def xid(self) -> str:
+        """The transaction's id; reading it waits for every statement sent so far (free when
+        the transaction read an answer after its last write)."""
+        assert self._xid is not None
+        row = self._xid.fetchone()
         assert row is not None
         return str(row[0])
 
     def commit(self) -> None:
         """The notifications and COMMIT in one round trip."""
-        notes = [
-            SQL("SELECT pg_notify({}, {})").format(
-                Literal(WAKE_CHANNEL), Literal(f"{what}:{self._owner}")
+        for what in sorted(self.notified):
+            self._conn.execute(
+                SQL("SELECT pg_notify({}, {})").format(
+                    Literal(WAKE_CHANNEL), Literal(f"{what}:{self._owner}")
+                )
             )
-            for what in sorted(self.notified)
-        ]
-        self._conn.execute(SQL("; ").join([*notes, SQL("COMMIT")]))
+        self._conn.execute("COMMIT")
+        self._leave()
 
     def rollback(self) -> None:
         """End a failed transaction (nothing to do on a lost connection)."""
+        with contextlib.suppress(psycopg.Error):
+            if self._pipe is not None:
+                self._pipe.sync()  # take in the answers still due, the error's included
         if self._conn.info.transaction_status != TransactionStatus.IDLE:
             with contextlib.suppress(psycopg.Error):
                 self._conn.execute("ROLLBACK")
+                if self._pipe is not None:
+                    self._pipe.sync()
 
     def lock_audit_chain(self) -> None:
         """Wait for any other transaction appending to the audit chain; the lock ends with
@@ -281,21 +334,39 @@ class Database:
 
     def _write(self, fn: Callable[[PgDb], T]) -> T:
         with self._pool.connection() as conn:
-            db = PgDb(conn, self._owner)
-            xid = db.begin()
+            mode = conn.pipeline()
+            pipe = mode.__enter__()
+            left = False
+
+            def leave() -> None:
+                nonlocal left
+                left = True  # once, even if its sync fails
+                mode.__exit__(None, None, None)
+
             try:
-                result = fn(db)
-            except BaseException:
-                db.rollback()
-                raise
-            try:
-                db.commit()
-            except Exception as exc:
-                db.rollback()
-                if is_transient(exc):  # the COMMIT may have landed: ask before running again
-                    raise CommitUnknown(xid, result) from exc
-                raise
-            return result
+                return self._transaction(fn, PgDb(conn, self._owner, pipe, leave))
+            finally:
+                if not left:  # after a failure; the error that matters is on its way
+                    with contextlib.suppress(psycopg.Error):
+                        mode.__exit__(None, None, None)
+
+    @staticmethod
+    def _transaction(fn: Callable[[PgDb], T], db: PgDb) -> T:
+        db.begin()
+        try:
+            result = fn(db)
+            xid = db.xid()
+        except BaseException:
+            db.rollback()
+            raise
+        try:
+            db.commit()
+        except Exception as exc:
+            db.rollback()
+            if is_transient(exc):  # the COMMIT may have landed: ask before running again
+                raise CommitUnknown(xid, result) from exc
+            raise
+        return result
 
     def _committed(self, xid: str) -> bool:
         """Whether the transaction ``xid`` committed (False: it was aborted). One the server
