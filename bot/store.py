@@ -529,6 +529,15 @@ _INSERT_ITEM = (
     "bot_outbox), ?,?,?,?,?,?,?,?, 'pending', ?,?,?) "
 )
 _IGNORE = "ON CONFLICT(key) DO NOTHING"
+# The row written, and "<status>:<owner>" of the first row of its lane waiting or in flight
+# (an earlier one; on SQLite the row itself when there is none): "sending:<this process>"
+# says the row will be taken when that one is recorded as delivered.
+_AHEAD = (
+    "(SELECT e.status || ':' || COALESCE(e.owner, '') FROM bot_outbox e "
+    "WHERE e.lane = bot_outbox.lane AND e.status IN ('pending', 'sending') "
+    "ORDER BY e.seq LIMIT 1) AS ahead"
+)
+_QUEUED = " RETURNING id, status, " + _AHEAD
 _REPLACE = (
     "ON CONFLICT(key) DO UPDATE SET payload=excluded.payload, version=bot_outbox.version+1, "
     "seq=excluded.seq, "
@@ -562,6 +571,26 @@ AND (ref IS NULL OR EXISTS (SELECT 1 FROM bot_outbox p WHERE p.key = bot_outbox.
                             AND p.status = 'sent' AND p.ts IS NOT NULL))
 """
 _TAKE = "UPDATE bot_outbox SET status='sending', lease_until=?, owner=?, claimed_version=version "
+# A new row taken by its own insert (for the owner and lease given) when it may go at once:
+# nothing of its lane waiting or in flight, its message (if any) in Slack. The row as
+# ``_delivery`` reads it, and the first of its lane otherwise (``_AHEAD``).
+_NEW_MAY_GO = (
+    "(NOT EXISTS (SELECT 1 FROM bot_outbox WHERE lane = ? AND status IN ('pending', 'sending')) "
+    "AND (CAST(? AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM bot_outbox p WHERE p.key = ? "
+    "AND p.status = 'sent' AND p.ts IS NOT NULL)))"
+)
+_INSERT_TAKEN = (
+    "INSERT INTO bot_outbox(seq, key, kind, ref, lane, run_id, interrupt_id, payload, channel, "
+    "next_at, created_at, updated_at, status, owner, lease_until, claimed_version) VALUES ("
+    "(SELECT COALESCE(MAX(seq), 0) + 1 FROM bot_outbox), ?,?,?,?,?,?,?,?, ?,?,?, "
+    f"CASE WHEN {_NEW_MAY_GO} THEN 'sending' ELSE 'pending' END, "
+    f"CASE WHEN {_NEW_MAY_GO} THEN ? END, CASE WHEN {_NEW_MAY_GO} THEN ? END, 1) "
+    + _IGNORE
+    + " "
+    + _CLAIMED.rstrip()
+    + ", "
+    + _AHEAD
+)
 # A row this transaction queued (by id).
 _TAKE_QUEUED = _TAKE + "WHERE id = ? AND " + _MAY_GO + _CLAIMED
 # The next waiting row of a lane whose row was just delivered.
@@ -688,8 +717,9 @@ class Store:
         Slack) are claimed for this process in the same transaction and handed to the
         sender: no second read or claim behind everyone else's transactions. If the process
         dies before sending them, their lease runs out and any sender takes them again. The
-        sender is woken only for rows left behind (behind a row of their thread that is not
-        this process's to send, say): the rest are sent or follow a row in flight.
+        sender (and, on PostgreSQL, the other processes) is woken only for rows left behind
+        a row of their thread that is not this process's in flight: the rest are sent, or
+        taken when the row ahead of them is recorded as delivered (``outbox_sent_many``).
 
         The audit rows ``fn`` writes are chained at the very end (``_chain``): the chain's
         lock is held from there to the commit only."""
@@ -707,10 +737,16 @@ class Store:
 
         def run(db: sqlite3.Connection) -> tuple[T, list[Delivery], bool]:
             tx = Tx(db)
-            out = fn(tx)
             now = fast.clock()
-            taken = _take(tx, _TAKE_QUEUED, [(i,) for i in tx.queued], now, fast.lease, owner)
-            left = len(taken) < len(tx.queued)
+            tx.claim = (owner, now + fast.lease)
+            out = fn(tx)
+            keys = [(i,) for i, _ in tx.queued]
+            taken = tx.taken + _take(tx, _TAKE_QUEUED, keys, now, fast.lease, owner)
+            claimed = {d.id for d in taken}
+            ours = f"sending:{owner}"  # behind a row this process is sending: taken after it
+            left = any(i not in claimed and ahead != ours for i, ahead in tx.queued) or any(
+                ahead != ours for ahead in tx.behind
+            )
             if left:
                 _notify(tx, "outbox")  # other processes may send what this one cannot yet
             _chain(tx, self._audit_key)
@@ -1644,32 +1680,45 @@ def _take(
 def _queue(db: sqlite3.Connection, items: Sequence[Item], now: float) -> int:
     """Write outbox rows; returns how many were new or replaced (a known key is skipped).
     An update of an approval's message also updates each copy of it (escalation DMs). The
-    ids of rows now waiting are kept on the transaction (``Tx.queued``) for the fast path."""
+    ids of rows now waiting are kept on the transaction (``Tx.queued``) for the fast path,
+    each with the first row of its lane as the insert found it (``_QUEUED``)."""
     written = 0
-    queued: list[int] | None = getattr(db, "queued", None)
+    queued: list[tuple[int, str | None]] | None = getattr(db, "queued", None)
+    claim: tuple[str, float] | None = getattr(db, "claim", None)
+    taken: list[Delivery] = getattr(db, "taken", [])
+    behind: list[str | None] = getattr(db, "behind", [])
     for i in _with_copies(db, items):
-        cur = db.execute(
-            _INSERT_ITEM + (_REPLACE if i.replace else _IGNORE) + " RETURNING id, status",
-            (
-                i.key,
-                i.kind,
-                i.ref,
-                i.ref or i.key,
-                i.run_id,
-                i.interrupt_id,
-                json.dumps(i.payload),
-                i.payload.get("channel") if i.kind == "post" else None,
-                0.0,  # due at once; the sender keeps time for retries on its own clock
-                now,
-                now,
-            ),
+        lane = i.ref or i.key
+        args: tuple[Any, ...] = (
+            i.key,
+            i.kind,
+            i.ref,
+            lane,
+            i.run_id,
+            i.interrupt_id,
+            json.dumps(i.payload),
+            i.payload.get("channel") if i.kind == "post" else None,
+            0.0,  # due at once; the sender keeps time for retries on its own clock
+            now,
+            now,
         )
-        row = cur.fetchone()
+        if claim is not None and not i.replace:
+            may_go = (lane, i.ref, i.ref)
+            args = (*args, *may_go, *may_go, claim[0], *may_go, claim[1])
+            row = db.execute(_INSERT_TAKEN, args).fetchone()
+        else:
+            sql = _INSERT_ITEM + (_REPLACE if i.replace else _IGNORE) + _QUEUED
+            row = db.execute(sql, args).fetchone()
         if row is None:
             continue
         written += 1
-        if queued is not None and row[1] == "pending":
-            queued.append(int(row[0]))
+        if claim is not None and not i.replace:  # taken by its insert, or cannot go yet
+            if row["status"] == "sending":
+                taken.append(replace(_delivery(row), payload=dict(i.payload)))
+            else:
+                behind.append(row["ahead"])
+        elif queued is not None and row["status"] == "pending":
+            queued.append((int(row["id"]), row["ahead"]))
     return written
 
 
@@ -1691,12 +1740,18 @@ class Tx:
     ``executemany`` (anything else, such as PostgreSQL's ``notify``, is the connection's),
     and the audit rows it writes, kept for its end (``_chain``)."""
 
-    __slots__ = ("_db", "audit", "queued")
+    __slots__ = ("_db", "audit", "behind", "claim", "queued", "taken")
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self.audit: list[tuple[Any, ...]] = []  # integrity.CHAINED columns, in order
-        self.queued: list[int] = []  # outbox rows it queued, waiting (``_queue``)
+        # outbox rows it queued, waiting, and the first of each one's lane (``_queue``)
+        self.queued: list[tuple[int, str | None]] = []
+        # the fast path's owner and lease: new rows that may go at once are taken by their
+        # insert (``_INSERT_TAKEN``) and kept here
+        self.claim: tuple[str, float] | None = None
+        self.taken: list[Delivery] = []
+        self.behind: list[str | None] = []  # what each new row that could not go waits for
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
         return self._db.execute(sql, tuple(params))
