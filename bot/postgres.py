@@ -42,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, TypeVar, cast
@@ -58,7 +58,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg.sql import SQL, Literal
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
@@ -413,6 +413,21 @@ class RetryingSaver(AsyncPostgresSaver):
         """One try of a write, once this process may write (bot/liveness.py's fence)."""
         await self._fence.passage()
         return await write()
+
+    @contextlib.asynccontextmanager
+    async def _cursor(
+        self, *, pipeline: bool = False
+    ) -> AsyncIterator[psycopg.AsyncCursor[DictRow]]:
+        """LangGraph's cursor without its process-wide lock: that lock serialises every
+        checkpoint read and write of the process, which only a single shared connection
+        needs; each call here has a pooled connection of its own."""
+        async with self._pool.connection() as conn:
+            if pipeline:
+                async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+            else:
+                async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
 
     async def _sweep(self, exc: BaseException) -> None:
         """As ``Database._sweep``, on the saver's pool."""
