@@ -78,7 +78,7 @@ class Pacer:
 
     def _bucket(self, method: str, channel: str) -> _Bucket | None:
         if method == "chat.postMessage":
-            key, capacity, rate = f"{method}:{channel}", POST_BURST, POST_PER_SECOND
+            key, capacity, rate = f"{method}:{channel}", float(POST_BURST), POST_PER_SECOND
         elif method in METHOD_TIER:
             per_minute = TIER_PER_MINUTE[METHOD_TIER[method]]
             key, capacity, rate = method, float(per_minute), per_minute / 60
@@ -411,13 +411,13 @@ class Outbox:
             return None, None
         if d.kind == "dm":
             user = str(p["user"])
-            channel = d.channel or self._dm_channels.get(user)
-            if channel is None:
-                channel = await self._slack.open_dm(user)
-                await self._store.outbox_note_channel(d, channel)
-                self.pacer.take("chat.postMessage", channel)
-            self._dm_channels[user] = channel  # a DM's id never changes: open it once
-            return await self._slack.post(channel, text, blocks)
+            dm = d.channel or self._dm_channels.get(user)
+            if dm is None:
+                dm = await self._slack.open_dm(user)
+                await self._store.outbox_note_channel(d, dm)
+                self.pacer.take("chat.postMessage", dm)
+            self._dm_channels[user] = dm  # a DM's id never changes: open it once
+            return await self._slack.post(dm, text, blocks)
         if d.kind == "publish":
             await self._slack.publish_home(str(p["user"]), p["view"])
             return None, None

@@ -455,7 +455,7 @@ class Sent:
     posted_at: float
 
 
-def _sent(db: sqlite3.Connection, sent: Sent) -> None:
+def _sent(db: Tx, sent: Sent) -> None:
     d, now, channel, ts = sent.delivery, sent.now, sent.channel, sent.ts
     db.execute(
         "UPDATE bot_outbox SET status=CASE WHEN version=? THEN 'sent' ELSE 'pending' "
@@ -690,7 +690,7 @@ class Store:
         transaction (on PostgreSQL under an advisory lock: replicas starting together
         migrate one after the other, and the later ones find nothing left to do)."""
 
-        def migrate(db: sqlite3.Connection) -> None:
+        def migrate(db: Tx) -> None:
             prepare = getattr(db, "prepare_migrations", None)
             if prepare is not None:
                 prepare()
@@ -710,7 +710,7 @@ class Store:
         await self._write(migrate)
 
     # -- plumbing -------------------------------------------------------------------------
-    async def _write(self, fn: Callable[[sqlite3.Connection], T], wakes: bool = False) -> T:
+    async def _write(self, fn: Callable[[Tx], T], wakes: bool = False) -> T:
         """Run ``fn`` as one transaction; ``wakes`` when it may have queued outbox rows.
 
         Rows it queued that may go at once (first in their lane, their message already in
@@ -786,7 +786,7 @@ class Store:
         now: float,
         response_url: str | None = None,
     ) -> Run:
-        def tx(db: sqlite3.Connection) -> None:
+        def tx(db: Tx) -> None:
             db.execute(
                 "INSERT INTO bot_runs(run_id, command, input, requester, channel, status, "
                 "response_url, created_at, updated_at, owner, lease_until) "
@@ -838,7 +838,7 @@ class Store:
     async def next_attempt(self, run_id: str) -> int:
         """Count one more start of a run cut by a restart; returns the new attempt number."""
 
-        def tx(db: sqlite3.Connection) -> int:
+        def tx(db: Tx) -> int:
             row = db.execute(
                 "UPDATE bot_runs SET attempt=attempt+1 WHERE run_id=? RETURNING attempt",
                 (run_id,),
@@ -855,7 +855,7 @@ class Store:
         now = lease.clock()
         sql = _TAKE_RUNS.format(lock=" FOR UPDATE SKIP LOCKED" if self._postgres else "")
 
-        def tx(db: sqlite3.Connection) -> list[Run]:
+        def tx(db: Tx) -> list[Run]:
             rows = db.execute(sql, (lease.owner, lease.until(), now, limit, now)).fetchall()
             return sorted((_run(r) for r in rows), key=lambda r: r.created_at)
 
@@ -884,7 +884,7 @@ class Store:
         lease = self.lease
         ids = json.dumps(list(run_ids))
 
-        def tx(db: sqlite3.Connection) -> list[Run]:
+        def tx(db: Tx) -> list[Run]:
             rows = db.execute(
                 "UPDATE bot_runs SET lease_until=? WHERE owner=? AND status='running' "
                 "AND run_id IN (SELECT value FROM json_each(?) AS j) RETURNING *",
@@ -898,7 +898,7 @@ class Store:
         """Let go of every run this process still holds (a graceful stop): the next process
         to look takes them over at once instead of waiting for the leases to end."""
 
-        def tx(db: sqlite3.Connection) -> int:
+        def tx(db: Tx) -> int:
             n = db.execute(
                 "UPDATE bot_runs SET owner=NULL, lease_until=NULL WHERE owner=? "
                 "AND status='running'",
@@ -951,7 +951,7 @@ class Store:
         now = self.lease.clock()
         replacing = ", ".join(f"'{k}'" for k in sorted(REPLACES))
 
-        def tx(db: sqlite3.Connection) -> Released:
+        def tx(db: Tx) -> Released:
             gone = [o for o in dead if not self._postgres or _lock_free(db, o)]
             if not gone:
                 return Released()
@@ -991,7 +991,7 @@ class Store:
         crash: ``retried`` (an edit of the earlier reply) is queued instead. ``thread`` is the
         run's first message, queued when the run has none yet."""
 
-        def tx(db: sqlite3.Connection) -> None:
+        def tx(db: Tx) -> None:
             if thread is not None:
                 _queue(db, [thread], now)
                 db.execute(
@@ -1020,7 +1020,7 @@ class Store:
         message shows that, and the new request is opened as an approval of its own
         (``<interrupt id>-<n>``: its own message, votes and deadlines)."""
 
-        def tx(db: sqlite3.Connection) -> tuple[list[Approval], bool]:
+        def tx(db: Tx) -> tuple[list[Approval], bool]:
             """The approvals opened, and whether the run is still to be taken (a decision
             waits): returned, not collected outside, so a transaction run again after a lost
             connection counts nothing twice."""
@@ -1120,7 +1120,7 @@ class Store:
     ) -> None:
         """End a run and queue the updates that show its outcome, in one transaction."""
 
-        def tx(db: sqlite3.Connection) -> None:
+        def tx(db: Tx) -> None:
             if resumed:
                 _mark_resumed(db, resumed, run_id, now)
             row = db.execute(
@@ -1144,7 +1144,7 @@ class Store:
         """The approval's message can never be posted: close it and its run, and queue
         the words that tell the requester."""
 
-        def tx(db: sqlite3.Connection) -> None:
+        def tx(db: Tx) -> None:
             row = db.execute(
                 "UPDATE bot_approvals SET status='failed' WHERE interrupt_id=? "
                 "AND status='pending' RETURNING run_id, digest",
@@ -1232,7 +1232,7 @@ class Store:
     ) -> None:
         """An audit row and the Slack side effects it causes, together."""
 
-        def tx(db: sqlite3.Connection) -> None:
+        def tx(db: Tx) -> None:
             _audit(db, event, now, **audit)
             _queue(db, items, now)
 
@@ -1257,7 +1257,7 @@ class Store:
         must show. ``judge`` and ``render`` are pure and run on the database thread. Returns
         the result when a vote was cast."""
 
-        def tx(db: sqlite3.Connection) -> VoteResult | None:
+        def tx(db: Tx) -> VoteResult | None:
             row = db.execute(self._for_update, (interrupt_id,)).fetchone()
             if row is None:
                 _queue(db, unknown(), now)
@@ -1301,7 +1301,7 @@ class Store:
         deadlines the claim cancelled are due again, the run waits, and ``render`` says what
         Slack must show. Returns the reopened approval (None: it was not ``decided``)."""
 
-        def tx(db: sqlite3.Connection) -> Approval | None:
+        def tx(db: Tx) -> Approval | None:
             row = db.execute(
                 "UPDATE bot_approvals SET status='pending', choice=NULL, approved=NULL, "
                 "decided_by=NULL, comment=NULL, decided_at=NULL, answer=NULL "
@@ -1431,7 +1431,7 @@ class Store:
         answered). Keys older than ``keep`` seconds are forgotten first, and so are keys still
         unanswered after ``stale`` seconds (the process answering them stopped)."""
 
-        def tx(db: sqlite3.Connection) -> tuple[str, int | None, str | None] | None:
+        def tx(db: Tx) -> tuple[str, int | None, str | None] | None:
             db.execute(
                 "DELETE FROM bot_api_requests WHERE created_at < ? OR "
                 "(status IS NULL AND created_at < ?)",
@@ -1458,7 +1458,7 @@ class Store:
     ) -> tuple[int, str]:
         """Record a key's answer unless one is recorded already; returns the recorded one."""
 
-        def tx(db: sqlite3.Connection) -> tuple[int, str]:
+        def tx(db: Tx) -> tuple[int, str]:
             db.execute(
                 "UPDATE bot_api_requests SET status=?, response=? WHERE token=? AND key=? "
                 "AND status IS NULL",
@@ -1485,10 +1485,11 @@ class Store:
     async def deadlines_claim(self, now: float, lease: float, limit: int) -> list[Deadline]:
         """Take due deadlines (or ones whose firer's lease ran out), oldest first."""
 
-        def tx(db: sqlite3.Connection) -> list[Deadline]:
+        def tx(db: Tx) -> list[Deadline]:
             owner = self.lease.owner
             if self._postgres:
-                sql, args = _CLAIM_DEADLINES_PG, (now + lease, owner, now, now, limit, now, now)
+                sql = _CLAIM_DEADLINES_PG
+                args: tuple[Any, ...] = (now + lease, owner, now, now, limit, now, now)
             else:
                 sql, args = _CLAIM_DEADLINES, (now + lease, owner, now, now, limit)
             rows = db.execute(sql, args).fetchall()
@@ -1512,7 +1513,7 @@ class Store:
         pending; otherwise what ``act`` says, and for a timeout the claim of its decision.
         Returns what was done, with the claimed result when a timeout decided."""
 
-        def tx(db: sqlite3.Connection) -> tuple[Firing, VoteResult | None] | None:
+        def tx(db: Tx) -> tuple[Firing, VoteResult | None] | None:
             row = db.execute(self._for_update, (d.interrupt_id,)).fetchone()
             pending = row is not None and row["status"] == "pending"
             mine = db.execute(
@@ -1562,7 +1563,7 @@ class Store:
     async def deadline_now(self, interrupt_id: str, kind: str, now: float) -> bool:
         """Bring the next pending deadline of ``kind`` forward to now ("Escalate now")."""
 
-        def tx(db: sqlite3.Connection) -> bool:
+        def tx(db: Tx) -> bool:
             cur = db.execute(
                 "UPDATE bot_deadlines SET due_at=? WHERE id=(SELECT id FROM bot_deadlines "
                 "WHERE interrupt_id=? AND kind=? AND status='pending' ORDER BY due_at LIMIT 1)",
@@ -1587,9 +1588,10 @@ class Store:
         meanwhile is not returned."""
         owner = self.lease.owner
 
-        def tx(db: sqlite3.Connection) -> dict[int, tuple[int, dict[str, Any]]]:
+        def tx(db: Tx) -> dict[int, tuple[int, dict[str, Any]]]:
             if self._postgres:
-                sql, wanted = _CLAIM_OUTBOX_PG, list(ids)
+                sql = _CLAIM_OUTBOX_PG
+                wanted: Any = list(ids)
             else:
                 sql, wanted = _CLAIM_OUTBOX, json.dumps(list(ids))
             rows = db.execute(sql, (now + lease, now, owner, wanted, now, now)).fetchall()
@@ -1610,7 +1612,7 @@ class Store:
         the sender goes straight on to them (unless ``follow`` is off: a stopping sender), and
         whether any waiting row was left."""
 
-        def tx(db: sqlite3.Connection) -> tuple[list[Delivery], bool]:
+        def tx(db: Tx) -> tuple[list[Delivery], bool]:
             for sent in done:
                 _sent(db, sent)
             if not follow:
@@ -1660,7 +1662,7 @@ class FastPath:
 
 
 def _take(
-    db: sqlite3.Connection,
+    db: Tx,
     claim: str,
     keys: Sequence[tuple[Any, ...]],
     now: float,
@@ -1677,7 +1679,7 @@ def _take(
     return taken
 
 
-def _queue(db: sqlite3.Connection, items: Sequence[Item], now: float) -> int:
+def _queue(db: Tx, items: Sequence[Item], now: float) -> int:
     """Write outbox rows; returns how many were new or replaced (a known key is skipped).
     An update of an approval's message also updates each copy of it (escalation DMs). The
     ids of rows now waiting are kept on the transaction (``Tx.queued``) for the fast path,
@@ -1722,7 +1724,7 @@ def _queue(db: sqlite3.Connection, items: Sequence[Item], now: float) -> int:
     return written
 
 
-def _with_copies(db: sqlite3.Connection, items: Sequence[Item]) -> list[Item]:
+def _with_copies(db: Tx, items: Sequence[Item]) -> list[Item]:
     out = list(items)
     for i in items:
         if i.kind != "update" or not (i.ref or "").startswith("approval:"):
@@ -1756,7 +1758,7 @@ class Tx:
     def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
         return self._db.execute(sql, tuple(params))
 
-    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> Any:
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
         return self._db.executemany(sql, rows)
 
     def __getattr__(self, name: str) -> Any:
@@ -1835,7 +1837,7 @@ def _chain_existing(db: Tx, key: bytes | None) -> None:
 
 
 def _vote(
-    db: sqlite3.Connection, approval: Approval, run: Run, b: Ballot, now: float, lease: RunLease
+    db: Tx, approval: Approval, run: Run, b: Ballot, now: float, lease: RunLease
 ) -> VoteResult:
     iid = approval.interrupt_id
     db.execute(
@@ -1884,9 +1886,7 @@ def _vote(
     return VoteResult(claimed is not None, approval, run, len(voters), voters, drive)
 
 
-def _claimed(
-    db: sqlite3.Connection, run_id: str, interrupt_id: str, now: float, lease: RunLease
-) -> bool:
+def _claimed(db: Tx, run_id: str, interrupt_id: str, now: float, lease: RunLease) -> bool:
     """A decision was claimed: the run runs again, leased to the claimer unless another
     process holds it (then False: that one resumes it after its step), and nothing more is
     due for the approval."""
@@ -1906,14 +1906,14 @@ def _claimed(
     return bool(taken)
 
 
-def _lock_free(db: sqlite3.Connection, owner: str) -> bool:
+def _lock_free(db: Tx, owner: str) -> bool:
     """PostgreSQL: take ``owner``'s liveness key until this transaction ends; False when its
     owner holds it (it is alive)."""
     key = (LOCK_CLASS, lock_key(owner))
     return bool(db.execute("SELECT pg_try_advisory_xact_lock(?, ?)", key).fetchone()[0])
 
 
-def _notify(db: sqlite3.Connection, what: str) -> None:
+def _notify(db: Tx | sqlite3.Connection, what: str) -> None:
     """Tell the other processes on the database, at commit, that ``what`` (outbox,
     deadlines, runs) has work for them (PostgreSQL's NOTIFY; SQLite: nothing, one process
     per file is the rule there and the idle polls cover the rest)."""
@@ -1929,7 +1929,7 @@ def _then_notify(fn: Callable[[sqlite3.Connection], T], what: str, db: sqlite3.C
 
 
 def _schedule(
-    db: sqlite3.Connection,
+    db: Tx,
     interrupt_id: str,
     run_id: str,
     deadlines: Sequence[tuple[str, int, float]],
@@ -1941,7 +1941,7 @@ def _schedule(
     )
 
 
-def _mark_resumed(db: sqlite3.Connection, interrupt_id: str, run_id: str, now: float) -> None:
+def _mark_resumed(db: Tx, interrupt_id: str, run_id: str, now: float) -> None:
     row = db.execute(
         "UPDATE bot_approvals SET status='resumed' WHERE interrupt_id=? AND status='decided' "
         "RETURNING digest",
@@ -1951,7 +1951,7 @@ def _mark_resumed(db: sqlite3.Connection, interrupt_id: str, run_id: str, now: f
         _audit(db, "resumed", now, run_id=run_id, interrupt_id=interrupt_id, digest=row[0])
 
 
-def _open_approval(db: sqlite3.Connection, a: Approval) -> bool:
+def _open_approval(db: Tx, a: Approval) -> bool:
     """Store a new approval; False when one with its id is there already."""
     return bool(
         db.execute(
@@ -1972,9 +1972,7 @@ def _open_approval(db: sqlite3.Connection, a: Approval) -> bool:
     )
 
 
-def _superseded(
-    db: sqlite3.Connection, interrupt_id: str, digest: str
-) -> tuple[Approval, int] | None:
+def _superseded(db: Tx, interrupt_id: str, digest: str) -> tuple[Approval, int] | None:
     """LangGraph raised ``interrupt_id`` again: when the approval open for it (pending, or
     decided and not yet resumed) showed another request, close it as superseded (its
     decision void, nothing more due) and return it with the number of the new version;
