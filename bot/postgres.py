@@ -42,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, TypeVar, cast
@@ -55,6 +55,7 @@ from langgraph.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
 )
+from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
@@ -397,17 +398,57 @@ def connect_kwargs(url: str, **kwargs: Any) -> dict[str, Any]:
     return kwargs
 
 
+class _PooledSaver(PostgresSaver):
+    """LangGraph's synchronous PostgresSaver on a pool, without its process-wide lock (which
+    only a single shared connection needs): run on worker threads by ``RetryingSaver``."""
+
+    @contextlib.contextmanager
+    def _cursor(self, *, pipeline: bool = False) -> Iterator[psycopg.Cursor[DictRow]]:
+        assert isinstance(self.conn, ConnectionPool)
+        with self.conn.connection() as conn:
+            if pipeline:
+                with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+            else:
+                with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+
+
 class RetryingSaver(AsyncPostgresSaver):
     """LangGraph's AsyncPostgresSaver, each call tried again through a blink. A step's
     checkpoint that waits for the database, rather than failing the stream, means the step is
     not run again (a deploy repeated). Its writes are upserts keyed by thread, checkpoint and
-    task, so one that landed before its answer was lost lands again as the same rows."""
+    task, so one that landed before its answer was lost lands again as the same rows.
 
-    def __init__(self, pool: AsyncConnectionPool, retry: Retry, fence: Fence | None = None) -> None:
+    The calls of every step (``aget_tuple``, ``aput``, ``aput_writes``) run LangGraph's
+    synchronous saver on worker threads (``sync``), as the store's transactions do: psycopg's
+    synchronous waits cost the event loop a thread hop, its asynchronous ones about three times
+    that in polling. The rarer calls stay asynchronous."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        retry: Retry,
+        fence: Fence | None = None,
+        sync: tuple[ConnectionPool, ThreadPoolExecutor] | None = None,
+    ) -> None:
         super().__init__(pool)  # type: ignore[arg-type]
         self._pool = pool
         self._retry = retry
         self._fence = fence or Fence()  # writes wait while this process's lock is in doubt
+        self._sync = None if sync is None else _PooledSaver(cast(Any, sync[0]), serde=self.serde)
+        self._sync_pool = None if sync is None else sync[0]
+        self._threads = None if sync is None else sync[1]
+
+    async def _on_thread(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+
+    async def aclose(self) -> None:
+        """Close the synchronous pool and its threads (the asynchronous pool is the
+        caller's)."""
+        if self._sync_pool is not None and self._threads is not None:
+            await self._on_thread(self._sync_pool.close)
+            self._threads.shutdown(wait=False)
 
     async def _fenced(self, write: Callable[[], Awaitable[T]]) -> T:
         """One try of a write, once this process may write (bot/liveness.py's fence)."""
@@ -430,11 +471,20 @@ class RetryingSaver(AsyncPostgresSaver):
                     yield cur
 
     async def _sweep(self, exc: BaseException) -> None:
-        """As ``Database._sweep``, on the saver's pool."""
+        """As ``Database._sweep``, on the saver's pools."""
         if not is_conflict(exc):
             await self._pool.check()
+            if self._sync_pool is not None:
+                await self._on_thread(self._sync_pool.check)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        sync = self._sync
+        if sync is not None:
+            return await self._retry.run(
+                lambda: self._on_thread(lambda: sync.get_tuple(config)),
+                "a checkpoint read",
+                self._sweep,
+            )
         get = super().aget_tuple
         return await self._retry.run(lambda: get(config), "a checkpoint read", self._sweep)
 
@@ -445,6 +495,17 @@ class RetryingSaver(AsyncPostgresSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        sync = self._sync
+        if sync is not None:
+            return await self._retry.run(
+                lambda: self._fenced(
+                    lambda: self._on_thread(
+                        lambda: sync.put(config, checkpoint, metadata, new_versions)
+                    )
+                ),
+                "a checkpoint",
+                self._sweep,
+            )
         put = super().aput
         return await self._retry.run(
             lambda: self._fenced(lambda: put(config, checkpoint, metadata, new_versions)),
@@ -459,6 +520,18 @@ class RetryingSaver(AsyncPostgresSaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
+        sync = self._sync
+        if sync is not None:
+            await self._retry.run(
+                lambda: self._fenced(
+                    lambda: self._on_thread(
+                        lambda: sync.put_writes(config, writes, task_id, task_path)
+                    )
+                ),
+                "a step's writes",
+                self._sweep,
+            )
+            return
         put = super().aput_writes
         await self._retry.run(
             lambda: self._fenced(lambda: put(config, writes, task_id, task_path)),
@@ -475,10 +548,11 @@ class RetryingSaver(AsyncPostgresSaver):
 
 async def open_saver(
     url: str, size: int = 8, retry: Retry | None = None, fence: Fence | None = None
-) -> tuple[AsyncPostgresSaver, AsyncConnectionPool]:
+) -> tuple[RetryingSaver, AsyncConnectionPool]:
     """LangGraph's AsyncPostgresSaver (retrying, see ``RetryingSaver``) on a pool of its own,
     set up (its tables created or migrated) under an advisory lock, so replicas starting
-    together take turns."""
+    together take turns; and the synchronous pool and threads its step calls run on (closed
+    by ``RetryingSaver.aclose``)."""
     pool: AsyncConnectionPool = AsyncConnectionPool(
         url,
         min_size=1,
@@ -489,9 +563,23 @@ async def open_saver(
         timeout=CHECKOUT_SECONDS,
         reconnect_timeout=CHECKOUT_SECONDS,
     )
+    sync = ConnectionPool(
+        url,
+        min_size=1,
+        max_size=size,
+        kwargs=connect_kwargs(url, autocommit=True, prepare_threshold=0, row_factory=dict_row),
+        open=False,
+        name="bot-checkpoints-sync",
+        timeout=CHECKOUT_SECONDS,
+        reconnect_timeout=CHECKOUT_SECONDS,
+    )
+    threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="bot-checkpoints")
     await pool.open(wait=True, timeout=30)
+    saver = RetryingSaver(pool, retry or Retry(), fence, (sync, threads))
     try:
-        saver = RetryingSaver(pool, retry or Retry(), fence)
+        await asyncio.get_running_loop().run_in_executor(
+            threads, lambda: sync.open(wait=True, timeout=30)
+        )
         async with pool.connection() as lock:
             await _take_lock(lock, SAVER_LOCK)
             try:
@@ -499,6 +587,7 @@ async def open_saver(
             finally:
                 await lock.execute("SELECT pg_advisory_unlock(%s)", (SAVER_LOCK,))
     except BaseException:
+        await saver.aclose()
         await pool.close()
         raise
     return saver, pool
