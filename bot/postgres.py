@@ -15,7 +15,9 @@ PostgreSQL's where they differ, and only there:
   SQLite does: key prefixes are looked up by range), and ``INSERT OR IGNORE … SELECT`` ends
   in ``ON CONFLICT DO NOTHING``;
 - the outbox's next ``seq`` comes from a sequence (``MAX(seq) + 1`` races between
-  concurrent transactions, which SQLite never runs).
+  concurrent transactions, which SQLite never runs);
+- ``/* FOR SHARE */`` (a comment to SQLite, whose writes never run side by side) locks the
+  rows a sub-select read, where a concurrent transaction must wait for this one.
 
 Statements whose semantics differ (claims that skip rows another process is taking) are
 written out for each backend in the store itself.
@@ -147,6 +149,7 @@ def translate(sql: str) -> str:
         text = "INSERT" + text.removeprefix("INSERT OR IGNORE") + " ON CONFLICT DO NOTHING"
     text = text.replace(_NEXT_SEQ, "nextval('bot_outbox_next_seq')")
     text = _JSON_EACH.sub(r"json_array_elements_text(?::json) AS \1(value)", text)
+    text = text.replace("/* FOR SHARE */", "FOR SHARE")
     return text.replace("%", "%%").replace("?", "%s")
 
 

@@ -531,11 +531,15 @@ _INSERT_ITEM = (
 _IGNORE = "ON CONFLICT(key) DO NOTHING"
 # The row written, and "<status>:<owner>" of the first row of its lane waiting or in flight
 # (an earlier one; on SQLite the row itself when there is none): "sending:<this process>"
-# says the row will be taken when that one is recorded as delivered.
+# says the row will be taken when that one is recorded as delivered. On PostgreSQL that row
+# is locked (FOR SHARE) until this transaction ends: its delivery record, in a transaction
+# of its own, waits for this one's commit and then takes this row next; a record that
+# committed first leaves the row no longer in flight, read again after the lock, and this
+# row is then left for a pass (see ``bot.postgres.translate``).
 _AHEAD = (
     "(SELECT e.status || ':' || COALESCE(e.owner, '') FROM bot_outbox e "
     "WHERE e.lane = bot_outbox.lane AND e.status IN ('pending', 'sending') "
-    "ORDER BY e.seq LIMIT 1) AS ahead"
+    "ORDER BY e.seq LIMIT 1 /* FOR SHARE */) AS ahead"
 )
 _QUEUED = " RETURNING id, status, " + _AHEAD
 _REPLACE = (
