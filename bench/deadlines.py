@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.localslack import LocalSlack
-from bot.policy import parse_policy
+from bot.policy.parse import parse_policy
 from bot.runtime import BotRuntime
 from graphs.deploy import DeployOptions, SimulatedBackend
 

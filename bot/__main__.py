@@ -28,10 +28,10 @@ class Described:
     """``add_subparsers()`` whose commands each get their one-line help as the description
     of their own --help (argparse shows it only in the list of commands otherwise)."""
 
-    def __init__(self, sub: Any) -> None:
+    def __init__(self, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         self._sub = sub
 
-    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:  # argparse's own
         said = str(kwargs.get("help") or "")
         kwargs.setdefault("description", said[:1].upper() + said[1:] + "." if said else None)
         return self._sub.add_parser(name, **kwargs)
@@ -109,7 +109,7 @@ def _manifest(url: str | None) -> int:
     """Print the manifest, with the commands of the policy file's entry points too."""
     from bot.config import deploy_options, read_policy
     from bot.manifest import render
-    from bot.policy import policy_path
+    from bot.policy.parse import policy_path
     from graphs import EntryPointError, registry
 
     try:
@@ -128,7 +128,8 @@ def _check_config(path: Path | None) -> int:
     stdout and exit 0, or the one-line fault on stderr and exit 2. Deprecations are warnings
     on stderr."""
     from bot.config import deploy_options, graph_specs
-    from bot.policy import PolicyError, load_policy, policy_path
+    from bot.policy.faults import PolicyError
+    from bot.policy.parse import load_policy, policy_path
     from graphs import EntryPointError, compile_spec
 
     path = path or policy_path(os.environ)

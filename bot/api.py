@@ -6,7 +6,7 @@ approvals, and deciding them from CI or any other tool, with bearer tokens from 
   "as": "U0BOB", "comment": "…"}`` and an ``Idempotency-Key`` header.
 - ``GET /api/openapi.json`` (no token): the OpenAPI 3.1 document (bot/openapi.py).
 
-Tokens are ``[api] tokens`` in the policy file, stored as SHA-256 hashes (bot/policy.py). A
+Tokens are ``[api] tokens`` in the policy file, stored as SHA-256 hashes (bot/policy/). A
 decision goes through ``Engine.decide``: the same rules, the same exactly-once claim and the
 same message updates as a click. Answers: 401 no or unknown token; 403 the token lacks the
 scope or may not act as that user, or the policy refuses (the words say why); 404 no such
@@ -38,9 +38,11 @@ from aiohttp import web
 from bot import blocks, openapi
 from bot.audit_export import iso_utc
 from bot.engine import Answer, Engine
-from bot.policy import USER_RE, ApiToken
-from bot.protocol import DecisionRecord, normalise
-from bot.store import Approval, Run, Store
+from bot.model import Approval, Run, decision_of
+from bot.policy.rules import ApiToken
+from bot.protocol import normalise
+from bot.slackids import USER_ID
+from bot.store import Store
 from bot.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -132,11 +134,9 @@ async def _claimed(store: Store, mark: int, interrupt_id: str, user: str) -> Ans
         return None
     found = await store.approval_and_run(interrupt_id)
     a = found[0] if found else None
-    if a is None or a.choice is None or a.decided_at is None:
+    decision = decision_of(a) if a is not None else None
+    if a is None or decision is None:
         return None
-    decision = DecisionRecord(
-        a.choice, bool(a.approved), a.decided_by, a.comment, a.decided_at, a.answer
-    )
     return Answer("decided", blocks.decision_line(normalise(a.request, a.meta), decision))
 
 
@@ -466,7 +466,7 @@ def _decision_body(raw: bytes) -> DecisionBody:
             422, "bad_body", "choice is required: the id of one of the approval's choices."
         )
     as_user = data.get("as")
-    if "as" in data and (not isinstance(as_user, str) or not USER_RE.fullmatch(as_user)):
+    if "as" in data and (not isinstance(as_user, str) or not USER_ID.fullmatch(as_user)):
         raise Refusal(422, "bad_body", "as must be a Slack user id, like U0123ABC.")
     comment = data.get("comment")
     if comment is not None and (not isinstance(comment, str) or len(comment) > openapi.COMMENT_MAX):

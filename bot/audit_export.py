@@ -22,7 +22,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO, TypedDict
 
 from bot.integrity import Walk
 
@@ -57,7 +57,22 @@ def iso_utc(epoch: float) -> str:
     return stamp.replace("+00:00", "Z")
 
 
-def record(row: Mapping[str, Any], checkpoints: Mapping[str, str]) -> dict[str, Any]:
+class Record(TypedDict):
+    """One exported audit row: the columns of FIELDS, in that order."""
+
+    id: int
+    at: str  # ISO 8601, UTC
+    event: str
+    who: str | None
+    run_id: str | None
+    interrupt_id: str | None
+    checkpoint_id: str | None
+    detail: object  # parsed JSON, or the stored text when it is not JSON
+    digest: str | None
+    hash: str | None
+
+
+def record(row: Mapping[str, Any], checkpoints: Mapping[str, str]) -> Record:
     """One audit row as exported (``detail`` parsed back from its stored JSON)."""
     detail = row.get("detail")
     if isinstance(detail, str):
@@ -85,12 +100,12 @@ class Writer:
         if fmt not in FORMATS:
             raise ValueError(f"format must be jsonl or csv, got {fmt!r}")
         self._out = out
-        self._csv: Any = None
+        self._csv: csv.DictWriter[str] | None = None
         if fmt == "csv":
             self._csv = csv.DictWriter(out, fieldnames=FIELDS)
             self._csv.writeheader()
 
-    def write(self, records: Iterable[dict[str, Any]]) -> None:
+    def write(self, records: Iterable[Record]) -> None:
         for r in records:
             if self._csv is None:
                 self._out.write(json.dumps(r, ensure_ascii=False, sort_keys=False) + "\n")
@@ -126,6 +141,8 @@ async def export(source: AuditSource, since: float, fmt: str, out: TextIO) -> in
 
 
 class ChainSource(Protocol):
+    """What ``verify`` reads the chain from: the store, or a test's rows, a page at a time."""
+
     async def audit_chain(self, after_id: int, limit: int) -> list[dict[str, Any]]: ...
 
 

@@ -1,6 +1,6 @@
 """Who may decide an approval: pure, so the rule is visible and unit-tested.
 
-The rules are the ones the approval was opened with (``bot.policy.Rules``). User groups count
+The rules are the ones the approval was opened with (``bot.policy.rules.Rules``). User groups count
 by membership; a group whose members are not known yet raises ``GroupsUnknown`` so the caller
 can look them up and ask again (and refuse, failing closed, when Slack cannot say).
 """
@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from bot.policy import GROUP_RE, Rules
-from bot.protocol import ChoiceSpec
+from bot.policy.rules import Rules
+from bot.protocol import ApprovalRequest, ChoiceSpec
+from bot.slackids import GROUP_ID
 
 Members = Callable[[str], frozenset[str] | None]  # group id -> members, None when unknown
 
@@ -25,7 +26,7 @@ class GroupsUnknown(Exception):
 
 
 def groups_in(ids: Iterable[str]) -> tuple[str, ...]:
-    return tuple(i for i in ids if GROUP_RE.fullmatch(i))
+    return tuple(i for i in ids if GROUP_ID.fullmatch(i))
 
 
 def is_listed(ids: Iterable[str], user: str, members: Members) -> bool:
@@ -62,6 +63,24 @@ def refusal(
     if rules.approvers and not is_listed(rules.approvers, user, members):
         return f"Only {names(rules.approvers)} can decide this request."
     return None
+
+
+def may_pick(rules: Rules, requester: str, user: str, choice: ChoiceSpec, members: Members) -> bool:
+    """Whether ``user`` may pick ``choice``, for showing what they may do (a click is judged by
+    ``refusal``): a user group whose members are not known yet counts as not listed."""
+    try:
+        return refusal(rules, requester, user, choice, members) is None
+    except GroupsUnknown:
+        return False
+
+
+def may_decide(
+    request: ApprovalRequest, rules: Rules, requester: str, user: str, members: Members
+) -> bool:
+    """Whether ``user`` may decide ``request`` at all: pick its approve choice (what
+    ``/approvals list`` and the App Home offer them)."""
+    approve = request.approve_choice
+    return approve is not None and may_pick(rules, requester, user, approve, members)
 
 
 def may_withdraw(admins: Iterable[str], requester: str, user: str) -> bool:
@@ -104,25 +123,21 @@ def offer(
     """What ``user`` may do with a request, by the rules its clicks are judged by. A user
     group whose members are not known yet counts as not listed."""
 
-    def allowed(check: Callable[[], bool]) -> bool:
-        try:
-            return check()
-        except GroupsUnknown:
-            return False
-
+    try:
+        escalate = may_escalate(rules, user, members)
+    except GroupsUnknown:
+        escalate = False
     return Offer(
         choices=frozenset(
-            i
-            for i, c in enumerate(choices)
-            if allowed(lambda c=c: refusal(rules, requester, user, c, members) is None)
+            i for i, c in enumerate(choices) if may_pick(rules, requester, user, c, members)
         ),
         withdraw=may_withdraw(admins, requester, user),
-        escalate=allowed(lambda: may_escalate(rules, user, members)),
+        escalate=escalate,
     )
 
 
 def mention(slack_id: str) -> str:
-    return f"<!subteam^{slack_id}>" if GROUP_RE.fullmatch(slack_id) else f"<@{slack_id}>"
+    return f"<!subteam^{slack_id}>" if GROUP_ID.fullmatch(slack_id) else f"<@{slack_id}>"
 
 
 def names(ids: Iterable[str]) -> str:

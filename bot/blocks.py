@@ -13,7 +13,8 @@ from typing import Any
 
 from bot.authz import EVERY_BUTTON, Offer
 from bot.integrity import short
-from bot.protocol import ApprovalRequest, ChoiceSpec, DecisionRecord
+from bot.model import DecisionRecord
+from bot.protocol import ApprovalRequest, ChoiceSpec
 from graphs.deploy import COMMAND as DEPLOY
 
 # Slack's limits (https://api.slack.com/reference/block-kit/blocks)
@@ -329,6 +330,8 @@ class HomeItem:
 
 @dataclass(frozen=True)
 class HomeCounts:
+    """How many approvals are open, and how many of them the Home looked at for its viewer."""
+
     open: int  # pending approvals in all
     looked_at: int  # the newest ones checked for the viewer (the Home pages no further)
 

@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO, TypeVar, overload
 
 import aiosqlite
 
@@ -47,11 +47,13 @@ from bot.audit_export import FORMATS, export, iso_utc, verify
 from bot.config import Settings, SettingsError, audit_key
 from bot.engine import Answer
 from bot.integrity import KeyProblem
+from bot.model import Approval, Run
 from bot.outbox import Outbox
-from bot.policy import USER_RE, Policy, Rules, format_duration, parse_duration
+from bot.policy.rules import Policy, Rules, format_duration, parse_duration
 from bot.protocol import ApprovalRequest, ChoiceSpec, normalise
+from bot.slackids import USER_ID
 from bot.sqlite import OneHop, Writer
-from bot.store import CHAIN_VERSION, Approval, Run, Store
+from bot.store import CHAIN_VERSION, Store
 
 T = TypeVar("T")
 Where = Path | str  # the SQLite file, or a PostgreSQL URL
@@ -110,6 +112,8 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Pick:
+    """What the picker's person chose: the approval, the choice's id, and their comment."""
+
     interrupt_id: str
     choice: str
     comment: str | None
@@ -184,48 +188,65 @@ def run(
     its own event loop, so the interactive questions are asked with no loop running (Ctrl-C
     then stops at once)."""
     try:
-        if args.cmd == "pending":
-            return asyncio.run(pending(database(_db_path(env, settings)), term))
-        if args.cmd == "audit" and args.action == "verify":
-            try:
-                key = audit_key(env)
-            except SettingsError as exc:
-                raise Usage(str(exc)) from None
-            return asyncio.run(verify_chain(database(_db_path(env, settings)), key, term))
-        if args.cmd == "audit":
-            db = database(_db_path(env, settings))
-            return asyncio.run(audit(db, args.since, args.format, term))
-        user = _user(args.as_user, env)
-        settings = settings or _settings(env)
-        if not settings.database_url:
-            settings = replace(settings, db_path=database(settings.db_path))
-        if args.cmd == "decide":
-            where = settings.database_url or settings.db_path
-            candidates = asyncio.run(load_candidates(where, settings.policy))
-            if not candidates:
-                term.say("Nothing is waiting for a decision.")
-                return DONE
-            try:
-                pick = choose(candidates, term)
-            except Stopped:
-                term.say("Stopped; nothing was decided.")
-                return NOT_DECIDED
-            return asyncio.run(
-                decide(settings, pick.interrupt_id, user, pick.choice, pick.comment, term, env)
-            )
-        if args.cmd == "reject":
-            reason = _comment(args.reason)
-            if reason is None:
-                raise Usage("--reason must say why (the requester sees it)")
-            return asyncio.run(decide(settings, args.id, user, "reject", reason, term, env))
-        comment = _comment(args.comment)
-        return asyncio.run(decide(settings, args.id, user, "approve", comment, term, env))
+        if args.cmd in ("pending", "audit"):
+            return _read(args, env, term, settings)
+        return _decide_command(args, env, term, settings)
     except Usage as exc:
         term.warn(f"error: {exc}")
         return USAGE
     except KeyboardInterrupt:
         term.warn("Stopped. A decision already recorded stays recorded; the bot sends its updates.")
         return STOPPED
+
+
+def _read(
+    args: argparse.Namespace, env: Mapping[str, str], term: Terminal, settings: Settings | None
+) -> int:
+    """``pending``, ``audit`` and ``audit verify``: reads of the database, no Slack settings."""
+    if args.cmd == "pending":
+        return asyncio.run(pending(database(_db_path(env, settings)), term))
+    if args.action == "verify":
+        try:
+            key = audit_key(env)  # a key problem is said before a missing database
+        except SettingsError as exc:
+            raise Usage(str(exc)) from None
+        return asyncio.run(verify_chain(database(_db_path(env, settings)), key, term))
+    return asyncio.run(audit(database(_db_path(env, settings)), args.since, args.format, term))
+
+
+def _decide_command(
+    args: argparse.Namespace, env: Mapping[str, str], term: Terminal, settings: Settings | None
+) -> int:
+    """``decide`` (the picker), ``reject`` and ``approve``."""
+    user = _user(args.as_user, env)
+    settings = settings or _settings(env)
+    if not settings.database_url:
+        settings = replace(settings, db_path=sqlite_file(settings.db_path))
+    if args.cmd == "decide":
+        return _pick_and_decide(settings, user, term, env)
+    if args.cmd == "reject":
+        reason = _comment(args.reason)
+        if reason is None:
+            raise Usage("--reason must say why (the requester sees it)")
+        return asyncio.run(decide(settings, args.id, user, "reject", reason, term, env))
+    comment = _comment(args.comment)
+    return asyncio.run(decide(settings, args.id, user, "approve", comment, term, env))
+
+
+def _pick_and_decide(settings: Settings, user: str, term: Terminal, env: Mapping[str, str]) -> int:
+    where = settings.database_url or settings.db_path
+    candidates = asyncio.run(load_candidates(where, settings.policy))
+    if not candidates:
+        term.say("Nothing is waiting for a decision.")
+        return DONE
+    try:
+        pick = choose(candidates, term)
+    except Stopped:
+        term.say("Stopped; nothing was decided.")
+        return NOT_DECIDED
+    return asyncio.run(
+        decide(settings, pick.interrupt_id, user, pick.choice, pick.comment, term, env)
+    )
 
 
 def _settings(env: Mapping[str, str]) -> Settings:
@@ -246,7 +267,7 @@ def _user(given: str | None, env: Mapping[str, str]) -> str:
     user = given or env.get("APPROVALS_USER") or ""
     if not user:
         raise Usage("say who decides: --as U… or APPROVALS_USER (a Slack user id)")
-    if not USER_RE.fullmatch(user):
+    if not USER_ID.fullmatch(user):
         raise Usage(f"{_show(user)} is not a Slack user id (like U0123ABC)")
     return user
 
@@ -272,11 +293,18 @@ def printable(text: str) -> str:
 # -- reading the database --------------------------------------------------------------------
 
 
+@overload
+def database(path: Path) -> Path: ...
+@overload
+def database(path: str) -> str: ...
 def database(path: Where) -> Where:
     """``path``, absolute, if a database is there (a decision must not create an empty one);
     a PostgreSQL URL as it is."""
-    if isinstance(path, str):
-        return path
+    return path if isinstance(path, str) else sqlite_file(path)
+
+
+def sqlite_file(path: Path) -> Path:
+    """``path``, absolute, if a SQLite database is there."""
     if not path.is_file():
         raise Usage(f"no database at {path} (set APPROVALS_DB)")
     return path.resolve()
@@ -424,24 +452,7 @@ async def resolve_id(store: Store, given: str) -> str | None:
 async def load_candidates(db: Where, policy: Policy) -> list[Candidate]:
     async with reader(db) as store:
         found = await pending_approvals(store, OFFERED)
-    return [Candidate(a, r, normalise(a.request, a.meta), _rules(a, r, policy)) for a, r in found]
-
-
-def _rules(a: Approval, run: Run, policy: Policy) -> Rules:
-    """The rules the approval was opened with (as ``Engine.rules_of``): here only to ask for
-    a comment when one is needed; the engine checks again."""
-    if a.rules is not None:
-        return Rules.from_dict(a.rules)
-    env = run.input.get("env")
-    payload = a.request if isinstance(a.request, Mapping) else {}
-    return policy.rules(run.command, env if isinstance(env, str) else None).merge_request(payload)[
-        0
-    ]
-
-
-def needs_comment(rules: Rules, choice: ChoiceSpec) -> bool:
-    kind = "approve" if choice.approves else "reject"
-    return kind in rules.comment_required or choice.comment == "required"
+    return [Candidate(a, r, normalise(a.request, a.meta), policy.rules_of(a, r)) for a, r in found]
 
 
 def choose(candidates: Sequence[Candidate], term: Terminal) -> Pick:
@@ -468,7 +479,7 @@ def choose(candidates: Sequence[Candidate], term: Terminal) -> Pick:
     term.say(f"Choices: {labels}")
     m = len(request.choices)
     choice = _ask(term, f"Which choice? (1-{m}, or its id): ", lambda s: _choice(s, request))
-    required = needs_comment(picked.rules, choice)
+    required = picked.rules.needs_comment(choice)
     prompt = "Comment (required): " if required else "Comment (optional; Enter for none): "
     comment = _ask(term, prompt, lambda s: _typed_comment(s, required))
     return Pick(picked.approval.interrupt_id, choice.id, comment)

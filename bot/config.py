@@ -1,4 +1,4 @@
-"""Settings from the environment and the policy file (approvals.toml, see bot/policy.py).
+"""Settings from the environment and the policy file (approvals.toml, see bot/policy/).
 
 Reading happens only in ``Settings.from_env`` (called by the CLI), never at import time.
 """
@@ -14,7 +14,9 @@ from pathlib import Path
 from langgraph.types import Durability
 
 from bot.outbox import OutboxOptions
-from bot.policy import Policy, PolicyError, load_policy, policy_path
+from bot.policy.faults import PolicyError
+from bot.policy.parse import load_policy, policy_path
+from bot.policy.rules import Policy
 from graphs import EntryPointError, GraphSpec, registry
 from graphs.deploy import CommandBackend, DeployBackend, DeployOptions, SimulatedBackend
 
@@ -37,6 +39,10 @@ class SettingsError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
+    """Everything the bot reads from its environment and policy file, read once at start-up
+    (``from_env``) and passed down, so a test or the demo builds one and gets a bot
+    configured exactly so."""
+
     bot_token: str
     signing_secret: str
     app_token: str | None = None

@@ -13,7 +13,7 @@ from bot.config import Settings, SettingsError, deploy_options
 from bot.listeners import approvals
 from bot.liveness import lock_folder
 from bot.localslack import LocalSlack
-from bot.policy import parse_policy
+from bot.policy.parse import parse_policy
 from bot.runtime import BotRuntime
 from graphs import registry
 

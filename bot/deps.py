@@ -12,6 +12,9 @@ from graphs import GraphSpec
 
 @dataclass(frozen=True)
 class Deps:
+    """The listeners' one argument: what they may use, built by the runtime, so a listener
+    module holds no state of its own and a test wires them to its own engine."""
+
     engine: Engine
     tasks: TaskSet
     specs: Mapping[str, GraphSpec]

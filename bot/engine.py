@@ -39,10 +39,22 @@ from pydantic import ValidationError
 from bot import authz, blocks, forms, messages
 from bot.authz import GroupsUnknown, groups_in, may_escalate, may_withdraw, names, refusal
 from bot.dbretry import CommitUnknown, error_name, is_transient
-from bot.groups import GroupCache
+from bot.groups import GroupCache, with_groups
 from bot.integrity import request_digest
-from bot.policy import USER_RE as USER
-from bot.policy import Policy, Rules, describe, format_duration, freeze_at
+from bot.model import (
+    Approval,
+    Ballot,
+    Deadline,
+    Delivery,
+    Firing,
+    Item,
+    Opening,
+    Refused,
+    Run,
+    VoteResult,
+)
+from bot.model import decision_of as _decision
+from bot.policy.rules import Policy, Rules, describe, format_duration, freeze_at
 from bot.protocol import (
     ApprovalRequest,
     ChoiceSpec,
@@ -54,19 +66,8 @@ from bot.protocol import (
 )
 from bot.schema import FieldError, refusal_errors
 from bot.slack import SlackError, SlackPort
-from bot.store import (
-    Approval,
-    Ballot,
-    Deadline,
-    Delivery,
-    Firing,
-    Item,
-    Opening,
-    Refused,
-    Run,
-    Store,
-    VoteResult,
-)
+from bot.slackids import USER_ID as USER
+from bot.store import Store
 from bot.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -98,14 +99,6 @@ def command_line(run: Run) -> str:
         return f"/approvals run {run.command}"
     args = (str(v) for k, v in run.input.items() if k != "requested_by")
     return " ".join([run.command, *args])
-
-
-def _decision(a: Approval) -> DecisionRecord | None:
-    if a.choice is None or a.decided_at is None:
-        return None
-    return DecisionRecord(
-        a.choice, bool(a.approved), a.decided_by, a.comment, a.decided_at, a.answer
-    )
 
 
 @dataclass(frozen=True)
@@ -239,6 +232,11 @@ class Engine:
             return False
         return True
 
+    async def respond(self, response_url: str, text: str) -> None:
+        """Answer a slash command through its response_url, by the outbox like every answer
+        (so a listener never writes to the store itself)."""
+        await self.store.tell([Item("respond", {"url": response_url, "text": text})], self.clock())
+
     async def tell_directly(
         self, user: str, channel: str | None, response_url: str | None, text: str
     ) -> None:
@@ -255,15 +253,10 @@ class Engine:
             log.warning("could not tell %s it was not recorded: %s", user, error.code)
 
     def rules_for(self, command: str, args: Mapping[str, Any]) -> Rules:
-        env = args.get("env")
-        return self.policy.rules(command, env if isinstance(env, str) else None)
+        return self.policy.rules_for(command, args)
 
     def rules_of(self, approval: Approval, run: Run) -> Rules:
-        """The rules an approval was opened with (older rows: today's policy)."""
-        if approval.rules is not None:
-            return Rules.from_dict(approval.rules)
-        payload = approval.request if isinstance(approval.request, Mapping) else {}
-        return self.rules_for(run.command, run.input).merge_request(payload)[0]
+        return self.policy.rules_of(approval, run)
 
     # -- entry points (each runs as a task the app owns) ---------------------------------
     def channel_for(self, command: str, args: Mapping[str, Any], channel: str) -> str | None:
@@ -331,7 +324,7 @@ class Engine:
         """A button: the choice at ``index`` of the request's choices."""
 
         def pick(request: ApprovalRequest) -> ChoiceSpec | None:
-            return request.choices[index] if 0 <= index < len(request.choices) else None
+            return request.choice_at(index)
 
         await self._decide(interrupt_id, user, channel, pick, None, response_url)
 
@@ -341,9 +334,7 @@ class Engine:
         """A submitted comment modal: the choice at ``index`` (None: the reject choice)."""
 
         def pick(request: ApprovalRequest) -> ChoiceSpec | None:
-            if index is None:
-                return request.reject_choice
-            return request.choices[index] if 0 <= index < len(request.choices) else None
+            return request.reject_choice if index is None else request.choice_at(index)
 
         await self._decide(interrupt_id, user, channel, pick, comment)
 
@@ -360,7 +351,7 @@ class Engine:
         the data it carries, stored with the claim."""
 
         def pick(request: ApprovalRequest) -> ChoiceSpec | None:
-            return request.choices[index] if 0 <= index < len(request.choices) else None
+            return request.choice_at(index)
 
         await self._decide(interrupt_id, user, channel, pick, comment, answer=answer)
 
@@ -374,9 +365,10 @@ class Engine:
         if approval is None or approval.status != "pending":
             return None
         request = normalise(approval.request, approval.meta)
-        if not 0 <= index < len(request.choices) or request.choices[index].form is None:
+        choice = request.choice_at(index)
+        if choice is None or choice.form is None:
             return None
-        return forms.read_form(request, request.choices[index], values)
+        return forms.read_form(request, choice, values)
 
     async def show_details(self, interrupt_id: str, user: str, channel: str | None) -> None:
         """The "Show details" button: the private values, to a person who may decide (an
@@ -389,14 +381,16 @@ class Engine:
         request = normalise(approval.request, approval.meta)
         choice = request.approve_choice or (request.choices[0] if request.choices else None)
         rules = self.rules_of(approval, run)
+
+        async def check() -> str | None:
+            if choice is None:
+                return None
+            return refusal(rules, run.requester, user, choice, self.groups.members)
+
         try:
-            reason = choice and refusal(rules, run.requester, user, choice, self.groups.members)
-        except GroupsUnknown as exc:
-            await self.groups.resolve(exc.groups)
-            try:
-                reason = choice and refusal(rules, run.requester, user, choice, self.groups.members)
-            except GroupsUnknown:
-                reason = messages.GROUPS_UNKNOWN
+            reason = await with_groups(self.groups, check)
+        except GroupsUnknown:
+            reason = messages.GROUPS_UNKNOWN
         if choice is None or reason:
             text = reason or "Only the people who decide this request can see its details."
         else:
@@ -433,11 +427,11 @@ class Engine:
             return
         approval, run = found
         rules = self.rules_of(approval, run)
-        try:
-            eligible = may_escalate(rules, user, self.groups.members)
-        except GroupsUnknown as exc:
-            await self.groups.resolve(exc.groups)
-            eligible = may_escalate(rules, user, self.groups.members)
+
+        async def check() -> bool:
+            return may_escalate(rules, user, self.groups.members)
+
+        eligible = await with_groups(self.groups, check)
         if not eligible:
             text = f"Only {names(rules.approvers)} can escalate this request."
         elif await self.store.deadline_now(interrupt_id, "escalate", self.clock()):
@@ -484,9 +478,7 @@ class Engine:
             reason = refusal(rules, run.requester, user, choice, self.groups.members)
             if reason and any(self.groups.unresolved(g) for g in groups_in(rules.approvers)):
                 reason = messages.GROUPS_UNKNOWN
-            kind = "approve" if choice.approves else "reject"
-            needs_comment = kind in rules.comment_required or choice.comment == "required"
-            if reason is None and needs_comment and not comment:
+            if reason is None and rules.needs_comment(choice) and not comment:
                 reason = "This choice needs a comment: use the form its button opens."
             if reason:
                 return Refused(user, [], {"choice": choice.id}, text=reason)
@@ -600,24 +592,21 @@ class Engine:
         if index is None:
             choice = request.reject_choice
             index = request.choices.index(choice) if choice is not None else -1
-        choice = request.choices[index] if 0 <= index < len(request.choices) else None
-        try:
-            reason = choice and refusal(
-                self.rules_of(approval, run), run.requester, user, choice, self.groups.members
-            )
-        except GroupsUnknown as exc:
-            await self.groups.resolve(exc.groups)
-            reason = choice and refusal(
-                self.rules_of(approval, run), run.requester, user, choice, self.groups.members
-            )
+        choice = request.choice_at(index)
+        rules = self.rules_of(approval, run)
+
+        async def check() -> str | None:
+            if choice is None:
+                return None
+            return refusal(rules, run.requester, user, choice, self.groups.members)
+
+        reason = await with_groups(self.groups, check)
         if choice is None or reason:
             text = reason or "That button is no longer valid."
             await self.store.tell(_ephemeral(channel, user, text), self.clock())
             return
         if choice.form:
-            rules = self.rules_of(approval, run)
-            kind = "approve" if choice.approves else "reject"
-            needed = kind in rules.comment_required or choice.comment == "required"
+            needed = rules.needs_comment(choice)
             mode = "required" if needed else ("none" if choice.form == "answer" else "optional")
             view = forms.form_modal(request, index, interrupt_id, channel or "", mode)
         else:
@@ -628,7 +617,7 @@ class Engine:
         except (SlackError, TimeoutError) as exc:
             error = exc if isinstance(exc, SlackError) else SlackError("timeout", transient=True)
             log.warning("run %s: comment modal not opened: %s", run.run_id, error.code)
-            text = messages.modal_refused(error)
+            text = messages.modal_refused(error.code, error.transient)
             await self.store.tell(_ephemeral(channel, user, text, run.run_id), self.clock())
 
     async def publish_home(self, user: str) -> None:
@@ -637,15 +626,14 @@ class Engine:
         stays fast with thousands open, and says how many there are."""
         page = await self.store.pending_page(None, HOME_LOOKS)
         members = self.groups.members
-        items = []
+        items: list[blocks.HomeItem] = []
         for approval, run in page:
             rules = self.rules_of(approval, run)
             request = normalise(approval.request, approval.meta)
             offer = authz.offer(
                 request.choices, rules, run.requester, user, self.policy.admins, members
             )
-            approve = request.approve_choice
-            yours = approve is not None and offer.choice(request.choices.index(approve))
+            yours = authz.may_decide(request, rules, run.requester, user, members)
             if yours and len(items) < HOME_SHOWN:
                 items.append(
                     blocks.HomeItem(
@@ -821,7 +809,7 @@ class Engine:
         if run is None:
             return
         if d.kind == "post" and d.key == key:
-            text = messages.post_refused(run, error)
+            text = messages.post_refused(run, error.code, error.transient)
             items = [messages.tell_requester(run, text)]
             await self.store.fail_approval(d.interrupt_id, now, text, error.code, items)
         elif d.kind == "update" and d.ref == key and run.outcome is not None:

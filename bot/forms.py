@@ -14,7 +14,7 @@ marked; descriptions become hints. Pure: no Slack, no store.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,38 +277,58 @@ def _parse(f: Field, state: Mapping[str, Any]) -> tuple[Any, str | None]:
     if f.kind == "boolean":
         return bool(state.get("selected_options")), None
     if f.kind == "choice" and "selected_option" in state:
-        option = state.get("selected_option")
-        if not isinstance(option, Mapping):
-            return MISSING, None
-        try:
-            return f.options[int(str(option.get("value")))], None
-        except (ValueError, IndexError):
-            return MISSING, "Pick one of the listed values."
+        return _picked(f, state.get("selected_option"))
     raw = state.get("value")
     text = raw if isinstance(raw, str) else ""
     if f.kind != "text":
         text = text.strip()
     if not text:
         return MISSING, None
-    if f.kind == "integer":
-        try:
-            return int(text), None
-        except ValueError:
-            return MISSING, "Enter a whole number, like 3."
-    if f.kind == "number":
-        try:
-            number = float(text)
-        except ValueError:
-            return MISSING, "Enter a number, like 2.5."
-        return (int(number) if number.is_integer() and "." not in text else number), None
-    if f.kind in ("json", "choice"):
-        try:
-            return json.loads(text), None
-        except ValueError:
-            if f.kind == "choice":
-                return text, None
-            return MISSING, 'Enter JSON, for example {"key": "value"}, [1, 2] or "text".'
-    return raw, None
+    typed = _TYPED.get(f.kind)
+    return typed(f, text) if typed is not None else (raw, None)
+
+
+def _picked(f: Field, option: Any) -> tuple[Any, str | None]:
+    """A select's option: its value is the option's position in the field's options."""
+    if not isinstance(option, Mapping):
+        return MISSING, None
+    try:
+        return f.options[int(str(option.get("value")))], None
+    except (ValueError, IndexError):
+        return MISSING, "Pick one of the listed values."
+
+
+def _integer(f: Field, text: str) -> tuple[Any, str | None]:
+    try:
+        return int(text), None
+    except ValueError:
+        return MISSING, "Enter a whole number, like 3."
+
+
+def _number(f: Field, text: str) -> tuple[Any, str | None]:
+    try:
+        number = float(text)
+    except ValueError:
+        return MISSING, "Enter a number, like 2.5."
+    return (int(number) if number.is_integer() and "." not in text else number), None
+
+
+def _json(f: Field, text: str) -> tuple[Any, str | None]:
+    """JSON; a choice typed as text that is not JSON is the text itself."""
+    try:
+        return json.loads(text), None
+    except ValueError:
+        if f.kind == "choice":
+            return text, None
+        return MISSING, 'Enter JSON, for example {"key": "value"}, [1, 2] or "text".'
+
+
+_TYPED: Mapping[str, Callable[[Field, str], tuple[Any, str | None]]] = {
+    "integer": _integer,
+    "number": _number,
+    "json": _json,
+    "choice": _json,
+}
 
 
 def _read_fields(

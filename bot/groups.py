@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
+from bot.authz import GroupsUnknown
 from bot.slack import SlackError, SlackPort
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
 
 class GroupCache:
+    """Who is in which user group, as far as Slack last said: every click on an approval whose
+    approvers name a group needs it, and Slack answers ``usergroups.users.list`` at Tier 2."""
+
     def __init__(
         self, slack: SlackPort, clock: Callable[[], float] = time.time, ttl: float = 300.0
     ) -> None:
@@ -52,3 +59,14 @@ class GroupCache:
                 self._failed.add(group)
                 self._members[group] = (frozenset(), self._clock() - self._ttl + 30)
         return failed
+
+
+async def with_groups(groups: GroupCache, attempt: Callable[[], Awaitable[T]]) -> T:
+    """``attempt()``, and once more after looking up the user groups it said it needed (by
+    raising GroupsUnknown). A second GroupsUnknown reaches the caller, whose rule decides how
+    to fail closed (a group Slack cannot resolve counts as empty, so a retry rarely raises)."""
+    try:
+        return await attempt()
+    except GroupsUnknown as exc:
+        await groups.resolve(exc.groups)
+    return await attempt()

@@ -15,28 +15,35 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
+from bot.jsontypes import JSONObject
 from bot.opsdb import OpsStore
 from bot.slack import SlackError, SlackPort
 
 
 @dataclass(frozen=True)
 class Check:
+    """One readiness check's verdict: the probe answers with all of them, so an operator sees
+    which part is not ready and why, not just a 503."""
+
     ok: bool
     reason: str = ""  # plain words, when not ok
-    detail: dict[str, Any] | None = None
+    detail: JSONObject | None = None
 
-    def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"ok": self.ok, **(self.detail or {})}
+    def as_json(self) -> JSONObject:
+        out: JSONObject = {"ok": self.ok, **(self.detail or {})}
         if not self.ok:
             out["reason"] = self.reason
         return out
 
 
 class Health:
+    """The answers of /healthz and /readyz. It holds the last auth.test verdict for a while,
+    because probes come every few seconds and each would otherwise cost a Slack call (and
+    Slack's rate limit), and a lock so concurrent probes share one call."""
+
     def __init__(
         self,
         ops: OpsStore,
@@ -58,13 +65,13 @@ class Health:
         self._auth: tuple[float, Check] | None = None  # (checked at, result)
         self._auth_lock = asyncio.Lock()  # concurrent probes share one auth.test call
 
-    async def live(self) -> dict[str, Any]:
+    async def live(self) -> JSONObject:
         loop = asyncio.get_running_loop()
         before = loop.time()
         await asyncio.sleep(0)  # one trip round the loop: how busy it is right now
         return {"ok": True, "time": time.time(), "loop_lag_seconds": loop.time() - before}
 
-    async def ready(self) -> tuple[bool, dict[str, Any]]:
+    async def ready(self) -> tuple[bool, JSONObject]:
         started = Check(True) if self._started() else Check(False, "starting up")
         database, migrations = await self._database()
         slack = await self._slack_auth()
@@ -75,7 +82,7 @@ class Health:
             "slack": slack,
         }
         failed = [c.reason for c in checks.values() if not c.ok]
-        body: dict[str, Any] = {
+        body: JSONObject = {
             "ready": not failed,
             "checks": {name: c.as_json() for name, c in checks.items()},
         }
@@ -94,7 +101,7 @@ class Health:
         except Exception as exc:  # the class only: a driver's message may name a host or user
             down = Check(False, f"the database is unreachable ({type(exc).__name__})")
             return down, Check(False, "schema version unknown")
-        detail = {"version": version, "expected": expected}
+        detail: JSONObject = {"version": version, "expected": expected}
         if version < expected:
             why = f"database schema is at version {version}, this release needs {expected}"
             return Check(True), Check(False, why, detail)

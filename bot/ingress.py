@@ -11,23 +11,18 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TypeGuard
 
 from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
+from bot.slackids import APP_ID, CONVERSATION_ID, ENTERPRISE_ID, TEAM_ID, USER_ID, VIEW_ID
+
 log = logging.getLogger(__name__)
 
-# Slack IDs: an uppercase letter saying what it is, then uppercase ASCII letters and digits.
-# Always used with fullmatch: "$" would accept a trailing newline.
-USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
-CHANNEL_ID = re.compile(r"[CDG][A-Z0-9]{2,20}")
-TEAM_ID = re.compile(r"[TE][A-Z0-9]{2,20}")
-ENTERPRISE_ID = re.compile(r"E[A-Z0-9]{2,20}")
-VIEW_ID = re.compile(r"V[A-Z0-9]{2,20}")
-APP_ID = re.compile(r"A[A-Z0-9]{2,20}")
+# Always used with fullmatch, like the ids: "$" would accept a trailing newline.
 COMMAND = re.compile(r"/[^\s/]{1,31}")
 TS = re.compile(r"[0-9]{1,12}\.[0-9]{1,8}")  # message timestamps: "1700000000.000100"
 
@@ -39,29 +34,29 @@ MAX_URL = 2048  # response_url
 MAX_ACTIONS = 25
 MAX_DEPTH = 64  # Slack's deepest payloads (rich text in a message in a view) are ~20
 
-Check = Callable[[dict[str, Any]], str | None]
+Check = Callable[[dict[str, object]], str | None]
 
 
 # -- pure validators -----------------------------------------------------------------------
 
 
-def is_user_id(value: object) -> bool:
+def is_user_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and USER_ID.fullmatch(value) is not None
 
 
-def is_channel_id(value: object) -> bool:
-    return isinstance(value, str) and CHANNEL_ID.fullmatch(value) is not None
+def is_channel_id(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and CONVERSATION_ID.fullmatch(value) is not None
 
 
-def is_team_id(value: object) -> bool:
+def is_team_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and TEAM_ID.fullmatch(value) is not None
 
 
-def is_view_id(value: object) -> bool:
+def is_view_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and VIEW_ID.fullmatch(value) is not None
 
 
-def is_text(value: object, limit: int, *, empty: bool = True) -> bool:
+def is_text(value: object, limit: int, *, empty: bool = True) -> TypeGuard[str]:
     """A string of at most ``limit`` characters (and not empty unless allowed)."""
     return isinstance(value, str) and len(value) <= limit and (empty or value != "")
 
@@ -73,7 +68,7 @@ def too_deep(value: object, limit: int = MAX_DEPTH) -> bool:
     while stack:
         node, depth = stack.pop()
         if isinstance(node, dict):
-            children: Any = node.values()
+            children: Iterable[object] = node.values()
         elif isinstance(node, list):
             children = node
         else:
@@ -96,13 +91,13 @@ def problem(body: object) -> str | None:
     kind = body.get("type")
     if not is_text(kind, MAX_ID_TEXT, empty=False):
         return "type"
-    return _common(body) or _BY_TYPE.get(kind, _nothing_more)(body)
+    return _common(body) or _BY_TYPE.get(str(kind), _nothing_more)(body)
 
 
 # -- per payload type ----------------------------------------------------------------------
 
 
-def _command(body: dict[str, Any]) -> str | None:
+def _command(body: dict[str, object]) -> str | None:
     if not isinstance(body["command"], str) or not COMMAND.fullmatch(body["command"]):
         return "command"
     for name, ok in (("user_id", is_user_id), ("channel_id", is_channel_id)):
@@ -118,8 +113,18 @@ def _command(body: dict[str, Any]) -> str | None:
     return _optional(body, "api_app_id", lambda v: _matches(APP_ID, v))
 
 
-def _common(body: dict[str, Any]) -> str | None:
-    """Fields Bolt reads from any payload to build its context and route it."""
+def _common(body: dict[str, object]) -> str | None:
+    """Fields Bolt reads from any payload to build its context and route it, checked in this
+    order (the first bad one is named)."""
+    for check in (_who, _where, _shapes, _container, _nested, _parts):
+        bad = check(body)
+        if bad is not None:
+            return bad
+    return _optional(body, "api_app_id", lambda v: _matches(APP_ID, v))
+
+
+def _who(body: dict[str, object]) -> str | None:
+    """The user, team and enterprise: bare ids or ``{"id": …}``."""
     for name, ok in (
         ("user", is_user_id),
         ("team", is_team_id),
@@ -127,11 +132,17 @@ def _common(body: dict[str, Any]) -> str | None:
     ):
         if body.get(name) is not None and not _entity(body[name], ok):
             return f"{name}.id" if isinstance(body[name], dict) else name
-    if isinstance(body.get("user"), dict):
-        bad = _optional(body["user"], "team_id", is_team_id)
+    user = body.get("user")
+    if isinstance(user, dict):
+        bad = _optional(user, "team_id", is_team_id)
         if bad is not None:
             return f"user.{bad}"
-    if body.get("channel") is not None:  # always a dict in interactive payloads
+    return None
+
+
+def _where(body: dict[str, object]) -> str | None:
+    """The channel (always a dict in interactive payloads) and the top-level ids."""
+    if body.get("channel") is not None:
         if not isinstance(body["channel"], dict):
             return "channel"
         if not is_channel_id(body["channel"].get("id")):
@@ -142,6 +153,11 @@ def _common(body: dict[str, Any]) -> str | None:
     for name in ("team_id", "context_team_id"):
         if body.get(name) is not None and not is_team_id(body[name]):
             return name
+    return None
+
+
+def _shapes(body: dict[str, object]) -> str | None:
+    """Texts within Slack's limits, and lists and dicts where Bolt indexes into them."""
     for name, limit in (
         ("trigger_id", MAX_TOKEN),
         ("token", MAX_TOKEN),
@@ -157,47 +173,53 @@ def _common(body: dict[str, Any]) -> str | None:
     for name in ("container", "message", "event"):
         if name in body and not isinstance(body[name], dict):
             return name
-    container = body.get("container", {})
+    return None
+
+
+def _container(body: dict[str, object]) -> str | None:
+    container = body.get("container")  # a dict when there (checked by _shapes)
     for name, ok in (
         ("channel_id", is_channel_id),
         ("view_id", is_view_id),
         ("message_ts", lambda v: _matches(TS, v)),
     ):
-        if name in container and not ok(container[name]):
+        if isinstance(container, dict) and name in container and not ok(container[name]):
             return f"container.{name}"
+    return None
+
+
+def _nested(body: dict[str, object]) -> str | None:
     for path in (("message",), ("event",), *(("event", part) for part in _EVENT_PARTS)):
         bad = _nested_ids(body, path)
         if bad is not None:
             return bad
-    if "view" in body:
-        bad = _view(body["view"])
-        if bad is not None:
-            return f"view{bad}"
-    if "actions" in body:
-        bad = _actions(body["actions"])
-        if bad is not None:
-            return f"actions{bad}"
-    if "state" in body:
-        bad = _state(body["state"])
-        if bad is not None:
-            return f"state{bad}"
-    return _optional(body, "api_app_id", lambda v: _matches(APP_ID, v))
+    return None
 
 
-def _block_actions(body: dict[str, Any]) -> str | None:
+def _parts(body: dict[str, object]) -> str | None:
+    """The view, the actions and the state, each checked by its own reader."""
+    for name, check in (("view", _view), ("actions", _actions), ("state", _state)):
+        if name in body:
+            bad = check(body[name])
+            if bad is not None:
+                return f"{name}{bad}"
+    return None
+
+
+def _block_actions(body: dict[str, object]) -> str | None:
     if not isinstance(body.get("user"), dict):
         return "user"
     if "actions" not in body:
         return "actions"
     if not is_text(body.get("trigger_id"), MAX_TOKEN, empty=False):
         return "trigger_id"
-    message = body.get("message", {})
-    if "ts" in message and not _matches(TS, message["ts"]):
+    message = body.get("message")  # a dict when there (checked by _common)
+    if isinstance(message, dict) and "ts" in message and not _matches(TS, message["ts"]):
         return "message.ts"
     return None
 
 
-def _view_submission(body: dict[str, Any]) -> str | None:
+def _view_submission(body: dict[str, object]) -> str | None:
     if not isinstance(body.get("user"), dict):
         return "user"
     view = body.get("view")
@@ -210,13 +232,13 @@ def _view_submission(body: dict[str, Any]) -> str | None:
     return None
 
 
-def _view_closed(body: dict[str, Any]) -> str | None:
+def _view_closed(body: dict[str, object]) -> str | None:
     if not isinstance(body.get("user"), dict):
         return "user"
     return None if isinstance(body.get("view"), dict) else "view"
 
 
-def _event_callback(body: dict[str, Any]) -> str | None:
+def _event_callback(body: dict[str, object]) -> str | None:
     event = body.get("event")
     if not isinstance(event, dict):
         return "event"
@@ -237,11 +259,11 @@ def _event_callback(body: dict[str, Any]) -> str | None:
     return None
 
 
-def _url_verification(body: dict[str, Any]) -> str | None:
+def _url_verification(body: dict[str, object]) -> str | None:
     return None if is_text(body.get("challenge"), MAX_ID_TEXT) else "challenge"
 
 
-def _nothing_more(body: dict[str, Any]) -> str | None:
+def _nothing_more(body: dict[str, object]) -> str | None:
     return None
 
 
@@ -269,10 +291,10 @@ _ID_FIELDS: tuple[tuple[str, Callable[[object], bool]], ...] = (
 )
 
 
-def _nested_ids(body: dict[str, Any], path: tuple[str, ...]) -> str | None:
+def _nested_ids(body: dict[str, object], path: tuple[str, ...]) -> str | None:
     """Check the IDs in the dict at ``path`` (if there is one); bare or ``{"id": …}``, and
     an empty string is allowed (Slack sends ``"channel": ""`` in some events)."""
-    part: Any = body
+    part: object = body
     for key in path:
         part = part.get(key) if isinstance(part, dict) else None
     if not isinstance(part, dict):
@@ -292,6 +314,20 @@ def _view(view: object) -> str | None:
         return ".type"
     if "id" in view and not is_view_id(view["id"]):
         return ".id"
+    bad = _view_fields(view)
+    if bad is not None:
+        return bad
+    if "blocks" in view and not isinstance(view["blocks"], list):
+        return ".blocks"
+    if "state" in view:
+        bad = _state(view["state"])
+        if bad is not None:
+            return f".state{bad}"
+    return None
+
+
+def _view_fields(view: dict[str, object]) -> str | None:
+    """A view's texts within Slack's limits, and its team ids."""
     for name, limit in (
         ("callback_id", MAX_ID_TEXT),
         ("private_metadata", MAX_METADATA),
@@ -303,12 +339,6 @@ def _view(view: object) -> str | None:
     for name in ("team_id", "app_installed_team_id"):
         if view.get(name) is not None and not is_team_id(view[name]):
             return f".{name}"
-    if "blocks" in view and not isinstance(view["blocks"], list):
-        return ".blocks"
-    if "state" in view:
-        bad = _state(view["state"])
-        if bad is not None:
-            return f".state{bad}"
     return None
 
 
@@ -346,7 +376,7 @@ def _element(element: object) -> str | None:
     """An interactive element's state (in ``actions[]`` or ``state.values``)."""
     if not isinstance(element, dict):
         return ""
-    checks: tuple[tuple[str, Callable[[Any], bool]], ...] = (
+    checks: tuple[tuple[str, Callable[[object], bool]], ...] = (
         ("type", lambda v: is_text(v, MAX_ID_TEXT)),
         ("block_id", lambda v: is_text(v, MAX_ID_TEXT)),
         ("value", lambda v: v is None or is_text(v, MAX_VALUE)),
@@ -382,7 +412,7 @@ def _list_of_dicts(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(v, dict) for v in value)
 
 
-def _optional(body: dict[str, Any], name: str, ok: Callable[[object], bool]) -> str | None:
+def _optional(body: dict[str, object], name: str, ok: Callable[[object], bool]) -> str | None:
     return name if name in body and not ok(body[name]) else None
 
 

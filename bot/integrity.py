@@ -38,16 +38,16 @@ def _repr(value: object) -> str:
     return _ADDRESS.sub("", repr(value))
 
 
-def canonical(value: Any) -> str:
+def canonical(value: object) -> str:
     """``value`` as the store keeps it, in one spelling: sorted keys, no spaces, ASCII."""
     stored = json.loads(json.dumps(value, default=_repr))
     return json.dumps(stored, sort_keys=True, separators=(",", ":"))
 
 
-def request_digest(value: Any, meta: Mapping[str, Any] | None) -> str:
+def request_digest(value: object, meta: Mapping[str, object] | None) -> str:
     """The SHA-256 (hex) of what an approval shows: the interrupt's value and, when it has
     one, its response_schema (kept in the approval's ``meta``)."""
-    shown: dict[str, Any] = {"value": value}
+    shown: dict[str, object] = {"value": value}
     schema = (meta or {}).get("response_schema")
     if schema is not None:
         shown["response_schema"] = schema
@@ -64,7 +64,7 @@ def key_id(key: bytes) -> str:
     return hmac.new(key, b"APPROVALS_AUDIT_KEY id", hashlib.sha256).hexdigest()[:8]
 
 
-def link(prev: str, row: Sequence[Any], key: bytes | None) -> str:
+def link(prev: str, row: Sequence[object], key: bytes | None) -> str:
     """The ``hash`` of an audit row whose CHAINED columns are ``row``, after ``prev``."""
     message = json.dumps([prev, *row], separators=(",", ":")).encode()
     if key is None:
@@ -86,7 +86,7 @@ class Walk:
     checked: int = 0
     first_keyed: int | None = None  # the id of the first row hashed with the key
 
-    def step(self, row: Mapping[str, Any]) -> str | None:
+    def step(self, row: Mapping[str, Any]) -> str | None:  # a database row: the driver's types
         rid, stored = row["id"], row.get("hash")
         if not stored:
             return (

@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 
 class LeaseKeeper:
+    """The loop described above, as one object: it holds what the loop must remember between
+    looks (whether this process was reaped and must register again, the wake-up event) and
+    counts what it took over, for tests and logs."""
+
     def __init__(
         self,
         store: Store,

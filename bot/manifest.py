@@ -6,27 +6,42 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
 
+from bot.jsontypes import JSON, JSONObject
 from bot.listeners import approvals
 from graphs import GraphSpec
 
-SCOPES = ["chat:write", "commands", "im:write", "users:read", "usergroups:read"]
+SCOPES = ("chat:write", "commands", "im:write", "users:read", "usergroups:read")
 
 
-def manifest(specs: Mapping[str, GraphSpec], request_url: str | None = None) -> dict[str, Any]:
+def slash_command(
+    command: str, description: str, usage_hint: str, request_url: str | None
+) -> JSONObject:
+    """One entry of the manifest's ``features.slash_commands``: its URL in HTTP mode only."""
+    entry: JSONObject = {
+        "command": command,
+        "description": description,
+        "usage_hint": usage_hint,
+        "should_escape": False,
+    }
+    if request_url:
+        entry["url"] = request_url
+    return entry
+
+
+def manifest(specs: Mapping[str, GraphSpec], request_url: str | None = None) -> JSONObject:
     """The manifest; ``request_url`` set = HTTP mode at that URL, else Socket Mode."""
-    commands = [
-        {"command": s.command, "description": s.description, "usage_hint": s.usage}
+    own = approvals.SPEC
+    commands: list[JSON] = [
+        slash_command(s.command, s.description, s.usage, request_url)
         for s in specs.values()
         if s.command.startswith("/")
-    ] + [dict(approvals.SPEC)]
-    for c in commands:
-        c["should_escape"] = False
-        if request_url:
-            c["url"] = request_url
-    interactivity: dict[str, Any] = {"is_enabled": True}
-    events: dict[str, Any] = {"bot_events": ["app_home_opened"]}
+    ]
+    commands.append(
+        slash_command(own["command"], own["description"], own["usage_hint"], request_url)
+    )
+    interactivity: JSONObject = {"is_enabled": True}
+    events: JSONObject = {"bot_events": ["app_home_opened"]}
     if request_url:
         interactivity["request_url"] = request_url
         events["request_url"] = request_url
@@ -45,7 +60,7 @@ def manifest(specs: Mapping[str, GraphSpec], request_url: str | None = None) -> 
             "bot_user": {"display_name": "approvals", "always_online": True},
             "slash_commands": commands,
         },
-        "oauth_config": {"scopes": {"bot": SCOPES}},
+        "oauth_config": {"scopes": {"bot": [*SCOPES]}},
         "settings": {
             "interactivity": interactivity,
             "event_subscriptions": events,

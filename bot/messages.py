@@ -9,9 +9,8 @@ before any approval, ``progress:<run>:<task>:<n>`` one progress reply.
 from __future__ import annotations
 
 from bot import blocks
+from bot.model import Approval, Item, Run
 from bot.protocol import ApprovalRequest
-from bot.slack import SlackError
-from bot.store import Approval, Item, Run
 
 INVITE = "I can't post in <#{channel}>: invite me with `/invite @approvals`, then run it again."
 CHANNEL_GONE = "I can't find <#{channel}> any more, so I could not post your request there."
@@ -226,25 +225,26 @@ def tell_requester(run: Run, text: str) -> Item:
     return Item("dm", {"user": run.requester, "text": text}, run_id=run.run_id)
 
 
-def post_refused(run: Run, error: SlackError) -> str:
-    """Plain words for an approval message Slack will never take."""
-    if error.code in ("not_in_channel", "is_archived", "restricted_action"):
+def post_refused(run: Run, code: str, transient: bool) -> str:
+    """Plain words for an approval message Slack will never take (``code``: Slack's error;
+    ``transient``: it failed below Slack, and kept failing)."""
+    if code in ("not_in_channel", "is_archived", "restricted_action"):
         return INVITE.format(channel=run.channel)
-    if error.code == "channel_not_found":
+    if code == "channel_not_found":
         return CHANNEL_GONE.format(channel=run.channel)
-    if error.code in ("invalid_auth", "not_authed", "account_inactive", "token_revoked"):
+    if code in ("invalid_auth", "not_authed", "account_inactive", "token_revoked"):
         return TOKEN_REFUSED
-    if error.transient:
+    if transient:
         return SLACK_DOWN
     return REFUSED_OTHER
 
 
-def modal_refused(error: SlackError) -> str:
-    """Plain words for a modal Slack would not open."""
-    if error.code in ("expired_trigger_id", "exchanged_trigger_id", "invalid_trigger_id"):
+def modal_refused(code: str, transient: bool) -> str:
+    """Plain words for a modal Slack would not open (``code`` and ``transient`` as above)."""
+    if code in ("expired_trigger_id", "exchanged_trigger_id", "invalid_trigger_id"):
         return MODAL_LATE
-    if error.transient:
+    if transient:
         return MODAL_SLACK_DOWN
-    if error.code in ("invalid_auth", "not_authed", "account_inactive", "token_revoked"):
+    if code in ("invalid_auth", "not_authed", "account_inactive", "token_revoked"):
         return MODAL_TOKEN
     return MODAL_OTHER

@@ -30,8 +30,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from bot.model import Approval
 from bot.opsdb import OpsStore, Pruned, Snapshot
-from bot.store import Approval
 
 log = logging.getLogger(__name__)
 

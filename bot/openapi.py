@@ -4,7 +4,7 @@ checks the API against it with schemathesis."""
 
 from __future__ import annotations
 
-from typing import Any
+from bot.jsontypes import JSON, JSONObject
 
 ID_PATTERN = r"^[0-9A-Za-z_-]{1,128}$"
 USER_PATTERN = r"^[UW][A-Z0-9]{2,}$"
@@ -16,16 +16,16 @@ COMMENT_MAX = 3000
 CHOICE_MAX = 100
 
 
-def _ref(name: str) -> dict[str, str]:
+def _ref(name: str) -> JSONObject:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _error(description: str) -> dict[str, Any]:
+def _error(description: str) -> JSONObject:
     return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
 
 
-def _schemas() -> dict[str, Any]:
-    text = {"type": "string"}
+def _schemas() -> JSONObject:
+    text: JSONObject = {"type": "string"}
     return {
         "Error": {
             "type": "object",
@@ -139,9 +139,9 @@ def _schemas() -> dict[str, Any]:
     }
 
 
-def document() -> dict[str, Any]:
+def document() -> JSONObject:
     """The whole document, as served."""
-    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
+    bearer: list[JSON] = [{"bearer": []}]
     unauthorized = _error("No token, or not a token in the policy file's `[api] tokens`.")
     return {
         "openapi": "3.1.0",

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot.dbretry import error_name, is_transient
+from bot.model import Delivery, Sent
 from bot.slack import SlackError, SlackPort
-from bot.store import REPLACES, Delivery, FastPath, Sent, Store
+from bot.store import REPLACES, FastPath, Store
 from bot.tasks import woken
 
 log = logging.getLogger(__name__)

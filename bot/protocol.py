@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.jsontypes import JSON, JSONObject
+from bot.model import DecisionRecord
 from bot.schema import inferred, resolve
 from graphs.approval import KIND
 
@@ -39,17 +41,17 @@ class ToolAction:
     ``$defs`` that schema refers to)."""
 
     name: str
-    args: dict[str, Any]
+    args: JSONObject
     allowed: tuple[str, ...]
-    schema: dict[str, Any]
-    root: dict[str, Any] = field(default_factory=dict)
+    schema: JSONObject
+    root: JSONObject = field(default_factory=dict)
     description: str = ""
 
 
 @dataclass(frozen=True)
 class ApprovalRequest:
     """The bot's view of one pending interrupt, whatever shape the graph used: what to show
-    and which choices to offer. Who may decide is the policy's (``bot.policy.Rules``), merged
+    and which choices to offer. Who may decide is the policy's (``bot.policy.rules.Rules``), merged
     with what the graph asked for when the approval opens."""
 
     title: str
@@ -59,11 +61,16 @@ class ApprovalRequest:
     reject_with_reason: bool = True
     shape: str = KIND
     actions: tuple[ToolAction, ...] = ()  # the tool calls a HITL request answers
-    form: dict[str, Any] | None = None  # the response_schema an ``answer`` must match
+    form: JSONObject | None = None  # the response_schema an ``answer`` must match
     hidden: bool = False  # some values are private: shown only to eligible approvers
 
     def choice(self, choice_id: str) -> ChoiceSpec | None:
         return next((c for c in self.choices if c.id == choice_id), None)
+
+    def choice_at(self, index: int) -> ChoiceSpec | None:
+        """The choice at ``index`` (a button's position, from a click or a modal's metadata);
+        None when there is none there, as for a message drawn from an older request."""
+        return self.choices[index] if 0 <= index < len(self.choices) else None
 
     @property
     def approve_choice(self) -> ChoiceSpec | None:
@@ -93,7 +100,7 @@ JSON_SHOWN = 2000  # characters of a JSON value shown in its code block
 
 
 def normalise(
-    value: Any, meta: Mapping[str, Any] | None = None, reveal: bool = False
+    value: object, meta: Mapping[str, object] | None = None, reveal: bool = False
 ) -> ApprovalRequest:
     """Map an interrupt value to an ApprovalRequest; any other value becomes a plain
     question showing it, so no interrupt is ever left without buttons.
@@ -102,9 +109,8 @@ def normalise(
     interrupt's ``response_schema`` and the graph's ``private`` field names. Private values
     are shown as "hidden" unless ``reveal`` (for an eligible approver's eyes only)."""
     meta = meta or {}
-    schema = (
-        meta.get("response_schema") if isinstance(meta.get("response_schema"), Mapping) else None
-    )
+    raw_schema = meta.get("response_schema")
+    schema = raw_schema if isinstance(raw_schema, Mapping) else None
     private = frozenset(_names(meta.get("private")))
     if isinstance(value, Mapping):
         private |= frozenset(_names(value.get("private")))
@@ -134,12 +140,12 @@ def normalise(
     )
 
 
-def _names(listed: Any) -> list[str]:
+def _names(listed: object) -> list[str]:
     """Private field names, from a list of strings (anything else names nothing)."""
     return [p for p in listed if isinstance(p, str)] if isinstance(listed, list | tuple) else []
 
 
-def private_values(value: Any, meta: Mapping[str, Any] | None = None) -> list[str]:
+def private_values(value: object, meta: Mapping[str, object] | None = None) -> list[str]:
     """The private values of an interrupt as text, longest first: what must not reach a
     channel even when the graph repeats them (an agent's last message quoting an argument)."""
     private = set(_names((meta or {}).get("private")))
@@ -147,7 +153,7 @@ def private_values(value: Any, meta: Mapping[str, Any] | None = None) -> list[st
         private |= set(_names(value.get("private")))
     found: set[str] = set()
 
-    def walk(v: Any) -> None:
+    def walk(v: object) -> None:
         if isinstance(v, Mapping):
             if v.get("kind") == KIND:
                 found.update(str(val) for k, val in v.get("fields", ()) if str(k) in private)
@@ -178,10 +184,10 @@ class _Hider:
         self.private = private
         self.hid = False
 
-    def value(self, v: Any) -> Any:
+    def value(self, v: object) -> object:
         """A copy of ``v`` with the values of private keys hidden, at any depth."""
         if isinstance(v, Mapping):
-            out = {}
+            out: dict[object, object] = {}
             for k, item in v.items():
                 if str(k) in self.private:
                     self.hid = True
@@ -203,7 +209,7 @@ class _Hider:
         return replace(request, hidden=self.hid) if self.hid else request
 
 
-def code(value: Any) -> str:
+def code(value: object) -> str:
     """A JSON value as a code block, cut to what a message can show."""
     shown = json.dumps(value, indent=2, ensure_ascii=False, default=repr)
     if len(shown) > JSON_SHOWN:
@@ -218,6 +224,12 @@ def _arguments(args: Mapping[str, Any], hide: _Hider) -> tuple[tuple[str, str], 
         )
         for k, v in args.items()
     )
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    """``value`` if it is a mapping, else an empty one: a field of an interrupt value that
+    should hold an object but may hold anything."""
+    return value if isinstance(value, Mapping) else {}
 
 
 def _decision_choices(allowed: Sequence[str]) -> tuple[ChoiceSpec, ...]:
@@ -236,9 +248,9 @@ def _per_call_schema(schema: Mapping[str, Any] | None) -> tuple[tuple[str, ...],
     args: dict[str, Any] = {}
     for branch in branches if isinstance(branches, list) else [schema]:
         b = resolve(branch, schema)
-        props = b.get("properties") if isinstance(b.get("properties"), Mapping) else {}
+        props = _mapping(b.get("properties"))
         t = resolve(props.get("type"), schema)
-        enum = t.get("enum") if isinstance(t.get("enum"), list) else [None]
+        enum = t["enum"] if isinstance(t.get("enum"), list) else [None]
         kind = t.get("const", enum[0] if enum else None)
         if not isinstance(kind, str) or kind not in HITL_DECISIONS:
             continue
@@ -310,10 +322,10 @@ def _hitl_batch(v: Mapping[str, Any], hide: _Hider) -> ApprovalRequest:
             ToolAction(name, args, allowed, inferred(args), {}, str(a.get("description") or ""))
         )
     fields: list[tuple[str, str]] = []
-    for i, a in enumerate(actions, 1):
-        shown = json.dumps(hide.value(a.args), ensure_ascii=False, default=repr)
-        fields.append((f"{i}. {a.name}", shown))
-        fields.append((f"{i}. allowed", ", ".join(a.allowed) or "any"))
+    for i, action in enumerate(actions, 1):
+        shown = json.dumps(hide.value(action.args), ensure_ascii=False, default=repr)
+        fields.append((f"{i}. {action.name}", shown))
+        fields.append((f"{i}. allowed", ", ".join(action.allowed) or "any"))
     names = ", ".join(a.name for a in actions)
     described = "\n".join(_described(a, hide) for a in actions if a.description)
     if len(actions) == 1:
@@ -341,7 +353,7 @@ def _agent_inbox(v: Mapping[str, Any], hide: _Hider) -> ApprovalRequest:
     action = v["action_request"]
     name = str(action.get("action") or "an action")
     args = dict(action["args"]) if isinstance(action.get("args"), Mapping) else {}
-    config = v.get("config") if isinstance(v.get("config"), Mapping) else {}
+    config = _mapping(v.get("config"))
     offered = (
         (APPROVE, config.get("allow_accept", True)),
         (EDIT, config.get("allow_edit", False)),
@@ -360,7 +372,7 @@ def _agent_inbox(v: Mapping[str, Any], hide: _Hider) -> ApprovalRequest:
     )
 
 
-def _form(value: Any, schema: dict[str, Any], hide: _Hider) -> ApprovalRequest:
+def _form(value: object, schema: dict[str, Any], hide: _Hider) -> ApprovalRequest:
     """``interrupt(value, response_schema=…)``: the answer is a form built from the schema."""
     if isinstance(value, str):
         return ApprovalRequest(
@@ -404,21 +416,7 @@ def _own(v: Mapping[str, Any], hide: _Hider) -> ApprovalRequest:
     )
 
 
-@dataclass(frozen=True)
-class DecisionRecord:
-    """A reached decision as stored and shown: who picked which choice, when, and why;
-    ``answer`` is the data it carries (edited arguments, a response, a form's answer, a
-    batch's decisions)."""
-
-    choice: str
-    approved: bool
-    decided_by: str | None
-    comment: str | None
-    decided_at: float
-    answer: Any = None
-
-
-def _hitl(action: ToolAction, d: DecisionRecord) -> dict[str, Any]:
+def _hitl(action: ToolAction, d: DecisionRecord) -> JSONObject:
     """One HumanInTheLoopMiddleware decision for one tool call."""
     if d.choice == "edit" and isinstance(d.answer, Mapping):
         return {"type": "edit", "edited_action": {"name": action.name, "args": dict(d.answer)}}
@@ -427,13 +425,13 @@ def _hitl(action: ToolAction, d: DecisionRecord) -> dict[str, Any]:
         return {"type": "respond", "message": text}
     if d.approved and ("approve" in action.allowed or not action.allowed):
         return {"type": "approve"}
-    decision: dict[str, Any] = {"type": "reject"}
+    decision: JSONObject = {"type": "reject"}
     if d.comment:
         decision["message"] = d.comment
     return decision
 
 
-def resume_value(request: ApprovalRequest, d: DecisionRecord) -> Any:
+def resume_value(request: ApprovalRequest, d: DecisionRecord) -> JSON:
     """The value ``Command(resume={interrupt_id: value})`` carries: exactly what the shape's
     producer expects (LangChain's HITL decisions, Agent Inbox responses, a form's answer, or
     our Decision)."""

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from bot import blocks
-from bot.authz import GroupsUnknown, may_withdraw, refusal
+from bot.authz import may_decide, may_withdraw
 from bot.engine import Engine, command_line
+from bot.model import Approval, Run
 from bot.protocol import normalise
 from bot.slack import SlackError
-from bot.store import Approval, Run
 from graphs import GraphSpec
 from graphs.deploy import COMMAND as DEPLOY
 
@@ -36,6 +36,9 @@ def help_text(specs: Mapping[str, GraphSpec]) -> str:
 
 
 class Queries:
+    """The answers of ``/approvals``, read through the engine's store and rules. It keeps the
+    workspace URL once ``auth.test`` gave it, for permalinks."""
+
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._store = engine.store
@@ -55,14 +58,8 @@ class Queries:
 
     def _may_decide(self, a: Approval, run: Run, user: str) -> bool:
         request = normalise(a.request, a.meta)
-        approve = request.approve_choice
-        if approve is None:
-            return False
-        rules = self._engine.rules_of(a, run)
-        try:
-            return refusal(rules, run.requester, user, approve, self._engine.groups.members) is None
-        except GroupsUnknown:
-            return False
+        rules = self._engine.policy.rules_of(a, run)
+        return may_decide(request, rules, run.requester, user, self._engine.groups.members)
 
     async def decidable(self, user: str) -> str:
         """Pending approvals ``user`` may decide, newest first."""

@@ -30,6 +30,10 @@ class ThreadDeleter(Protocol):
 
 
 class Pruner:
+    """The pruning loop: it remembers when the last pass ran (passes are at most ``every``
+    seconds apart on the injected clock) and deletes the checkpoints of the runs it pruned
+    through the saver, since the store cannot reach LangGraph's tables."""
+
     def __init__(
         self,
         ops: OpsStore,

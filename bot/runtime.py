@@ -43,6 +43,10 @@ RELEASE_SECONDS = 5.0  # a stop waits this long for a blinking database to take 
 
 @dataclass
 class BotRuntime:
+    """The composition root: every long-lived part of one bot process, built once by
+    ``open`` in dependency order and stopped by ``close`` (new work first, the database
+    last), so that nothing else builds a part of its own or outlives the stop."""
+
     settings: Settings
     backend: Backend  # SQLite or PostgreSQL: the checkpointer, the store, how to close
     store: Store

@@ -20,7 +20,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from bot.dbretry import error_name, is_transient
-from bot.store import Deadline, Store
+from bot.model import Deadline
+from bot.store import Store
 from bot.tasks import Loop, woken
 
 log = logging.getLogger(__name__)

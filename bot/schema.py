@@ -18,6 +18,8 @@ from typing import Any
 import jsonschema_rs
 from pydantic import ValidationError
 
+from bot.jsontypes import JSON, JSONObject
+
 KINDS = ("text", "integer", "number", "boolean", "choice", "json")
 
 
@@ -31,7 +33,7 @@ class Field:
     kind: str
     required: bool
     description: str = ""
-    options: tuple[Any, ...] = ()  # the allowed values of a ``choice``
+    options: tuple[JSON, ...] = ()  # the allowed values of a ``choice``
     max_length: int | None = None
     minimum: float | None = None
     maximum: float | None = None
@@ -40,7 +42,7 @@ class Field:
 FieldError = tuple[str | None, str]  # (field name or None for the whole answer, plain words)
 
 
-def resolve(node: Any, root: Mapping[str, Any]) -> dict[str, Any]:
+def resolve(node: object, root: Mapping[str, Any]) -> dict[str, Any]:
     """``node`` with local ``$ref``s (``#/$defs/X``) followed, a bounded number of times."""
     for _ in range(20):
         if not isinstance(node, Mapping):
@@ -48,7 +50,7 @@ def resolve(node: Any, root: Mapping[str, Any]) -> dict[str, Any]:
         ref = node.get("$ref")
         if not isinstance(ref, str) or not ref.startswith("#/"):
             return dict(node)
-        target: Any = root
+        target: object = root
         for part in ref[2:].split("/"):
             target = target.get(part) if isinstance(target, Mapping) else None
         node = target
@@ -68,11 +70,11 @@ def _without_null(prop: dict[str, Any], root: Mapping[str, Any]) -> tuple[dict[s
     return prop, False
 
 
-def field_of(name: str, prop: Any, required: bool, root: Mapping[str, Any]) -> Field:
+def field_of(name: str, prop: object, required: bool, root: Mapping[str, Any]) -> Field:
     """The form input for one property of an object schema."""
     p, nullable = _without_null(resolve(prop, root), root)
     label = str(p.get("title") or name)
-    options: tuple[Any, ...] = ()
+    options: tuple[JSON, ...] = ()
     if isinstance(p.get("enum"), list) and p["enum"]:
         kind, options = "choice", tuple(p["enum"])
     elif "const" in p:
@@ -103,7 +105,7 @@ def field_of(name: str, prop: Any, required: bool, root: Mapping[str, Any]) -> F
     )
 
 
-def object_fields(schema: Any, root: Mapping[str, Any] | None = None) -> tuple[Field, ...]:
+def object_fields(schema: object, root: Mapping[str, Any] | None = None) -> tuple[Field, ...]:
     """The fields of an object schema, in its order; () when it is not an object with
     properties (then the form takes one JSON value)."""
     root = root if root is not None else (schema if isinstance(schema, Mapping) else {})
@@ -115,11 +117,11 @@ def object_fields(schema: Any, root: Mapping[str, Any] | None = None) -> tuple[F
     return tuple(field_of(str(k), v, k in required, root) for k, v in props.items())
 
 
-def inferred(args: Mapping[str, Any]) -> dict[str, Any]:
+def inferred(args: Mapping[str, object]) -> JSONObject:
     """A schema for a tool call's arguments when only their values are known (the batched
     HITL request carries no schema): each argument keeps its JSON type and stays required."""
 
-    def typed(v: Any) -> dict[str, Any]:
+    def typed(v: object) -> dict[str, str]:
         if isinstance(v, bool):
             return {"type": "boolean"}
         if isinstance(v, int):
@@ -142,7 +144,7 @@ def inferred(args: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check(
-    schema: Mapping[str, Any], value: Any, root: Mapping[str, Any] | None = None
+    schema: Mapping[str, Any], value: object, root: Mapping[str, Any] | None = None
 ) -> list[FieldError]:
     """Why ``value`` does not fit ``schema`` (empty: it fits), one entry per field at most.
     ``root`` holds the ``$defs`` a sub-schema's references point into."""
@@ -158,13 +160,12 @@ def check(
     for e in validator.iter_errors(value):
         path = list(e.instance_path)
         kind = e.kind
-        name = type(kind).__name__
-        if name == "Required":
+        if isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
             field: str | None = str(kind.property)
             text = "This is required."
         else:
             field = str(path[0]) if path else None
-            text = _words(name, kind, e.message)
+            text = _words(type(kind).__name__, kind, e.message)
         errors.setdefault(field, text)
     return list(errors.items())
 
@@ -185,7 +186,7 @@ _WORDS = {
 }
 
 
-def _words(name: str, kind: Any, message: str) -> str:
+def _words(name: str, kind: jsonschema_rs.ValidationErrorKind, message: str) -> str:
     """Plain words for one JSON Schema failure."""
     words = _WORDS.get(name)
     if words is None:
@@ -199,7 +200,7 @@ def _words(name: str, kind: Any, message: str) -> str:
     )
 
 
-def _n(v: Any) -> str:
+def _n(v: object) -> str:
     return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
 
 
@@ -222,6 +223,6 @@ def refusal_errors(exc: ValidationError, inside: Sequence[str] = ()) -> list[Fie
     return list(out.items())
 
 
-def shown(value: Any) -> str:
+def shown(value: object) -> str:
     """A value as a form shows it (text as is, anything else as JSON)."""
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

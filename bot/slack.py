@@ -8,7 +8,7 @@ outbox decides what to do with it; nothing else needs to know slack_sdk's except
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -16,6 +16,8 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot.jsontypes import JSONObject
 
 # Slack's own error codes that mean "try again later", not "never".
 TRANSIENT_CODES = frozenset(
@@ -41,14 +43,14 @@ class SlackPort(Protocol):
         self,
         channel: str,
         text: str,
-        blocks: list[dict[str, Any]] | None = None,
+        blocks: list[JSONObject] | None = None,
         thread_ts: str | None = None,
     ) -> tuple[str, str]:
         """Post a message; returns (channel id, ts)."""
         ...
 
     async def update(
-        self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None
+        self, channel: str, ts: str, text: str, blocks: list[JSONObject] | None
     ) -> None: ...
 
     async def ephemeral(self, channel: str, user: str, text: str) -> None: ...
@@ -57,9 +59,9 @@ class SlackPort(Protocol):
         """The id of the bot's DM with ``user``."""
         ...
 
-    async def open_modal(self, trigger_id: str, view: dict[str, Any]) -> None: ...
+    async def open_modal(self, trigger_id: str, view: JSONObject) -> None: ...
 
-    async def publish_home(self, user: str, view: dict[str, Any]) -> None: ...
+    async def publish_home(self, user: str, view: JSONObject) -> None: ...
 
     async def respond(self, response_url: str, text: str) -> None:
         """An ephemeral answer through a command's ``response_url``."""
@@ -112,7 +114,7 @@ def classify(exc: BaseException) -> SlackError:
     return SlackError(f"unexpected_{type(exc).__name__}", transient=True)
 
 
-def _seconds(headers: Any) -> float:
+def _seconds(headers: Mapping[str, Any]) -> float:
     try:
         return max(0.0, float(headers.get("Retry-After", 1)))
     except (TypeError, ValueError):
@@ -158,7 +160,7 @@ class WebApiPort:
         self,
         channel: str,
         text: str,
-        blocks: list[dict[str, Any]] | None = None,
+        blocks: list[JSONObject] | None = None,
         thread_ts: str | None = None,
     ) -> tuple[str, str]:
         with self._translated("chat.postMessage"):
@@ -168,7 +170,7 @@ class WebApiPort:
         return str(resp["channel"]), str(resp["ts"])
 
     async def update(
-        self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None
+        self, channel: str, ts: str, text: str, blocks: list[JSONObject] | None
     ) -> None:
         with self._translated("chat.update"):
             await self._client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
@@ -182,11 +184,11 @@ class WebApiPort:
             resp = await self._client.conversations_open(users=user)
         return str(resp["channel"]["id"])
 
-    async def open_modal(self, trigger_id: str, view: dict[str, Any]) -> None:
+    async def open_modal(self, trigger_id: str, view: JSONObject) -> None:
         with self._translated("views.open"):
             await self._client.views_open(trigger_id=trigger_id, view=view)
 
-    async def publish_home(self, user: str, view: dict[str, Any]) -> None:
+    async def publish_home(self, user: str, view: JSONObject) -> None:
         with self._translated("views.publish"):
             await self._client.views_publish(user_id=user, view=view)
 

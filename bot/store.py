@@ -26,6 +26,20 @@ from typing import Any, TypeVar
 
 from bot.integrity import link, request_digest
 from bot.liveness import LOCK_CLASS, lock_key
+from bot.model import (
+    Approval,
+    Ballot,
+    Deadline,
+    Delivery,
+    Firing,
+    Item,
+    Opening,
+    Refused,
+    Released,
+    Run,
+    Sent,
+    VoteResult,
+)
 
 T = TypeVar("T")
 Row = sqlite3.Row
@@ -213,155 +227,6 @@ CHAIN_VERSION = 10  # the schema version that chains the audit table
 
 
 @dataclass(frozen=True)
-class Run:
-    run_id: str
-    command: str
-    input: dict[str, Any]
-    requester: str
-    channel: str
-    status: str
-    thread_key: str | None
-    outcome: dict[str, Any] | None
-    created_at: float
-    response_url: str | None = None
-    attempt: int = 1
-
-
-@dataclass(frozen=True)
-class Approval:
-    interrupt_id: str
-    run_id: str
-    request: Any
-    status: str
-    channel: str | None
-    ts: str | None
-    choice: str | None
-    approved: bool | None
-    decided_by: str | None
-    comment: str | None
-    decided_at: float | None
-    created_at: float
-    rules: dict[str, Any] | None = None  # the policy it was opened with (bot.policy, as JSON)
-    meta: dict[str, Any] | None = None  # {"response_schema": …, "private": […]} (bot.protocol)
-    answer: Any = None  # the data the claimed decision carries (edited args, a text, a form)
-    digest: str = ""  # SHA-256 of the request it shows (bot.integrity.request_digest)
-    # LangGraph's id for the interrupt it answers: ``interrupt_id`` itself, except for a
-    # request that changed under its id and was asked again (``<interrupt id>-<n>``)
-    graph_interrupt_id: str = ""
-
-
-@dataclass(frozen=True)
-class Item:
-    """A Slack side effect to write to the outbox.
-
-    ``key`` names a message (a second row with the same key is ignored, unless ``replace``: then
-    the newer content replaces the older, which is how repeated updates coalesce). ``ref`` is
-    the key of the message the row needs first: the update's target, or the reply's thread.
-    """
-
-    kind: str
-    payload: dict[str, Any]
-    key: str | None = None
-    ref: str | None = None
-    replace: bool = False
-    run_id: str | None = None
-    interrupt_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """An outbox row as the sender sees it, with the message it refers to resolved."""
-
-    id: int
-    key: str | None
-    kind: str
-    ref: str | None
-    lane: str | None
-    run_id: str | None
-    interrupt_id: str | None
-    payload: dict[str, Any]
-    version: int
-    status: str
-    attempts: int
-    next_at: float
-    lease_until: float | None
-    failing_since: float | None
-    channel: str | None
-    ref_channel: str | None
-    ref_ts: str | None
-    ref_status: str | None
-
-
-@dataclass(frozen=True)
-class VoteResult:
-    """``claimed`` is true for exactly one caller per approval: the one that must resume."""
-
-    claimed: bool
-    approval: Approval
-    run: Run
-    approvals: int
-    voters: tuple[str, ...] = ()
-    # The claimer also took the run's lease (else another process is driving the run: it
-    # resumes this decision once it lets the run go, see ``Store.pause``).
-    drive: bool = True
-
-
-@dataclass(frozen=True)
-class Ballot:
-    """A vote the engine found acceptable; ``required`` distinct people picking this choice
-    decide the request (1 for a reject that ends it)."""
-
-    user: str
-    choice: str
-    approves: bool
-    comment: str | None
-    required: int
-    answer: Any = None  # stored with the claim: the resume sends exactly this
-
-
-@dataclass(frozen=True)
-class Refused:
-    """A click the engine turned down: audited, and answered with ``items``."""
-
-    user: str
-    items: list[Item]
-    detail: dict[str, Any] = field(default_factory=dict)
-    text: str = ""  # the answer in words (what ``items`` tell the person in Slack)
-
-
-@dataclass(frozen=True)
-class Opening:
-    """What opening one approval writes besides its row: the rules it is held to, the
-    messages that show it, and its deadlines as (kind, level, due_at)."""
-
-    items: list[Item]
-    rules: dict[str, Any] | None = None
-    deadlines: list[tuple[str, int, float]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Deadline:
-    id: int
-    interrupt_id: str
-    run_id: str
-    kind: str  # remind | escalate | timeout
-    level: int
-    due_at: float
-
-
-@dataclass(frozen=True)
-class Firing:
-    """What a due deadline does: messages, later deadlines, and for a timeout the decision
-    it claims (choice, approved)."""
-
-    items: list[Item] = field(default_factory=list)
-    deadlines: list[tuple[str, int, float]] = field(default_factory=list)
-    decision: tuple[str, bool] | None = None
-    event: str = "deadline"
-    rules: dict[str, Any] | None = None  # the approval's rules from now on (who may decide)
-
-
-@dataclass(frozen=True)
 class RunLease:
     """Which process this is, and how long a run it drives stays its own without a renewal.
 
@@ -377,17 +242,6 @@ class RunLease:
 
     def until(self) -> float:
         return self.clock() + self.seconds
-
-
-@dataclass(frozen=True)
-class Released:
-    """What ``release_dead`` let go of: the dead owners it reaped, and their runs, outbox
-    rows and deadlines."""
-
-    runs: int = 0
-    outbox: int = 0
-    deadlines: int = 0
-    owners: tuple[str, ...] = ()
 
 
 # Outbox kinds whose call replaces what Slack shows: a late copy of an older one would undo a
@@ -442,17 +296,6 @@ def _approval(row: Row) -> Approval:
         row["digest"],
         row["graph_interrupt_id"],
     )
-
-
-@dataclass(frozen=True)
-class Sent:
-    """A delivery Slack took: when (sender's clock), where, and when on the bot's clock."""
-
-    delivery: Delivery
-    now: float
-    channel: str | None
-    ts: str | None
-    posted_at: float
 
 
 def _sent(db: Tx, sent: Sent) -> None:
@@ -826,12 +669,6 @@ class Store:
         row = await self._one("SELECT * FROM bot_runs WHERE run_id=?", (run_id,))
         return _run(row) if row else None
 
-    async def runs_with_status(self, status: str) -> list[Run]:
-        rows = await self._all(
-            "SELECT * FROM bot_runs WHERE status=? ORDER BY created_at", (status,)
-        )
-        return [_run(r) for r in rows]
-
     async def runs_by(self, requester: str, limit: int = 10) -> list[Run]:
         rows = await self._all(
             "SELECT * FROM bot_runs WHERE requester=? ORDER BY created_at DESC LIMIT ?",
@@ -1184,12 +1021,6 @@ class Store:
         row = await self._one(_APPROVAL_AND_RUN, (interrupt_id,))
         return (_approval(row), _run(row, "r_")) if row else None
 
-    async def approvals_with_status(self, status: str) -> list[Approval]:
-        rows = await self._all(
-            "SELECT * FROM bot_approvals WHERE status=? ORDER BY created_at", (status,)
-        )
-        return [_approval(r) for r in rows]
-
     async def pending_page(self, before: float | None, limit: int) -> list[tuple[Approval, Run]]:
         """Pending approvals with their runs, newest first, created before ``before`` (one
         page; the caller pages on while it filters)."""
@@ -1339,18 +1170,6 @@ class Store:
             return approval
 
         return await self._write(tx, wakes=True)
-
-    async def audit(self, event: str, now: float, **kw: Any) -> None:
-        await self.record(event, now, **kw)
-
-    async def audit_events(self, interrupt_id: str | None = None) -> list[dict[str, Any]]:
-        if interrupt_id is None:
-            rows = await self._all("SELECT * FROM bot_audit ORDER BY id")
-        else:
-            rows = await self._all(
-                "SELECT * FROM bot_audit WHERE interrupt_id=? ORDER BY id", (interrupt_id,)
-            )
-        return [dict(r) for r in rows]
 
     # -- the terminal, the HTTP API and the audit export (reads) ----------------------------
     async def pending_approvals(

@@ -12,6 +12,10 @@ log = logging.getLogger(__name__)
 
 
 class TaskSet:
+    """The background tasks the app owns (see the module's notes): asyncio keeps only weak
+    references to tasks, so an unreferenced one can vanish mid-run, and a stop must know what
+    is still running to wait for it."""
+
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False

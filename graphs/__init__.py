@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
+from langgraph.graph.state import CompiledStateGraph
 
 from graphs import deploy
 from graphs.deploy import UsageError
@@ -92,9 +94,12 @@ def load_entry_point(ref: str) -> list[GraphSpec]:
     return specs
 
 
-def compile_spec(spec: GraphSpec, checkpointer: Any) -> Any:
-    """The spec's graph, compiled with the bot's checkpointer. A ``build`` that fails (a
-    model's package not installed, its API key not set) is one line for the operator."""
+def compile_spec(
+    spec: GraphSpec, checkpointer: BaseCheckpointSaver[Any] | None
+) -> CompiledStateGraph[Any]:
+    """The spec's graph, compiled with the bot's checkpointer (None: only to see that it
+    builds). A ``build`` that fails (a model's package not installed, its API key not set) is
+    one line for the operator."""
     params = inspect.signature(spec.build).parameters
     try:
         if "checkpointer" in params:

@@ -10,15 +10,18 @@ the body; when the tool answers, it reports back.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from langchain.agents import create_agent
 from langchain.agents.middleware import HumanInTheLoopMiddleware
+from langchain.agents.middleware.human_in_the_loop import InterruptMode
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import tool
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
 
 from graphs import GraphSpec, UsageError
 
@@ -32,9 +35,11 @@ def send_email(to: str, subject: str, body: str) -> str:
 class ScriptedModel(GenericFakeChatModel):
     """A chat model that plays one script: call the tool, then summarise its answer."""
 
-    messages: Any = iter(())  # unused: each answer is derived from the conversation
+    messages: Iterator[AIMessage | str] = iter(
+        ()
+    )  # unused: each answer is derived from the conversation
 
-    def bind_tools(self, tools: Sequence[Any], **_: Any) -> ScriptedModel:
+    def bind_tools(self, tools: Sequence[Any], **_: Any) -> ScriptedModel:  # LangChain's types
         return self
 
     def _generate(self, messages: list[BaseMessage], *_: Any, **__: Any) -> ChatResult:
@@ -52,11 +57,13 @@ class ScriptedModel(GenericFakeChatModel):
         return ChatResult(generations=[ChatGeneration(message=reply)])
 
 
-def build(checkpointer: Any, interrupt_mode: str = "per_call") -> Any:
+def build(
+    checkpointer: BaseCheckpointSaver[Any] | None, interrupt_mode: InterruptMode = "per_call"
+) -> CompiledStateGraph[Any]:
     """The compiled agent (``create_agent`` takes the checkpointer itself)."""
     gate = HumanInTheLoopMiddleware(
         interrupt_on={"send_email": True},  # approve, edit, reject or respond
-        interrupt_mode=interrupt_mode,  # type: ignore[arg-type]
+        interrupt_mode=interrupt_mode,
     )
     return create_agent(
         ScriptedModel(), tools=[send_email], middleware=[gate], checkpointer=checkpointer

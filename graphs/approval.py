@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict
 
 from langgraph.types import interrupt
 
@@ -47,7 +47,7 @@ class Decision:
     decided_at: str | None
 
     @classmethod
-    def from_resume(cls, value: Any) -> Decision:
+    def from_resume(cls, value: object) -> Decision:
         """Accept the bot's resume map, and bare values for graphs driven by hand in tests."""
         if isinstance(value, Mapping):
             return cls(
@@ -61,6 +61,36 @@ class Decision:
             return cls("approve" if value else "reject", value, None, None, None)
         choice = str(value)
         return cls(choice, choice == APPROVE.id, None, None, None)
+
+
+class ChoicePayload(TypedDict):
+    """A Choice as the payload carries it."""
+
+    id: str
+    label: str
+    style: Style
+    approves: bool
+    comment: Literal["none", "optional", "required"]
+
+
+class ApprovalPayload(TypedDict):
+    """What ``request_approval`` passes to ``interrupt()``: plain JSON, so the checkpointer
+    stores it and the bot (``bot.protocol``, which recognises it by ``kind``) reads it."""
+
+    kind: str  # KIND
+    version: int
+    title: str
+    text: str
+    fields: list[list[str]]  # [name, value] pairs, in order
+    choices: list[ChoicePayload]
+    approvers: list[str]
+    min_approvals: int
+    allow_self_approval: bool
+    reject_with_reason: bool
+    timeout_seconds: float | None
+    escalate_after_seconds: float | None
+    escalate_to: list[str]
+    private: NotRequired[list[str]]
 
 
 def approval_payload(
@@ -77,7 +107,7 @@ def approval_payload(
     escalate_after_seconds: float | None = None,
     escalate_to: Sequence[str] = (),
     private: Sequence[str] = (),
-) -> dict[str, Any]:
+) -> ApprovalPayload:
     """Build the interrupt payload without raising, so it can be unit-tested and inspected.
 
     ``private`` names fields whose values stay out of the channel message: it shows
@@ -87,7 +117,7 @@ def approval_payload(
     if min_approvals < 1:
         raise ValueError("min_approvals must be at least 1")
     pairs = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
-    return {
+    payload: ApprovalPayload = {
         "kind": KIND,
         "version": 1,
         "title": title,
@@ -110,8 +140,10 @@ def approval_payload(
         "timeout_seconds": timeout_seconds,
         "escalate_after_seconds": escalate_after_seconds,
         "escalate_to": list(escalate_to),
-        **({"private": [str(p) for p in private]} if private else {}),
     }
+    if private:
+        payload["private"] = [str(p) for p in private]
+    return payload
 
 
 def request_approval(**kwargs: Any) -> Decision:

@@ -40,6 +40,8 @@ class UsageError(ValueError):
 
 @dataclass(frozen=True)
 class DeployArgs:
+    """What ``/deploy`` was asked for, checked: only these reach a deploy backend."""
+
     service: str
     version: str
     env: str
@@ -80,6 +82,9 @@ class Step:
 
 @dataclass(frozen=True)
 class DeployResult:
+    """How a deploy went, in words the report shows: a failed deploy is a result, not an
+    exception, so the graph reports it like a success."""
+
     ok: bool
     detail: str
 
@@ -229,18 +234,36 @@ class DeployOptions:
         return {"service": a.service, "version": a.version, "env": a.env}
 
 
+class Ran(TypedDict):
+    """How the deploy step went, as the state keeps it."""
+
+    ok: bool
+    detail: str
+    seconds: float
+
+
+class Outcome(TypedDict):
+    """What the finished run's message shows (the bot reads a graph's ``outcome`` key)."""
+
+    status: str  # succeeded | failed | rejected | timed_out | cancelled
+    text: str
+
+
 class DeployState(TypedDict, total=False):
+    """The deploy graph's state, checkpointed at every step: the request, the plan shown to
+    approvers, the decision that came back, and the outcome the report is made of."""
+
     service: str
     version: str
     env: str
     requested_by: str
     plan: str
-    decision: dict[str, Any]
-    result: dict[str, Any]
-    outcome: dict[str, Any]
+    decision: dict[str, Any]  # a Decision's fields (Decision.from_resume reads them back)
+    result: Ran
+    outcome: Outcome
 
 
-def build_graph(options: DeployOptions) -> StateGraph:
+def build_graph(options: DeployOptions) -> StateGraph[DeployState]:
     """The uncompiled /deploy graph; the bot compiles it with its checkpointer."""
 
     mark = " (simulated)" if getattr(options.backend, "simulated", False) else ""

@@ -23,7 +23,8 @@ from aiohttp import web
 
 from bot.config import Settings
 from bot.localslack import LocalSlack
-from bot.policy import Policy, parse_policy
+from bot.policy.parse import parse_policy
+from bot.policy.rules import Policy
 from bot.runtime import BotRuntime
 from graphs.deploy import DeployOptions, SimulatedBackend
 

@@ -19,6 +19,7 @@ from bot.blocks import (
     ACTION_WITHDRAW,
 )
 from bot.deps import Deps
+from bot.engine import Engine
 from bot.messages import NOT_RECORDED
 
 CHOICE = re.compile(rf"^{re.escape(ACTION_CHOICE)}(\d+)$")
@@ -26,65 +27,92 @@ COMMENT = re.compile(rf"^{re.escape(ACTION_COMMENT)}(\d+)$")
 FORM = re.compile(rf"^{re.escape(ACTION_FORM)}(\d+)$")
 
 
+# What a click does, once acked: (engine, interrupt id, user, channel, body, action).
+Work = Callable[[Engine, str, str, str | None, dict[str, Any], dict[str, Any]], Awaitable[None]]
+
+
 def register(app: AsyncApp, deps: Deps) -> None:
+    for matcher, name, work in (
+        (CHOICE, "click", _choice),
+        (COMMENT, "comment modal", _comment),
+        (FORM, "form modal", _form),
+        (ACTION_DETAILS, "details", _details),
+        (ACTION_REASON, "reason modal", _reason),
+        (ACTION_WITHDRAW, "withdraw", _withdraw),
+        (ACTION_ESCALATE, "escalate now", _escalate),
+    ):
+        app.action(matcher)(_listener(deps, name, work))
+
+
+def _listener(deps: Deps, name: str, work: Work) -> Callable[..., Awaitable[None]]:
+    """Ack, then do ``work`` in a task the app owns; a click made in the App Home is answered
+    by drawing the Home again."""
     engine = deps.engine
 
-    def on(
-        name: str,
-        work: Callable[[str, str, str | None, dict[str, Any], dict[str, Any]], Awaitable[None]],
-    ) -> Callable[..., Awaitable[None]]:
-        async def listener(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
-            await ack()
-            interrupt_id, user = str(action.get("value", "")), body["user"]["id"]
-            channel = _channel(body) or None  # None: clicked in the App Home
+    async def listener(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        interrupt_id, user = str(action.get("value", "")), body["user"]["id"]
+        channel = _channel(body) or None  # None: clicked in the App Home
 
-            async def act() -> None:
-                clicked = work(interrupt_id, user, channel, body, action)
-                url = body.get("response_url")
-                recorded = await engine.for_person(
-                    clicked, user, channel, url, NOT_RECORDED["click"]
-                )
-                if recorded and channel is None:
-                    await engine.publish_home(user)  # the Home is the answer there
+        async def act() -> None:
+            clicked = work(engine, interrupt_id, user, channel, body, action)
+            url = body.get("response_url")
+            recorded = await engine.for_person(clicked, user, channel, url, NOT_RECORDED["click"])
+            if recorded and channel is None:
+                await engine.publish_home(user)  # the Home is the answer there
 
-            deps.tasks.spawn(act(), f"{name} by {user}")
+        deps.tasks.spawn(act(), f"{name} by {user}")
 
-        return listener
+    return listener
 
-    async def choice(iid: str, user: str, channel: str | None, body: Any, action: Any) -> None:
-        match = CHOICE.match(action["action_id"])
-        assert match is not None  # the listener's matcher guarantees it
-        await engine.click(iid, user, int(match.group(1)), channel, body.get("response_url"))
 
-    async def comment(iid: str, user: str, channel: str | None, body: Any, action: Any) -> None:
-        match = COMMENT.match(action["action_id"])
-        assert match is not None
-        await engine.open_comment(iid, user, body["trigger_id"], channel, int(match.group(1)))
+def _index(pattern: re.Pattern[str], action: dict[str, Any]) -> int:
+    """The choice's position in the action_id (the listener's matcher guarantees one)."""
+    match = pattern.match(action["action_id"])
+    assert match is not None
+    return int(match.group(1))
 
-    async def form(iid: str, user: str, channel: str | None, body: Any, action: Any) -> None:
-        match = FORM.match(action["action_id"])
-        assert match is not None
-        await engine.open_comment(iid, user, body["trigger_id"], channel, int(match.group(1)))
 
-    async def details(iid: str, user: str, channel: str | None, body: Any, action: Any) -> None:
-        await engine.show_details(iid, user, channel)
+async def _choice(
+    e: Engine, iid: str, user: str, channel: str | None, body: Any, action: Any
+) -> None:
+    await e.click(iid, user, _index(CHOICE, action), channel, body.get("response_url"))
 
-    async def reason(iid: str, user: str, channel: str | None, body: Any, action: Any) -> None:
-        await engine.open_comment(iid, user, body["trigger_id"], channel, None)
 
-    async def withdraw(iid: str, user: str, channel: str | None, body: Any, action: Any) -> None:
-        await engine.withdraw(iid, user, channel)
+async def _comment(
+    e: Engine, iid: str, user: str, channel: str | None, body: Any, action: Any
+) -> None:
+    await e.open_comment(iid, user, body["trigger_id"], channel, _index(COMMENT, action))
 
-    async def escalate(iid: str, user: str, channel: str | None, body: Any, action: Any) -> None:
-        await engine.escalate_now(iid, user, channel)
 
-    app.action(CHOICE)(on("click", choice))
-    app.action(COMMENT)(on("comment modal", comment))
-    app.action(FORM)(on("form modal", form))
-    app.action(ACTION_DETAILS)(on("details", details))
-    app.action(ACTION_REASON)(on("reason modal", reason))
-    app.action(ACTION_WITHDRAW)(on("withdraw", withdraw))
-    app.action(ACTION_ESCALATE)(on("escalate now", escalate))
+async def _form(
+    e: Engine, iid: str, user: str, channel: str | None, body: Any, action: Any
+) -> None:
+    await e.open_comment(iid, user, body["trigger_id"], channel, _index(FORM, action))
+
+
+async def _details(
+    e: Engine, iid: str, user: str, channel: str | None, body: Any, action: Any
+) -> None:
+    await e.show_details(iid, user, channel)
+
+
+async def _reason(
+    e: Engine, iid: str, user: str, channel: str | None, body: Any, action: Any
+) -> None:
+    await e.open_comment(iid, user, body["trigger_id"], channel, None)
+
+
+async def _withdraw(
+    e: Engine, iid: str, user: str, channel: str | None, body: Any, action: Any
+) -> None:
+    await e.withdraw(iid, user, channel)
+
+
+async def _escalate(
+    e: Engine, iid: str, user: str, channel: str | None, body: Any, action: Any
+) -> None:
+    await e.escalate_now(iid, user, channel)
 
 
 def _channel(body: dict[str, Any]) -> str:

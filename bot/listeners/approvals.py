@@ -12,7 +12,6 @@ from bot.deps import Deps
 from bot.listeners import NotAnswered, commands, read_before_ack
 from bot.messages import NO_LOOKUP, NOT_RECORDED
 from bot.queries import Queries, help_text
-from bot.store import Item
 from graphs import by_name
 
 COMMAND = "/approvals"
@@ -70,5 +69,4 @@ async def _cancel(
 ) -> None:
     text = await queries.cancel(run_id, user, channel)
     if url:
-        answer = Item("respond", {"url": url, "text": text})
-        await deps.engine.store.tell([answer], deps.engine.clock())
+        await deps.engine.respond(url, text)

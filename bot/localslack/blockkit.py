@@ -55,7 +55,7 @@ class _Checker:
     def fail(self, message: str, pointer: str) -> None:
         self.errors.append(f"{message} [json-pointer:{pointer}]")
 
-    def string(self, value: Any, pointer: str, max_len: int, required: bool = False) -> None:
+    def string(self, value: object, pointer: str, max_len: int, required: bool = False) -> None:
         if value is None:
             if required:
                 self.fail(f"missing required field: {pointer.rsplit('/', 1)[-1]}", pointer)
@@ -67,7 +67,9 @@ class _Checker:
         elif required and not value:
             self.fail("must be more than 0 characters", pointer)
 
-    def items(self, value: Any, pointer: str, max_items: int, min_items: int = 0) -> list[Any]:
+    def items(
+        self, value: object, pointer: str, max_items: int, min_items: int = 0
+    ) -> list[object]:
         if not isinstance(value, list):
             self.fail("must be an array", pointer)
             return []
@@ -79,7 +81,7 @@ class _Checker:
 
     def text(
         self,
-        obj: Any,
+        obj: object,
         pointer: str,
         max_len: int,
         plain_only: bool = False,
@@ -99,12 +101,12 @@ class _Checker:
             self.fail("must be a valid enum value", f"{pointer}/type")
         self.string(obj.get("text"), f"{pointer}/text", max_len, required=True)
 
-    def ident(self, value: Any, pointer: str) -> None:
+    def ident(self, value: object, pointer: str) -> None:
         self.string(value, pointer, 255)
 
 
 def validate_blocks(
-    blocks: Any, pointer: str = "/blocks", max_blocks: int = MAX_MESSAGE_BLOCKS
+    blocks: object, pointer: str = "/blocks", max_blocks: int = MAX_MESSAGE_BLOCKS
 ) -> list[str]:
     """Errors Slack would report for a list of blocks (message: 50, modal/home: 100)."""
     check = _Checker()
@@ -112,7 +114,7 @@ def validate_blocks(
     return check.errors
 
 
-def validate_view(view: Any, pointer: str = "/view") -> list[str]:
+def validate_view(view: object, pointer: str = "/view") -> list[str]:
     """Errors Slack would report for a modal or home view."""
     check = _Checker()
     if not isinstance(view, dict):
@@ -142,7 +144,7 @@ def validate_view(view: Any, pointer: str = "/view") -> list[str]:
     return check.errors
 
 
-def _blocks(check: _Checker, blocks: Any, pointer: str, max_blocks: int) -> None:
+def _blocks(check: _Checker, blocks: object, pointer: str, max_blocks: int) -> None:
     seen_ids: set[str] = set()
     for i, block in enumerate(check.items(blocks, pointer, max_blocks)):
         at = f"{pointer}/{i}"
@@ -158,11 +160,11 @@ def _blocks(check: _Checker, blocks: Any, pointer: str, max_blocks: int) -> None
         _BLOCKS[block["type"]](check, block, at)
 
 
-def _header(check: _Checker, block: dict[str, Any], at: str) -> None:
+def _header(check: _Checker, block: dict[str, object], at: str) -> None:
     check.text(block.get("text"), f"{at}/text", 150, plain_only=True)
 
 
-def _section(check: _Checker, block: dict[str, Any], at: str) -> None:
+def _section(check: _Checker, block: dict[str, object], at: str) -> None:
     if block.get("text") is None and block.get("fields") is None:
         check.fail("must provide either text or fields", at)
     if block.get("text") is not None:
@@ -174,7 +176,7 @@ def _section(check: _Checker, block: dict[str, Any], at: str) -> None:
         _element(check, block["accessory"], f"{at}/accessory", set())
 
 
-def _context(check: _Checker, block: dict[str, Any], at: str) -> None:
+def _context(check: _Checker, block: dict[str, object], at: str) -> None:
     elements = check.items(block.get("elements"), f"{at}/elements", 10, 1)
     for i, element in enumerate(elements):
         here = f"{at}/elements/{i}"
@@ -185,18 +187,18 @@ def _context(check: _Checker, block: dict[str, Any], at: str) -> None:
             check.text(element, here, 3000)
 
 
-def _divider(check: _Checker, block: dict[str, Any], at: str) -> None:
+def _divider(check: _Checker, block: dict[str, object], at: str) -> None:
     """Dividers carry nothing but a block_id."""
 
 
-def _actions(check: _Checker, block: dict[str, Any], at: str) -> None:
+def _actions(check: _Checker, block: dict[str, object], at: str) -> None:
     seen: set[str] = set()
     elements = check.items(block.get("elements"), f"{at}/elements", 25, 1)
     for i, element in enumerate(elements):
         _element(check, element, f"{at}/elements/{i}", seen)
 
 
-def _input(check: _Checker, block: dict[str, Any], at: str) -> None:
+def _input(check: _Checker, block: dict[str, object], at: str) -> None:
     check.text(block.get("label"), f"{at}/label", 2000, plain_only=True)
     if block.get("hint") is not None:
         check.text(block["hint"], f"{at}/hint", 2000, plain_only=True)
@@ -206,14 +208,14 @@ def _input(check: _Checker, block: dict[str, Any], at: str) -> None:
         _element(check, block["element"], f"{at}/element", set())
 
 
-def _image(check: _Checker, block: dict[str, Any], at: str) -> None:
+def _image(check: _Checker, block: dict[str, object], at: str) -> None:
     check.string(block.get("image_url"), f"{at}/image_url", 3000, required=True)
     check.string(block.get("alt_text"), f"{at}/alt_text", 2000, required=True)
     if block.get("title") is not None:
         check.text(block["title"], f"{at}/title", 2000, plain_only=True)
 
 
-def _rich_text(check: _Checker, block: dict[str, Any], at: str) -> None:
+def _rich_text(check: _Checker, block: dict[str, object], at: str) -> None:
     check.items(block.get("elements"), f"{at}/elements", 100)
 
 
@@ -229,7 +231,7 @@ _BLOCKS = {
 }
 
 
-def _element(check: _Checker, element: Any, at: str, seen_action_ids: set[str]) -> None:
+def _element(check: _Checker, element: object, at: str, seen_action_ids: set[str]) -> None:
     if not isinstance(element, dict):
         check.fail("must be an object", at)
         return
@@ -275,7 +277,9 @@ def _element(check: _Checker, element: Any, at: str, seen_action_ids: set[str]) 
         _initial_options(check, element, options, at)
 
 
-def _initial_options(check: _Checker, element: dict[str, Any], options: list[Any], at: str) -> None:
+def _initial_options(
+    check: _Checker, element: dict[str, object], options: list[object], at: str
+) -> None:
     """Slack refuses an initial option that is not one of the element's options."""
     initial = element.get("initial_option")
     chosen = [initial] if initial is not None else []
@@ -287,7 +291,7 @@ def _initial_options(check: _Checker, element: dict[str, Any], options: list[Any
             check.fail("must match one of the provided options", f"{at}/initial_option")
 
 
-def _number_input(check: _Checker, element: dict[str, Any], at: str) -> None:
+def _number_input(check: _Checker, element: dict[str, object], at: str) -> None:
     decimals = element.get("is_decimal_allowed")
     if not isinstance(decimals, bool):
         check.fail("missing required field: is_decimal_allowed", at)
@@ -307,7 +311,7 @@ def _number_input(check: _Checker, element: dict[str, Any], at: str) -> None:
             check.fail("must be a whole number", f"{at}/{key}")
 
 
-def _text_input(check: _Checker, element: dict[str, Any], at: str) -> None:
+def _text_input(check: _Checker, element: dict[str, object], at: str) -> None:
     check.string(element.get("initial_value"), f"{at}/initial_value", 3000)
     lengths = {}
     for key in ("min_length", "max_length"):
@@ -324,7 +328,7 @@ def _text_input(check: _Checker, element: dict[str, Any], at: str) -> None:
         check.fail("min_length must be less than or equal to max_length", f"{at}/min_length")
 
 
-def _confirm(check: _Checker, confirm: Any, at: str) -> None:
+def _confirm(check: _Checker, confirm: object, at: str) -> None:
     if not isinstance(confirm, dict):
         check.fail("must be an object", at)
         return
@@ -351,7 +355,7 @@ def normalize_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return stored
 
 
-def _add_emoji(node: Any) -> None:
+def _add_emoji(node: object) -> None:
     if isinstance(node, dict):
         if node.get("type") == "plain_text" and isinstance(node.get("text"), str):
             node.setdefault("emoji", True)

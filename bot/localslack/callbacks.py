@@ -22,8 +22,20 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
+from bot.jsontypes import JSONObject
+
 from .blockkit import normalize_blocks, validate_blocks, validate_view
-from .model import APP_ID, BOT_USER_ID, TEAM_DOMAIN, TEAM_ID, Conversation, User, Workspace
+from .model import (
+    APP_ID,
+    BOT_USER_ID,
+    TEAM_DOMAIN,
+    TEAM_ID,
+    Block,
+    Conversation,
+    User,
+    View,
+    Workspace,
+)
 from .socketmode import SocketMode
 
 ACK_TIMEOUT = 3.0
@@ -53,7 +65,7 @@ class Delivery:
         return self.status == 200 and self.error is None
 
     @property
-    def json(self) -> Any:
+    def json(self) -> Any:  # json.loads's
         """The ack body parsed as JSON, or None when empty or not JSON."""
         try:
             return json.loads(self.body) if self.body else None
@@ -78,6 +90,9 @@ def sign(secret: str, body: bytes, timestamp: int) -> dict[str, str]:
 
 @dataclass
 class _Trigger:
+    """One issued trigger_id: whose it is, when it was issued, and whether it was used (Slack
+    refuses a second use and one older than 3 s)."""
+
     user: str
     issued_at: float
     used: bool = False
@@ -113,6 +128,9 @@ class TriggerIds:
 
 @dataclass
 class _ResponseUrl:
+    """One issued response_url: where its posts go, and how often it was used (Slack allows
+    5 uses in 30 minutes)."""
+
     user: str
     channel: str
     issued_at: float
@@ -167,11 +185,11 @@ class Callbacks:
         return f"{self.base_url()}/response/{url_id}"
 
     @staticmethod
-    def _user(user: User) -> dict[str, Any]:
+    def _user(user: User) -> JSONObject:
         return {"id": user.id, "username": user.name, "name": user.name, "team_id": TEAM_ID}
 
     @staticmethod
-    def _team() -> dict[str, Any]:
+    def _team() -> JSONObject:
         return {"id": TEAM_ID, "domain": TEAM_DOMAIN}
 
     @staticmethod
@@ -340,6 +358,7 @@ class Callbacks:
         self, user: User, channel: str | None, message_ts: str | None, view_id: str | None
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """The clicked message or view, the payload's `container`, and its other parts."""
+        container: dict[str, Any]
         if view_id:
             view = self.model.views.get(view_id)
             if view is None or self.model.view_owner.get(view_id) != user.id:
@@ -361,20 +380,20 @@ class Callbacks:
             }
             return eph.message, container, extra
         channel = channel or self.model.channel_of(message_ts or "")
-        conv = self.model.conversations.get(channel or "")
-        message = self.model.find_message(conv.id, message_ts) if conv else None
-        if conv is None or message is None:
+        found = self.model.conversations.get(channel or "")
+        message = self.model.find_message(found.id, message_ts) if found else None
+        if found is None or message is None:
             raise LookupError(f"no message {message_ts} in {channel}")
         container = {
             "type": "message",
             "message_ts": message["ts"],
-            "channel_id": conv.id,
+            "channel_id": found.id,
             "is_ephemeral": False,
         }
         extra = {
-            "channel": {"id": conv.id, "name": self._channel_name(conv)},
+            "channel": {"id": found.id, "name": self._channel_name(found)},
             "message": copy.deepcopy(message),
-            "response_url": self._issue_response_url(user.id, conv.id, message["ts"]),
+            "response_url": self._issue_response_url(user.id, found.id, message["ts"]),
         }
         return message, container, extra
 
@@ -408,7 +427,7 @@ class Callbacks:
         self._apply_view_ack(user, view_id, delivery.json)
         return delivery
 
-    def _apply_view_ack(self, user: User, view_id: str, ack: Any) -> None:
+    def _apply_view_ack(self, user: User, view_id: str, ack: Any) -> None:  # the app's JSON
         action = ack.get("response_action") if isinstance(ack, dict) else None
         if action == "errors":
             return
@@ -558,20 +577,18 @@ class Callbacks:
         return None
 
 
-def _truthy(value: Any) -> bool:
+def _truthy(value: object) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
-def _elements(block: dict[str, Any]) -> list[dict[str, Any]]:
+def _elements(block: Block) -> list[dict[str, Any]]:
     """The interactive elements a block holds."""
     found = [e for e in block.get("elements") or [] if isinstance(e, dict)]
     found += [block[k] for k in ("accessory", "element") if isinstance(block.get(k), dict)]
     return found if block.get("type") in ("actions", "section", "input") else []
 
 
-def _find_element(
-    blocks: list[dict[str, Any]], block_id: str, action_id: str
-) -> dict[str, Any] | None:
+def _find_element(blocks: list[Block], block_id: str, action_id: str) -> dict[str, Any] | None:
     for block in blocks:
         if block.get("block_id") != block_id:
             continue
@@ -581,7 +598,7 @@ def _find_element(
     return None
 
 
-def find_button(blocks: list[dict[str, Any]], label: str) -> tuple[str, str] | None:
+def find_button(blocks: list[Block], label: str) -> tuple[str, str] | None:
     """(block_id, action_id) of the element whose visible text or action_id is `label`."""
     for block in blocks:
         for element in _elements(block):
@@ -615,7 +632,7 @@ def _action(element: dict[str, Any], block_id: str, value: str | None, ts: str) 
     return action
 
 
-def _missing_inputs(view: dict[str, Any]) -> dict[str, str]:
+def _missing_inputs(view: View) -> dict[str, str]:
     """Required input blocks left empty: Slack refuses these before the app hears of them."""
     values = view.get("state", {}).get("values", {})
     missing: dict[str, str] = {}

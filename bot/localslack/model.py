@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.jsontypes import JSONObject
+
 TEAM_ID = "T0LOCAL01"
 TEAM_NAME = "Local Workspace"
 TEAM_DOMAIN = "local-workspace"
@@ -23,7 +25,13 @@ BOT_ID = "B0BOT"
 BOT_NAME = "approvals"
 MAX_MODAL_STACK = 3
 
-Event = dict[str, Any]
+# Slack's own objects, as the Web API takes and gives them and this workspace keeps them. No
+# types ship for their shapes (slack_sdk passes plain dicts too) and the workspace reads them
+# as Slack documents them, so their values stay Any: the names say which object a dict is.
+Message = dict[str, Any]
+View = dict[str, Any]
+Block = dict[str, Any]
+Event = dict[str, Any]  # what the browser UI's stream carries
 Listener = Callable[[Event, "str | None"], None]
 
 
@@ -37,10 +45,23 @@ class User:
     is_bot: bool = False
     tz: str = "Europe/London"
 
-    def to_slack(self) -> dict[str, Any]:
+    def to_slack(self) -> JSONObject:
         """The `users.info` shape."""
         image = f"https://avatars.local/{self.name}_48.png"
-        user: dict[str, Any] = {
+        profile: JSONObject = {
+            "real_name": self.real_name,
+            "real_name_normalized": self.real_name,
+            "display_name": self.name,
+            "display_name_normalized": self.name,
+            "image_24": image,
+            "image_48": image,
+            "image_72": image,
+            "team": TEAM_ID,
+        }
+        if self.is_bot:
+            profile["bot_id"] = BOT_ID
+            profile["api_app_id"] = APP_ID
+        user: JSONObject = {
             "id": self.id,
             "team_id": TEAM_ID,
             "name": self.name,
@@ -49,25 +70,13 @@ class User:
             "tz": self.tz,
             "tz_label": "Greenwich Mean Time",
             "tz_offset": 0,
-            "profile": {
-                "real_name": self.real_name,
-                "real_name_normalized": self.real_name,
-                "display_name": self.name,
-                "display_name_normalized": self.name,
-                "image_24": image,
-                "image_48": image,
-                "image_72": image,
-                "team": TEAM_ID,
-            },
+            "profile": profile,
             "is_admin": False,
             "is_owner": False,
             "is_bot": self.is_bot,
             "is_app_user": False,
             "updated": 1732170000,
         }
-        if self.is_bot:
-            user["profile"]["bot_id"] = BOT_ID
-            user["profile"]["api_app_id"] = APP_ID
         return user
 
 
@@ -81,7 +90,7 @@ class Conversation:
     is_im: bool = False
     user: str | None = None  # the person on the other side of a DM
 
-    def to_slack(self) -> dict[str, Any]:
+    def to_slack(self) -> JSONObject:
         """The `conversations.info` shape (abridged to the fields that matter)."""
         if self.is_im:
             return {
@@ -119,7 +128,7 @@ class Ephemeral:
 
     channel: str
     user: str
-    message: dict[str, Any]
+    message: Message
 
 
 @dataclass
@@ -131,9 +140,9 @@ class Usergroup:
     name: str
     users: list[str] = field(default_factory=list)
 
-    def to_slack(self, include_users: bool = False) -> dict[str, Any]:
+    def to_slack(self, include_users: bool = False) -> JSONObject:
         """The `usergroups.list` shape."""
-        group: dict[str, Any] = {
+        group: JSONObject = {
             "id": self.id,
             "team_id": TEAM_ID,
             "is_usergroup": True,
@@ -157,14 +166,14 @@ class Workspace:
         self.users: dict[str, User] = {}
         self.conversations: dict[str, Conversation] = {}
         self.usergroups: dict[str, Usergroup] = {}
-        self.channel_messages: dict[str, list[dict[str, Any]]] = {}
+        self.channel_messages: dict[str, list[Message]] = {}
         self.ephemeral_messages: list[Ephemeral] = []
-        self.views: dict[str, dict[str, Any]] = {}
+        self.views: dict[str, View] = {}
         self.view_owner: dict[str, str] = {}
         self.modal_stacks: dict[str, list[str]] = {}
         self.home_views: dict[str, str] = {}
         self.listeners: list[Listener] = []
-        self._by_ts: dict[str, tuple[str, dict[str, Any]]] = {}  # ts -> (channel, message)
+        self._by_ts: dict[str, tuple[str, Message]] = {}  # ts -> (channel, message)
         self._last_micros = 0
         self._ids = itertools.count(1)
 
@@ -253,7 +262,7 @@ class Workspace:
         return self._last_micros
 
     def restore_messages(
-        self, channel_messages: dict[str, list[dict[str, Any]]], last_micros: int
+        self, channel_messages: dict[str, list[Message]], last_micros: int
     ) -> None:
         """Put back messages saved by an earlier run (see persist.py), for known channels."""
         for channel, messages in channel_messages.items():
@@ -286,9 +295,9 @@ class Workspace:
 
     # -- messages --------------------------------------------------------------------------
 
-    def bot_message(self, text: str, blocks: list[dict[str, Any]] | None) -> dict[str, Any]:
+    def bot_message(self, text: str, blocks: list[Block] | None) -> Message:
         """The shape of a message the app posts."""
-        message: dict[str, Any] = {
+        message: Message = {
             "user": BOT_USER_ID,
             "type": "message",
             "ts": "",
@@ -308,17 +317,17 @@ class Workspace:
             message["blocks"] = blocks
         return message
 
-    def user_message(self, user_id: str, text: str) -> dict[str, Any]:
+    def user_message(self, user_id: str, text: str) -> Message:
         """The shape of a message a person types."""
         return {"type": "message", "user": user_id, "text": text, "ts": "", "team": TEAM_ID}
 
     def post(
         self,
         channel: str,
-        message: dict[str, Any],
+        message: Message,
         thread_ts: str | None = None,
         reply_broadcast: bool = False,
-    ) -> dict[str, Any]:
+    ) -> Message:
         """Store a new message (or thread reply) and announce it."""
         message["ts"] = self.next_ts()
         parent = self.find_message(channel, thread_ts) if thread_ts else None
@@ -340,7 +349,7 @@ class Workspace:
             self.emit({"type": "message_changed", "channel": channel, "ts": parent["ts"]})
         return message
 
-    def _count_reply(self, parent: dict[str, Any], reply: dict[str, Any]) -> None:
+    def _count_reply(self, parent: Message, reply: Message) -> None:
         """Keep the parent's thread summary (reply_count, reply_users, latest_reply) current."""
         parent["thread_ts"] = parent["ts"]
         parent["reply_count"] = parent.get("reply_count", 0) + 1
@@ -350,7 +359,7 @@ class Workspace:
         parent["reply_users_count"] = len(users)
         parent["latest_reply"] = reply["ts"]
 
-    def find_message(self, channel: str, ts: str | None) -> dict[str, Any] | None:
+    def find_message(self, channel: str, ts: str | None) -> Message | None:
         """A stored channel message (top level or reply)."""
         found = self._by_ts.get(ts or "")
         return found[1] if found and found[0] == channel else None
@@ -360,9 +369,9 @@ class Workspace:
         channel: str,
         ts: str,
         text: str | None,
-        blocks: list[dict[str, Any]] | None,
+        blocks: list[Block] | None,
         editor: str,
-    ) -> dict[str, Any]:
+    ) -> Message:
         """Edit a stored message in place; absent text/blocks are kept, like chat.update."""
         message = self.find_message(channel, ts)
         if message is None:
@@ -395,7 +404,7 @@ class Workspace:
             del self._by_ts[ts]
         self.emit({"type": "message_deleted", "channel": channel, "ts": ts})
 
-    def top_level(self, channel: str) -> list[dict[str, Any]]:
+    def top_level(self, channel: str) -> list[Message]:
         """Top-level messages (thread parents, plain messages, broadcast replies), oldest first."""
         return [
             m
@@ -403,7 +412,7 @@ class Workspace:
             if m.get("thread_ts") in (None, m["ts"]) or m.get("subtype") == "thread_broadcast"
         ]
 
-    def thread(self, channel: str, ts: str) -> list[dict[str, Any]]:
+    def thread(self, channel: str, ts: str) -> list[Message]:
         """The parent then its replies, oldest first; empty when there is no such message."""
         parent = self.find_message(channel, ts)
         if parent is None:
@@ -418,8 +427,8 @@ class Workspace:
     # -- ephemerals ------------------------------------------------------------------------
 
     def post_ephemeral(
-        self, channel: str, user_id: str, message: dict[str, Any], thread_ts: str | None = None
-    ) -> dict[str, Any]:
+        self, channel: str, user_id: str, message: Message, thread_ts: str | None = None
+    ) -> Message:
         """Store a message only `user_id` sees and tell only them."""
         message["ts"] = self.next_ts()
         message["ephemeral"] = True
@@ -438,7 +447,7 @@ class Workspace:
         """An ephemeral by its ts."""
         return next((e for e in self.ephemeral_messages if e.message["ts"] == ts), None)
 
-    def replace_ephemeral(self, ts: str, message: dict[str, Any] | None) -> None:
+    def replace_ephemeral(self, ts: str, message: Message | None) -> None:
         """Replace (or with None, delete) an ephemeral, as a response_url can."""
         eph = self.find_ephemeral(ts)
         if eph is None:
@@ -451,7 +460,7 @@ class Workspace:
         eph.message = message
         self.emit({"type": "message_changed", "channel": eph.channel, "ts": ts}, eph.user)
 
-    def ephemerals_for(self, user_id: str, channel: str | None = None) -> list[dict[str, Any]]:
+    def ephemerals_for(self, user_id: str, channel: str | None = None) -> list[Message]:
         """Ephemerals one person has been shown, oldest first."""
         return [
             e.message
@@ -461,7 +470,7 @@ class Workspace:
 
     # -- views -----------------------------------------------------------------------------
 
-    def make_view(self, view: dict[str, Any], view_id: str | None = None) -> dict[str, Any]:
+    def make_view(self, view: View, view_id: str | None = None) -> View:
         """Slack's stored-view shape around what the app sent."""
         view_id = view_id or self.new_id("V")
         stored = {
@@ -488,7 +497,7 @@ class Workspace:
             stored["title"] = copy.deepcopy(view["title"])
         return stored
 
-    def open_modal(self, user_id: str, view: dict[str, Any]) -> dict[str, Any]:
+    def open_modal(self, user_id: str, view: View) -> View:
         """Open a modal as the root of a fresh stack (views.open)."""
         for old in self.modal_stacks.get(user_id, []):
             self._forget_view(old)
@@ -499,7 +508,7 @@ class Workspace:
         self.emit({"type": "view_open", "view": stored}, user_id)
         return stored
 
-    def push_modal(self, user_id: str, view: dict[str, Any]) -> dict[str, Any]:
+    def push_modal(self, user_id: str, view: View) -> View:
         """Push a modal on top of the open stack (views.push / response_action push)."""
         stack = self.modal_stacks.get(user_id) or []
         if not stack:
@@ -515,7 +524,7 @@ class Workspace:
         self.emit({"type": "view_open", "view": stored}, user_id)
         return stored
 
-    def replace_view(self, view_id: str, view: dict[str, Any]) -> dict[str, Any]:
+    def replace_view(self, view_id: str, view: View) -> View:
         """Swap a view's content, keeping its id and place (views.update)."""
         old = self.views[view_id]
         stored = self.make_view(view, view_id)
@@ -548,7 +557,7 @@ class Workspace:
         self.views.pop(view_id, None)
         self.view_owner.pop(view_id, None)
 
-    def publish_home(self, user_id: str, view: dict[str, Any]) -> dict[str, Any]:
+    def publish_home(self, user_id: str, view: View) -> View:
         """Set a person's App Home (views.publish)."""
         view_id = self.home_views.get(user_id)
         stored = self.make_view(view, view_id)
@@ -558,15 +567,15 @@ class Workspace:
         self.emit({"type": "home"}, user_id)
         return stored
 
-    def view_by_external_id(self, external_id: str) -> dict[str, Any] | None:
+    def view_by_external_id(self, external_id: str) -> View | None:
         """A live view by the app's external_id."""
         return next((v for v in self.views.values() if v.get("external_id") == external_id), None)
 
-    def open_views(self, user_id: str) -> list[dict[str, Any]]:
+    def open_views(self, user_id: str) -> list[View]:
         """A person's open modal stack, root first."""
         return [self.views[v] for v in self.modal_stacks.get(user_id, [])]
 
-    def home(self, user_id: str) -> dict[str, Any] | None:
+    def home(self, user_id: str) -> View | None:
         """A person's published home view."""
         view_id = self.home_views.get(user_id)
         return self.views.get(view_id) if view_id else None

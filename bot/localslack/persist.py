@@ -16,6 +16,9 @@ FLUSH_SECONDS = 0.5
 
 
 class Persistence:
+    """Writes the workspace's messages to its file a moment after they change (changes in
+    one burst share one write), and reads them back at start-up."""
+
     def __init__(self, model: Workspace, path: Path) -> None:
         self.model = model
         self.path = path

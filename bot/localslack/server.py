@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from .callbacks import ACK_TIMEOUT, Callbacks, Delivery, TriggerIds, find_button, sign
-from .model import APP_ID, Conversation, User, Workspace
+from .model import APP_ID, Block, Conversation, Message, User, View, Workspace
 from .persist import Persistence
 from .socketmode import SocketMode
 from .ui import HEARTBEAT_SECONDS, UiApi
@@ -177,7 +177,7 @@ class LocalSlack:
     async def click(
         self,
         user: str,
-        message_or_view: dict[str, Any] | str,
+        message_or_view: Message | View | str,
         button: str,
         value: str | None = None,
     ) -> Delivery:
@@ -220,7 +220,7 @@ class LocalSlack:
         )
 
     @staticmethod
-    def _find(blocks: list[dict[str, Any]], button: str) -> tuple[str, str]:
+    def _find(blocks: list[Block], button: str) -> tuple[str, str]:
         found = find_button(blocks, button)
         if found is None:
             labels = [
@@ -233,7 +233,7 @@ class LocalSlack:
         return found
 
     async def submit_modal(
-        self, user: str, view_or_view_id: dict[str, Any] | str, values: dict[str, Any]
+        self, user: str, view_or_view_id: View | str, values: dict[str, Any]
     ) -> Delivery:
         """Submit a modal. `values` maps a block_id or action_id to text (or, already in
         Slack's `state.values` shape, block_id -> {action_id: {...}})."""
@@ -244,9 +244,7 @@ class LocalSlack:
             raise KeyError(f"no open view {view_id}")
         return await self.callbacks.submit(person, view_id, _state_values(view, values))
 
-    async def close_modal(
-        self, user: str, view_or_view_id: dict[str, Any] | str
-    ) -> Delivery | None:
+    async def close_modal(self, user: str, view_or_view_id: View | str) -> Delivery | None:
         """Press Close on a modal (delivers view_closed if it asked for notify_on_close)."""
         view_id = view_or_view_id if isinstance(view_or_view_id, str) else view_or_view_id["id"]
         return await self.callbacks.close_view(self.user(user), view_id)
@@ -255,9 +253,7 @@ class LocalSlack:
         """Open the app's Home tab as a person: delivers `app_home_opened`."""
         return await self.callbacks.home_opened(self.user(user))
 
-    def say(
-        self, user: str, channel: str, text: str, thread_ts: str | None = None
-    ) -> dict[str, Any]:
+    def say(self, user: str, channel: str, text: str, thread_ts: str | None = None) -> Message:
         """Post a plain message as a person (what typing in the page does)."""
         conv = self.conversation(channel)
         person = self.user(user)
@@ -277,7 +273,7 @@ class LocalSlack:
 
     # -- reading state ---------------------------------------------------------------------
 
-    def messages(self, channel: str, *, user: str | None = None) -> list[dict[str, Any]]:
+    def messages(self, channel: str, *, user: str | None = None) -> list[Message]:
         """Top-level messages, oldest first; with `user`, their ephemerals too."""
         conv = self.conversation(channel)
         found = list(self.model.top_level(conv.id))
@@ -290,20 +286,20 @@ class LocalSlack:
             found.sort(key=lambda m: m["ts"])
         return copy.deepcopy(found)
 
-    def replies(self, channel: str, ts: str) -> list[dict[str, Any]]:
+    def replies(self, channel: str, ts: str) -> list[Message]:
         """The parent then its replies."""
         return copy.deepcopy(self.model.thread(self.conversation(channel).id, ts))
 
-    def ephemerals(self, user: str, channel: str | None = None) -> list[dict[str, Any]]:
+    def ephemerals(self, user: str, channel: str | None = None) -> list[Message]:
         """Ephemerals shown to a person (each carries `channel`)."""
         conv_id = self.conversation(channel).id if channel else None
         return copy.deepcopy(self.model.ephemerals_for(self.user(user).id, conv_id))
 
-    def open_views(self, user: str) -> list[dict[str, Any]]:
+    def open_views(self, user: str) -> list[View]:
         """A person's open modals, root first."""
         return copy.deepcopy(self.model.open_views(self.user(user).id))
 
-    def home(self, user: str) -> dict[str, Any] | None:
+    def home(self, user: str) -> View | None:
         """A person's published App Home view."""
         return copy.deepcopy(self.model.home(self.user(user).id))
 
@@ -429,7 +425,7 @@ class LocalSlack:
         self.api.limiter.buckets.clear()
 
 
-def _state_values(view: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+def _state_values(view: View, values: dict[str, Any]) -> dict[str, Any]:
     """Turn `{block_id_or_action_id: "text"}` into Slack's `state.values` for this view. As
     in Slack, every input the person did not touch is there too, holding its initial value
     (or nothing)."""

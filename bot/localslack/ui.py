@@ -35,6 +35,9 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 @dataclass
 class _Subscriber:
+    """One open event stream of the browser UI: whose eyes it is for (ephemerals and modals
+    are one person's) and the events queued for it until the stream sends them."""
+
     user: str
     queue: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)
 

@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from bot.jsontypes import JSONObject
+
 from .blockkit import normalize_blocks, validate_blocks, validate_view
 from .callbacks import TriggerIds
 from .model import (
@@ -124,6 +126,9 @@ class _Outage:
 
 @dataclass
 class _Bucket:
+    """One token bucket: refilled by the time since ``updated``, so Slack's tiers (calls per
+    minute, with a burst) are enforced without a timer."""
+
     capacity: float
     per_second: float
     tokens: float
@@ -187,7 +192,7 @@ class WebApi:
         self.holding: dict[str, int] = {}  # method -> calls parked (hold, outage, delay)
         self._outage: _Outage | None = None
         self._wake = asyncio.Event()  # set by close(): cut delays short on shutdown
-        self._methods: dict[str, Callable[[Args], dict[str, Any]]] = {
+        self._methods: dict[str, Callable[[Args], JSONObject]] = {
             "api.test": lambda args: {"args": args},
             "auth.test": self.auth_test,
             "chat.postMessage": self.chat_post_message,
@@ -375,7 +380,7 @@ class WebApi:
 
     def _answer(
         self, method: str, args: Args, token: str | None, host: str
-    ) -> tuple[int, dict[str, str], dict[str, Any]]:
+    ) -> tuple[int, dict[str, str], JSONObject]:
         if method != "api.test" and (auth_error := self._auth_error(method, token)):
             return 200, {}, {"ok": False, "error": auth_error}
         if method not in self._methods and method != "apps.connections.open":
@@ -384,6 +389,7 @@ class WebApi:
         retry_after = self.limiter.check(method, conv.id if conv else "")
         if retry_after is not None:
             return 429, {"Retry-After": str(retry_after)}, {"ok": False, "error": "ratelimited"}
+        result: JSONObject
         try:
             if method == "apps.connections.open":
                 result = {"url": self.socket.issue_url(host)}
@@ -447,7 +453,7 @@ class WebApi:
             raise SlackError("msg_too_long")
         return (None if text is None else str(text)), blocks
 
-    def _view_arg(self, args: Args, kind: str | None = None) -> dict[str, Any]:
+    def _view_arg(self, args: Args, kind: str | None = None) -> JSONObject:
         view = _json_arg(args, "view")
         if not isinstance(view, dict):
             raise SlackError(
@@ -466,7 +472,7 @@ class WebApi:
 
     # -- methods ---------------------------------------------------------------------------
 
-    def auth_test(self, args: Args) -> dict[str, Any]:
+    def auth_test(self, args: Args) -> JSONObject:
         return {
             "url": f"{self.base_url()}/",
             "team": TEAM_NAME,
@@ -478,7 +484,7 @@ class WebApi:
             "is_enterprise_install": False,
         }
 
-    def chat_post_message(self, args: Args) -> dict[str, Any]:
+    def chat_post_message(self, args: Args) -> JSONObject:
         conv = self._member_conversation(args)
         text, blocks = self._content(args)
         message = self.model.bot_message(text or "", blocks)
@@ -487,7 +493,7 @@ class WebApi:
         )
         return {"channel": conv.id, "ts": message["ts"], "message": message}
 
-    def chat_update(self, args: Args) -> dict[str, Any]:
+    def chat_update(self, args: Args) -> JSONObject:
         conv = self._conversation(args)
         text, blocks = self._content(args)
         message = self.model.find_message(conv.id, args.get("ts"))
@@ -503,7 +509,7 @@ class WebApi:
             "message": message,
         }
 
-    def chat_post_ephemeral(self, args: Args) -> dict[str, Any]:
+    def chat_post_ephemeral(self, args: Args) -> JSONObject:
         conv = self._member_conversation(args)
         user = self.model.user(args.get("user"))
         if user is None:
@@ -515,7 +521,7 @@ class WebApi:
         message = self.model.post_ephemeral(conv.id, user.id, message, args.get("thread_ts"))
         return {"message_ts": message["ts"]}
 
-    def chat_delete(self, args: Args) -> dict[str, Any]:
+    def chat_delete(self, args: Args) -> JSONObject:
         conv = self._conversation(args)
         message = self.model.find_message(conv.id, args.get("ts"))
         if message is None:
@@ -525,7 +531,7 @@ class WebApi:
         self.model.delete(conv.id, message["ts"])
         return {"channel": conv.id, "ts": message["ts"]}
 
-    def chat_get_permalink(self, args: Args) -> dict[str, Any]:
+    def chat_get_permalink(self, args: Args) -> JSONObject:
         conv = self._conversation(args)
         ts = args.get("message_ts")
         if self.model.find_message(conv.id, ts) is None:
@@ -533,14 +539,14 @@ class WebApi:
         link = f"{self.base_url()}/archives/{conv.id}/p{str(ts).replace('.', '')}"
         return {"channel": conv.id, "permalink": link}
 
-    def views_open(self, args: Args) -> dict[str, Any]:
+    def views_open(self, args: Args) -> JSONObject:
         view = self._view_arg(args, "modal")
         user_id, error = self.triggers.exchange(args.get("trigger_id"))
         if error:
             raise SlackError(error)
         return {"view": self.model.open_modal(user_id or "", view)}
 
-    def views_push(self, args: Args) -> dict[str, Any]:
+    def views_push(self, args: Args) -> JSONObject:
         view = self._view_arg(args, "modal")
         user_id, error = self.triggers.exchange(args.get("trigger_id"))
         if error:
@@ -550,7 +556,7 @@ class WebApi:
         except OverflowError as e:
             raise SlackError("push_limit_reached") from e
 
-    def views_update(self, args: Args) -> dict[str, Any]:
+    def views_update(self, args: Args) -> JSONObject:
         if args.get("view_id"):
             current = self.model.views.get(args["view_id"])
         elif args.get("external_id"):
@@ -569,7 +575,7 @@ class WebApi:
         view = self._view_arg(args, current["type"])
         return {"view": self.model.replace_view(current["id"], view)}
 
-    def views_publish(self, args: Args) -> dict[str, Any]:
+    def views_publish(self, args: Args) -> JSONObject:
         user = self.model.user(args.get("user_id"))
         if user is None:
             raise SlackError("user_not_found")
@@ -579,7 +585,7 @@ class WebApi:
             raise SlackError("hash_conflict")
         return {"view": self.model.publish_home(user.id, view)}
 
-    def conversations_open(self, args: Args) -> dict[str, Any]:
+    def conversations_open(self, args: Args) -> JSONObject:
         if args.get("channel"):
             conv = self._conversation(args)
         else:
@@ -593,28 +599,33 @@ class WebApi:
                 raise SlackError("user_not_found")
             if user.is_bot:
                 raise SlackError("cannot_dm_bot")
-            conv = self.model.dm_with(user.id)
-            if conv is None:
+            dm = self.model.dm_with(user.id)
+            if dm is None:
                 raise SlackError("user_not_found")
+            conv = dm
         if _flag(args.get("return_im")):
             return {"no_op": True, "already_open": True, "channel": conv.to_slack()}
         return {"no_op": True, "already_open": True, "channel": {"id": conv.id}}
 
-    def conversations_info(self, args: Args) -> dict[str, Any]:
+    def conversations_info(self, args: Args) -> JSONObject:
         return {"channel": self._conversation(args).to_slack()}
 
-    def conversations_members(self, args: Args) -> dict[str, Any]:
+    def conversations_members(self, args: Args) -> JSONObject:
         conv = self._conversation(args)
         return {"members": list(conv.members), "response_metadata": {"next_cursor": ""}}
 
-    def conversations_replies(self, args: Args) -> dict[str, Any]:
+    def conversations_replies(self, args: Args) -> JSONObject:
         conv = self._conversation(args)
         thread = self.model.thread(conv.id, str(args.get("ts") or ""))
         if not thread:
             raise SlackError("thread_not_found")
-        return {"messages": thread, "has_more": False, "response_metadata": {"next_cursor": ""}}
+        return {
+            "messages": list(thread),
+            "has_more": False,
+            "response_metadata": {"next_cursor": ""},
+        }
 
-    def conversations_history(self, args: Args) -> dict[str, Any]:
+    def conversations_history(self, args: Args) -> JSONObject:
         conv = self._conversation(args)
         limit = int(args.get("limit") or 100)
         oldest = float(args.get("oldest") or 0)
@@ -627,30 +638,30 @@ class WebApi:
             and (inclusive or float(m["ts"]) not in (oldest, latest))
         ]
         return {
-            "messages": messages[:limit],
+            "messages": list(messages[:limit]),
             "has_more": len(messages) > limit,
             "pin_count": 0,
             "response_metadata": {"next_cursor": ""},
         }
 
-    def users_info(self, args: Args) -> dict[str, Any]:
+    def users_info(self, args: Args) -> JSONObject:
         user = self.model.user(args.get("user"))
         if user is None or user.id not in self.model.users:
             raise SlackError("user_not_found")
         return {"user": user.to_slack()}
 
-    def users_list(self, args: Args) -> dict[str, Any]:
+    def users_list(self, args: Args) -> JSONObject:
         return {
             "members": [u.to_slack() for u in self.model.users.values()],
             "cache_ts": int(self.model.clock()),
             "response_metadata": {"next_cursor": ""},
         }
 
-    def usergroups_list(self, args: Args) -> dict[str, Any]:
+    def usergroups_list(self, args: Args) -> JSONObject:
         include = _flag(args.get("include_users"))
         return {"usergroups": [g.to_slack(include) for g in self.model.usergroups.values()]}
 
-    def usergroups_users_list(self, args: Args) -> dict[str, Any]:
+    def usergroups_users_list(self, args: Args) -> JSONObject:
         group = self.model.usergroups.get(str(args.get("usergroup") or ""))
         if group is None:
             raise SlackError("no_such_subteam")

@@ -23,9 +23,10 @@ import pytest
 from bot.api import decide_promptly, plain
 from bot.engine import Answer
 from bot.localslack import LocalSlack
-from bot.store import Approval, Run
+from bot.model import Approval, Run
 from bot.tasks import TaskSet
 from tests.conftest import Harness
+from tests.reads import approvals_with_status, audit_events
 from tests.scenario.test_approval_loop import buttons, deploy, message_text
 
 CI = "apv_ci_1Nk9cWq3sTzD0lQ8"  # decides as U0BOB
@@ -98,7 +99,7 @@ def base(h: Harness) -> str:
 
 async def pending_id(h: Harness) -> str:
     """The newest pending approval's id."""
-    pending = await h.bot.runtime.store.approvals_with_status("pending")
+    pending = await approvals_with_status(h.bot.runtime.store, "pending")
     return pending[-1].interrupt_id
 
 
@@ -133,7 +134,7 @@ async def decide(
 
 
 async def events(h: Harness, iid: str | None = None) -> list[str]:
-    return [e["event"] for e in await h.bot.runtime.store.audit_events(iid)]
+    return [e["event"] for e in await audit_events(h.bot.runtime.store, iid)]
 
 
 # -- the document, reading, tokens -----------------------------------------------------------
@@ -233,7 +234,7 @@ async def test_a_decision_resumes_once_updates_slack_and_replays_by_key(h: Harne
     run = [e for e in await events(h, iid)]
     assert run.count("decided") == 1 and run.count("resumed") == 1
     assert run.count("api_decision") == 2  # the decision and the 409; the replay added none
-    rows = [e for e in await h.bot.runtime.store.audit_events(iid) if e["event"] == "api_decision"]
+    rows = [e for e in await audit_events(h.bot.runtime.store, iid) if e["event"] == "api_decision"]
     assert json.loads(rows[0]["detail"]) == {
         "token": "ci",
         "choice": "approve",
@@ -322,7 +323,7 @@ async def test_an_http_decision_racing_a_click_is_decided_once(h: Harness) -> No
         assert delivery.status == 200
         await h.wait(lambda: "✅ Deployed" in message_text(h.approval_message()))
         await h.idle()
-        audit = await h.bot.runtime.store.audit_events(iid)
+        audit = await audit_events(h.bot.runtime.store, iid)
         decided = [e for e in audit if e["event"] == "decided"]
         assert len(decided) == 1
         assert [e["event"] for e in audit].count("resumed") == 1

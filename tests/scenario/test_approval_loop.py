@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from bot.store import Ballot
+from bot.model import Ballot
 from graphs.deploy import CommandBackend, SimulatedBackend
 from tests.conftest import BACKENDS, Harness
+from tests.reads import audit_events, runs_with_status
 
 DEPLOYS = "#deploys"
 
@@ -45,7 +46,7 @@ async def deploy(h: Harness, text: str = "api 1.4.2 prod", user: str = "alice") 
 
 
 async def audit(h: Harness) -> list[str]:
-    return [e["event"] for e in await h.bot.runtime.store.audit_events()]
+    return [e["event"] for e in await audit_events(h.bot.runtime.store)]
 
 
 async def test_approve_resumes_deploys_and_shows_outcome(harness: Harness) -> None:
@@ -93,7 +94,7 @@ async def test_reject_with_reason_through_the_modal(harness: Harness) -> None:
     assert "not on a Friday &lt;!channel&gt; &amp; co" in final
     assert "<!channel>" not in final
     assert h.ws.replies(DEPLOYS, h.approval_message()["ts"])[1:] == []  # no deploy ran
-    run = (await h.bot.runtime.store.runs_with_status("done"))[0]
+    run = (await runs_with_status(h.bot.runtime.store, "done"))[0]
     assert run.outcome["status"] == "rejected"
 
 
@@ -231,7 +232,7 @@ async def test_second_instance_on_the_same_db_continues_a_pending_approval(
     await h.ws.click("bob", msg, "Approve")  # goes to the second instance
     await h.wait(lambda: "✅ Deployed" in message_text(h.approval_message()))
     await h.idle()
-    events = [e["event"] for e in await first.runtime.store.audit_events()]
+    events = [e["event"] for e in await audit_events(first.runtime.store)]
     assert events.count("resumed") == 1
     assert len([m for m in h.ws.messages(DEPLOYS) if m.get("blocks")]) == 1
 
@@ -257,7 +258,7 @@ async def test_claimed_but_not_resumed_is_resumed_once_on_restart(harness: Harne
     await h.start_bot()  # recovery runs at start-up
     await h.wait(lambda: "✅ Deployed" in message_text(h.approval_message()))
     await h.idle()
-    events = [e["event"] for e in await h.bot.runtime.store.audit_events()]
+    events = [e["event"] for e in await audit_events(h.bot.runtime.store)]
     assert events.count("resumed") == 1
     assert len(h.ws.replies(DEPLOYS, msg["ts"])) == 1 + 3
     assert len([m for m in h.ws.messages(DEPLOYS) if m.get("blocks")]) == 1
@@ -303,7 +304,7 @@ async def test_bot_not_in_channel_tells_the_requester(harness: Harness) -> None:
     note = await h.wait(lambda: h.ws.ephemerals("alice"))
     assert "invite me with `/invite @approvals`" in note[-1]["text"]
     await h.idle()
-    (run,) = await h.bot.runtime.store.runs_with_status("failed")
+    (run,) = await runs_with_status(h.bot.runtime.store, "failed")
     assert run.outcome and "invite me" in run.outcome["text"]
 
 
@@ -358,7 +359,7 @@ async def test_command_backend_failure_is_shown_on_the_message(
     replies = [r["text"] for r in h.ws.replies(DEPLOYS, msg["ts"])[1:]]
     assert replies == ["rolling api 1.4.2", "health check failed"]
     await h.idle()
-    (run,) = await h.bot.runtime.store.runs_with_status("failed")
+    (run,) = await runs_with_status(h.bot.runtime.store, "failed")
     assert run.outcome["status"] == "failed"
 
 

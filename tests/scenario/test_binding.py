@@ -25,8 +25,9 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from bot.integrity import request_digest, short
 from bot.localslack import LocalSlack
-from bot.store import Ballot
+from bot.model import Ballot
 from tests.conftest import BACKENDS, Harness
+from tests.reads import audit_events, runs_with_status
 from tests.scenario.test_approval_loop import DEPLOYS, buttons, message_text
 from tests.scenario.test_cli import BotProcess
 from tests.scenario.test_shapes import with_graphs
@@ -141,7 +142,7 @@ async def start(h: Harness) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 async def events(h: Harness) -> list[dict[str, Any]]:
-    return await h.bot.runtime.store.audit_events()
+    return await audit_events(h.bot.runtime.store)
 
 
 async def test_a_request_that_changed_before_its_decision_is_asked_again(
@@ -173,14 +174,14 @@ async def test_a_request_that_changed_before_its_decision_is_asked_again(
     assert "changed before it was decided" in note[-1]["text"]
     await h.idle()
     assert "Approve" in buttons(one(h.ws, "Ship web at 2?") or {"blocks": []})
-    (waiting,) = await h.bot.runtime.store.runs_with_status("waiting")
+    (waiting,) = await runs_with_status(h.bot.runtime.store, "waiting")
 
     # The new request, approved, resumes once, with the value it showed.
     await h.ws.click("bob", new, "Approve")
     shows = "api:approve:1, web:approve:2"
     await h.wait(lambda: shows in message_text(one(h.ws, "Ship web at 2?") or {"blocks": []}))
     await h.idle()
-    (done,) = await h.bot.runtime.store.runs_with_status("done")
+    (done,) = await runs_with_status(h.bot.runtime.store, "done")
     assert done.run_id == waiting.run_id and done.outcome == {"status": "succeeded", "text": shows}
     assert len(asking(h.ws, "Ship web at 2?")) == 1  # posted once
     audit = await events(h)
@@ -241,7 +242,7 @@ async def test_a_claim_resumes_nothing_when_the_pending_request_changed(
     superseded = await h.bot.runtime.store.get_approval(web_id)
     assert superseded is not None and superseded.status == "superseded"
     assert [e["event"] for e in await events(h)].count("resumed") == 0
-    (waiting,) = await h.bot.runtime.store.runs_with_status("waiting")
+    (waiting,) = await runs_with_status(h.bot.runtime.store, "waiting")
     assert waiting.run_id == result.run.run_id
 
     api = one(h.ws, "Ship api at 1?")

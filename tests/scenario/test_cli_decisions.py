@@ -20,6 +20,7 @@ import pytest
 from bot import cli
 from bot.localslack import LocalSlack
 from tests.conftest import SECRET, TOKEN, Harness, settings_for
+from tests.reads import approvals_with_status, audit_events
 from tests.scenario.test_approval_loop import buttons, deploy, message_text
 from tests.scenario.test_cli import run_env
 
@@ -75,12 +76,12 @@ async def terminal(
 
 
 async def pending_id(h: Harness) -> str:
-    pending = await h.bot.runtime.store.approvals_with_status("pending")
+    pending = await approvals_with_status(h.bot.runtime.store, "pending")
     return pending[-1].interrupt_id
 
 
 async def audit(h: Harness, iid: str | None = None) -> list[dict[str, Any]]:
-    return await h.bot.runtime.store.audit_events(iid)
+    return await audit_events(h.bot.runtime.store, iid)
 
 
 # -- listing ---------------------------------------------------------------------------------

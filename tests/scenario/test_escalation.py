@@ -11,6 +11,7 @@ import pytest
 
 from bot.localslack import LocalSlack
 from tests.conftest import BACKENDS, Bot, FakeClock, Harness
+from tests.reads import audit_events, runs_with_status
 from tests.scenario.test_approval_loop import DEPLOYS, buttons, deploy, message_text
 
 MINUTE = 60.0
@@ -50,7 +51,7 @@ def thread(h: Harness, msg: dict[str, Any]) -> list[str]:
 
 
 async def events(bot: Bot) -> list[str]:
-    return [e["event"] for e in await bot.runtime.store.audit_events()]
+    return [e["event"] for e in await audit_events(bot.runtime.store)]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -149,7 +150,7 @@ async def test_the_final_timeout_resumes_the_graph(
     text = message_text(h.approval_message())
     assert "Timed out" in text and not buttons(h.approval_message())
     await h.idle()
-    run = (await h.bot.runtime.store.runs_with_status("done"))[0]
+    run = (await runs_with_status(h.bot.runtime.store, "done"))[0]
     assert run.outcome and run.outcome["status"] == (
         "timed_out" if on_timeout == "reject" else "succeeded"
     )
@@ -272,7 +273,7 @@ async def test_the_requester_withdraws(harness: Harness, clock: FakeClock) -> No
     await h.wait(lambda: "Withdrawn* by <@U0ALICE>" in message_text(h.approval_message()))
     await h.wait(lambda: "↩️" in message_text(h.approval_message()))
     await h.idle()
-    (run,) = await h.bot.runtime.store.runs_with_status("done")
+    (run,) = await runs_with_status(h.bot.runtime.store, "done")
     assert run.outcome and run.outcome["status"] == "cancelled"
 
 

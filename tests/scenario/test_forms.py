@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from langchain_core.messages import ToolMessage
 
-from bot.store import Ballot
+from bot.model import Ballot
 from tests.conftest import BACKENDS, Harness
+from tests.reads import audit_events, runs_with_status
 from tests.scenario.test_approval_loop import DEPLOYS, buttons, message_text
 from tests.scenario.test_shapes import EVERY_DECISION, inputs, run, with_graphs
 
@@ -216,7 +217,7 @@ async def finished(h: Harness, shows: str) -> Any:
     final graph state, read from the real checkpoint."""
     await h.wait(lambda: shows in message_text(h.approval_message() or {"blocks": []}))
     await h.idle()
-    (done,) = await h.bot.runtime.store.runs_with_status("done")
+    (done,) = await runs_with_status(h.bot.runtime.store, "done")
     graph = h.bot.runtime.engine.graphs[done.command]
     state = await graph.aget_state({"configurable": {"thread_id": done.run_id}})
     return done, state.values
@@ -227,7 +228,7 @@ def tool_results(values: dict[str, Any]) -> list[str]:
 
 
 async def events(h: Harness) -> list[str]:
-    return [e["event"] for e in await h.bot.runtime.store.audit_events()]
+    return [e["event"] for e in await audit_events(h.bot.runtime.store)]
 
 
 async def test_per_call_edit_is_typed_checked_and_runs_the_edited_call(h: Harness) -> None:
@@ -378,7 +379,7 @@ async def test_a_response_schema_becomes_a_form_checked_before_and_after_the_cla
     assert "reason: write the reason, not TODO" in told["text"]
     again = await h.wait(lambda: (m := h.approval_message()) and "Answer…" in buttons(m) and m)
     await h.idle()
-    (run_,) = await h.bot.runtime.store.runs_with_status("waiting")
+    (run_,) = await runs_with_status(h.bot.runtime.store, "waiting")
     (approval,) = await h.bot.runtime.store.approvals_of(run_.run_id)
     assert (approval.status, approval.answer, approval.choice) == ("pending", None, None)
 
@@ -430,11 +431,11 @@ async def test_several_interrupts_of_one_thread_are_answered_one_by_one(h: Harne
     await h.wait(lambda: "Approved* by <@U0BOB>" in message_text(asking("api") or {"blocks": []}))
     await h.idle()
     assert "Approve" in buttons(asking("web") or {"blocks": []})  # still open
-    (waiting,) = await h.bot.runtime.store.runs_with_status("waiting")
+    (waiting,) = await runs_with_status(h.bot.runtime.store, "waiting")
     await h.ws.click("bob", web, "Reject")
     await h.wait(lambda: "api:approve, web:reject" in message_text(asking("web") or {"blocks": []}))
     await h.idle()
-    (done,) = await h.bot.runtime.store.runs_with_status("done")
+    (done,) = await runs_with_status(h.bot.runtime.store, "done")
     assert done.run_id == waiting.run_id
     assert len([m for m in h.ws.messages(DEPLOYS) if m.get("blocks")]) == 2
     assert (await events(h)).count("resumed") == 2
@@ -502,7 +503,7 @@ async def test_a_withdrawn_form_ends_the_run_without_an_answer(h: Harness) -> No
     await h.ws.click("alice", msg, "Withdraw")
     await h.wait(lambda: "this graph takes only an answer" in message_text(h.approval_message()))
     await h.idle()
-    (ended,) = await h.bot.runtime.store.runs_with_status("done")
+    (ended,) = await runs_with_status(h.bot.runtime.store, "done")
     assert ended.outcome is not None and ended.outcome["status"] == "cancelled"
     seen = await events(h)
     assert "resume_refused" not in seen and "run_failed" not in seen

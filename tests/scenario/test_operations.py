@@ -18,6 +18,7 @@ from bot.config import Settings, SettingsError
 from bot.localslack import LocalSlack
 from bot.runtime import BotRuntime, serve
 from tests.conftest import BACKENDS, SECRET, TOKEN, Bot, FakeClock, Harness, settings_for
+from tests.reads import runs_with_status
 from tests.scenario.test_approval_loop import DEPLOYS, deploy, message_text
 from tests.scenario.test_escalation import posted
 
@@ -254,11 +255,11 @@ async def test_pruning_removes_old_finished_runs_and_their_checkpoints(
     await h.ws.click("bob", msg, "Approve")
     await h.wait(lambda: "✅ Deployed" in message_text(h.approval_message()), timeout=10)
     await h.idle()
-    (old,) = await rt.store.runs_with_status("done")
+    (old,) = await runs_with_status(rt.store, "done")
 
     clock.now += 20 * DAY
     waiting = await deploy(h, "web 2.0.0 prod")  # still pending when the old run goes
-    (pending,) = await rt.store.runs_with_status("waiting")
+    (pending,) = await runs_with_status(rt.store, "waiting")
     db = h  # LangGraph's savers name their tables differently
     writes = "writes" if h.database_url is None else "checkpoint_writes"
     one = "SELECT COUNT(*) FROM {} WHERE {}=?"
@@ -305,7 +306,7 @@ async def test_retention_zero_keeps_everything(timed: Harness, clock: FakeClock)
     await h.idle()
     assert not bot.runtime.pruner.enabled
     assert (await bot.runtime.pruner.prune(clock.now + 3650 * DAY)).runs == 0
-    assert len(await bot.runtime.store.runs_with_status("done")) == 1
+    assert len(await runs_with_status(bot.runtime.store, "done")) == 1
 
 
 # -- settings ------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 from bot.__main__ import main
 from bot.config import NO_BACKEND, NOTHING_TO_RUN, Settings, SettingsError, graph_specs
 from bot.listeners.commands import DEPLOY_OFF
-from bot.policy import DEPLOY_OFF as RULES_WITHOUT_DEPLOY
+from bot.policy.rules import DEPLOY_OFF as RULES_WITHOUT_DEPLOY
 from tests.conftest import SECRET, TOKEN, Bot, Harness, settings_for
 from tests.scenario.test_approval_loop import message_text
 

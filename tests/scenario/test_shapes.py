@@ -15,6 +15,7 @@ import pytest
 
 from bot.config import SettingsError
 from tests.conftest import Harness
+from tests.reads import runs_with_status
 from tests.scenario.test_approval_loop import DEPLOYS, buttons, message_text
 
 ENTRY = """
@@ -102,7 +103,7 @@ def inputs(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
 async def outcome(h: Harness) -> dict[str, Any]:
     await h.wait(lambda: "Done" in message_text(h.approval_message()) or None)
     await h.idle()
-    (done,) = await h.bot.runtime.store.runs_with_status("done")
+    (done,) = await runs_with_status(h.bot.runtime.store, "done")
     assert done.outcome is not None
     return done.outcome
 
@@ -146,7 +147,7 @@ async def test_the_example_agent_per_call_rejected_with_a_reason(harness: Harnes
     await h.ws.submit_modal("bob", view, {"reason": "not before the review"})
     await h.wait(lambda: "Rejected* by <@U0BOB>" in message_text(h.approval_message()))
     await h.idle()
-    (done,) = await h.bot.runtime.store.runs_with_status("done")
+    (done,) = await runs_with_status(h.bot.runtime.store, "done")
     # The middleware told the model; the scripted model reports the tool's (refused) answer.
     assert done.outcome and "not before the review" in done.outcome["text"]
 

@@ -21,10 +21,12 @@ import pytest
 
 from bot import cli
 from bot.integrity import CHAINED, link, request_digest
+from bot.model import Approval, Ballot, Item, Opening, Run, VoteResult
 from bot.postgres import Database, PgDb, translate
 from bot.sqlite import OneHop, Writer
-from bot.store import MIGRATIONS, Approval, Ballot, Item, Opening, Run, Store, VoteResult
+from bot.store import MIGRATIONS, Store
 from tests.conftest import BACKENDS
+from tests.reads import audit_events
 
 KEY = "correct horse battery staple"
 OTHER_KEY = "another key, sixteen+ chars"
@@ -117,7 +119,7 @@ async def test_each_row_a_decision_writes_is_chained_and_verify_counts_them(
     db = tmp_path / "a.db"
     async with opened(db, database_url) as s:
         await history(s)
-        events = await s.audit_events()
+        events = await audit_events(s)
     assert [e["event"] for e in events] == [
         "run_started",
         "requested",

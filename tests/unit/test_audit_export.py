@@ -18,8 +18,9 @@ import pytest
 from bot import audit_export
 from bot.audit_export import export, iso_utc, record
 from bot.integrity import request_digest
+from bot.model import Approval, Ballot, Item, Opening, Run, VoteResult
 from bot.sqlite import OneHop, OneHopSqliteSaver, Writer
-from bot.store import Approval, Ballot, Item, Opening, Run, Store, VoteResult
+from bot.store import Store
 
 
 def approve(user: str):

@@ -13,8 +13,9 @@ from slack_sdk.models.views import View
 
 from bot import authz, blocks
 from bot.localslack.blockkit import validate_blocks, validate_view
-from bot.policy import Rules
-from bot.protocol import DecisionRecord, normalise
+from bot.model import DecisionRecord
+from bot.policy.rules import Rules
+from bot.protocol import normalise
 from graphs import agent
 from graphs.approval import Choice, approval_payload
 

@@ -1,4 +1,4 @@
-"""The policy file (bot/policy.py): every mistake is one line naming the file, the key and the
+"""The policy file (bot/policy/): every mistake is one line naming the file, the key and the
 fault; rules merge default <- graph <- graph.env; a graph's own settings never weaken the
 policy unless it allows that; freeze windows hold in their own time zone; check-config."""
 
@@ -16,19 +16,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.policy import (
+from bot.policy.faults import PolicyError
+from bot.policy.parse import load_policy, parse_policy, policy_path
+from bot.policy.rules import (
     FreezeWindow,
     Level,
     Policy,
-    PolicyError,
     Rules,
     describe,
     format_duration,
     freeze_at,
-    load_policy,
     parse_duration,
-    parse_policy,
-    policy_path,
 )
 from graphs.approval import approval_payload
 

@@ -15,22 +15,12 @@ import aiosqlite
 import pytest
 
 from bot.liveness import AdvisoryLocks
+from bot.model import Approval, Ballot, Firing, Item, Opening, Released, Run, Sent, VoteResult
 from bot.postgres import Database
 from bot.sqlite import OneHop, Writer
-from bot.store import (
-    Approval,
-    Ballot,
-    Firing,
-    Item,
-    Opening,
-    Released,
-    Run,
-    RunLease,
-    Sent,
-    Store,
-    VoteResult,
-)
+from bot.store import RunLease, Store
 from tests.conftest import BACKENDS
+from tests.reads import audit_events
 
 
 def ballot(user: str, choice: str = "approve", required: int = 1, comment: str | None = None):
@@ -88,7 +78,7 @@ async def test_exactly_one_of_many_concurrent_votes_claims(store: Store) -> None
     approval = await store.get_approval("i1")
     assert approval is not None and approval.status == "decided"
     assert approval.decided_by == claimed[0].approval.decided_by
-    events = [e["event"] for e in await store.audit_events("i1")]
+    events = [e["event"] for e in await audit_events(store, "i1")]
     assert events.count("decided") == 1 and events.count("requested") == 1
 
 
@@ -115,7 +105,7 @@ async def test_adding_the_same_interrupt_twice_keeps_one_row(store: Store) -> No
     assert run is not None
     again = await store.pause(run, [("i1", {"kind": "x"}, None)], 9.0, lambda a: Opening([]))
     assert again == []
-    assert [e["event"] for e in await store.audit_events("i1")] == ["requested"]
+    assert [e["event"] for e in await audit_events(store, "i1")] == ["requested"]
 
 
 async def test_a_replaced_update_coalesces_and_moves_behind_later_rows(store: Store) -> None:

@@ -1,0 +1,219 @@
+"""The records the bot keeps: runs, approvals, outbox items and deliveries, deadlines, votes.
+
+Plain frozen dataclasses with no behaviour and no database or Slack imports, so that the pure
+builders (messages, blocks) and the engine can share them without importing the SQL module.
+bot/store.py reads and writes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Run:
+    """One start of a graph: who asked for what, where, and how it is going (``status``)."""
+
+    run_id: str
+    command: str
+    input: dict[str, Any]
+    requester: str
+    channel: str
+    status: str
+    thread_key: str | None
+    outcome: dict[str, Any] | None
+    created_at: float
+    response_url: str | None = None
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One interrupt shown to people: the request, where it was posted, and once claimed
+    the decision (``choice``, who, when, the comment and the data it carries)."""
+
+    interrupt_id: str
+    run_id: str
+    request: Any
+    status: str
+    channel: str | None
+    ts: str | None
+    choice: str | None
+    approved: bool | None
+    decided_by: str | None
+    comment: str | None
+    decided_at: float | None
+    created_at: float
+    rules: dict[str, Any] | None = (
+        None  # the policy it was opened with (bot.policy.rules.Rules, as JSON)
+    )
+    meta: dict[str, Any] | None = None  # {"response_schema": …, "private": […]} (bot.protocol)
+    answer: Any = None  # the data the claimed decision carries (edited args, a text, a form)
+    digest: str = ""  # SHA-256 of the request it shows (bot.integrity.request_digest)
+    # LangGraph's id for the interrupt it answers: ``interrupt_id`` itself, except for a
+    # request that changed under its id and was asked again (``<interrupt id>-<n>``)
+    graph_interrupt_id: str = ""
+
+
+@dataclass(frozen=True)
+class Item:
+    """A Slack side effect to write to the outbox.
+
+    ``key`` names a message (a second row with the same key is ignored, unless ``replace``: then
+    the newer content replaces the older, which is how repeated updates coalesce). ``ref`` is
+    the key of the message the row needs first: the update's target, or the reply's thread.
+    """
+
+    kind: str
+    payload: dict[str, Any]
+    key: str | None = None
+    ref: str | None = None
+    replace: bool = False
+    run_id: str | None = None
+    interrupt_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """An outbox row as the sender sees it, with the message it refers to resolved."""
+
+    id: int
+    key: str | None
+    kind: str
+    ref: str | None
+    lane: str | None
+    run_id: str | None
+    interrupt_id: str | None
+    payload: dict[str, Any]
+    version: int
+    status: str
+    attempts: int
+    next_at: float
+    lease_until: float | None
+    failing_since: float | None
+    channel: str | None
+    ref_channel: str | None
+    ref_ts: str | None
+    ref_status: str | None
+
+
+@dataclass(frozen=True)
+class VoteResult:
+    """``claimed`` is true for exactly one caller per approval: the one that must resume."""
+
+    claimed: bool
+    approval: Approval
+    run: Run
+    approvals: int
+    voters: tuple[str, ...] = ()
+    # The claimer also took the run's lease (else another process is driving the run: it
+    # resumes this decision once it lets the run go, see ``Store.pause``).
+    drive: bool = True
+
+
+@dataclass(frozen=True)
+class Ballot:
+    """A vote the engine found acceptable; ``required`` distinct people picking this choice
+    decide the request (1 for a reject that ends it)."""
+
+    user: str
+    choice: str
+    approves: bool
+    comment: str | None
+    required: int
+    answer: Any = None  # stored with the claim: the resume sends exactly this
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A click the engine turned down: audited, and answered with ``items``."""
+
+    user: str
+    items: list[Item]
+    detail: dict[str, Any] = field(default_factory=dict)
+    text: str = ""  # the answer in words (what ``items`` tell the person in Slack)
+
+
+@dataclass(frozen=True)
+class Opening:
+    """What opening one approval writes besides its row: the rules it is held to, the
+    messages that show it, and its deadlines as (kind, level, due_at)."""
+
+    items: list[Item]
+    rules: dict[str, Any] | None = None
+    deadlines: list[tuple[str, int, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A reminder, an escalation level or the timeout of one approval, due at ``due_at``."""
+
+    id: int
+    interrupt_id: str
+    run_id: str
+    kind: str  # remind | escalate | timeout
+    level: int
+    due_at: float
+
+
+@dataclass(frozen=True)
+class Firing:
+    """What a due deadline does: messages, later deadlines, and for a timeout the decision
+    it claims (choice, approved)."""
+
+    items: list[Item] = field(default_factory=list)
+    deadlines: list[tuple[str, int, float]] = field(default_factory=list)
+    decision: tuple[str, bool] | None = None
+    event: str = "deadline"
+    rules: dict[str, Any] | None = None  # the approval's rules from now on (who may decide)
+
+
+@dataclass(frozen=True)
+class Released:
+    """What ``release_dead`` let go of: the dead owners it reaped, and their runs, outbox
+    rows and deadlines."""
+
+    runs: int = 0
+    outbox: int = 0
+    deadlines: int = 0
+    owners: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A delivery Slack took: when (sender's clock), where, and when on the bot's clock."""
+
+    delivery: Delivery
+    now: float
+    channel: str | None
+    ts: str | None
+    posted_at: float
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """A reached decision as stored and shown: who picked which choice, when, and why;
+    ``answer`` is the data it carries (edited arguments, a response, a form's answer, a
+    batch's decisions)."""
+
+    choice: str
+    approved: bool
+    decided_by: str | None
+    comment: str | None
+    decided_at: float
+    answer: Any = None
+
+
+def decision_of(approval: Approval) -> DecisionRecord | None:
+    """The decision a claimed approval records, or None while it is undecided."""
+    if approval.choice is None or approval.decided_at is None:
+        return None
+    return DecisionRecord(
+        approval.choice,
+        bool(approval.approved),
+        approval.decided_by,
+        approval.comment,
+        approval.decided_at,
+        approval.answer,
+    )
