@@ -52,6 +52,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+KEEP_FROM, KEEP_TO = "<!-- kept -->", "<!-- /kept -->"
+
+
+def kept_section(out: Path) -> str:
+    """The part of the report written by other tools (``bench.counts``, ``bench.replicas``)
+    between the ``<!-- kept -->`` markers, carried over into the new report."""
+    try:
+        text = out.read_text()
+    except OSError:
+        return ""
+    start, end = text.find(KEEP_FROM), text.find(KEEP_TO)
+    return text[start : end + len(KEEP_TO)] if 0 <= start < end else ""
+
+
 def check_finite(results: dict[str, dict[str, Any]], figs: list[report.Fig]) -> list[str]:
     """Figures that are missing or not finite numbers (placeholders excepted)."""
     bad = []
@@ -94,6 +108,7 @@ def markdown(
     args: argparse.Namespace,
     charts: dict[str, str],
     m: dict[str, str],
+    kept: str = "",
 ) -> str:
     names = list(results)
     figs = report.catalogue(sizes)
@@ -110,6 +125,7 @@ def markdown(
         "Nothing here is asserted; CI runs `python -m bench --smoke` (tests/test_bench_smoke.py) "
         "only to check that every figure is produced.",
         "",
+        *([kept, ""] if kept else []),
         "## Machine",
         "",
         report.md_table(["", ""], [[k, v] for k, v in m.items()], right_from=9),
@@ -331,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
             path = figures_dir / f"{name}.svg"
             path.write_text(svg)
             charts[name] = os.path.relpath(path, out.resolve().parent)
-        out.write_text(markdown(results, sizes, labels, seconds, args, charts, m))
+        kept = kept_section(out)
+        out.write_text(markdown(results, sizes, labels, seconds, args, charts, m, kept))
         log(f"wrote {out}")
     bad = check_finite(results, figs)
     if bad:

@@ -99,10 +99,19 @@ def median_by(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
 class Session:
     """One bot process (with the probe) and its own fresh workspace and database."""
 
-    def __init__(self, target: Target, workdir: Path, pace_off: bool) -> None:
+    def __init__(
+        self,
+        target: Target,
+        workdir: Path,
+        pace_off: bool,
+        database_url: str | None = None,
+        wire: Callable[[], dict[str, float]] | None = None,
+    ) -> None:
         self.target = target
         self.workdir = workdir
         self.pace_off = pace_off
+        self.database_url = database_url
+        self.wire = wire
         self.ws: LocalSlack
         self.tracker: Tracker
         self.bot: BotProcess
@@ -111,7 +120,13 @@ class Session:
         self.ws = await open_workspace()
         self.tracker = Tracker(self.ws)
         self.bot = BotProcess(
-            self.target, self.ws.api_url, self.workdir, probe=True, pace_off=self.pace_off
+            self.target,
+            self.ws.api_url,
+            self.workdir,
+            probe=True,
+            pace_off=self.pace_off,
+            database_url=self.database_url,
+            wire=self.wire,
         )
         try:
             await self.bot.spawn()
@@ -169,6 +184,9 @@ class Session:
         """Statements, DB round trips and DB-thread time per start and per decision, one at a
         time, each measured from a quiet bot to a quiet bot."""
         totals: dict[str, dict[str, float]] = {"start": {}, "decision": {}}
+        # PostgreSQL round trips, one per operation: their median, as the lease loop's looks
+        # (every 10 s, a few round trips each) land in some operations and not in others
+        turns: dict[str, list[float]] = {"start": [], "decision": []}
         runs = []
         for op in ("start", "decision"):
             for i in range(count):
@@ -186,6 +204,8 @@ class Session:
                 t = totals[op]
                 for key in ("hops", "statements", "db_thread_seconds"):
                     t[key] = t.get(key, 0) + after[key] - before[key]
+                if "pg_turns" in after:
+                    turns[op].append(after["pg_turns"] - before["pg_turns"])
                 for kind, value in after["by_kind"].items():
                     k = f"stmt_{kind}"
                     t[k] = t.get(k, 0) + value - before["by_kind"].get(kind, 0)
@@ -194,6 +214,8 @@ class Session:
             out[f"stmts_per_{op}"] = t.pop("statements") / count
             out[f"hops_per_{op}"] = t.pop("hops") / count
             out[f"db_ms_per_{op}"] = t.pop("db_thread_seconds") * 1000 / count
+            if turns[op]:
+                out[f"pg_turns_per_{op}"] = statistics.median(turns[op])
             for k, v in sorted(t.items()):
                 out[f"{k}_per_{op}"] = v / count
         return out

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,13 +69,25 @@ class BotProcess:
     """``python -m bot run`` of ``target`` in HTTP mode, with the local workspace as Slack.
 
     ``probe=True`` starts it through ``bench/_bot.py`` (the same ``main(["run"])`` plus the
-    measurement counters of ``_probe.py``); ``pace_off`` sets ``APPROVALS_PACE=0``.
+    measurement counters of ``_probe.py``); ``pace_off`` sets ``APPROVALS_PACE=0``;
+    ``database_url`` sets ``DATABASE_URL`` (PostgreSQL), and ``wire`` adds counters measured
+    outside the bot (bench/pgturns.py) to the probe's.
     """
 
     def __init__(
-        self, target: Target, api_url: str, workdir: Path, *, probe: bool, pace_off: bool
+        self,
+        target: Target,
+        api_url: str,
+        workdir: Path,
+        *,
+        probe: bool,
+        pace_off: bool,
+        database_url: str | None = None,
+        wire: Callable[[], dict[str, float]] | None = None,
     ) -> None:
         self.target = target
+        self.database_url = database_url
+        self.wire = wire
         self.api_url = api_url
         self.workdir = workdir
         self.probe = probe
@@ -110,6 +123,8 @@ class BotProcess:
         )
         if self.pace_off:
             env["APPROVALS_PACE"] = "0"
+        if self.database_url:
+            env["DATABASE_URL"] = self.database_url
         if self.probe_port is not None:
             env["BENCH_PROBE_PORT"] = str(self.probe_port)
         argv = (
@@ -152,7 +167,10 @@ class BotProcess:
         assert self.probe_port is not None
         url = f"http://127.0.0.1:{self.probe_port}/"
         async with self.session().get(url, timeout=aiohttp.ClientTimeout(total=5)) as r:
-            return json.loads(await r.text())
+            counters: dict[str, Any] = json.loads(await r.text())
+        if self.wire is not None:
+            counters.update(self.wire())
+        return counters
 
     async def quiet(self, within: float = 10.0, still: float = 0.15) -> dict[str, Any]:
         """Poll the counters until no DB call happened for ``still`` seconds; return them."""
@@ -163,11 +181,16 @@ class BotProcess:
         while loop.time() < deadline:
             await asyncio.sleep(0.025)
             now = await self.counters()
-            if (now["hops"], now["statements"]) != (last["hops"], last["statements"]):
+            if self._moved(last, now):
                 last, since = now, loop.time()
             elif loop.time() - since >= still:
                 return now
         raise BenchError(f"{self.target.name} bot never went quiet in {within} s")
+
+    @staticmethod
+    def _moved(last: dict[str, Any], now: dict[str, Any]) -> bool:
+        keys = ("hops", "statements", "pg_turns")
+        return any(last.get(k) != now.get(k) for k in keys)
 
     def rss_mb(self) -> float:
         """Resident set size now, from /proc (costs the bot nothing)."""

@@ -79,7 +79,7 @@ class Pacer:
 
     def _bucket(self, method: str, channel: str) -> _Bucket | None:
         if method == "chat.postMessage":
-            key, capacity, rate = f"{method}:{channel}", POST_BURST, POST_PER_SECOND
+            key, capacity, rate = f"{method}:{channel}", float(POST_BURST), POST_PER_SECOND
         elif method in METHOD_TIER:
             per_minute = TIER_PER_MINUTE[METHOD_TIER[method]]
             key, capacity, rate = method, float(per_minute), per_minute / 60
@@ -136,6 +136,11 @@ FailureHandler = Callable[[Delivery, SlackError], Awaitable[None]]
 
 
 class Outbox:
+    """The sender of the outbox (see the module's notes): one loop per process, the rows in
+    flight, and the deliveries Slack took but not yet recorded. It exists so that every
+    Slack call the engine decided on is made once, in order per lane, whatever crashes or
+    outages come between."""
+
     def __init__(
         self,
         store: Store,
@@ -160,6 +165,7 @@ class Outbox:
         # pass, not one per message: the sender shares the database lock with every click).
         self._sent: list[Sent] = []
         self._idle = asyncio.Event()  # set after a pass with nothing in flight or due
+        self._draining = False  # ``stop`` waits for ``_idle``
         self._dm_channels: dict[str, str] = {}  # user -> the bot's DM with them
         self._lanes: set[str] = set()
         self._stopping = False
@@ -205,6 +211,7 @@ class Outbox:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         self._idle.clear()
+        self._draining = True
         self._wake.set()
         try:  # until nothing is due (rows waiting for a later retry stay for the next start)
             async with asyncio.timeout(grace):
@@ -270,8 +277,10 @@ class Outbox:
 
     async def _record_soon(self) -> None:
         """Record deliveries as they finish (those finishing together in one write) without a
-        pass over the whole outbox; when nothing is left in flight, one pass settles whatever
-        is due and tells ``stop`` the sender is idle."""
+        pass over the whole outbox. No pass follows when all is well: the rows behind these
+        were claimed in the same write, and rows left for later wake the loop themselves.
+        While ``stop`` waits, one pass when nothing is left in flight tells it the sender is
+        idle."""
         try:
             while self._sent and not self._stopping:
                 await asyncio.sleep(0)  # deliveries finishing in this tick join this write
@@ -279,7 +288,7 @@ class Outbox:
         except Exception as exc:  # the DB went away: the loop's next pass records them
             log.error("outbox: recording deliveries failed: %s", error_name(exc))
             self._wake.set()
-        if not self._inflight:
+        if not self._inflight and self._draining:
             self._wake.set()
 
     async def _dispatch(self) -> float:
@@ -403,13 +412,13 @@ class Outbox:
             return None, None
         if d.kind == "dm":
             user = str(p["user"])
-            channel = d.channel or self._dm_channels.get(user)
-            if channel is None:
-                channel = await self._slack.open_dm(user)
-                await self._store.outbox_note_channel(d, channel)
-                self.pacer.take("chat.postMessage", channel)
-            self._dm_channels[user] = channel  # a DM's id never changes: open it once
-            return await self._slack.post(channel, text, blocks)
+            dm = d.channel or self._dm_channels.get(user)
+            if dm is None:
+                dm = await self._slack.open_dm(user)
+                await self._store.outbox_note_channel(d, dm)
+                self.pacer.take("chat.postMessage", dm)
+            self._dm_channels[user] = dm  # a DM's id never changes: open it once
+            return await self._slack.post(dm, text, blocks)
         if d.kind == "publish":
             await self._slack.publish_home(str(p["user"]), p["view"])
             return None, None

@@ -30,6 +30,11 @@ Fire = Callable[[Deadline], Awaitable[None]]
 
 
 class Scheduler:
+    """Fires the deadlines kept in the database (reminders, escalations, timeouts) when they
+    fall due: one loop per process that sleeps until the next one, or until woken by a new
+    deadline here or (PostgreSQL) another replica's. Each deadline is claimed under a lease
+    before it fires, so it fires once across processes."""
+
     def __init__(
         self,
         store: Store,
@@ -74,7 +79,12 @@ class Scheduler:
             await woken(self._wake, wait)
 
     async def run_due(self) -> float:
-        """Fire everything due now; returns how long until the next deadline (capped)."""
+        """Fire everything due now; returns how long until the next deadline (capped). The
+        next deadline is read first: a wake-up with nothing due (every new request wakes the
+        scheduler) costs one read, not a write transaction and a read."""
+        next_at = await self._store.next_deadline()
+        if next_at is None or next_at > self._clock():
+            return self._wait(next_at)
         for _ in range(1000):  # bounded: 1000 batches is 200,000 deadlines in one go
             now = self._clock()
             due = await self._store.deadlines_claim(now, self._lease, self._batch)
@@ -93,7 +103,9 @@ class Scheduler:
                         log.exception("scheduler: %s deadline %s failed", *what)
             if len(due) < self._batch:
                 break
-        next_at = await self._store.next_deadline()
+        return self._wait(await self._store.next_deadline())
+
+    def _wait(self, next_at: float | None) -> float:
         if next_at is None:
             return self._idle_poll
         return max(0.0, min(self._idle_poll, next_at - self._clock()))

@@ -107,6 +107,7 @@ async def _postgres(url: str, lease: RunLease, retry: Retry, audit_key: bytes | 
     async def close() -> None:
         for listener in listeners:
             await listener.stop()
+        await saver.aclose()
         await pool.close()
         await db.close()
         await liveness.close()  # last: nothing of this process writes after it

@@ -15,7 +15,9 @@ PostgreSQL's where they differ, and only there:
   SQLite does: key prefixes are looked up by range), and ``INSERT OR IGNORE … SELECT`` ends
   in ``ON CONFLICT DO NOTHING``;
 - the outbox's next ``seq`` comes from a sequence (``MAX(seq) + 1`` races between
-  concurrent transactions, which SQLite never runs).
+  concurrent transactions, which SQLite never runs);
+- ``/* FOR SHARE */`` (a comment to SQLite, whose writes never run side by side) locks the
+  rows a sub-select read, where a concurrent transaction must wait for this one.
 
 Statements whose semantics differ (claims that skip rows another process is taking) are
 written out for each backend in the store itself.
@@ -42,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, TypeVar, cast
@@ -55,10 +57,11 @@ from langgraph.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
 )
+from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg.sql import SQL, Literal
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
@@ -146,55 +149,109 @@ def translate(sql: str) -> str:
         text = "INSERT" + text.removeprefix("INSERT OR IGNORE") + " ON CONFLICT DO NOTHING"
     text = text.replace(_NEXT_SEQ, "nextval('bot_outbox_next_seq')")
     text = _JSON_EACH.sub(r"json_array_elements_text(?::json) AS \1(value)", text)
+    text = text.replace("/* FOR SHARE */", "FOR SHARE")
     return text.replace("%", "%%").replace("?", "%s")
+
+
+class Pending:
+    """A statement's cursor in pipeline mode: ``fetchone`` and ``fetchall`` wait for the
+    answer (sending everything queued before it in the same round trip); ``rowcount`` waits
+    for it too, as psycopg knows it only once the answer is in."""
+
+    __slots__ = ("_cur", "_pipe")
+
+    def __init__(self, cur: psycopg.Cursor[Any], pipe: psycopg.Pipeline) -> None:
+        self._cur = cur
+        self._pipe = pipe
+
+    def fetchone(self) -> Any:
+        return self._cur.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cur.fetchall()
+
+    def __iter__(self) -> Any:
+        return iter(self._cur.fetchall())
+
+    @property
+    def rowcount(self) -> int:
+        self._pipe.sync()
+        return self._cur.rowcount
 
 
 class PgDb:
     """What a store transaction sees on PostgreSQL: ``execute`` and ``executemany`` as on a
     sqlite3 connection (returning a cursor with ``fetchone``, ``fetchall``, ``rowcount``),
-    plus ``notify`` (sent at commit), ``lock_audit_chain`` and ``prepare_migrations``."""
+    plus ``notify`` (sent at commit), ``lock_audit_chain`` and ``prepare_migrations``.
 
-    def __init__(self, conn: psycopg.Connection[Any], owner: str = "") -> None:
+    A write runs in pipeline mode (``pipe``): a statement is sent without waiting for its
+    answer, so BEGIN and the statements up to the first one whose answer the transaction
+    reads share one round trip, and so do the notifications and COMMIT. An error surfaces
+    at the next answer read, at the latest before COMMIT (``xid``)."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        owner: str = "",
+        pipe: psycopg.Pipeline | None = None,
+        leave: Callable[[], None] = lambda: None,
+    ) -> None:
         self._conn = conn
         self._owner = owner
+        self._pipe = pipe
+        self._leave = leave  # leave pipeline mode: its last sync, COMMIT's answer with it
+        self._xid: psycopg.Cursor[Any] | None = None
         self.notified: set[str] = set()
 
-    def execute(self, sql: str, params: Iterable[Any] = ()) -> psycopg.Cursor[Any]:
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
         cur = self._conn.cursor(row_factory=_rows)
-        return cur.execute(translate(sql), tuple(params))
+        cur.execute(translate(sql), tuple(params))
+        return cur if self._pipe is None else Pending(cur, self._pipe)
 
-    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> psycopg.Cursor[Any]:
+    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> Any:
         cur = self._conn.cursor(row_factory=_rows)
         cur.executemany(translate(sql), [tuple(r) for r in rows])
-        return cur
+        return cur if self._pipe is None else Pending(cur, self._pipe)
 
     def notify(self, what: str) -> None:
         self.notified.add(what)
 
-    def begin(self) -> str:
-        """BEGIN, and the transaction's id, in one round trip (the one BEGIN costs anyway):
-        should the COMMIT's answer be lost, the id tells how it ended."""
-        cur = self._conn.execute("BEGIN; SELECT pg_current_xact_id()::text")
-        cur.nextset()
-        row = cur.fetchone()
+    def begin(self) -> None:
+        """BEGIN, and ask for the transaction's id (read by ``xid``): should the COMMIT's
+        answer be lost, the id tells how it ended. Both go with the transaction's first
+        statements."""
+        self._conn.execute("BEGIN")
+        self._xid = self._conn.execute("SELECT pg_current_xact_id()::text")
+
+    def xid(self) -> str:
+        """The transaction's id; reading it waits for every statement sent so far (free when
+        the transaction read an answer after its last write)."""
+        assert self._xid is not None
+        row = self._xid.fetchone()
         assert row is not None
         return str(row[0])
 
     def commit(self) -> None:
         """The notifications and COMMIT in one round trip."""
-        notes = [
-            SQL("SELECT pg_notify({}, {})").format(
-                Literal(WAKE_CHANNEL), Literal(f"{what}:{self._owner}")
+        for what in sorted(self.notified):
+            self._conn.execute(
+                SQL("SELECT pg_notify({}, {})").format(
+                    Literal(WAKE_CHANNEL), Literal(f"{what}:{self._owner}")
+                )
             )
-            for what in sorted(self.notified)
-        ]
-        self._conn.execute(SQL("; ").join([*notes, SQL("COMMIT")]))
+        self._conn.execute("COMMIT")
+        self._leave()
 
     def rollback(self) -> None:
         """End a failed transaction (nothing to do on a lost connection)."""
+        with contextlib.suppress(psycopg.Error):
+            if self._pipe is not None:
+                self._pipe.sync()  # take in the answers still due, the error's included
         if self._conn.info.transaction_status != TransactionStatus.IDLE:
             with contextlib.suppress(psycopg.Error):
                 self._conn.execute("ROLLBACK")
+                if self._pipe is not None:
+                    self._pipe.sync()
 
     def lock_audit_chain(self) -> None:
         """Wait for any other transaction appending to the audit chain; the lock ends with
@@ -281,21 +338,39 @@ class Database:
 
     def _write(self, fn: Callable[[PgDb], T]) -> T:
         with self._pool.connection() as conn:
-            db = PgDb(conn, self._owner)
-            xid = db.begin()
+            mode = conn.pipeline()
+            pipe = mode.__enter__()
+            left = False
+
+            def leave() -> None:
+                nonlocal left
+                left = True  # once, even if its sync fails
+                mode.__exit__(None, None, None)
+
             try:
-                result = fn(db)
-            except BaseException:
-                db.rollback()
-                raise
-            try:
-                db.commit()
-            except Exception as exc:
-                db.rollback()
-                if is_transient(exc):  # the COMMIT may have landed: ask before running again
-                    raise CommitUnknown(xid, result) from exc
-                raise
-            return result
+                return self._transaction(fn, PgDb(conn, self._owner, pipe, leave))
+            finally:
+                if not left:  # after a failure; the error that matters is on its way
+                    with contextlib.suppress(psycopg.Error):
+                        mode.__exit__(None, None, None)
+
+    @staticmethod
+    def _transaction(fn: Callable[[PgDb], T], db: PgDb) -> T:
+        db.begin()
+        try:
+            result = fn(db)
+            xid = db.xid()
+        except BaseException:
+            db.rollback()
+            raise
+        try:
+            db.commit()
+        except Exception as exc:
+            db.rollback()
+            if is_transient(exc):  # the COMMIT may have landed: ask before running again
+                raise CommitUnknown(xid, result) from exc
+            raise
+        return result
 
     def _committed(self, xid: str) -> bool:
         """Whether the transaction ``xid`` committed (False: it was aborted). One the server
@@ -326,29 +401,93 @@ def connect_kwargs(url: str, **kwargs: Any) -> dict[str, Any]:
     return kwargs
 
 
+class _PooledSaver(PostgresSaver):
+    """LangGraph's synchronous PostgresSaver on a pool, without its process-wide lock (which
+    only a single shared connection needs): run on worker threads by ``RetryingSaver``."""
+
+    @contextlib.contextmanager
+    def _cursor(self, *, pipeline: bool = False) -> Iterator[psycopg.Cursor[DictRow]]:
+        assert isinstance(self.conn, ConnectionPool)
+        with self.conn.connection() as conn:
+            if pipeline:
+                with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+            else:
+                with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+
+
 class RetryingSaver(AsyncPostgresSaver):
     """LangGraph's AsyncPostgresSaver, each call tried again through a blink. A step's
     checkpoint that waits for the database, rather than failing the stream, means the step is
     not run again (a deploy repeated). Its writes are upserts keyed by thread, checkpoint and
-    task, so one that landed before its answer was lost lands again as the same rows."""
+    task, so one that landed before its answer was lost lands again as the same rows.
 
-    def __init__(self, pool: AsyncConnectionPool, retry: Retry, fence: Fence | None = None) -> None:
+    The calls of every step (``aget_tuple``, ``aput``, ``aput_writes``) run LangGraph's
+    synchronous saver on worker threads (``sync``), as the store's transactions do: psycopg's
+    synchronous waits cost the event loop a thread hop, its asynchronous ones about three times
+    that in polling. The rarer calls stay asynchronous."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        retry: Retry,
+        fence: Fence | None = None,
+        sync: tuple[ConnectionPool, ThreadPoolExecutor] | None = None,
+    ) -> None:
         super().__init__(pool)  # type: ignore[arg-type]
         self._pool = pool
         self._retry = retry
         self._fence = fence or Fence()  # writes wait while this process's lock is in doubt
+        self._sync = None if sync is None else _PooledSaver(cast(Any, sync[0]), serde=self.serde)
+        self._sync_pool = None if sync is None else sync[0]
+        self._threads = None if sync is None else sync[1]
+
+    async def _on_thread(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+
+    async def aclose(self) -> None:
+        """Close the synchronous pool and its threads (the asynchronous pool is the
+        caller's)."""
+        if self._sync_pool is not None and self._threads is not None:
+            await self._on_thread(self._sync_pool.close)
+            self._threads.shutdown(wait=False)
 
     async def _fenced(self, write: Callable[[], Awaitable[T]]) -> T:
         """One try of a write, once this process may write (bot/db/liveness.py's fence)."""
         await self._fence.passage()
         return await write()
 
+    @contextlib.asynccontextmanager
+    async def _cursor(
+        self, *, pipeline: bool = False
+    ) -> AsyncIterator[psycopg.AsyncCursor[DictRow]]:
+        """LangGraph's cursor without its process-wide lock: that lock serialises every
+        checkpoint read and write of the process, which only a single shared connection
+        needs; each call here has a pooled connection of its own."""
+        async with self._pool.connection() as conn:
+            if pipeline:
+                async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+            else:
+                async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+
     async def _sweep(self, exc: BaseException) -> None:
-        """As ``Database._sweep``, on the saver's pool."""
+        """As ``Database._sweep``, on the saver's pools."""
         if not is_conflict(exc):
             await self._pool.check()
+            if self._sync_pool is not None:
+                await self._on_thread(self._sync_pool.check)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        sync = self._sync
+        if sync is not None:
+            return await self._retry.run(
+                lambda: self._on_thread(lambda: sync.get_tuple(config)),
+                "a checkpoint read",
+                self._sweep,
+            )
         get = super().aget_tuple
         return await self._retry.run(lambda: get(config), "a checkpoint read", self._sweep)
 
@@ -359,6 +498,17 @@ class RetryingSaver(AsyncPostgresSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        sync = self._sync
+        if sync is not None:
+            return await self._retry.run(
+                lambda: self._fenced(
+                    lambda: self._on_thread(
+                        lambda: sync.put(config, checkpoint, metadata, new_versions)
+                    )
+                ),
+                "a checkpoint",
+                self._sweep,
+            )
         put = super().aput
         return await self._retry.run(
             lambda: self._fenced(lambda: put(config, checkpoint, metadata, new_versions)),
@@ -373,6 +523,18 @@ class RetryingSaver(AsyncPostgresSaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
+        sync = self._sync
+        if sync is not None:
+            await self._retry.run(
+                lambda: self._fenced(
+                    lambda: self._on_thread(
+                        lambda: sync.put_writes(config, writes, task_id, task_path)
+                    )
+                ),
+                "a step's writes",
+                self._sweep,
+            )
+            return
         put = super().aput_writes
         await self._retry.run(
             lambda: self._fenced(lambda: put(config, writes, task_id, task_path)),
@@ -389,10 +551,11 @@ class RetryingSaver(AsyncPostgresSaver):
 
 async def open_saver(
     url: str, size: int = 8, retry: Retry | None = None, fence: Fence | None = None
-) -> tuple[AsyncPostgresSaver, AsyncConnectionPool]:
+) -> tuple[RetryingSaver, AsyncConnectionPool]:
     """LangGraph's AsyncPostgresSaver (retrying, see ``RetryingSaver``) on a pool of its own,
     set up (its tables created or migrated) under an advisory lock, so replicas starting
-    together take turns."""
+    together take turns; and the synchronous pool and threads its step calls run on (closed
+    by ``RetryingSaver.aclose``)."""
     pool: AsyncConnectionPool = AsyncConnectionPool(
         url,
         min_size=1,
@@ -403,9 +566,23 @@ async def open_saver(
         timeout=CHECKOUT_SECONDS,
         reconnect_timeout=CHECKOUT_SECONDS,
     )
+    sync = ConnectionPool(
+        url,
+        min_size=1,
+        max_size=size,
+        kwargs=connect_kwargs(url, autocommit=True, prepare_threshold=0, row_factory=dict_row),
+        open=False,
+        name="bot-checkpoints-sync",
+        timeout=CHECKOUT_SECONDS,
+        reconnect_timeout=CHECKOUT_SECONDS,
+    )
+    threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="bot-checkpoints")
     await pool.open(wait=True, timeout=30)
+    saver = RetryingSaver(pool, retry or Retry(), fence, (sync, threads))
     try:
-        saver = RetryingSaver(pool, retry or Retry(), fence)
+        await asyncio.get_running_loop().run_in_executor(
+            threads, lambda: sync.open(wait=True, timeout=30)
+        )
         async with pool.connection() as lock:
             await _take_lock(lock, SAVER_LOCK)
             try:
@@ -413,6 +590,7 @@ async def open_saver(
             finally:
                 await lock.execute("SELECT pg_advisory_unlock(%s)", (SAVER_LOCK,))
     except BaseException:
+        await saver.aclose()
         await pool.close()
         raise
     return saver, pool

@@ -89,12 +89,15 @@ class Writer:
 
     A transaction asked for while another group is being written joins the next group; each
     group is one ``BEGIN IMMEDIATE`` … ``COMMIT`` in one hop, under ``lock`` (the saver's, so
-    no read of the checkpointer lands between a group's statements). Within a group each
-    transaction runs in its own savepoint: one that raises is rolled back alone and only its
-    caller sees the error. Every caller returns after the commit that made its work durable,
-    so nothing a caller goes on to do (send a message, resume a graph) runs ahead of the
-    disk. A group of one is exactly ``transaction(fn)``. A transaction that failed because the
-    file was locked (its group was rolled back) is queued again by ``retry``, after a pause."""
+    no read of the checkpointer lands between a group's statements). A group is first run
+    without savepoints (two statements fewer per transaction); if one of its transactions
+    raises, the group is rolled back and run again with each transaction in its own
+    savepoint, so the one that raises is rolled back alone and only its caller sees the error
+    (transactions are written to be run again: ``retry`` does too). Every caller returns
+    after the commit that made its work durable, so nothing a caller goes on to do (send a
+    message, resume a graph) runs ahead of the disk. A group of one is exactly
+    ``transaction(fn)``. A transaction that failed because the file was locked (its group was
+    rolled back) is queued again by ``retry``, after a pause."""
 
     def __init__(
         self,
@@ -149,12 +152,28 @@ class Writer:
 def _commit(
     fns: Sequence[Callable[[sqlite3.Connection], Any]], db: sqlite3.Connection
 ) -> list[tuple[bool, Any]]:
-    """One transaction for ``fns``, each in a savepoint when there are several."""
+    """One transaction for ``fns``. Savepoints only when one of several raised: the group is
+    rolled back and run again, each in a savepoint of its own."""
     if len(fns) == 1:
         try:
             return [(True, transaction(fns[0])(db))]
         except Exception as exc:
             return [(False, exc)]
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        results = [fn(db) for fn in fns]
+    except Exception:
+        db.rollback()  # one of them failed: isolate it below
+    except BaseException:
+        db.rollback()
+        raise
+    else:
+        try:
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+        return [(True, r) for r in results]
     outcomes: list[tuple[bool, Any]] = []
     db.execute("BEGIN IMMEDIATE")
     try:

@@ -298,7 +298,7 @@ def _approval(row: Row) -> Approval:
     )
 
 
-def _sent(db: sqlite3.Connection, sent: Sent) -> None:
+def _sent(db: Tx, sent: Sent) -> None:
     d, now, channel, ts = sent.delivery, sent.now, sent.channel, sent.ts
     db.execute(
         "UPDATE bot_outbox SET status=CASE WHEN version=? THEN 'sent' ELSE 'pending' "
@@ -372,6 +372,19 @@ _INSERT_ITEM = (
     "bot_outbox), ?,?,?,?,?,?,?,?, 'pending', ?,?,?) "
 )
 _IGNORE = "ON CONFLICT(key) DO NOTHING"
+# The row written, and "<status>:<owner>" of the first row of its lane waiting or in flight
+# (an earlier one; on SQLite the row itself when there is none): "sending:<this process>"
+# says the row will be taken when that one is recorded as delivered. On PostgreSQL that row
+# is locked (FOR SHARE) until this transaction ends: its delivery record, in a transaction
+# of its own, waits for this one's commit and then takes this row next; a record that
+# committed first leaves the row no longer in flight, read again after the lock, and this
+# row is then left for a pass (see ``bot.db.postgres.translate``).
+_AHEAD = (
+    "(SELECT e.status || ':' || COALESCE(e.owner, '') FROM bot_outbox e "
+    "WHERE e.lane = bot_outbox.lane AND e.status IN ('pending', 'sending') "
+    "ORDER BY e.seq LIMIT 1 /* FOR SHARE */) AS ahead"
+)
+_QUEUED = " RETURNING id, status, " + _AHEAD
 _REPLACE = (
     "ON CONFLICT(key) DO UPDATE SET payload=excluded.payload, version=bot_outbox.version+1, "
     "seq=excluded.seq, "
@@ -388,23 +401,52 @@ SELECT o.id, o.key, o.kind, o.ref, o.lane, o.run_id, o.interrupt_id, o.version, 
 FROM bot_outbox o LEFT JOIN bot_outbox p ON p.key = o.ref
 """
 
-_NEW = (
-    _DELIVERIES
-    + """WHERE o.seq > ? AND o.status = 'pending' AND o.next_at = 0
-ORDER BY o.seq
+# A claimed row as ``_delivery`` reads it, with the message it refers to, and its payload.
+_CLAIMED = """RETURNING id, key, kind, ref, lane, run_id, interrupt_id, version, status,
+    attempts, next_at, lease_until, failing_since, channel,
+    (SELECT p.channel FROM bot_outbox p WHERE p.key = bot_outbox.ref) AS ref_channel,
+    (SELECT p.ts FROM bot_outbox p WHERE p.key = bot_outbox.ref) AS ref_ts,
+    (SELECT p.status FROM bot_outbox p WHERE p.key = bot_outbox.ref) AS ref_status,
+    payload
 """
+# Take a waiting row for ``owner`` in one statement, when it may go now: due, first of its
+# lane (no earlier row of the lane waiting or in flight), and its message in Slack.
+_MAY_GO = """status = 'pending' AND next_at <= ?
+AND NOT EXISTS (SELECT 1 FROM bot_outbox e WHERE e.lane = bot_outbox.lane
+                AND e.status IN ('pending', 'sending') AND e.seq < bot_outbox.seq)
+AND (ref IS NULL OR EXISTS (SELECT 1 FROM bot_outbox p WHERE p.key = bot_outbox.ref
+                            AND p.status = 'sent' AND p.ts IS NOT NULL))
+"""
+_TAKE = "UPDATE bot_outbox SET status='sending', lease_until=?, owner=?, claimed_version=version "
+# A new row taken by its own insert (for the owner and lease given) when it may go at once:
+# nothing of its lane waiting or in flight, its message (if any) in Slack. The row as
+# ``_delivery`` reads it, and the first of its lane otherwise (``_AHEAD``).
+_NEW_MAY_GO = (
+    "(NOT EXISTS (SELECT 1 FROM bot_outbox WHERE lane = ? AND status IN ('pending', 'sending')) "
+    "AND (CAST(? AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM bot_outbox p WHERE p.key = ? "
+    "AND p.status = 'sent' AND p.ts IS NOT NULL)))"
 )
-
-# The first waiting row of each of the given lanes (a JSON array), when due.
-_NEXT_IN_LANES = (
-    _DELIVERIES
-    + """WHERE o.id IN (
-    SELECT (SELECT id FROM bot_outbox WHERE lane = l.value AND status = 'pending'
-            ORDER BY seq LIMIT 1)
-    FROM json_each(?) AS l)
-AND o.next_at <= ?
-ORDER BY o.seq
-"""
+_INSERT_TAKEN = (
+    "INSERT INTO bot_outbox(seq, key, kind, ref, lane, run_id, interrupt_id, payload, channel, "
+    "next_at, created_at, updated_at, status, owner, lease_until, claimed_version) VALUES ("
+    "(SELECT COALESCE(MAX(seq), 0) + 1 FROM bot_outbox), ?,?,?,?,?,?,?,?, ?,?,?, "
+    f"CASE WHEN {_NEW_MAY_GO} THEN 'sending' ELSE 'pending' END, "
+    f"CASE WHEN {_NEW_MAY_GO} THEN ? END, CASE WHEN {_NEW_MAY_GO} THEN ? END, 1) "
+    + _IGNORE
+    + " "
+    + _CLAIMED.rstrip()
+    + ", "
+    + _AHEAD
+)
+# A row this transaction queued (by id).
+_TAKE_QUEUED = _TAKE + "WHERE id = ? AND " + _MAY_GO + _CLAIMED
+# The next waiting row of a lane whose row was just delivered.
+_TAKE_NEXT = (
+    _TAKE
+    + """WHERE id = (SELECT id FROM bot_outbox WHERE lane = ? AND status = 'pending'
+            ORDER BY seq LIMIT 1) AND """
+    + _MAY_GO
+    + _CLAIMED
 )
 
 # Due deadlines (or ones whose firer's lease ran out), taken for firing. On PostgreSQL the
@@ -495,7 +537,7 @@ class Store:
         transaction (on PostgreSQL under an advisory lock: replicas starting together
         migrate one after the other, and the later ones find nothing left to do)."""
 
-        def migrate(db: sqlite3.Connection) -> None:
+        def migrate(db: Tx) -> None:
             prepare = getattr(db, "prepare_migrations", None)
             if prepare is not None:
                 prepare()
@@ -515,15 +557,16 @@ class Store:
         await self._write(migrate)
 
     # -- plumbing -------------------------------------------------------------------------
-    async def _write(self, fn: Callable[[sqlite3.Connection], T], wakes: bool = False) -> T:
+    async def _write(self, fn: Callable[[Tx], T], wakes: bool = False) -> T:
         """Run ``fn`` as one transaction; ``wakes`` when it may have queued outbox rows.
 
         Rows it queued that may go at once (first in their lane, their message already in
         Slack) are claimed for this process in the same transaction and handed to the
         sender: no second read or claim behind everyone else's transactions. If the process
         dies before sending them, their lease runs out and any sender takes them again. The
-        sender is woken only for rows left behind (behind a row of their thread that is not
-        this process's to send, say): the rest are sent or follow a row in flight.
+        sender (and, on PostgreSQL, the other processes) is woken only for rows left behind
+        a row of their thread that is not this process's in flight: the rest are sent, or
+        taken when the row ahead of them is recorded as delivered (``outbox_sent_many``).
 
         The audit rows ``fn`` writes are chained at the very end (``_chain``): the chain's
         lock is held from there to the commit only."""
@@ -541,9 +584,16 @@ class Store:
 
         def run(db: sqlite3.Connection) -> tuple[T, list[Delivery], bool]:
             tx = Tx(db)
-            mark = tx.execute("SELECT COALESCE(MAX(seq), 0) FROM bot_outbox").fetchone()[0]
+            now = fast.clock()
+            tx.claim = (owner, now + fast.lease)
             out = fn(tx)
-            taken, left = _take(tx, _NEW, (mark,), fast.clock(), fast.lease, owner)
+            keys = [(i,) for i, _ in tx.queued]
+            taken = tx.taken + _take(tx, _TAKE_QUEUED, keys, now, fast.lease, owner)
+            claimed = {d.id for d in taken}
+            ours = f"sending:{owner}"  # behind a row this process is sending: taken after it
+            left = any(i not in claimed and ahead != ours for i, ahead in tx.queued) or any(
+                ahead != ours for ahead in tx.behind
+            )
             if left:
                 _notify(tx, "outbox")  # other processes may send what this one cannot yet
             _chain(tx, self._audit_key)
@@ -583,7 +633,7 @@ class Store:
         now: float,
         response_url: str | None = None,
     ) -> Run:
-        def tx(db: sqlite3.Connection) -> None:
+        def tx(db: Tx) -> None:
             db.execute(
                 "INSERT INTO bot_runs(run_id, command, input, requester, channel, status, "
                 "response_url, created_at, updated_at, owner, lease_until) "
@@ -629,7 +679,7 @@ class Store:
     async def next_attempt(self, run_id: str) -> int:
         """Count one more start of a run cut by a restart; returns the new attempt number."""
 
-        def tx(db: sqlite3.Connection) -> int:
+        def tx(db: Tx) -> int:
             row = db.execute(
                 "UPDATE bot_runs SET attempt=attempt+1 WHERE run_id=? RETURNING attempt",
                 (run_id,),
@@ -646,7 +696,7 @@ class Store:
         now = lease.clock()
         sql = _TAKE_RUNS.format(lock=" FOR UPDATE SKIP LOCKED" if self._postgres else "")
 
-        def tx(db: sqlite3.Connection) -> list[Run]:
+        def tx(db: Tx) -> list[Run]:
             rows = db.execute(sql, (lease.owner, lease.until(), now, limit, now)).fetchall()
             return sorted((_run(r) for r in rows), key=lambda r: r.created_at)
 
@@ -675,7 +725,7 @@ class Store:
         lease = self.lease
         ids = json.dumps(list(run_ids))
 
-        def tx(db: sqlite3.Connection) -> list[Run]:
+        def tx(db: Tx) -> list[Run]:
             rows = db.execute(
                 "UPDATE bot_runs SET lease_until=? WHERE owner=? AND status='running' "
                 "AND run_id IN (SELECT value FROM json_each(?) AS j) RETURNING *",
@@ -689,7 +739,7 @@ class Store:
         """Let go of every run this process still holds (a graceful stop): the next process
         to look takes them over at once instead of waiting for the leases to end."""
 
-        def tx(db: sqlite3.Connection) -> int:
+        def tx(db: Tx) -> int:
             n = db.execute(
                 "UPDATE bot_runs SET owner=NULL, lease_until=NULL WHERE owner=? "
                 "AND status='running'",
@@ -742,7 +792,7 @@ class Store:
         now = self.lease.clock()
         replacing = ", ".join(f"'{k}'" for k in sorted(REPLACES))
 
-        def tx(db: sqlite3.Connection) -> Released:
+        def tx(db: Tx) -> Released:
             gone = [o for o in dead if not self._postgres or _lock_free(db, o)]
             if not gone:
                 return Released()
@@ -782,7 +832,7 @@ class Store:
         crash: ``retried`` (an edit of the earlier reply) is queued instead. ``thread`` is the
         run's first message, queued when the run has none yet."""
 
-        def tx(db: sqlite3.Connection) -> None:
+        def tx(db: Tx) -> None:
             if thread is not None:
                 _queue(db, [thread], now)
                 db.execute(
@@ -811,7 +861,7 @@ class Store:
         message shows that, and the new request is opened as an approval of its own
         (``<interrupt id>-<n>``: its own message, votes and deadlines)."""
 
-        def tx(db: sqlite3.Connection) -> tuple[list[Approval], bool]:
+        def tx(db: Tx) -> tuple[list[Approval], bool]:
             """The approvals opened, and whether the run is still to be taken (a decision
             waits): returned, not collected outside, so a transaction run again after a lost
             connection counts nothing twice."""
@@ -911,7 +961,7 @@ class Store:
     ) -> None:
         """End a run and queue the updates that show its outcome, in one transaction."""
 
-        def tx(db: sqlite3.Connection) -> None:
+        def tx(db: Tx) -> None:
             if resumed:
                 _mark_resumed(db, resumed, run_id, now)
             row = db.execute(
@@ -935,7 +985,7 @@ class Store:
         """The approval's message can never be posted: close it and its run, and queue
         the words that tell the requester."""
 
-        def tx(db: sqlite3.Connection) -> None:
+        def tx(db: Tx) -> None:
             row = db.execute(
                 "UPDATE bot_approvals SET status='failed' WHERE interrupt_id=? "
                 "AND status='pending' RETURNING run_id, digest",
@@ -1017,7 +1067,7 @@ class Store:
     ) -> None:
         """An audit row and the Slack side effects it causes, together."""
 
-        def tx(db: sqlite3.Connection) -> None:
+        def tx(db: Tx) -> None:
             _audit(db, event, now, **audit)
             _queue(db, items, now)
 
@@ -1043,7 +1093,7 @@ class Store:
         what happened: the vote, the refusal, a result with no vote for an approval no longer
         pending, or None for an unknown approval."""
 
-        def tx(db: sqlite3.Connection) -> VoteResult | Refused | None:
+        def tx(db: Tx) -> VoteResult | Refused | None:
             row = db.execute(self._for_update, (interrupt_id,)).fetchone()
             if row is None:
                 _queue(db, unknown(), now)
@@ -1088,7 +1138,7 @@ class Store:
         deadlines the claim cancelled are due again, the run waits, and ``render`` says what
         Slack must show. Returns the reopened approval (None: it was not ``decided``)."""
 
-        def tx(db: sqlite3.Connection) -> Approval | None:
+        def tx(db: Tx) -> Approval | None:
             row = db.execute(
                 "UPDATE bot_approvals SET status='pending', choice=NULL, approved=NULL, "
                 "decided_by=NULL, comment=NULL, decided_at=NULL, answer=NULL "
@@ -1206,7 +1256,7 @@ class Store:
         answered). Keys older than ``keep`` seconds are forgotten first, and so are keys still
         unanswered after ``stale`` seconds (the process answering them stopped)."""
 
-        def tx(db: sqlite3.Connection) -> tuple[str, int | None, str | None] | None:
+        def tx(db: Tx) -> tuple[str, int | None, str | None] | None:
             db.execute(
                 "DELETE FROM bot_api_requests WHERE created_at < ? OR "
                 "(status IS NULL AND created_at < ?)",
@@ -1233,7 +1283,7 @@ class Store:
     ) -> tuple[int, str]:
         """Record a key's answer unless one is recorded already; returns the recorded one."""
 
-        def tx(db: sqlite3.Connection) -> tuple[int, str]:
+        def tx(db: Tx) -> tuple[int, str]:
             db.execute(
                 "UPDATE bot_api_requests SET status=?, response=? WHERE token=? AND key=? "
                 "AND status IS NULL",
@@ -1260,10 +1310,11 @@ class Store:
     async def deadlines_claim(self, now: float, lease: float, limit: int) -> list[Deadline]:
         """Take due deadlines (or ones whose firer's lease ran out), oldest first."""
 
-        def tx(db: sqlite3.Connection) -> list[Deadline]:
+        def tx(db: Tx) -> list[Deadline]:
             owner = self.lease.owner
             if self._postgres:
-                sql, args = _CLAIM_DEADLINES_PG, (now + lease, owner, now, now, limit, now, now)
+                sql = _CLAIM_DEADLINES_PG
+                args: tuple[Any, ...] = (now + lease, owner, now, now, limit, now, now)
             else:
                 sql, args = _CLAIM_DEADLINES, (now + lease, owner, now, now, limit)
             rows = db.execute(sql, args).fetchall()
@@ -1287,7 +1338,7 @@ class Store:
         pending; otherwise what ``act`` says, and for a timeout the claim of its decision.
         Returns what was done, with the claimed result when a timeout decided."""
 
-        def tx(db: sqlite3.Connection) -> tuple[Firing, VoteResult | None] | None:
+        def tx(db: Tx) -> tuple[Firing, VoteResult | None] | None:
             row = db.execute(self._for_update, (d.interrupt_id,)).fetchone()
             pending = row is not None and row["status"] == "pending"
             mine = db.execute(
@@ -1337,7 +1388,7 @@ class Store:
     async def deadline_now(self, interrupt_id: str, kind: str, now: float) -> bool:
         """Bring the next pending deadline of ``kind`` forward to now ("Escalate now")."""
 
-        def tx(db: sqlite3.Connection) -> bool:
+        def tx(db: Tx) -> bool:
             cur = db.execute(
                 "UPDATE bot_deadlines SET due_at=? WHERE id=(SELECT id FROM bot_deadlines "
                 "WHERE interrupt_id=? AND kind=? AND status='pending' ORDER BY due_at LIMIT 1)",
@@ -1362,9 +1413,10 @@ class Store:
         meanwhile is not returned."""
         owner = self.lease.owner
 
-        def tx(db: sqlite3.Connection) -> dict[int, tuple[int, dict[str, Any]]]:
+        def tx(db: Tx) -> dict[int, tuple[int, dict[str, Any]]]:
             if self._postgres:
-                sql, wanted = _CLAIM_OUTBOX_PG, list(ids)
+                sql = _CLAIM_OUTBOX_PG
+                wanted: Any = list(ids)
             else:
                 sql, wanted = _CLAIM_OUTBOX, json.dumps(list(ids))
             rows = db.execute(sql, (now + lease, now, owner, wanted, now, now)).fetchall()
@@ -1385,13 +1437,13 @@ class Store:
         the sender goes straight on to them (unless ``follow`` is off: a stopping sender), and
         whether any waiting row was left."""
 
-        def tx(db: sqlite3.Connection) -> tuple[list[Delivery], bool]:
+        def tx(db: Tx) -> tuple[list[Delivery], bool]:
             for sent in done:
                 _sent(db, sent)
             if not follow:
                 return [], False
-            lanes = json.dumps(sorted({s.delivery.lane for s in done if s.delivery.lane}))
-            return _take(db, _NEXT_IN_LANES, (lanes, now), now, lease, self.lease.owner)
+            lanes = sorted({s.delivery.lane for s in done if s.delivery.lane})
+            return _take(db, _TAKE_NEXT, [(x,) for x in lanes], now, lease, self.lease.owner), False
 
         return await self._write(tx)
 
@@ -1435,66 +1487,69 @@ class FastPath:
 
 
 def _take(
-    db: sqlite3.Connection,
-    candidates: str,
-    args: tuple[Any, ...],
+    db: Tx,
+    claim: str,
+    keys: Sequence[tuple[Any, ...]],
     now: float,
     lease: float,
     owner: str,
-) -> tuple[list[Delivery], bool]:
-    """Claim the ``candidates`` rows that may be sent at once, for ``owner``; and whether any
-    was left."""
+) -> list[Delivery]:
+    """Claim for ``owner``, one statement each, the rows ``claim`` picks by ``keys`` (a row's
+    id, or a lane) that may be sent now (``_MAY_GO``)."""
     taken = []
-    left = False
-    for r in db.execute(candidates, args).fetchall():
-        first = db.execute(
-            "SELECT id FROM bot_outbox WHERE lane=? AND status IN ('pending', 'sending') "
-            "ORDER BY seq LIMIT 1",
-            (r["lane"],),
-        ).fetchone()
-        if r["lane"] is not None and first is not None and first[0] != r["id"]:
-            left = True
-            continue  # an earlier row of its thread goes first
-        if r["ref"] is not None and (r["ref_ts"] is None or r["ref_status"] != "sent"):
-            left = True
-            continue  # its message is not in Slack yet
-        claimed = db.execute(
-            "UPDATE bot_outbox SET status='sending', lease_until=?, owner=?, "
-            "claimed_version=version WHERE id=? AND status='pending' RETURNING version, payload",
-            (now + lease, owner, r["id"]),
-        ).fetchone()
-        if claimed is not None:
-            d = _delivery(r)
-            taken.append(replace(d, version=claimed[0], payload=json.loads(claimed[1])))
-    return taken, left
+    for key in keys:
+        row = db.execute(claim, (now + lease, owner, *key, now)).fetchone()
+        if row is not None:
+            taken.append(replace(_delivery(row), payload=json.loads(row["payload"])))
+    return taken
 
 
-def _queue(db: sqlite3.Connection, items: Sequence[Item], now: float) -> int:
+def _queue(db: Tx, items: Sequence[Item], now: float) -> int:
     """Write outbox rows; returns how many were new or replaced (a known key is skipped).
-    An update of an approval's message also updates each copy of it (escalation DMs)."""
+    An update of an approval's message also updates each copy of it (escalation DMs). The
+    ids of rows now waiting are kept on the transaction (``Tx.queued``) for the fast path,
+    each with the first row of its lane as the insert found it (``_QUEUED``)."""
     written = 0
+    queued: list[tuple[int, str | None]] | None = getattr(db, "queued", None)
+    claim: tuple[str, float] | None = getattr(db, "claim", None)
+    taken: list[Delivery] = getattr(db, "taken", [])
+    behind: list[str | None] = getattr(db, "behind", [])
     for i in _with_copies(db, items):
-        cur = db.execute(
-            _INSERT_ITEM + (_REPLACE if i.replace else _IGNORE),
-            (
-                i.key,
-                i.kind,
-                i.ref,
-                i.ref or i.key,
-                i.run_id,
-                i.interrupt_id,
-                json.dumps(i.payload),
-                i.payload.get("channel") if i.kind == "post" else None,
-                0.0,  # due at once; the sender keeps time for retries on its own clock
-                now,
-                now,
-            ),
+        lane = i.ref or i.key
+        args: tuple[Any, ...] = (
+            i.key,
+            i.kind,
+            i.ref,
+            lane,
+            i.run_id,
+            i.interrupt_id,
+            json.dumps(i.payload),
+            i.payload.get("channel") if i.kind == "post" else None,
+            0.0,  # due at once; the sender keeps time for retries on its own clock
+            now,
+            now,
         )
-        written += cur.rowcount
+        if claim is not None and not i.replace:
+            may_go = (lane, i.ref, i.ref)
+            args = (*args, *may_go, *may_go, claim[0], *may_go, claim[1])
+            row = db.execute(_INSERT_TAKEN, args).fetchone()
+        else:
+            sql = _INSERT_ITEM + (_REPLACE if i.replace else _IGNORE) + _QUEUED
+            row = db.execute(sql, args).fetchone()
+        if row is None:
+            continue
+        written += 1
+        if claim is not None and not i.replace:  # taken by its insert, or cannot go yet
+            if row["status"] == "sending":
+                taken.append(replace(_delivery(row), payload=dict(i.payload)))
+            else:
+                behind.append(row["ahead"])
+        elif queued is not None and row["status"] == "pending":
+            queued.append((int(row["id"]), row["ahead"]))
     return written
 
 
-def _with_copies(db: sqlite3.Connection, items: Sequence[Item]) -> list[Item]:
+def _with_copies(db: Tx, items: Sequence[Item]) -> list[Item]:
     out = list(items)
     for i in items:
         if i.kind != "update" or not (i.ref or "").startswith("approval:"):
@@ -1512,16 +1567,23 @@ class Tx:
     ``executemany`` (anything else, such as PostgreSQL's ``notify``, is the connection's),
     and the audit rows it writes, kept for its end (``_chain``)."""
 
-    __slots__ = ("_db", "audit")
+    __slots__ = ("_db", "audit", "behind", "claim", "queued", "taken")
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self.audit: list[tuple[Any, ...]] = []  # integrity.CHAINED columns, in order
+        # outbox rows it queued, waiting, and the first of each one's lane (``_queue``)
+        self.queued: list[tuple[int, str | None]] = []
+        # the fast path's owner and lease: new rows that may go at once are taken by their
+        # insert (``_INSERT_TAKEN``) and kept here
+        self.claim: tuple[str, float] | None = None
+        self.taken: list[Delivery] = []
+        self.behind: list[str | None] = []  # what each new row that could not go waits for
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
         return self._db.execute(sql, tuple(params))
 
-    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> Any:
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
         return self._db.executemany(sql, rows)
 
     def __getattr__(self, name: str) -> Any:
@@ -1600,7 +1662,7 @@ def _chain_existing(db: Tx, key: bytes | None) -> None:
 
 
 def _vote(
-    db: sqlite3.Connection, approval: Approval, run: Run, b: Ballot, now: float, lease: RunLease
+    db: Tx, approval: Approval, run: Run, b: Ballot, now: float, lease: RunLease
 ) -> VoteResult:
     iid = approval.interrupt_id
     db.execute(
@@ -1649,9 +1711,7 @@ def _vote(
     return VoteResult(claimed is not None, approval, run, len(voters), voters, drive)
 
 
-def _claimed(
-    db: sqlite3.Connection, run_id: str, interrupt_id: str, now: float, lease: RunLease
-) -> bool:
+def _claimed(db: Tx, run_id: str, interrupt_id: str, now: float, lease: RunLease) -> bool:
     """A decision was claimed: the run runs again, leased to the claimer unless another
     process holds it (then False: that one resumes it after its step), and nothing more is
     due for the approval."""
@@ -1671,14 +1731,14 @@ def _claimed(
     return bool(taken)
 
 
-def _lock_free(db: sqlite3.Connection, owner: str) -> bool:
+def _lock_free(db: Tx, owner: str) -> bool:
     """PostgreSQL: take ``owner``'s liveness key until this transaction ends; False when its
     owner holds it (it is alive)."""
     key = (LOCK_CLASS, lock_key(owner))
     return bool(db.execute("SELECT pg_try_advisory_xact_lock(?, ?)", key).fetchone()[0])
 
 
-def _notify(db: sqlite3.Connection, what: str) -> None:
+def _notify(db: Tx | sqlite3.Connection, what: str) -> None:
     """Tell the other processes on the database, at commit, that ``what`` (outbox,
     deadlines, runs) has work for them (PostgreSQL's NOTIFY; SQLite: nothing, one process
     per file is the rule there and the idle polls cover the rest)."""
@@ -1694,7 +1754,7 @@ def _then_notify(fn: Callable[[sqlite3.Connection], T], what: str, db: sqlite3.C
 
 
 def _schedule(
-    db: sqlite3.Connection,
+    db: Tx,
     interrupt_id: str,
     run_id: str,
     deadlines: Sequence[tuple[str, int, float]],
@@ -1706,7 +1766,7 @@ def _schedule(
     )
 
 
-def _mark_resumed(db: sqlite3.Connection, interrupt_id: str, run_id: str, now: float) -> None:
+def _mark_resumed(db: Tx, interrupt_id: str, run_id: str, now: float) -> None:
     row = db.execute(
         "UPDATE bot_approvals SET status='resumed' WHERE interrupt_id=? AND status='decided' "
         "RETURNING digest",
@@ -1716,7 +1776,7 @@ def _mark_resumed(db: sqlite3.Connection, interrupt_id: str, run_id: str, now: f
         _audit(db, "resumed", now, run_id=run_id, interrupt_id=interrupt_id, digest=row[0])
 
 
-def _open_approval(db: sqlite3.Connection, a: Approval) -> bool:
+def _open_approval(db: Tx, a: Approval) -> bool:
     """Store a new approval; False when one with its id is there already."""
     return bool(
         db.execute(
@@ -1737,9 +1797,7 @@ def _open_approval(db: sqlite3.Connection, a: Approval) -> bool:
     )
 
 
-def _superseded(
-    db: sqlite3.Connection, interrupt_id: str, digest: str
-) -> tuple[Approval, int] | None:
+def _superseded(db: Tx, interrupt_id: str, digest: str) -> tuple[Approval, int] | None:
     """LangGraph raised ``interrupt_id`` again: when the approval open for it (pending, or
     decided and not yet resumed) showed another request, close it as superseded (its
     decision void, nothing more due) and return it with the number of the new version;
