@@ -60,6 +60,8 @@ KIND_METHOD = {
 
 @dataclass
 class _Bucket:
+    """One method's token bucket, and how long Slack's Retry-After paused it."""
+
     capacity: float
     per_second: float
     tokens: float
@@ -116,6 +118,9 @@ class Pacer:
 
 @dataclass(frozen=True)
 class OutboxOptions:
+    """The sender's tunables in one place, so the runtime and the tests set them without
+    reaching into the loop."""
+
     retry_for: float = 3600.0  # give a transient failure this long before calling it permanent
     backoff_first: float = 0.5
     backoff_max: float = 30.0

@@ -23,6 +23,10 @@ from bot.db.store import RunLease, Store
 
 @dataclass
 class Backend:
+    """What opening the database gives the runtime, SQLite or PostgreSQL alike: the
+    checkpointer, the store, the operator's store, how to close, and the liveness lock held for
+    the process's lifetime."""
+
     saver: BaseCheckpointSaver  # also has adelete_thread (retention)
     store: Store
     ops: OpsStore

@@ -47,11 +47,16 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class Pruned:
+    """What one retention batch deleted, for logs and metrics."""
+
     runs: int
     outbox_rows: int
 
 
 class OpsStore:
+    """The operator's reads and retention's deletes, kept out of the Store so the click path
+    stays as it is; it runs on the same hops and writer as the Store."""
+
     def __init__(self, read: Hop, write: Hop) -> None:
         self._hop = read
         self._write = write  # SQLite: the saver's Writer (its lock, its commits)

@@ -29,6 +29,9 @@ RECONNECT_SECONDS = 1.0  # after the retry policy gave up, or an error that is n
 
 
 class Listener:
+    """The one LISTEN connection of a process: it reconnects through the retry policy and wakes
+    every loop after each reconnect."""
+
     def __init__(
         self,
         url: str,

@@ -106,6 +106,9 @@ class Refusal(Exception):
 
 @dataclass(frozen=True)
 class DecisionBody:
+    """A decision request, checked, with its canonical form, so a reused Idempotency-Key is
+    compared on meaning, not bytes."""
+
     choice: str
     as_user: str | None
     comment: str | None
