@@ -59,7 +59,7 @@ class Pruner:
         self._last: float | None = None  # when the last pass ran, on the injected clock
         self._wake = asyncio.Event()
         self._loop = Loop("pruner", self._run)
-        self.passes = 0  # passes this process ran (tests and logs)
+        self.passes = 0  # passes this process finished, their metrics counted (tests and logs)
 
     @property
     def enabled(self) -> bool:
@@ -98,7 +98,6 @@ class Pruner:
         that the next pass deletes, with their already-deleted checkpoints)."""
         if not self.enabled:
             return Pruned(0, 0)
-        self.passes += 1
         cutoff = now - self._keep
         runs = rows = 0
         for _ in range(self._batches):
@@ -115,4 +114,5 @@ class Pruner:
         if runs or rows:
             log.info("pruned %d finished run(s) and %d delivered Slack message row(s)", runs, rows)
         self._on_pruned(pruned)
+        self.passes += 1
         return pruned
