@@ -33,18 +33,6 @@ class Audit(Base):
         rows = await self._all("SELECT * FROM bot_audit WHERE run_id=? ORDER BY id", (run_id,))
         return [dict(r) for r in rows]
 
-    async def audit_mark(self) -> int:
-        """The newest audit row's id: what a decision writes comes after it."""
-        row = await self._one("SELECT COALESCE(MAX(id), 0) FROM bot_audit", ())
-        return int(row[0]) if row else 0
-
-    async def audit_after(self, mark: int, interrupt_id: str, user: str) -> list[dict[str, Any]]:
-        rows = await self._all(
-            "SELECT * FROM bot_audit WHERE id > ? AND interrupt_id=? AND user_id=? ORDER BY id",
-            (mark, interrupt_id, user),
-        )
-        return [dict(r) for r in rows]
-
     async def audit_page(self, since: float, after_id: int, limit: int) -> list[dict[str, Any]]:
         """Audit rows at or after ``since``, in the order they were written, after ``after_id``."""
         rows = await self._all(
