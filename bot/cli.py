@@ -44,8 +44,9 @@ import aiosqlite
 from bot.audit_export import FORMATS, export, iso_utc, verify
 from bot.background.outbox import Outbox
 from bot.config import Settings, SettingsError, audit_key
+from bot.db.migrations import CHAIN_VERSION
 from bot.db.sqlite import OneHop, Writer
-from bot.db.store import CHAIN_VERSION, Store
+from bot.db.store import Store
 from bot.engine import Answer
 from bot.integrity import KeyProblem
 from bot.interrupts import ApprovalRequest, ChoiceSpec, normalise

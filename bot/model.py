@@ -2,7 +2,7 @@
 
 Plain frozen dataclasses with no behaviour and no database or Slack imports, so that the pure
 builders (messages, blocks) and the engine can share them without importing the SQL module.
-bot/db/store.py reads and writes them.
+The store's aggregates (bot/db/runs.py, approvals.py, …) read and write them.
 """
 
 from __future__ import annotations

@@ -24,8 +24,9 @@ from bot.background.retention import Pruner
 from bot.background.scheduler import Scheduler
 from bot.background.tasks import TaskSet
 from bot.config import Settings, SettingsError, graph_specs
+from bot.db.base import RunLease
 from bot.db.connect import Backend, open_backend
-from bot.db.store import RunLease, Store
+from bot.db.store import Store
 from bot.deps import Deps
 from bot.engine import Engine
 from bot.runner import LocalRunner

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.db.store import Store, _approval, _run
+from bot.db.base import _approval, _run
+from bot.db.store import Store
 from bot.model import Approval, Run
 
 

@@ -1,7 +1,7 @@
 """Keeps this process's run leases and takes over what dead or stopped processes held.
 
 A run being driven is leased to one process (``bot_runs.owner`` and ``lease_until``, see
-``bot.db.store.RunLease``); so are the outbox rows a process is sending and the deadlines it is
+``bot.db.base.RunLease``); so are the outbox rows a process is sending and the deadlines it is
 firing. This loop renews the leases of the runs this process is driving, every third of the
 lease, and takes over:
 

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot.background.tasks import woken
+from bot.db.outbox import REPLACES, FastPath
 from bot.db.retry import error_name, is_transient
-from bot.db.store import REPLACES, FastPath, Store
+from bot.db.store import Store
 from bot.model import Delivery, Sent
 from bot.slack.client import SlackError, SlackPort
 

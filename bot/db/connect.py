@@ -14,11 +14,12 @@ import aiosqlite
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from bot.config import Settings
+from bot.db.base import RunLease
 from bot.db.liveness import AdvisoryLocks, FileLocks, Liveness
 from bot.db.ops import OpsStore
 from bot.db.retry import Retry
 from bot.db.sqlite import OneHop, OneHopSqliteSaver
-from bot.db.store import RunLease, Store
+from bot.db.store import Store
 
 
 @dataclass

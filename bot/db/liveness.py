@@ -2,7 +2,7 @@
 lock that the kernel or the database lets go of when the process dies, however it dies.
 
 A lease (``bot_runs.owner``, an outbox row being sent, a deadline being fired) names its
-owner, ``host:pid:random`` (``bot.db.store.process_id``). When the owner's lock is free, the owner
+owner, ``host:pid:random`` (``bot.db.base.process_id``). When the owner's lock is free, the owner
 is dead and its leases are taken over at once, not when their time runs out (see
 background/leases.py). A pid alone proves nothing: pid 1 in every container, and pids are reused.
 

@@ -1,10 +1,10 @@
 """The operator's queries on the bot's database: the readiness probe, the counts /metrics
 reads at scrape time, and retention pruning.
 
-Kept apart from ``bot/db/store.py`` so that its hot paths (clicks, the outbox) stay as they are;
-none of these run on a click. Same rules as the store: one thread hop per call, each write one
-transaction, the same SQL on SQLite and PostgreSQL (``bot.db.postgres`` translates the few
-spellings that differ).
+Kept apart from the store (``bot.db.store.Store``) so that its hot paths (clicks, the outbox)
+stay as they are; none of these run on a click. Same rules as the store: one thread hop per
+call, each write one transaction, the same SQL on SQLite and PostgreSQL (``bot.db.postgres``
+translates the few spellings that differ).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.db.store import MIGRATIONS, Hop
+from bot.db.base import Hop
+from bot.db.migrations import MIGRATIONS
 
 FINISHED = ("done", "failed")  # bot_runs.status of a run that will never be driven again
 

@@ -1,6 +1,6 @@
 """PostgreSQL under the store's transaction functions, and LangGraph's Postgres checkpointer.
 
-The store's transactions are plain synchronous functions ``fn(db)`` (bot/db/store.py). On SQLite
+The store's transactions are plain synchronous functions ``fn(db)`` (bot/db/runs.py, …). On SQLite
 ``db`` is the sqlite3 connection on aiosqlite's thread; here it is ``PgDb``, a small wrapper
 over a pooled psycopg connection, run on a worker thread: one thread hop per transaction on
 both backends, and one copy of the SQL. ``PgDb.execute`` turns the SQLite spelling into

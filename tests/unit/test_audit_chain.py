@@ -20,9 +20,10 @@ import psycopg
 import pytest
 
 from bot import cli
+from bot.db.migrations import MIGRATIONS
 from bot.db.postgres import Database, PgDb, translate
 from bot.db.sqlite import OneHop, Writer
-from bot.db.store import MIGRATIONS, Store
+from bot.db.store import Store
 from bot.integrity import CHAINED, link, request_digest
 from bot.model import Approval, Ballot, Item, Opening, Run, VoteResult
 from tests.conftest import BACKENDS

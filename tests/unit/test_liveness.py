@@ -15,8 +15,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from bot.db.base import process_id
 from bot.db.liveness import CONFIRM, LOCK_CLASS, WATCH, AdvisoryLocks, FileLocks, Liveness, lock_key
-from bot.db.store import process_id
 from tests.conftest import BACKENDS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.db.store import MIGRATIONS, _statements
+from bot.db.migrations import MIGRATIONS, _statements
 from tests.conftest import BACKENDS, query
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +28,7 @@ import asyncio, sys
 from pathlib import Path
 from bot.db.connect import open_backend
 from bot.config import Settings
-from bot.db.store import RunLease
+from bot.db.base import RunLease
 
 async def main() -> None:
     url = sys.argv[2] or None

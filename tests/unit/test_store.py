@@ -14,10 +14,11 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
+from bot.db.base import RunLease
 from bot.db.liveness import AdvisoryLocks
 from bot.db.postgres import Database
 from bot.db.sqlite import OneHop, Writer
-from bot.db.store import RunLease, Store
+from bot.db.store import Store
 from bot.model import Approval, Ballot, Firing, Item, Opening, Released, Run, Sent, VoteResult
 from tests.conftest import BACKENDS
 from tests.reads import audit_events
