@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from bot import cli
+from bot.app.ingress import quiet_bolt_logs
 from bot.config import Settings, SettingsError
-from bot.slack.ingress import quiet_bolt_logs
 
 DESCRIPTION = (
     "Approvals for LangGraph, in Slack: the bot, a local demo workspace, and deciding from "
@@ -107,9 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _manifest(url: str | None) -> int:
     """Print the manifest, with the commands of the policy file's entry points too."""
+    from bot.app.manifest import render
     from bot.config import deploy_options, read_policy
     from bot.policy.parse import policy_path
-    from bot.slack.manifest import render
     from graphs import EntryPointError, registry
 
     try:

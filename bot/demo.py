@@ -9,12 +9,12 @@ import secrets
 import shutil
 from pathlib import Path
 
+from bot.app.listeners import approvals
 from bot.config import Settings, SettingsError, deploy_options
 from bot.db.liveness import lock_folder
 from bot.localslack import LocalSlack
 from bot.policy.parse import parse_policy
 from bot.runtime import BotRuntime
-from bot.slack.listeners import approvals
 from graphs import registry
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ The documents we build (health answers, the OpenAPI document, the manifest, resu
 Web API answers of the local workspace) are JSON, and say so. Where a shape is fixed, a
 TypedDict says more (``graphs.approval.ApprovalPayload``, ``bot.audit_export.Record``). A value
 someone else made and nothing has checked yet (an interrupt value, a payload before
-``bot.slack.ingress``) is ``object`` until isinstance says more.
+``bot.app.ingress``) is ``object`` until isinstance says more.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ from prometheus_client import CollectorRegistry
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
+from bot.app import endpoint
+from bot.app.bolt import create_app
+from bot.app.deps import Deps
 from bot.background.leases import LeaseKeeper
 from bot.background.outbox import Outbox, Pacer
 from bot.background.retention import Pruner
@@ -27,11 +30,8 @@ from bot.config import Settings, SettingsError, graph_specs
 from bot.db.base import RunLease
 from bot.db.connect import Backend, open_backend
 from bot.db.store import Store
-from bot.deps import Deps
 from bot.engine import Engine
 from bot.runner import LocalRunner
-from bot.slack import endpoint as http
-from bot.slack.app import create_app
 from bot.slack.client import WebApiPort, http_session, web_client
 from bot.slack.groups import GroupCache
 from bot.web import api
@@ -178,7 +178,7 @@ class BotRuntime:
 
     def routes(self) -> list[web.RouteDef]:
         """/slack/events, the HTTP API under /api (bot/web/api.py), and the operator's routes."""
-        slack = http.routes(self.app, self.settings.signing_secret)
+        slack = endpoint.routes(self.app, self.settings.signing_secret)
         tokens = self.settings.policy.api_tokens
         return slack + api.routes(self.engine, self.tasks, tokens) + self.ops_routes()
 

@@ -1,6 +1,6 @@
 """Slack ids: an uppercase letter saying what it is, then uppercase ASCII letters and digits.
 
-One definition for the door (bot/slack/ingress.py checks every id in a payload), the policy file
+One definition for the door (bot/app/ingress.py checks every id in a payload), the policy file
 (bot/policy/parse.py checks every id it names) and the bot's own checks (a ``--as`` user, an
 API request's user). Always used with ``fullmatch``: ``$`` would accept a trailing newline.
 """

@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.background.tasks import Loop
-from bot.db.retry import Fenced, error_name, is_transient
+from bot.db.retry import Fence, error_name, is_transient
 
 if TYPE_CHECKING:  # a SQLite deployment never loads psycopg
     import psycopg
@@ -171,38 +171,6 @@ class FileLocks:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-class Fence:
-    """Whether this process's writes may go: open while its liveness lock has been held
-    without a break since it last proved it was not reaped (see the module's notes)."""
-
-    WAIT = 1.0  # a write waits this long at a closed fence, then fails transiently (retried)
-
-    def __init__(self) -> None:
-        self._open = asyncio.Event()
-        self._open.set()
-
-    @property
-    def is_open(self) -> bool:
-        return self._open.is_set()
-
-    def close(self) -> None:
-        self._open.clear()
-
-    def open(self) -> None:
-        self._open.set()
-
-    async def passage(self) -> None:
-        """Return at once while open (no round trip); else wait for it to open, raising the
-        transient ``Fenced`` after ``WAIT`` s so the caller's retry budget counts the wait."""
-        if self._open.is_set():
-            return
-        try:
-            async with asyncio.timeout(self.WAIT):
-                await self._open.wait()
-        except TimeoutError:
-            raise Fenced() from None
 
 
 LOCK_CLASS = 0x6C697665  # the first half of every owner's advisory lock key: "live"

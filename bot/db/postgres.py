@@ -65,8 +65,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.sql import SQL, Literal
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from bot.db.liveness import Fence
-from bot.db.retry import CommitUnknown, Retry, is_conflict, is_transient
+from bot.db.retry import CommitUnknown, Fence, Retry, is_conflict, is_transient
 
 T = TypeVar("T")
 

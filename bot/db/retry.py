@@ -58,6 +58,38 @@ class Fenced(Exception):
         super().__init__("waiting to hold this process's liveness lock again")
 
 
+class Fence:
+    """Whether this process's writes may go: open while its liveness lock has been held
+    without a break since it last proved it was not reaped (see the module's notes)."""
+
+    WAIT = 1.0  # a write waits this long at a closed fence, then fails transiently (retried)
+
+    def __init__(self) -> None:
+        self._open = asyncio.Event()
+        self._open.set()
+
+    @property
+    def is_open(self) -> bool:
+        return self._open.is_set()
+
+    def close(self) -> None:
+        self._open.clear()
+
+    def open(self) -> None:
+        self._open.set()
+
+    async def passage(self) -> None:
+        """Return at once while open (no round trip); else wait for it to open, raising the
+        transient ``Fenced`` after ``WAIT`` s so the caller's retry budget counts the wait."""
+        if self._open.is_set():
+            return
+        try:
+            async with asyncio.timeout(self.WAIT):
+                await self._open.wait()
+        except TimeoutError:
+            raise Fenced() from None
+
+
 def is_transient(exc: BaseException) -> bool:
     """True when ``exc`` is the database blinking rather than anything about the work: trying
     the same work again later can succeed."""

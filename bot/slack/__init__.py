@@ -1,3 +1,1 @@
-"""The Slack side: the Bolt app, its door (/slack/events), payload checks, listeners, the Web API
-client, user groups and the manifest.
-"""
+"""The Slack Web API port the engine and the outbox call, and the user groups the rules name."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.slack.listeners import approvals
+from bot.app.listeners import approvals
 from graphs.deploy import SimulatedBackend
 from tests.conftest import FakeClock, Harness
 from tests.scenario.test_escalation import posted

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bot.slack import ingress
+from bot.app import ingress
 from tests.conftest import Harness
 from tests.fuzz.wire import (
     CANARY,

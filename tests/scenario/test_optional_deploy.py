@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from bot.__main__ import main
+from bot.app.listeners.commands import DEPLOY_OFF
 from bot.config import NO_BACKEND, NOTHING_TO_RUN, Settings, SettingsError, graph_specs
 from bot.policy.rules import DEPLOY_OFF as RULES_WITHOUT_DEPLOY
-from bot.slack.listeners.commands import DEPLOY_OFF
 from tests.conftest import SECRET, TOKEN, Bot, Harness, settings_for
 from tests.scenario.test_approval_loop import message_text
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import aiohttp
 
+from bot.app.listeners.commands import DEPLOY_OFF
 from bot.localslack import LocalSlack
-from bot.slack.listeners.commands import DEPLOY_OFF
 from tests.conftest import SECRET, TOKEN
 from tests.scenario.test_approval_loop import buttons, message_text
 from tests.scenario.test_cli import free_port, run_env, spawn_bot

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
-from bot.slack import ingress
-from bot.slack.endpoint import Malformed, ReplayGuard, decode, parse_body
+from bot.app import ingress
+from bot.app.endpoint import Malformed, ReplayGuard, decode, parse_body
 from graphs.deploy import UsageError, parse_args
 
 # -- IDs -----------------------------------------------------------------------------------
@@ -409,7 +409,7 @@ _FORM_TEXT = st.text(alphabet=st.sampled_from("ab=&%+;2BF9zé\u00ff%C3A9 "), max
 @settings(max_examples=300, deadline=None)
 @given(_FORM_TEXT)
 def test_form_bodies_parse_as_parse_qsl_does(text: str) -> None:
-    """bot.slack.endpoint parses forms with yarl's C unquoting: the same answer as the standard
+    """bot.app.endpoint parses forms with yarl's C unquoting: the same answer as the standard
     library's parse_qsl, for any text, escapes broken or not."""
     if text.startswith("{"):
         return  # read as JSON, not a form

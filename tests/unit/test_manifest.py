@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.slack.listeners import approvals
-from bot.slack.manifest import manifest
+from bot.app.listeners import approvals
+from bot.app.manifest import manifest
 from graphs import registry
 from graphs.deploy import DeployOptions
 

@@ -8,9 +8,9 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.deps import Deps
-from bot.slack import ingress
-from bot.slack.listeners import actions, approvals, commands, home, views
+from bot.app import ingress
+from bot.app.deps import Deps
+from bot.app.listeners import actions, approvals, commands, home, views
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def create_app(deps: Deps, client: AsyncWebClient, signing_secret: str) -> Async
         # 10 ms: measured here as a 11.8 ms p50 ack instead of ~1 ms.)
         process_before_response=True,
         raise_error_for_unhandled_request=False,
-        # bot/slack/endpoint.py verifies every request's signature (and refuses replays) before Bolt
+        # bot/app/endpoint.py verifies every request's signature (and refuses replays) before Bolt
         # sees it; Socket Mode has no signatures. A second HMAC here only costs the ack.
         request_verification_enabled=False,
     )

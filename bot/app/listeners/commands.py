@@ -10,7 +10,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.deps import Deps
+from bot.app.deps import Deps
 from bot.render.messages import NOT_RECORDED
 from graphs import GraphSpec, UsageError
 from graphs.deploy import COMMAND as DEPLOY

@@ -434,7 +434,7 @@ class RejectMalformed(AsyncMiddleware):
         if req.mode == "http":
             return (
                 await next()
-            )  # bot/slack/endpoint.py checked it before Bolt saw it: not twice per ack
+            )  # bot/app/endpoint.py checked it before Bolt saw it: not twice per ack
         bad = problem(req.body)
         if bad is None:
             return await next()

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from bot.app.listeners import approvals
 from bot.jsontypes import JSON, JSONObject
-from bot.slack.listeners import approvals
 from graphs import GraphSpec
 
 SCOPES = ("chat:write", "commands", "im:write", "users:read", "usergroups:read")

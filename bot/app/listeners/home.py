@@ -6,7 +6,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.deps import Deps
+from bot.app.deps import Deps
 
 
 def register(app: AsyncApp, deps: Deps) -> None:

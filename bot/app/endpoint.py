@@ -29,7 +29,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.request.internals import build_normalized_headers, extract_content_type
 from yarl import URL
 
-from bot.slack import ingress
+from bot.app import ingress
 
 log = logging.getLogger(__name__)
 

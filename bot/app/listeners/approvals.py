@@ -8,10 +8,10 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.deps import Deps
+from bot.app.deps import Deps
+from bot.app.listeners import NotAnswered, commands, read_before_ack
+from bot.app.listing import Queries, help_text
 from bot.render.messages import NO_LOOKUP, NOT_RECORDED
-from bot.slack.listeners import NotAnswered, commands, read_before_ack
-from bot.slack.listing import Queries, help_text
 from graphs import by_name
 
 COMMAND = "/approvals"

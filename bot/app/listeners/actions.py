@@ -9,7 +9,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.deps import Deps
+from bot.app.deps import Deps
 from bot.engine import Engine
 from bot.render.blocks import (
     ACTION_CHOICE,

@@ -11,11 +11,11 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.deps import Deps
+from bot.app.deps import Deps
+from bot.app.listeners import NotAnswered, read_before_ack
 from bot.render.blocks import REASON_BLOCK, REASON_CALLBACK
 from bot.render.forms import FORM_CALLBACK
 from bot.render.messages import FORM_NOT_CHECKED, NOT_RECORDED
-from bot.slack.listeners import NotAnswered, read_before_ack
 
 log = logging.getLogger(__name__)
 
