@@ -13,7 +13,6 @@ from pathlib import Path
 
 from langgraph.types import Durability
 
-from bot.background.outbox import OutboxOptions
 from bot.policy.faults import PolicyError
 from bot.policy.parse import load_policy, policy_path
 from bot.policy.rules import Policy
@@ -35,6 +34,27 @@ NOTHING_TO_RUN = (
 
 class SettingsError(Exception):
     """A configuration problem, reported as one line and exit code 2."""
+
+
+@dataclass(frozen=True)
+class OutboxOptions:
+    """The sender's tunables in one place, so the runtime and the tests set them without
+    reaching into the loop."""
+
+    retry_for: float = 3600.0  # give a transient failure this long before calling it permanent
+    backoff_first: float = 0.5
+    backoff_max: float = 30.0
+    # Longer than the longest single delivery (two calls and their timeouts). A row is taken
+    # from a sender after it only when the sender's death cannot be proven (leases.py).
+    lease: float = 25.0
+    concurrency: int = 16
+    batch: int = 500
+    idle_poll: float = 30.0  # rows another process queued are seen at least this often
+    coalesce: float = 0.003  # after a wake-up, let a burst of commits arrive before looking
+    # A call that timed out may still be applied by Slack later. An update (or home publish)
+    # that timed out is tried again only after this long, so that its late copy lands before
+    # the retry instead of overwriting newer content (a later update) with older.
+    late_landing: float = 10.0
 
 
 @dataclass(frozen=True)

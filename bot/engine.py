@@ -32,7 +32,6 @@ from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bot.background.tasks import TaskSet
 from bot.db.retry import CommitUnknown, error_name, is_transient
 from bot.db.store import Store
 from bot.integrity import request_digest
@@ -67,6 +66,7 @@ from bot.schema import FieldError
 from bot.slack.client import SlackError, SlackPort
 from bot.slack.groups import GroupCache, with_groups
 from bot.slackids import USER_ID as USER
+from bot.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,6 @@ from bot.background.leases import LeaseKeeper
 from bot.background.outbox import Outbox, Pacer
 from bot.background.retention import Pruner
 from bot.background.scheduler import Scheduler
-from bot.background.tasks import TaskSet
 from bot.config import Settings, SettingsError, graph_specs
 from bot.db.base import RunLease
 from bot.db.connect import Backend, open_backend
@@ -34,6 +33,7 @@ from bot.engine import Engine
 from bot.runner import LocalRunner
 from bot.slack.client import WebApiPort, http_session, web_client
 from bot.slack.groups import GroupCache
+from bot.tasks import TaskSet
 from bot.web import api
 from bot.web.health import Health
 from bot.web.metrics import Metrics

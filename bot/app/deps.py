@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bot.background.tasks import TaskSet
 from bot.engine import Engine
+from bot.tasks import TaskSet
 from graphs import GraphSpec
 
 

@@ -32,10 +32,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from bot.background.tasks import Loop, woken
 from bot.db.liveness import Liveness
 from bot.db.retry import error_name
 from bot.db.store import Store
+from bot.tasks import Loop, woken
 
 log = logging.getLogger(__name__)
 

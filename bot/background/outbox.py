@@ -28,12 +28,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bot.background.tasks import woken
+from bot.config import OutboxOptions
 from bot.db.outbox import REPLACES, FastPath
 from bot.db.retry import error_name, is_transient
 from bot.db.store import Store
 from bot.model import Delivery, Sent
 from bot.slack.client import SlackError, SlackPort
+from bot.tasks import woken
 
 log = logging.getLogger(__name__)
 
@@ -117,27 +118,6 @@ class Pacer:
             b.tokens = min(b.tokens, 0.0)
 
 
-@dataclass(frozen=True)
-class OutboxOptions:
-    """The sender's tunables in one place, so the runtime and the tests set them without
-    reaching into the loop."""
-
-    retry_for: float = 3600.0  # give a transient failure this long before calling it permanent
-    backoff_first: float = 0.5
-    backoff_max: float = 30.0
-    # Longer than the longest single delivery (two calls and their timeouts). A row is taken
-    # from a sender after it only when the sender's death cannot be proven (leases.py).
-    lease: float = 25.0
-    concurrency: int = 16
-    batch: int = 500
-    idle_poll: float = 30.0  # rows another process queued are seen at least this often
-    coalesce: float = 0.003  # after a wake-up, let a burst of commits arrive before looking
-    # A call that timed out may still be applied by Slack later. An update (or home publish)
-    # that timed out is tried again only after this long, so that its late copy lands before
-    # the retry instead of overwriting newer content (a later update) with older.
-    late_landing: float = 10.0
-
-
 FailureHandler = Callable[[Delivery, SlackError], Awaitable[None]]
 
 
@@ -156,7 +136,7 @@ class Outbox:
         clock: Callable[[], float] = time.time,
         stamp: Callable[[], float] | None = None,
         pacer: Pacer | None = None,
-        options: OutboxOptions = OutboxOptions(),
+        options: OutboxOptions | None = None,
     ) -> None:
         self._store = store
         self._slack = slack
@@ -164,7 +144,7 @@ class Outbox:
         self._clock = clock  # Slack's time: pacing, backoff, leases
         self._stamp = stamp or clock  # the bot's time, for when a message landed
         self.pacer = pacer or Pacer(clock)
-        self._options = options
+        self._options = options or OutboxOptions()
         self._wake = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}
         # Deliveries Slack took, recorded in one transaction at the next pass (one write per

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from bot.background.tasks import Loop, woken
 from bot.db.ops import OpsStore, Pruned
+from bot.tasks import Loop, woken
 
 log = logging.getLogger(__name__)
 

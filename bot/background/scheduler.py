@@ -19,10 +19,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from bot.background.tasks import Loop, woken
 from bot.db.retry import error_name, is_transient
 from bot.db.store import Store
 from bot.model import Deadline
+from bot.tasks import Loop, woken
 
 log = logging.getLogger(__name__)
 

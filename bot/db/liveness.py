@@ -58,8 +58,8 @@ from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bot.background.tasks import Loop
 from bot.db.retry import Fence, error_name, is_transient
+from bot.tasks import Loop
 
 if TYPE_CHECKING:  # a SQLite deployment never loads psycopg
     import psycopg

@@ -19,9 +19,9 @@ from typing import Any
 
 import psycopg
 
-from bot.background.tasks import Loop
 from bot.db.postgres import WAKE_CHANNEL, connect_kwargs
 from bot.db.retry import Retry, error_name
+from bot.tasks import Loop
 
 log = logging.getLogger(__name__)
 

@@ -35,12 +35,12 @@ from typing import Any
 from aiohttp import web
 
 from bot.audit_export import iso_utc
-from bot.background.tasks import TaskSet
 from bot.engine import Answer, Engine
 from bot.interrupts import normalise
 from bot.model import Approval, Run
 from bot.policy.rules import ApiToken
 from bot.slackids import USER_ID
+from bot.tasks import TaskSet
 from bot.web import openapi
 
 log = logging.getLogger(__name__)

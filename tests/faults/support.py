@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.background.outbox import OutboxOptions
+from bot.config import OutboxOptions
 from bot.localslack import LocalSlack
 from graphs.deploy import DeployArgs, DeployResult, Progress, Step
 from tests.conftest import Harness

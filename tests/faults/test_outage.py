@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from bot.background.outbox import OutboxOptions
+from bot.config import OutboxOptions
 from tests.conftest import Harness
 from tests.faults.support import (
     DEADLINE,
