@@ -252,7 +252,9 @@ class Engine:
     async def respond(self, response_url: str, text: str) -> None:
         """Answer a slash command through its response_url, by the outbox like every answer
         (so a listener never writes to the store itself)."""
-        await self.store.tell([Item("respond", {"url": response_url, "text": text})], self.clock())
+        await self.store.tell(
+            [Item(kind="respond", payload={"url": response_url, "text": text})], self.clock()
+        )
 
     async def tell_directly(
         self, user: str, channel: str | None, response_url: str | None, text: str
@@ -298,9 +300,9 @@ class Engine:
         why = await self._start_refusal(rules, command, requester, channel, now)
         if why is not None:
             tell = (
-                [Item("respond", {"url": response_url, "text": why})]
+                [Item(kind="respond", payload={"url": response_url, "text": why})]
                 if response_url
-                else [Item("dm", {"user": requester, "text": why})]
+                else [Item(kind="dm", payload={"user": requester, "text": why})]
             )
             await self.store.record(
                 "start_refused", now, tell, user=requester, detail={"command": command}
@@ -417,7 +419,7 @@ class Engine:
             self.clock(),
             _ephemeral(channel, user, text, run.run_id)
             if channel
-            else [Item("dm", {"user": user, "text": text}, run_id=run.run_id)],
+            else [Item(kind="dm", payload={"user": user, "text": text}, run_id=run.run_id)],
             user=user,
             run_id=run.run_id,
             interrupt_id=interrupt_id,
@@ -431,8 +433,10 @@ class Engine:
         def judge(approval: Approval, run: Run) -> Ballot | Refused:
             if not may_withdraw(self.policy.admins, run.requester, user):
                 text = f"Only <@{run.requester}>, who asked, or an admin can withdraw this."
-                return Refused(user, [], text=text)
-            return Ballot(user, blocks.CANCELLED, False, None, 1)
+                return Refused(user=user, items=[], text=text)
+            return Ballot(
+                user=user, choice=blocks.CANCELLED, approves=False, comment=None, required=1
+            )
 
         return await self._vote(interrupt_id, user, channel, judge)
 
@@ -485,28 +489,28 @@ class Engine:
             rules = self.rules_of(approval, run)
             choice = pick(request)
             if choice is None:
-                return Refused(user, [], text="That button is no longer valid.")
+                return Refused(user=user, items=[], text="That button is no longer valid.")
             data = answer
             if choice.form == "respond" and data is None:
                 data = comment  # a response given as a comment (the terminal, the API)
             if choice.form and data is None:
                 text = f"“{choice.label}” takes a form: use its button on the message in Slack."
-                return Refused(user, [], {"choice": choice.id}, text=text)
+                return Refused(user=user, items=[], detail={"choice": choice.id}, text=text)
             reason = refusal(rules, run.requester, user, choice, self.groups.members)
             if reason and any(self.groups.unresolved(g) for g in groups_in(rules.approvers)):
                 reason = messages.GROUPS_UNKNOWN
             if reason is None and rules.needs_comment(choice) and not comment:
                 reason = "This choice needs a comment: use the form its button opens."
             if reason:
-                return Refused(user, [], {"choice": choice.id}, text=reason)
+                return Refused(user=user, items=[], detail={"choice": choice.id}, text=reason)
             ends = choice.approves or not rules.reject_ends
             return Ballot(
-                user,
-                choice.id,
-                choice.approves,
-                comment,
-                rules.min_approvals if ends else 1,
-                data,
+                user=user,
+                choice=choice.id,
+                approves=choice.approves,
+                comment=comment,
+                required=rules.min_approvals if ends else 1,
+                answer=data,
             )
 
         return await self._vote(interrupt_id, user, channel, judge, response_url)
@@ -677,7 +681,9 @@ class Engine:
         ]
         counts = blocks.HomeCounts(await self.store.count_pending(), len(page))
         view = blocks.home_view(items, mine, recent, counts, list(self.commands))
-        item = Item("publish", {"user": user, "view": view}, key=f"home:{user}", replace=True)
+        item = Item(
+            kind="publish", payload={"user": user, "view": view}, key=f"home:{user}", replace=True
+        )
         await self.store.tell([item], self.clock())
 
     async def recover(self) -> int:
@@ -780,8 +786,8 @@ class Engine:
                 nxt = rules.next_reminder(n, posted)
             text = f"⏰ Still waiting for a decision after {waited}. {describe(rules)}."
             return Firing(
-                [messages.thread_note(run, approval, note, text)],
-                [("remind", n, nxt)] if nxt is not None else [],
+                items=[messages.thread_note(run, approval, note, text)],
+                deadlines=[("remind", n, nxt)] if nxt is not None else [],
                 event="reminded",
             )
         if d.kind == "escalate":
@@ -796,15 +802,19 @@ class Engine:
             who = names(targets) or "nobody (the escalation target has no members)"
             text = f"⏫ Escalated to {who} after {waited}."
             items = [*copies, messages.thread_note(run, approval, note, text)]
-            return Firing(items, event="escalated", rules=wider.to_dict() if added else None)
+            return Firing(items=items, event="escalated", rules=wider.to_dict() if added else None)
         if rules.on_timeout == "keep_waiting":
             text = f"⏰ Nobody decided within {waited}; still waiting, as the policy says."
-            return Firing([messages.thread_note(run, approval, note, text)], event="timed_out")
+            return Firing(
+                items=[messages.thread_note(run, approval, note, text)], event="timed_out"
+            )
         approved = rules.on_timeout == "approve"
-        decision = DecisionRecord(blocks.TIMEOUT, approved, None, None, now)
+        decision = DecisionRecord(
+            choice=blocks.TIMEOUT, approved=approved, decided_by=None, comment=None, decided_at=now
+        )
         decided = blocks.MessageState(decision)
         return Firing(
-            [messages.approval_update(run, approval, request, decided, ask(rules))],
+            items=[messages.approval_update(run, approval, request, decided, ask(rules))],
             decision=(blocks.TIMEOUT, approved),
             event="timed_out",
         )
@@ -817,7 +827,7 @@ class Engine:
         now = self.clock()
         if d.kind == "ephemeral" and d.payload.get("fallback_url"):
             answer = {"url": d.payload["fallback_url"], "text": d.payload.get("text", "")}
-            await self.store.tell([Item("respond", answer, run_id=d.run_id)], now)
+            await self.store.tell([Item(kind="respond", payload=answer, run_id=d.run_id)], now)
             return
         if d.interrupt_id is None or d.run_id is None:
             return
@@ -1062,7 +1072,9 @@ class Engine:
             post = messages.approval_post(
                 run, approval, normalise(approval.request, approval.meta), ask(rules)
             )
-            return Opening([post], rules.to_dict(), rules.deadlines(approval.created_at))
+            return Opening(
+                items=[post], rules=rules.to_dict(), deadlines=rules.deadlines(approval.created_at)
+            )
 
         return open_
 

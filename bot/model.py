@@ -8,10 +8,16 @@ The store's aggregates (bot/db/runs.py, approvals.py, …) read and write them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+# The statuses the tables hold (bot/db/migrations.py), named once.
+RunStatus = Literal["running", "waiting", "done", "failed"]
+ApprovalStatus = Literal["pending", "decided", "resumed", "failed", "superseded"]
+DeliveryStatus = Literal["pending", "sending", "sent", "failed"]
+DeadlineKind = Literal["remind", "escalate", "timeout"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Run:
     """One start of a graph: who asked for what, where, and how it is going (``status``)."""
 
@@ -20,7 +26,7 @@ class Run:
     input: dict[str, Any]
     requester: str
     channel: str
-    status: str
+    status: RunStatus
     thread_key: str | None
     outcome: dict[str, Any] | None
     created_at: float
@@ -28,7 +34,7 @@ class Run:
     attempt: int = 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Approval:
     """One interrupt shown to people: the request, where it was posted, and once claimed
     the decision (``choice``, who, when, the comment and the data it carries)."""
@@ -36,7 +42,7 @@ class Approval:
     interrupt_id: str
     run_id: str
     request: Any
-    status: str
+    status: ApprovalStatus
     channel: str | None
     ts: str | None
     choice: str | None
@@ -56,7 +62,7 @@ class Approval:
     graph_interrupt_id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Item:
     """A Slack side effect to write to the outbox.
 
@@ -74,7 +80,7 @@ class Item:
     interrupt_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Delivery:
     """An outbox row as the sender sees it, with the message it refers to resolved."""
 
@@ -87,7 +93,7 @@ class Delivery:
     interrupt_id: str | None
     payload: dict[str, Any]
     version: int
-    status: str
+    status: DeliveryStatus
     attempts: int
     next_at: float
     lease_until: float | None
@@ -98,7 +104,7 @@ class Delivery:
     ref_status: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class VoteResult:
     """``claimed`` is true for exactly one caller per approval: the one that must resume."""
 
@@ -112,7 +118,7 @@ class VoteResult:
     drive: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Ballot:
     """A vote the engine found acceptable; ``required`` distinct people picking this choice
     decide the request (1 for a reject that ends it)."""
@@ -125,7 +131,7 @@ class Ballot:
     answer: Any = None  # stored with the claim: the resume sends exactly this
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Refused:
     """A click the engine turned down: audited, and answered with ``items``."""
 
@@ -135,7 +141,7 @@ class Refused:
     text: str = ""  # the answer in words (what ``items`` tell the person in Slack)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Opening:
     """What opening one approval writes besides its row: the rules it is held to, the
     messages that show it, and its deadlines as (kind, level, due_at)."""
@@ -145,19 +151,19 @@ class Opening:
     deadlines: list[tuple[str, int, float]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Deadline:
     """A reminder, an escalation level or the timeout of one approval, due at ``due_at``."""
 
     id: int
     interrupt_id: str
     run_id: str
-    kind: str  # remind | escalate | timeout
+    kind: DeadlineKind
     level: int
     due_at: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Firing:
     """What a due deadline does: messages, later deadlines, and for a timeout the decision
     it claims (choice, approved)."""
@@ -169,7 +175,7 @@ class Firing:
     rules: dict[str, Any] | None = None  # the approval's rules from now on (who may decide)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Released:
     """What ``release_dead`` let go of: the dead owners it reaped, and their runs, outbox
     rows and deadlines."""
@@ -180,7 +186,7 @@ class Released:
     owners: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Sent:
     """A delivery Slack took: when (sender's clock), where, and when on the bot's clock."""
 
@@ -191,7 +197,7 @@ class Sent:
     posted_at: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DecisionRecord:
     """A reached decision as stored and shown: who picked which choice, when, and why;
     ``answer`` is the data it carries (edited arguments, a response, a form's answer, a
@@ -210,10 +216,10 @@ def decision_of(approval: Approval) -> DecisionRecord | None:
     if approval.choice is None or approval.decided_at is None:
         return None
     return DecisionRecord(
-        approval.choice,
-        bool(approval.approved),
-        approval.decided_by,
-        approval.comment,
-        approval.decided_at,
-        approval.answer,
+        choice=approval.choice,
+        approved=bool(approval.approved),
+        decided_by=approval.decided_by,
+        comment=approval.comment,
+        decided_at=approval.decided_at,
+        answer=approval.answer,
     )

@@ -379,7 +379,9 @@ class Outbox:
             self._wake.set()
         else:
             # Recorded in a moment, with the rows that waited for it: no pass needed.
-            self._delivered(Sent(d, self._clock(), channel, ts, self._stamp()))
+            self._delivered(
+                Sent(delivery=d, now=self._clock(), channel=channel, ts=ts, posted_at=self._stamp())
+            )
 
     async def _send(self, d: Delivery) -> tuple[str | None, str | None]:
         """One delivery: the Web API call(s) its kind needs."""

@@ -55,18 +55,18 @@ class Approvals(Base):
             for interrupt_id, value, meta in interrupts:
                 digest = request_digest(value, meta)
                 approval = Approval(
-                    interrupt_id,
-                    run.run_id,
-                    value,
-                    "pending",
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    now,
+                    interrupt_id=interrupt_id,
+                    run_id=run.run_id,
+                    request=value,
+                    status="pending",
+                    channel=None,
+                    ts=None,
+                    choice=None,
+                    approved=None,
+                    decided_by=None,
+                    comment=None,
+                    decided_at=None,
+                    created_at=now,
                     meta=meta or None,
                     digest=digest,
                     graph_interrupt_id=interrupt_id,
@@ -187,7 +187,7 @@ class Approvals(Base):
                 return None
             approval, run = _approval(row), _run(row, "r_")
             if approval.status != "pending":
-                closed = VoteResult(False, approval, run, 0)
+                closed = VoteResult(claimed=False, approval=approval, run=run, approvals=0)
                 _queue(db, render(closed), now)
                 return closed
             verdict = judge(approval, run)
@@ -370,7 +370,14 @@ def _vote(
         detail={"choice": b.choice, "comment": b.comment},
         digest=approval.digest,
     )
-    return VoteResult(claimed is not None, approval, run, len(voters), voters, drive)
+    return VoteResult(
+        claimed=claimed is not None,
+        approval=approval,
+        run=run,
+        approvals=len(voters),
+        voters=voters,
+        drive=drive,
+    )
 
 
 def _open_approval(db: Tx, a: Approval) -> bool:

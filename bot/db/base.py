@@ -130,40 +130,40 @@ class Base:
 
 def _run(row: Row, p: str = "") -> Run:
     return Run(
-        row[p + "run_id"],
-        row[p + "command"],
-        json.loads(row[p + "input"]),
-        row[p + "requester"],
-        row[p + "channel"],
-        row[p + "status"],
-        row[p + "thread_key"],
-        json.loads(row[p + "outcome"]) if row[p + "outcome"] else None,
-        row[p + "created_at"],
-        row[p + "response_url"],
-        row[p + "attempt"],
+        run_id=row[p + "run_id"],
+        command=row[p + "command"],
+        input=json.loads(row[p + "input"]),
+        requester=row[p + "requester"],
+        channel=row[p + "channel"],
+        status=row[p + "status"],
+        thread_key=row[p + "thread_key"],
+        outcome=json.loads(row[p + "outcome"]) if row[p + "outcome"] else None,
+        created_at=row[p + "created_at"],
+        response_url=row[p + "response_url"],
+        attempt=row[p + "attempt"],
     )
 
 
 def _approval(row: Row) -> Approval:
     approved = row["approved"]
     return Approval(
-        row["interrupt_id"],
-        row["run_id"],
-        json.loads(row["request"]),
-        row["status"],
-        row["channel"],
-        row["ts"],
-        row["choice"],
-        None if approved is None else bool(approved),
-        row["decided_by"],
-        row["comment"],
-        row["decided_at"],
-        row["created_at"],
-        json.loads(row["rules"]) if row["rules"] else None,
-        json.loads(row["meta"]) if row["meta"] else None,
-        json.loads(row["answer"]) if row["answer"] is not None else None,
-        row["digest"],
-        row["graph_interrupt_id"],
+        interrupt_id=row["interrupt_id"],
+        run_id=row["run_id"],
+        request=json.loads(row["request"]),
+        status=row["status"],
+        channel=row["channel"],
+        ts=row["ts"],
+        choice=row["choice"],
+        approved=None if approved is None else bool(approved),
+        decided_by=row["decided_by"],
+        comment=row["comment"],
+        decided_at=row["decided_at"],
+        created_at=row["created_at"],
+        rules=json.loads(row["rules"]) if row["rules"] else None,
+        meta=json.loads(row["meta"]) if row["meta"] else None,
+        answer=json.loads(row["answer"]) if row["answer"] is not None else None,
+        digest=row["digest"],
+        graph_interrupt_id=row["graph_interrupt_id"],
     )
 
 

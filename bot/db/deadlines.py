@@ -9,14 +9,26 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bot.db.audit import _audit
-from bot.db.base import Base, Tx, _approval, _notify, _run
+from bot.db.base import Base, Row, Tx, _approval, _notify, _run
 from bot.db.outbox import _queue
 from bot.db.runs import _claimed
 from bot.model import Approval, Deadline, Firing, Run, VoteResult
 
+
 # Due deadlines (or ones whose firer's lease ran out), taken for firing. On PostgreSQL the
 # rows are locked as they are chosen, skipping any another process is taking, and the claim
 # is checked again on the row it locked: each deadline fires in one process.
+def _deadline(row: Row) -> Deadline:
+    return Deadline(
+        id=row["id"],
+        interrupt_id=row["interrupt_id"],
+        run_id=row["run_id"],
+        kind=row["kind"],
+        level=row["level"],
+        due_at=row["due_at"],
+    )
+
+
 _CLAIM_DEADLINES = (
     "UPDATE bot_deadlines SET status='firing', lease_until=?, owner=? WHERE id IN ("
     "SELECT id FROM bot_deadlines WHERE (status='pending' AND due_at <= ?) OR "
@@ -48,7 +60,7 @@ class Deadlines(Base):
             else:
                 sql, args = _CLAIM_DEADLINES, (now + lease, owner, now, now, limit)
             rows = db.execute(sql, args).fetchall()
-            return sorted((Deadline(*r) for r in rows), key=lambda d: (d.due_at, d.id))
+            return sorted((_deadline(r) for r in rows), key=lambda d: (d.due_at, d.id))
 
         return await self._write(tx)
 
@@ -92,7 +104,9 @@ class Deadlines(Base):
                 ).fetchone()
                 if claimed is not None:
                     drive = _claimed(db, run.run_id, d.interrupt_id, now, self.lease)
-                    result = VoteResult(True, _approval(claimed), run, 0, drive=drive)
+                    result = VoteResult(
+                        claimed=True, approval=_approval(claimed), run=run, approvals=0, drive=drive
+                    )
             _schedule(db, d.interrupt_id, d.run_id, firing.deadlines)
             if firing.deadlines:
                 _notify(db, "deadlines")

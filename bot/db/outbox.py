@@ -254,24 +254,24 @@ class OutboxRows(Base):
 
 def _delivery(row: Row) -> Delivery:
     return Delivery(
-        row["id"],
-        row["key"],
-        row["kind"],
-        row["ref"],
-        row["lane"],
-        row["run_id"],
-        row["interrupt_id"],
-        {},  # read when the row is claimed: the sender looks at many rows, sends few
-        row["version"],
-        row["status"],
-        row["attempts"],
-        row["next_at"],
-        row["lease_until"],
-        row["failing_since"],
-        row["channel"],
-        row["ref_channel"],
-        row["ref_ts"],
-        row["ref_status"],
+        id=row["id"],
+        key=row["key"],
+        kind=row["kind"],
+        ref=row["ref"],
+        lane=row["lane"],
+        run_id=row["run_id"],
+        interrupt_id=row["interrupt_id"],
+        payload={},  # read when the row is claimed: the sender looks at many rows, sends few
+        version=row["version"],
+        status=row["status"],
+        attempts=row["attempts"],
+        next_at=row["next_at"],
+        lease_until=row["lease_until"],
+        failing_since=row["failing_since"],
+        channel=row["channel"],
+        ref_channel=row["ref_channel"],
+        ref_ts=row["ref_ts"],
+        ref_status=row["ref_status"],
     )
 
 

@@ -66,7 +66,16 @@ class Runs(Base):
 
         await self._write(tx)
         return Run(
-            run_id, command, input, requester, channel, "running", None, None, now, response_url
+            run_id=run_id,
+            command=command,
+            input=input,
+            requester=requester,
+            channel=channel,
+            status="running",
+            thread_key=None,
+            outcome=None,
+            created_at=now,
+            response_url=response_url,
         )
 
     async def get_run(self, run_id: str) -> Run | None:
@@ -231,7 +240,7 @@ class Runs(Base):
             for what, n in (("runs", runs), ("deadlines", deadlines), ("outbox", outbox)):
                 if n:
                     _notify(db, what)
-            return Released(runs, outbox, deadlines, tuple(gone))
+            return Released(runs=runs, outbox=outbox, deadlines=deadlines, owners=tuple(gone))
 
         return await self._write(tx)
 

@@ -99,8 +99,8 @@ def approval_post(run: Run, approval: Approval, request: ApprovalRequest, ask: b
         digest=approval.digest,
     )
     return Item(
-        "post",
-        {"channel": run.channel, "text": text, "blocks": blks},
+        kind="post",
+        payload={"channel": run.channel, "text": text, "blocks": blks},
         key=approval_key(approval.interrupt_id),
         run_id=run.run_id,
         interrupt_id=approval.interrupt_id,
@@ -127,8 +127,8 @@ def approval_update(
     )
     key = approval_key(approval.interrupt_id)
     return Item(
-        "update",
-        {"text": text, "blocks": blks},
+        kind="update",
+        payload={"text": text, "blocks": blks},
         key=f"update:{key}",
         ref=key,
         replace=True,
@@ -160,8 +160,8 @@ def approval_copy(
     else:
         kind, payload = "dm", {**payload, "user": target}
     return Item(
-        kind,
-        payload,
+        kind=kind,
+        payload=payload,
         key=copy_key(approval.interrupt_id, target),
         run_id=run.run_id,
         interrupt_id=approval.interrupt_id,
@@ -171,7 +171,7 @@ def approval_copy(
 def thread_note(run: Run, approval: Approval, key: str, text: str) -> Item:
     """A line in the approval's thread (reminders, escalations, timeouts)."""
     thread = run.thread_key or approval_key(approval.interrupt_id)
-    return Item("post", {"text": text}, key=key, ref=thread, run_id=run.run_id)
+    return Item(kind="post", payload={"text": text}, key=key, ref=thread, run_id=run.run_id)
 
 
 def ephemeral(
@@ -182,7 +182,7 @@ def ephemeral(
     payload = {"channel": channel, "user": user, "text": text}
     if fallback:
         payload["fallback_url"] = fallback
-    return Item("ephemeral", payload, run_id=run_id)
+    return Item(kind="ephemeral", payload=payload, run_id=run_id)
 
 
 def outcome_unseen(run: Run, outcome: dict[str, object]) -> str:
@@ -197,7 +197,10 @@ def run_thread(run: Run, command_line: str) -> Item:
     """A run's own first message, for progress that comes before any approval."""
     text = f"⏳ `{blocks.escape(command_line)}` started by <@{run.requester}>"
     return Item(
-        "post", {"channel": run.channel, "text": text}, key=f"run:{run.run_id}", run_id=run.run_id
+        kind="post",
+        payload={"channel": run.channel, "text": text},
+        key=f"run:{run.run_id}",
+        run_id=run.run_id,
     )
 
 
@@ -205,10 +208,10 @@ def progress(run_id: str, thread_key: str, key: str, line: str) -> tuple[Item, I
     """A progress reply, and the edit that replaces it when its step re-runs (after a crash,
     or an outage past the retry budget: the thread's note says which)."""
     text = blocks.progress_reply(line)
-    reply = Item("post", {"text": text}, key=key, ref=thread_key, run_id=run_id)
+    reply = Item(kind="post", payload={"text": text}, key=key, ref=thread_key, run_id=run_id)
     retried = Item(
-        "update",
-        {"text": blocks.progress_reply(line + " (retried)")},
+        kind="update",
+        payload={"text": blocks.progress_reply(line + " (retried)")},
         key=f"update:{key}",
         ref=key,
         replace=True,
@@ -221,8 +224,10 @@ def tell_requester(run: Run, text: str) -> Item:
     """Reach the requester privately: through their command's response_url while it lives,
     else by DM."""
     if run.response_url:
-        return Item("respond", {"url": run.response_url, "text": text}, run_id=run.run_id)
-    return Item("dm", {"user": run.requester, "text": text}, run_id=run.run_id)
+        return Item(
+            kind="respond", payload={"url": run.response_url, "text": text}, run_id=run.run_id
+        )
+    return Item(kind="dm", payload={"user": run.requester, "text": text}, run_id=run.run_id)
 
 
 def post_refused(run: Run, code: str, transient: bool) -> str:

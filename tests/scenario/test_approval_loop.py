@@ -247,7 +247,9 @@ async def test_claimed_but_not_resumed_is_resumed_once_on_restart(harness: Harne
     result = await old.runtime.store.decide(
         iid,
         time.time(),
-        lambda a, r: Ballot("U0BOB", "approve", True, None, 1),
+        lambda a, r: Ballot(
+            user="U0BOB", choice="approve", approves=True, comment=None, required=1
+        ),
         lambda result: [],
         list,
     )

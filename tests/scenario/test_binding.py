@@ -215,7 +215,9 @@ async def test_a_claim_resumes_nothing_when_the_pending_request_changed(
     result = await old.runtime.store.decide(
         web_id,
         time.time(),
-        lambda a, r: Ballot("U0BOB", "approve", True, None, 1),
+        lambda a, r: Ballot(
+            user="U0BOB", choice="approve", approves=True, comment=None, required=1
+        ),
         lambda result: [],
         list,
     )

@@ -483,7 +483,9 @@ async def test_an_edit_claimed_before_a_crash_resumes_with_the_same_args(
     result = await old.runtime.store.decide(
         iid,
         time.time(),
-        lambda a, r: Ballot("U0BOB", "edit", True, None, 1, args),
+        lambda a, r: Ballot(
+            user="U0BOB", choice="edit", approves=True, comment=None, required=1, answer=args
+        ),
         lambda result: [],
         list,
     )

@@ -61,7 +61,7 @@ async def opened(db: Path, url: str | None, key: str | None = None) -> AsyncIter
 
 def approve(user: str):
     def judge(_a: Approval, _r: Run) -> Ballot:
-        return Ballot(user, "approve", True, "ship it", 1)
+        return Ballot(user=user, choice="approve", approves=True, comment="ship it", required=1)
 
     return judge
 
@@ -74,7 +74,7 @@ async def history(s: Store, run_id: str = "r1", iid: str = "i1") -> None:
     """A whole run (rows 1-5: started, requested, decided, resumed, done), then a refused
     start (row 6)."""
     run = await s.create_run(run_id, "/deploy", {"service": "api"}, "U0ALICE", "C0DEPLOYS", 1.0)
-    await s.pause(run, [(iid, {"kind": "x"}, None)], 2.0, lambda a: Opening([]))
+    await s.pause(run, [(iid, {"kind": "x"}, None)], 2.0, lambda a: Opening(items=[]))
     await s.decide(iid, 3.0, approve("U0BOB"), nothing, list)
     await s.mark_resumed(iid, run_id, 4.0)
     await s.finish(run_id, "done", {"status": "succeeded"}, 5.0, lambda r, a: [])

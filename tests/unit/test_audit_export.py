@@ -25,7 +25,7 @@ from bot.model import Approval, Ballot, Item, Opening, Run, VoteResult
 
 def approve(user: str):
     def judge(_a: Approval, _r: Run) -> Ballot:
-        return Ballot(user, "approve", True, "ship it", 1)
+        return Ballot(user=user, choice="approve", approves=True, comment="ship it", required=1)
 
     return judge
 
@@ -39,7 +39,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
         s = Store(OneHop(conn), Writer(conn, asyncio.Lock()))
         await s.setup()
         run = await s.create_run("r1", "/deploy", {"service": "api"}, "U0ALICE", "C0DEPLOYS", 1.0)
-        await s.pause(run, [("i1", {"kind": "x"}, None)], 2.0, lambda a: Opening([]))
+        await s.pause(run, [("i1", {"kind": "x"}, None)], 2.0, lambda a: Opening(items=[]))
 
         def render(_: VoteResult) -> list[Item]:
             return []

@@ -96,7 +96,17 @@ def _approval(rules: dict[str, Any] | None, request: Any, **decided: Any) -> App
     )
 
 
-RUN = Run("r1", "/deploy", {"env": "prod"}, "U0ALICE", "C0DEPLOYS", "waiting", None, None, 1.0)
+RUN = Run(
+    run_id="r1",
+    command="/deploy",
+    input={"env": "prod"},
+    requester="U0ALICE",
+    channel="C0DEPLOYS",
+    status="waiting",
+    thread_key=None,
+    outcome=None,
+    created_at=1.0,
+)
 POLICY = parse_policy(
     {
         "deploy": {"backend": "simulated"},

@@ -71,7 +71,13 @@ def test_a_superseded_request_says_so_without_buttons() -> None:
 
 
 def test_decided_message_has_no_buttons_and_says_who() -> None:
-    d = DecisionRecord("reject", False, "U0BOB", "not <!channel> today & never", 1_700_000_000)
+    d = DecisionRecord(
+        choice="reject",
+        approved=False,
+        decided_by="U0BOB",
+        comment="not <!channel> today & never",
+        decided_at=1_700_000_000,
+    )
     _, blks = blocks.approval_message(
         request(), IID, "U0ALICE", 1_700_000_000, blocks.MessageState(decision=d)
     )
@@ -83,7 +89,9 @@ def test_decided_message_has_no_buttons_and_says_who() -> None:
 
 
 def test_outcome_is_shown() -> None:
-    d = DecisionRecord("approve", True, "U0BOB", None, 1_700_000_000)
+    d = DecisionRecord(
+        choice="approve", approved=True, decided_by="U0BOB", comment=None, decided_at=1_700_000_000
+    )
     state = blocks.MessageState(decision=d, outcome={"status": "succeeded", "text": "Deployed"})
     _, blks = blocks.approval_message(request(), IID, "U0ALICE", 1_700_000_000, state)
     check_message(blks)
@@ -111,7 +119,7 @@ def test_huge_text_is_cut_not_rejected() -> None:
             ],
         )
     )
-    d = DecisionRecord("no", False, "U0BOB", big, 0)
+    d = DecisionRecord(choice="no", approved=False, decided_by="U0BOB", comment=big, decided_at=0)
     for state in (
         blocks.MessageState(),
         blocks.MessageState(decision=d, outcome={"status": "failed", "text": big}),

@@ -195,7 +195,14 @@ def test_per_call_offers_only_the_allowed_decisions() -> None:
 
 
 def decided(choice: str, approved: bool, answer: Any = None, comment: str | None = None) -> Any:
-    return DecisionRecord(choice, approved, "U0BOB", comment, 0.0, answer)
+    return DecisionRecord(
+        choice=choice,
+        approved=approved,
+        decided_by="U0BOB",
+        comment=comment,
+        decided_at=0.0,
+        answer=answer,
+    )
 
 
 def test_resume_values_are_what_each_producer_expects() -> None:

@@ -26,7 +26,13 @@ from tests.reads import audit_events
 
 def ballot(user: str, choice: str = "approve", required: int = 1, comment: str | None = None):
     def judge(_a: Approval, _r: Run) -> Ballot:
-        return Ballot(user, choice, choice == "approve", comment, required)
+        return Ballot(
+            user=user,
+            choice=choice,
+            approves=choice == "approve",
+            comment=comment,
+            required=required,
+        )
 
     return judge
 
@@ -68,7 +74,7 @@ async def opened(tmp_path: Path, url: str | None, lease: RunLease | None = None)
 async def store(tmp_path: Path, database_url: str | None) -> AsyncIterator[Store]:
     async with opened(tmp_path, database_url) as s:
         run = await s.create_run("r1", "/deploy", {"service": "api"}, "U0ALICE", "C0DEPLOYS", 1.0)
-        await s.pause(run, [("i1", {"kind": "x"}, None)], 2.0, lambda a: Opening([]))
+        await s.pause(run, [("i1", {"kind": "x"}, None)], 2.0, lambda a: Opening(items=[]))
         yield s
 
 
@@ -106,16 +112,18 @@ async def test_one_reject_decides_and_late_votes_change_nothing(store: Store) ->
 async def test_adding_the_same_interrupt_twice_keeps_one_row(store: Store) -> None:
     run = await store.get_run("r1")
     assert run is not None
-    again = await store.pause(run, [("i1", {"kind": "x"}, None)], 9.0, lambda a: Opening([]))
+    again = await store.pause(run, [("i1", {"kind": "x"}, None)], 9.0, lambda a: Opening(items=[]))
     assert again == []
     assert [e["event"] for e in await audit_events(store, "i1")] == ["requested"]
 
 
 async def test_a_replaced_update_coalesces_and_moves_behind_later_rows(store: Store) -> None:
-    update = Item("update", {"text": "v1"}, key="update:m", ref="m", replace=True)
-    await store.tell([Item("post", {"text": "m"}, key="m"), update], 1.0)
-    await store.tell([Item("post", {"text": "reply"}, key="r", ref="m")], 2.0)
-    await store.tell([Item("update", {"text": "v2"}, key="update:m", ref="m", replace=True)], 3.0)
+    update = Item(kind="update", payload={"text": "v1"}, key="update:m", ref="m", replace=True)
+    await store.tell([Item(kind="post", payload={"text": "m"}, key="m"), update], 1.0)
+    await store.tell([Item(kind="post", payload={"text": "reply"}, key="r", ref="m")], 2.0)
+    await store.tell(
+        [Item(kind="update", payload={"text": "v2"}, key="update:m", ref="m", replace=True)], 3.0
+    )
     rows = await store.outbox_open()
     claimed = await store.outbox_claim([d.id for d in rows], 3.0, lease=10)
     assert [(d.key, claimed[d.id][1]["text"], claimed[d.id][0]) for d in rows] == [
@@ -126,7 +134,9 @@ async def test_a_replaced_update_coalesces_and_moves_behind_later_rows(store: St
 
 
 async def test_a_row_is_claimed_by_one_sender_until_its_lease_runs_out(store: Store) -> None:
-    await store.tell([Item("ephemeral", {"channel": "C1", "user": "U1", "text": "x"})], 1.0)
+    await store.tell(
+        [Item(kind="ephemeral", payload={"channel": "C1", "user": "U1", "text": "x"})], 1.0
+    )
     (row,) = await store.outbox_open()
     first, second = await asyncio.gather(
         store.outbox_claim([row.id], 1.0, lease=10), store.outbox_claim([row.id], 1.0, lease=10)
@@ -170,12 +180,14 @@ async def test_a_decision_claimed_while_another_process_drives_the_run_waits_for
         opened(tmp_path, database_url, second) as b,
     ):
         run = await a.create_run("r1", "/deploy", {}, "U0ALICE", "C0DEPLOYS", 1.0)
-        await a.pause(run, [("i1", "one?", None), ("i2", "two?", None)], 2.0, lambda x: Opening([]))
+        await a.pause(
+            run, [("i1", "one?", None), ("i2", "two?", None)], 2.0, lambda x: Opening(items=[])
+        )
         claimed = await b.decide("i1", 3.0, ballot("U0BOB"), nothing, list)
         assert claimed and claimed.claimed and claimed.drive  # "second" drives the run now
         other = await a.decide("i2", 3.1, ballot("U0DAN"), nothing, list)
         assert other and other.claimed and not other.drive  # recorded; "second" resumes it
-        await b.pause(run, [], 4.0, lambda x: Opening([]), resumed="i1")
+        await b.pause(run, [], 4.0, lambda x: Opening(items=[]), resumed="i1")
         assert (await b.get_run("r1")).status == "running"  # type: ignore[union-attr]
         assert [r.run_id for r in await a.runs_take(10)] == ["r1"]  # taken to resume i2
 
@@ -190,7 +202,7 @@ async def test_notifications_wake_the_other_processes(tmp_path: Path, pg_url: st
         async with opened(tmp_path, pg_url) as s:
             await asyncio.wait_for(listener.connected.wait(), 10)
             run = await s.create_run("r1", "/deploy", {}, "U0ALICE", "C0DEPLOYS", 1.0)
-            opening = Opening([], deadlines=[("timeout", 0, 99.0)])
+            opening = Opening(items=[], deadlines=[("timeout", 0, 99.0)])
             await s.pause(run, [("i1", "ok?", None)], 2.0, lambda a: opening)
             await asyncio.wait_for(woken.wait(), 10)
     finally:
@@ -211,21 +223,23 @@ async def test_a_dead_owners_leases_are_let_go_at_once(
         await b.owner_started(now[0])
         assert await b.owners() == ["dead"]
         run = await a.create_run("r1", "/deploy", {}, "U0ALICE", "C0DEPLOYS", 1.0)
-        post_item = Item("post", {"channel": "C1", "text": "m"}, key="m")
-        opening = Opening([post_item], deadlines=[("remind", 0, 50.0)])
+        post_item = Item(kind="post", payload={"channel": "C1", "text": "m"}, key="m")
+        opening = Opening(items=[post_item], deadlines=[("remind", 0, 50.0)])
         await a.pause(run, [("i1", "ok?", None)], 2.0, lambda _: opening)
         await a.create_run("r2", "/deploy", {}, "U0ALICE", "C0DEPLOYS", 3.0)  # driven by "dead"
         await b.create_run("r3", "/deploy", {}, "U0ALICE", "C0DEPLOYS", 3.0)  # driven by "live"
-        await a.tell([Item("ephemeral", {"channel": "C1", "user": "U1", "text": "x"})], 4.0)
+        await a.tell(
+            [Item(kind="ephemeral", payload={"channel": "C1", "user": "U1", "text": "x"})], 4.0
+        )
         rows = await a.outbox_open()
         assert set(await a.outbox_claim([d.id for d in rows], now[0], lease=25)) == {
             d.id for d in rows
         }
         ts = "1.000001"
         (post,) = [d for d in rows if d.key == "m"]
-        sent = Sent(post, now[0], "C1", ts, now[0])
+        sent = Sent(delivery=post, now=now[0], channel="C1", ts=ts, posted_at=now[0])
         await a.outbox_sent_many([sent], now[0], 25, follow=False)
-        update = Item("update", {"text": "v1"}, key="update:m", ref="m", replace=True)
+        update = Item(kind="update", payload={"text": "v1"}, key="update:m", ref="m", replace=True)
         await a.tell([update], 5.0)
         (row,) = [d for d in await a.outbox_open() if d.key == "update:m"]
         assert set(await a.outbox_claim([row.id], now[0], lease=25)) == {row.id}  # v1 on its way
