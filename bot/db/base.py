@@ -16,11 +16,28 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from bot.model import Approval, Delivery, Run
 
 T = TypeVar("T")
+
+
+class Cursor(Protocol):
+    """What a statement gives back, sqlite3's cursor and bot/db/postgres.py's alike."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> Sequence[Any]: ...
+
+
+class Conn(Protocol):
+    """The connection a transaction function is handed: sqlite3's on aiosqlite's thread, or
+    bot/db/postgres.py's ``PgDb`` on a worker thread. The SQL is written once, for both."""
+
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> Cursor: ...
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Cursor: ...
 
 
 Row = sqlite3.Row
@@ -62,7 +79,7 @@ class Tx:
 
     __slots__ = ("_db", "audit", "behind", "claim", "queued", "taken")
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Conn) -> None:
         self._db = db
         self.audit: list[tuple[Any, ...]] = []  # integrity.CHAINED columns, in order
         # outbox rows it queued, waiting, and the first of each one's lane (``_queue``)
@@ -83,7 +100,7 @@ class Tx:
         return getattr(self._db, name)
 
 
-def _notify(db: Tx | sqlite3.Connection, what: str) -> None:
+def _notify(db: Tx | Conn, what: str) -> None:
     """Tell the other processes on the database, at commit, that ``what`` (outbox,
     deadlines, runs) has work for them (PostgreSQL's NOTIFY; SQLite: nothing, one process
     per file is the rule there and the idle polls cover the rest)."""
@@ -92,7 +109,7 @@ def _notify(db: Tx | sqlite3.Connection, what: str) -> None:
         notify(what)
 
 
-def _then_notify(fn: Callable[[sqlite3.Connection], T], what: str, db: sqlite3.Connection) -> T:
+def _then_notify(fn: Callable[[Conn], T], what: str, db: Conn) -> T:
     result = fn(db)
     _notify(db, what)
     return result

@@ -10,11 +10,10 @@ translates the few spellings that differ).
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.db.base import Hop
+from bot.db.base import Conn, Hop
 from bot.db.migrations import MIGRATIONS
 
 FINISHED = ("done", "failed")  # bot_runs.status of a run that will never be driven again
@@ -76,7 +75,7 @@ class OpsStore:
         """Rows by status: group-bys over status indexes; the outbox's sent rows (nearly all
         of them) are not counted."""
 
-        def read(db: sqlite3.Connection) -> Snapshot:
+        def read(db: Conn) -> Snapshot:
             approvals = db.execute(
                 "SELECT status, COUNT(*) FROM bot_approvals GROUP BY status"
             ).fetchall()
@@ -107,7 +106,7 @@ class OpsStore:
         every row. Their checkpoints are the caller's (the saver's ``adelete_thread``)."""
         wanted = json.dumps(list(run_ids))
 
-        def tx(db: sqlite3.Connection) -> Pruned:
+        def tx(db: Conn) -> Pruned:
             sql = _PRUNABLE.format(only=f"AND r.run_id IN {_IDS}")
             ids = [r[0] for r in db.execute(sql, (cutoff, wanted, len(run_ids))).fetchall()]
             if not ids:
@@ -130,7 +129,7 @@ class OpsStore:
         answers through response_url), queued before the cutoff. Keyed rows stay: a key
         is what keeps a message from being sent twice."""
 
-        def tx(db: sqlite3.Connection) -> int:
+        def tx(db: Conn) -> int:
             return db.execute(
                 "DELETE FROM bot_outbox WHERE id IN (SELECT id FROM bot_outbox "
                 "WHERE run_id IS NULL AND key IS NULL AND status = 'sent' AND created_at < ? "

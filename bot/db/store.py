@@ -13,13 +13,12 @@ transaction, so a crash can lose neither the change nor what it has to tell Slac
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from functools import partial
 
 from bot.db.approvals import Approvals
 from bot.db.audit import Audit, _chain
-from bot.db.base import _APPROVAL_AND_RUN, Hop, RunLease, T, Tx, _notify, _then_notify
+from bot.db.base import _APPROVAL_AND_RUN, Conn, Hop, RunLease, T, Tx, _notify, _then_notify
 from bot.db.deadlines import Deadlines
 from bot.db.keys import Keys
 from bot.db.migrations import Migrations
@@ -95,7 +94,7 @@ class Store(Migrations, Runs, Approvals, Deadlines, OutboxRows, Keys, Audit):
                 self._on_outbox()
             return result
 
-        def run(db: sqlite3.Connection) -> tuple[T, list[Delivery], bool]:
+        def run(db: Conn) -> tuple[T, list[Delivery], bool]:
             tx = Tx(db)
             now = fast.clock()
             tx.claim = (owner, now + fast.lease)
@@ -119,7 +118,7 @@ class Store(Migrations, Runs, Approvals, Deadlines, OutboxRows, Keys, Audit):
             self._on_outbox()
         return result
 
-    def _chained(self, fn: Callable[[Tx], T], db: sqlite3.Connection) -> T:
+    def _chained(self, fn: Callable[[Tx], T], db: Conn) -> T:
         """``fn`` as one transaction, its audit rows chained at its end."""
         tx = Tx(db)
         result = fn(tx)
