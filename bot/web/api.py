@@ -296,7 +296,7 @@ class Api:
         choice: str,
     ) -> None:
         """Record the answer of a decision the request could not wait for, under its key,
-        once the decision's task ends (its graph paused or finished)."""
+        once the decision's task ends (its claim recorded, or refused)."""
         try:
             answer = await asyncio.shield(work)
         except Exception:  # the task logged its failure already; let the key be used again
