@@ -87,13 +87,16 @@ def transaction(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Conn
 
 
 class OneStatement(Generic[T]):
-    """A write that is one SQL statement (one ``execute``, no reads it depends on first).
+    """A write that needs no transaction around it: one SQL statement (in the rare case
+    several, each leaving the database as a crash right after it would: a statement that
+    changed nothing, then one that does).
 
     Called, it is the function it wraps, so any transaction runner takes it as it takes any
     other; the ``Writer``, finding it alone in a group, runs it in autocommit, where SQLite
-    makes the statement its own transaction: atomic and durable as one in ``BEGIN`` …
+    makes each statement its own transaction: atomic and durable as one in ``BEGIN`` …
     ``COMMIT`` (WAL, synchronous=FULL), and a write statement takes the write lock at its
-    start (waiting busy_timeout), as ``BEGIN IMMEDIATE`` does."""
+    start (waiting busy_timeout), as ``BEGIN IMMEDIATE`` does. Nothing of this process runs
+    between its statements (one hop on the connection's thread, under the writer's lock)."""
 
     def __init__(self, fn: Callable[[sqlite3.Connection], T]) -> None:
         self.fn = fn

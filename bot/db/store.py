@@ -73,7 +73,8 @@ class Store(Migrations, Runs, Approvals, Deadlines, OutboxRows, Keys, Audit):
     async def _write(self, fn: Callable[[Tx], T], wakes: bool = False, one: bool = False) -> T:
         """Run ``fn`` as one transaction; ``wakes`` when it may have queued outbox rows;
         ``one`` when it runs a single statement and writes no audit row (on SQLite it then
-        runs without BEGIN/COMMIT when it is alone: ``OneStatement``).
+        runs without BEGIN/COMMIT when it is alone: ``OneStatement``; the fast path adds no
+        statement to a row its insert took).
 
         Rows it queued that may go at once (first in their lane, their message already in
         Slack) are claimed for this process in the same transaction and handed to the
@@ -92,7 +93,7 @@ class Store(Migrations, Runs, Approvals, Deadlines, OutboxRows, Keys, Audit):
             if wakes and self._postgres:
                 result = await self._writer(partial(_then_notify, tx, "outbox"))
             else:
-                result = await self._writer(OneStatement(tx) if one and not wakes else tx)
+                result = await self._writer(OneStatement(tx) if one else tx)
             if wakes:
                 self._on_outbox()
             return result
@@ -114,7 +115,7 @@ class Store(Migrations, Runs, Approvals, Deadlines, OutboxRows, Keys, Audit):
             _chain(tx, self._audit_key)
             return out, taken, left
 
-        result, taken, left = await self._writer(run)
+        result, taken, left = await self._writer(OneStatement(run) if one else run)
         if taken:
             fast.take(taken)
         if left:
