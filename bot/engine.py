@@ -61,7 +61,16 @@ from bot.policy import authz
 from bot.policy.authz import GroupsUnknown, groups_in, may_escalate, may_withdraw, names, refusal
 from bot.policy.rules import Policy, Rules, describe, format_duration, freeze_at
 from bot.render import blocks, forms, messages
-from bot.runner import Finished, GraphThread, Paused, Pending, Progress, ResumeRefused, Runner
+from bot.runner import (
+    Finished,
+    GraphThread,
+    Paused,
+    Pending,
+    Progress,
+    ResumeRefused,
+    Runner,
+    ThreadState,
+)
 from bot.schema import FieldError
 from bot.slack.client import SlackError, SlackPort
 from bot.slack.groups import GroupCache, with_groups
@@ -939,7 +948,7 @@ class Engine:
             return
         value = resume_value(normalise(approval.request, approval.meta), decision)
         resume = {approval.graph_interrupt_id: value}
-        await self._drive_locked(run, resume=resume, resumed=approval.interrupt_id)
+        await self._drive_locked(run, resume=resume, resumed=approval.interrupt_id, after=state)
 
     async def _continue_locked(self, run: Run, note: str = RESTART_NOTE) -> None:
         """Continue a run cut mid-step, from its last checkpoint, and say so (``note``) in its
@@ -947,7 +956,8 @@ class Engine:
         attempt = await self.store.next_attempt(run.run_id)
         state = await self.runner.state(_thread(run, attempt))
         await self._progress(run, f"restart:{run.run_id}:{attempt}", note)
-        await self._drive_locked(run, None if state.started else run.input, attempt=attempt)
+        start = None if state.started else run.input
+        await self._drive_locked(run, start, attempt=attempt, after=state)
 
     async def _drive(self, run: Run, graph_input: Any) -> None:
         async with self._holding(run.run_id) as mine:
@@ -962,13 +972,16 @@ class Engine:
         resume: dict[str, Any] | None = None,
         resumed: str | None = None,
         attempt: int | None = None,
+        after: ThreadState | None = None,
     ) -> None:
         """Drive the graph (``start``, ``resume``, or on from its checkpoint) until it pauses
-        or ends. Progress lines are keyed by the runner's stable key, so a step that re-runs
+        or ends; ``after``: the state just checked under this hold (the runner need not read
+        it again). Progress lines are keyed by the runner's stable key, so a step that re-runs
         after a crash edits its earlier replies instead of posting them again."""
         end: Paused | Finished | None = None
+        thread = _thread(run, attempt)
         try:
-            async with aclosing(self.runner.stream(_thread(run, attempt), start, resume)) as events:
+            async with aclosing(self.runner.stream(thread, start, resume, after)) as events:
                 async for event in events:
                     if isinstance(event, Progress):
                         key = f"progress:{run.run_id}:{event.key}"

@@ -14,12 +14,15 @@ raises ``ResumeRefused`` with the refusal in plain words.
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.errors import is_invalid_resume
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Durability, StreamMode
@@ -54,10 +57,13 @@ class Pending:
 @dataclass(frozen=True)
 class ThreadState:
     """What a thread is now: ``started`` is False for a thread with no checkpoint yet (a
-    start cut before its first step), ``pending`` the interrupts it waits at."""
+    start cut before its first step), ``pending`` the interrupts it waits at. ``read`` is the
+    runner's own record of what it read (opaque to the engine), so a stream that follows at
+    once, under the same hold on the thread, goes on from it without reading it again."""
 
     started: bool
     pending: tuple[Pending, ...] = ()
+    read: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -106,10 +112,13 @@ class Runner(Protocol):
         thread: GraphThread,
         start: Any = None,
         resume: Mapping[str, Any] | None = None,
+        after: ThreadState | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Run the thread until it pauses or ends: from ``start`` (the graph's input), with
         ``resume`` (interrupt id -> value), or, both None, on from its last checkpoint.
-        Yields progress as it comes, then one ``Paused`` or ``Finished``."""
+        ``after`` is the state the caller has just checked while it holds the thread (nobody
+        else drives it meanwhile): the stream goes on from exactly that state. Yields
+        progress as it comes, then one ``Paused`` or ``Finished``."""
         ...
 
 
@@ -125,29 +134,41 @@ class LocalRunner:
 
     async def state(self, thread: GraphThread) -> ThreadState:
         """LangGraph silently restarts an unknown thread and replays a finished one, so the
-        engine looks here before it resumes."""
-        state = await self.graphs[thread.graph].aget_state(_config(thread))
+        engine looks here before it resumes. The checkpoint read is kept in the answer, for
+        the stream that follows (``stream``'s ``after``)."""
+        graph = self.graphs[thread.graph]
+        config = _config(thread)
+        read: list[CheckpointTuple | None] = []
+        saver = graph.checkpointer
+        if isinstance(saver, BaseCheckpointSaver):
+            config["configurable"][CONFIG_KEY_CHECKPOINTER] = _reading(saver, thread, read)
+        state = await graph.aget_state(config)
         pending = tuple(_pending(i) for i in state.interrupts)
-        return ThreadState(bool(state.created_at), pending)
+        kept = _Read(thread.thread_id, read[0]) if len(read) == 1 else None
+        return ThreadState(bool(state.created_at), pending, kept)
 
     async def stream(
         self,
         thread: GraphThread,
         start: Any = None,
         resume: Mapping[str, Any] | None = None,
+        after: ThreadState | None = None,
     ) -> AsyncGenerator[Event, None]:
         """The stream says all that is needed: progress ("custom"), which task is running
         ("tasks"), and the final values or the interrupts it stopped at ("values"), so no
-        ``aget_state`` is needed afterwards."""
+        ``aget_state`` is needed afterwards. With ``after`` (read by ``state`` on this
+        thread), LangGraph's own read of the latest checkpoint is answered from it: a
+        decision reads its checkpoint once, not twice."""
         graph_input = Command(resume=dict(resume)) if resume is not None else start
         seen: Counter[str] = Counter()
         task = "run"
         interrupts: dict[str, Pending] = {}
         values: Any = None
+        graph = self.graphs[thread.graph]
         try:
-            async for mode, chunk in self.graphs[thread.graph].astream(
+            async for mode, chunk in graph.astream(
                 graph_input,
-                _config(thread),
+                _config_after(graph, thread, after),
                 stream_mode=MODES,
                 durability=self.durability,
             ):
@@ -180,6 +201,72 @@ def _config(thread: GraphThread) -> RunnableConfig:
     """The thread's config. ``run_attempt`` counts starts after restarts, so a step can give
     the outside world an idempotency key (see graphs/deploy.py)."""
     return {"configurable": {"thread_id": thread.thread_id, "run_attempt": thread.attempt}}
+
+
+@dataclass(frozen=True)
+class _Read:
+    """The latest checkpoint ``state`` read for a thread (None: it had none)."""
+
+    thread_id: str
+    saved: CheckpointTuple | None
+
+
+def _latest(config: RunnableConfig, thread: GraphThread) -> bool:
+    """Whether a checkpoint read is for the thread's latest root checkpoint (not a
+    subgraph's, not one named by id)."""
+    conf = config.get("configurable", {})
+    return (
+        conf.get("thread_id") == thread.thread_id
+        and not conf.get("checkpoint_ns")
+        and not conf.get("checkpoint_id")
+    )
+
+
+def _reading(
+    saver: BaseCheckpointSaver, thread: GraphThread, read: list[CheckpointTuple | None]
+) -> BaseCheckpointSaver:
+    """``saver`` as LangGraph lends it to a call through the config (the way a parent
+    graph lends its saver to a subgraph): the same saver, whose reads of the thread's
+    latest checkpoint are also appended to ``read``."""
+
+    async def aget_tuple(config: RunnableConfig) -> CheckpointTuple | None:
+        saved = await saver.aget_tuple(config)
+        if _latest(config, thread):
+            read.append(saved)
+        return saved
+
+    view = copy.copy(saver)
+    setattr(view, "aget_tuple", aget_tuple)  # noqa: B010 (an instance's own, not the class's)
+    return view
+
+
+def _answering(saver: BaseCheckpointSaver, thread: GraphThread, read: _Read) -> BaseCheckpointSaver:
+    """``saver``, lent to one stream, whose first read of the thread's latest checkpoint is
+    answered with ``read`` (just read by ``state`` while the engine held the thread, so it
+    is still the latest); every other read and every write go to ``saver``."""
+    first = [read.saved] if read.thread_id == thread.thread_id else []
+
+    async def aget_tuple(config: RunnableConfig) -> CheckpointTuple | None:
+        if first and _latest(config, thread):
+            return first.pop()
+        return await saver.aget_tuple(config)
+
+    view = copy.copy(saver)
+    setattr(view, "aget_tuple", aget_tuple)  # noqa: B010 (an instance's own, not the class's)
+    return view
+
+
+def _config_after(
+    graph: CompiledStateGraph[Any], thread: GraphThread, after: ThreadState | None
+) -> RunnableConfig:
+    """The thread's config for a stream; after ``state`` read the thread, with its saver
+    lent so that the stream's read of the latest checkpoint is answered from that read."""
+    config = _config(thread)
+    saver = graph.checkpointer
+    read = after.read if after is not None else None
+    if isinstance(read, _Read) and isinstance(saver, BaseCheckpointSaver):
+        config["configurable"][CONFIG_KEY_CHECKPOINTER] = _answering(saver, thread, read)
+    return config
 
 
 def _pending(interrupt: Any) -> Pending:

@@ -130,9 +130,10 @@ class Base:
     _on_runs: Callable[[], None]
     _audit_key: bytes | None
 
-    async def _write(self, fn: Callable[[Tx], T], wakes: bool = False) -> T:
+    async def _write(self, fn: Callable[[Tx], T], wakes: bool = False, one: bool = False) -> T:
         """Run ``fn`` as one transaction: ``Store._write``, which needs the outbox's fast path
-        and the audit chain (aggregates built on this base)."""
+        and the audit chain (aggregates built on this base). ``one``: ``fn`` runs one
+        statement and writes no audit row."""
         raise NotImplementedError
 
     async def _all(self, sql: str, args: Iterable[Any] = ()) -> list[Row]:

@@ -135,6 +135,52 @@ _TAKE_NEXT = (
 )
 
 
+# SQLite: a delivery record (``_sent``) and its lane's follow-on (``_TAKE_NEXT``) in one
+# statement, the same rows changed to the same values. Its reads see the rows as they were
+# before it, so they look at the delivered row (?1) as the record leaves it: 'sent' when
+# its version is still ?2, else waiting again, due at ?9, its ts COALESCE(?5, ts). The
+# follow-on is chosen once (MATERIALIZED) before any row changes: the first row of lane ?3
+# waiting (the delivered row itself when a newer version of it waits, as ``_TAKE_NEXT`` takes
+# it after ``_sent``), if it may go (``_MAY_GO``). ?4: now, ?6: the channel, ?7 and ?8: the
+# lease and owner the follow-on is taken with.
+_SENT_AND_NEXT = """
+WITH nxt(id) AS MATERIALIZED (
+  SELECT o.id FROM (
+    SELECT id, seq, lane, ref, next_at FROM bot_outbox
+    WHERE lane = ?3 AND CASE WHEN id = ?1 THEN version <> ?2 ELSE status = 'pending' END
+    ORDER BY seq LIMIT 1) o
+  WHERE CASE WHEN o.id = ?1 THEN ?9 ELSE o.next_at END <= ?4
+  AND NOT EXISTS (SELECT 1 FROM bot_outbox e WHERE e.lane = o.lane AND e.seq < o.seq
+                  AND CASE WHEN e.id = ?1 THEN e.version <> ?2
+                      ELSE e.status IN ('pending', 'sending') END)
+  AND (o.ref IS NULL OR EXISTS (SELECT 1 FROM bot_outbox p WHERE p.key = o.ref AND CASE
+       WHEN p.id = ?1 THEN p.version = ?2 AND COALESCE(?5, p.ts) IS NOT NULL
+       ELSE p.status = 'sent' AND p.ts IS NOT NULL END)))
+UPDATE bot_outbox SET
+  status = CASE WHEN id IN (SELECT id FROM nxt) THEN 'sending' WHEN version = ?2 THEN 'sent'
+           ELSE 'pending' END,
+  attempts = CASE WHEN id = ?1 THEN attempts + 1 ELSE attempts END,
+  channel = CASE WHEN id = ?1 THEN COALESCE(?6, channel) ELSE channel END,
+  ts = CASE WHEN id = ?1 THEN COALESCE(?5, ts) ELSE ts END,
+  lease_until = CASE WHEN id IN (SELECT id FROM nxt) THEN ?7 END,
+  owner = CASE WHEN id IN (SELECT id FROM nxt) THEN ?8 END,
+  error = CASE WHEN id = ?1 THEN NULL ELSE error END,
+  next_at = CASE WHEN id = ?1 THEN ?9 ELSE next_at END,
+  updated_at = CASE WHEN id = ?1 THEN ?9 ELSE updated_at END,
+  claimed_version = CASE WHEN id IN (SELECT id FROM nxt) THEN version ELSE claimed_version END
+WHERE id = ?1 OR id IN (SELECT id FROM nxt)
+RETURNING id, key, kind, ref, lane, run_id, interrupt_id, version, status,
+    attempts, next_at, lease_until, failing_since, channel,
+    (SELECT CASE WHEN p.id = ?1 THEN COALESCE(?6, p.channel) ELSE p.channel END
+     FROM bot_outbox p WHERE p.key = bot_outbox.ref) AS ref_channel,
+    (SELECT CASE WHEN p.id = ?1 THEN COALESCE(?5, p.ts) ELSE p.ts END
+     FROM bot_outbox p WHERE p.key = bot_outbox.ref) AS ref_ts,
+    (SELECT CASE WHEN p.id = ?1 AND p.version = ?2 THEN 'sent'
+                 WHEN p.id = ?1 THEN 'pending' ELSE p.status END
+     FROM bot_outbox p WHERE p.key = bot_outbox.ref) AS ref_status,
+    payload
+"""
+
 _CLAIM_OUTBOX = (
     "UPDATE bot_outbox SET status='sending', lease_until=?, updated_at=?, owner=?, "
     "claimed_version=version "
@@ -204,7 +250,19 @@ class OutboxRows(Base):
         In the same transaction, the rows that were waiting on these (the next of each lane:
         a reply for its thread, an update for its post's ``ts``) are claimed and returned, so
         the sender goes straight on to them (unless ``follow`` is off: a stopping sender), and
-        whether any waiting row was left."""
+        whether any waiting row was left.
+
+        One record alone on SQLite is one statement (``_SENT_AND_NEXT``), run by the writer
+        without BEGIN/COMMIT. PostgreSQL keeps two: a row queued meanwhile behind the one
+        delivered holds that row's lock until its commit (``_AHEAD``), and only a second
+        statement, with a snapshot taken after that wait, sees the new row to take it."""
+        owner = self.lease.owner
+        if len(done) == 1 and not _posts_approval(done[0]) and not self._postgres:
+            one = done[0]
+            lane = one.delivery.lane if follow else None
+            return await self._write(
+                lambda db: (_sent_and_next(db, one, lane, now, lease, owner), False), one=True
+            )
 
         def tx(db: Tx) -> tuple[list[Delivery], bool]:
             for sent in done:
@@ -212,7 +270,7 @@ class OutboxRows(Base):
             if not follow:
                 return [], False
             lanes = sorted({s.delivery.lane for s in done if s.delivery.lane})
-            return _take(db, _TAKE_NEXT, [(x,) for x in lanes], now, lease, self.lease.owner), False
+            return _take(db, _TAKE_NEXT, [(x,) for x in lanes], now, lease, owner), False
 
         return await self._write(tx)
 
@@ -283,7 +341,7 @@ def _sent(db: Tx, sent: Sent) -> None:
         "lease_until=NULL, owner=NULL, error=NULL, next_at=?, updated_at=? WHERE id=?",
         (d.version, channel, ts, now, now, d.id),
     )
-    if d.kind == "post" and d.key == f"approval:{d.interrupt_id}" and ts:
+    if _posts_approval(sent):
         # Deadlines count from the moment the message is in Slack, not from when it was
         # queued (they differ by minutes when Slack is down).
         db.execute(
@@ -298,6 +356,31 @@ def _sent(db: Tx, sent: Sent) -> None:
             "WHERE interrupt_id=?",
             (channel, ts, sent.posted_at, d.interrupt_id),
         )
+
+
+def _posts_approval(sent: Sent) -> bool:
+    """Whether ``sent`` put an approval's message in Slack (its record also moves the
+    approval's deadlines and says where the message is)."""
+    d = sent.delivery
+    return d.kind == "post" and d.key == f"approval:{d.interrupt_id}" and bool(sent.ts)
+
+
+def _sent_and_next(
+    db: Tx, sent: Sent, lane: str | None, now: float, lease: float, owner: str
+) -> list[Delivery]:
+    """SQLite: record ``sent`` (not an approval's post) and take the next row of ``lane`` for
+    ``owner``, in one statement (``_SENT_AND_NEXT``); without a lane, the record alone."""
+    if not lane:
+        _sent(db, sent)
+        return []
+    d = sent.delivery
+    args = (d.id, d.version, lane, now, sent.ts, sent.channel, now + lease, owner, sent.now)
+    rows = db.execute(_SENT_AND_NEXT, args).fetchall()
+    return [
+        replace(_delivery(r), payload=json.loads(r["payload"]))
+        for r in rows
+        if r["status"] == "sending"
+    ]
 
 
 def _take(

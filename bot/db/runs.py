@@ -261,7 +261,10 @@ class Runs(Base):
             if not _queue(db, [item], now):
                 _queue(db, [retried], now)
 
-        await self._write(tx, wakes=True)
+        # Without a thread to open: one INSERT (the reply, taken by it when it may go). A
+        # step re-run after a crash finds the key: that INSERT changed nothing, and the edit
+        # queued after it stands alone (see ``OneStatement``).
+        await self._write(tx, wakes=True, one=thread is None)
 
     async def finish(
         self,

@@ -10,7 +10,9 @@ langgraph's own synchronous ``SqliteSaver`` there.
 Most of a small write transaction's cost is its commit: an fsync of the WAL. ``Writer`` lets
 every write, ours and the checkpointer's, share a commit with the others that queued while
 the previous one was on its way to the disk (a group commit): under load N transactions
-cost one fsync, not N; alone, a transaction costs what it did.
+cost one fsync, not N; alone, a transaction costs what it did. A write that is one statement
+(``OneStatement``) and finds itself alone runs without ``BEGIN``/``COMMIT``: SQLite makes a
+lone statement a transaction of its own, as atomic and as durable, in one statement, not three.
 
 When another process holds the write lock past the busy timeout ("database is locked"), a
 write is tried again by ``bot.db.retry.Retry`` (so is a read, and a checkpoint read): a failed
@@ -29,7 +31,7 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import aiosqlite
 from langchain_core.runnables import RunnableConfig
@@ -84,6 +86,25 @@ def transaction(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Conn
     return run
 
 
+class OneStatement(Generic[T]):
+    """A write that needs no transaction around it: one SQL statement (in the rare case
+    several, each leaving the database as a crash right after it would: a statement that
+    changed nothing, then one that does).
+
+    Called, it is the function it wraps, so any transaction runner takes it as it takes any
+    other; the ``Writer``, finding it alone in a group, runs it in autocommit, where SQLite
+    makes each statement its own transaction: atomic and durable as one in ``BEGIN`` …
+    ``COMMIT`` (WAL, synchronous=FULL), and a write statement takes the write lock at its
+    start (waiting busy_timeout), as ``BEGIN IMMEDIATE`` does. Nothing of this process runs
+    between its statements (one hop on the connection's thread, under the writer's lock)."""
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], T]) -> None:
+        self.fn = fn
+
+    def __call__(self, db: sqlite3.Connection) -> T:
+        return self.fn(db)
+
+
 class Writer:
     """Write transactions, committed in groups.
 
@@ -97,7 +118,8 @@ class Writer:
     after the commit that made its work durable, so nothing a caller goes on to do (send a
     message, resume a graph) runs ahead of the disk. A group of one is exactly
     ``transaction(fn)``. A transaction that failed because the file was locked (its group was
-    rolled back) is queued again by ``retry``, after a pause."""
+    rolled back) is queued again by ``retry``, after a pause. A group of one ``OneStatement``
+    is that statement alone, in autocommit."""
 
     def __init__(
         self,
@@ -153,12 +175,10 @@ def _commit(
     fns: Sequence[Callable[[sqlite3.Connection], Any]], db: sqlite3.Connection
 ) -> list[tuple[bool, Any]]:
     """One transaction for ``fns``. Savepoints only when one of several raised: the group is
-    rolled back and run again, each in a savepoint of its own."""
+    rolled back and run again, each in a savepoint of its own. One ``OneStatement`` alone is
+    its statement in autocommit."""
     if len(fns) == 1:
-        try:
-            return [(True, transaction(fns[0])(db))]
-        except Exception as exc:
-            return [(False, exc)]
+        return [_alone(fns[0], db)]
     db.execute("BEGIN IMMEDIATE")
     try:
         results = [fn(db) for fn in fns]
@@ -190,6 +210,27 @@ def _commit(
         db.rollback()
         raise
     return outcomes
+
+
+def _alone(fn: Callable[[sqlite3.Connection], Any], db: sqlite3.Connection) -> tuple[bool, Any]:
+    """A group of one: ``transaction(fn)``, or a ``OneStatement``'s statement in autocommit."""
+    try:
+        if isinstance(fn, OneStatement):
+            return True, _autocommit(fn, db)
+        return True, transaction(fn)(db)
+    except Exception as exc:
+        return False, exc
+
+
+def _autocommit(fn: OneStatement[T], db: sqlite3.Connection) -> T:
+    """Run ``fn``'s statement as its own transaction: without the implicit ``BEGIN`` the
+    sqlite3 module puts before a write (``isolation_level`` None), then as it was."""
+    level = db.isolation_level
+    db.isolation_level = None
+    try:
+        return fn(db)
+    finally:
+        db.isolation_level = level
 
 
 class _Uncommitted:
@@ -242,8 +283,8 @@ class OneHopSqliteSaver(AsyncSqliteSaver):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         await self.setup()
-        return await self.writer(
-            lambda db: self._saver(db).put(config, checkpoint, metadata, new_versions)
+        return await self.writer(  # SqliteSaver.put is one INSERT
+            OneStatement(lambda db: self._saver(db).put(config, checkpoint, metadata, new_versions))
         )
 
     async def aput_writes(
@@ -254,4 +295,9 @@ class OneHopSqliteSaver(AsyncSqliteSaver):
         task_path: str = "",
     ) -> None:
         await self.setup()
-        await self.writer(lambda db: self._saver(db).put_writes(config, writes, task_id, task_path))
+
+        def put(db: sqlite3.Connection) -> None:
+            self._saver(db).put_writes(config, writes, task_id, task_path)
+
+        # SqliteSaver.put_writes is one executemany: one statement per write.
+        await self.writer(OneStatement(put) if len(writes) == 1 else put)

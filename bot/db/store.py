@@ -24,6 +24,7 @@ from bot.db.keys import Keys
 from bot.db.migrations import Migrations
 from bot.db.outbox import _TAKE_QUEUED, FastPath, OutboxRows, _take
 from bot.db.runs import Runs
+from bot.db.sqlite import OneStatement
 from bot.model import Delivery
 
 
@@ -69,8 +70,11 @@ class Store(Migrations, Runs, Approvals, Deadlines, OutboxRows, Keys, Audit):
         """Let transactions that queue Slack work hand the sender rows it may send at once."""
         self._fast = fast
 
-    async def _write(self, fn: Callable[[Tx], T], wakes: bool = False) -> T:
-        """Run ``fn`` as one transaction; ``wakes`` when it may have queued outbox rows.
+    async def _write(self, fn: Callable[[Tx], T], wakes: bool = False, one: bool = False) -> T:
+        """Run ``fn`` as one transaction; ``wakes`` when it may have queued outbox rows;
+        ``one`` when it runs a single statement and writes no audit row (on SQLite it then
+        runs without BEGIN/COMMIT when it is alone: ``OneStatement``; the fast path adds no
+        statement to a row its insert took).
 
         Rows it queued that may go at once (first in their lane, their message already in
         Slack) are claimed for this process in the same transaction and handed to the
@@ -89,7 +93,7 @@ class Store(Migrations, Runs, Approvals, Deadlines, OutboxRows, Keys, Audit):
             if wakes and self._postgres:
                 result = await self._writer(partial(_then_notify, tx, "outbox"))
             else:
-                result = await self._writer(tx)
+                result = await self._writer(OneStatement(tx) if one else tx)
             if wakes:
                 self._on_outbox()
             return result
@@ -111,7 +115,7 @@ class Store(Migrations, Runs, Approvals, Deadlines, OutboxRows, Keys, Audit):
             _chain(tx, self._audit_key)
             return out, taken, left
 
-        result, taken, left = await self._writer(run)
+        result, taken, left = await self._writer(OneStatement(run) if one else run)
         if taken:
             fast.take(taken)
         if left:

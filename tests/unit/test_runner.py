@@ -136,3 +136,39 @@ async def test_a_failing_graph_raises_its_own_exception() -> None:
     runner = LocalRunner({"broken": broken()})
     with pytest.raises(RuntimeError, match="own bug"):
         await events(runner, GraphThread("t3", "broken", 1), start={})
+
+
+class CountedSaver(InMemorySaver):
+    """Counts the reads of a thread's checkpoint that reach the saver."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def aget_tuple(self, config: Any) -> Any:
+        self.reads += 1
+        return await super().aget_tuple(config)
+
+
+async def test_a_stream_after_a_checked_state_reads_no_checkpoint_again() -> None:
+    """The engine checks a thread's state before it resumes; the stream that follows goes
+    on from that read (one read of the checkpoint per resume, not two) and ends as a stream
+    that reads for itself does."""
+    saver = CountedSaver()
+    g = StateGraph(State)
+    g.add_node("ask", lambda s: {"outcome": {"status": "succeeded", "text": interrupt("Ship?")}})
+    g.add_edge(START, "ask")
+    g.add_edge("ask", END)
+    runner = LocalRunner({"ship": g.compile(checkpointer=saver)})
+    for n, after in enumerate((True, False)):
+        thread = GraphThread(f"t{n}", "ship", 1)
+        (paused,) = await events(runner, thread, start={})
+        assert isinstance(paused, Paused)
+        state = await runner.state(thread)
+        (pending,) = state.pending
+        saver.reads = 0
+        how: dict[str, Any] = {"after": state} if after else {}
+        (end,) = await events(runner, thread, resume={pending.id: "yes"}, **how)
+        assert isinstance(end, Finished) and end.values["outcome"]["text"] == "yes"
+        assert saver.reads == (0 if after else 1)
+        assert (await runner.state(thread)).pending == ()

@@ -16,7 +16,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
-from bot.db.sqlite import OneHop, OneHopSqliteSaver, Writer, transaction
+from bot.db.sqlite import OneHop, OneHopSqliteSaver, OneStatement, Writer, transaction
 
 
 async def test_one_hop_runs_on_aiosqlites_thread_with_its_connection(tmp_path: Path) -> None:
@@ -188,3 +188,44 @@ async def test_the_savers_writes_join_the_group_without_committing_it(tmp_path: 
         assert commits < 30  # one write per thread at least, in far fewer commits
         for c in cfgs:  # and every checkpoint is there
             assert (await app.aget_state(c)).interrupts
+
+
+class Traced(sqlite3.Connection):
+    """Keeps every statement SQLite runs on this connection."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.seen: list[str] = []
+        self.set_trace_callback(self.seen.append)
+
+
+async def test_a_lone_one_statement_write_is_its_own_transaction(tmp_path: Path) -> None:
+    """A ``OneStatement`` alone runs without BEGIN/COMMIT and is on disk when its caller
+    returns; queued with others it joins their transaction; one that fails leaves nothing."""
+    async with aiosqlite.connect(tmp_path / "a.db", factory=Traced) as conn:
+        traced = conn._conn
+        assert isinstance(traced, Traced)
+        writer = Writer(conn, asyncio.Lock())
+        await writer(lambda db: db.execute("CREATE TABLE t (x INTEGER UNIQUE)"))
+
+        def put(x: int) -> OneStatement[None]:
+            return OneStatement(lambda db: db.execute("INSERT INTO t VALUES (?)", (x,)) and None)
+
+        traced.seen.clear()
+        await writer(put(1))
+        assert traced.seen == ["INSERT INTO t VALUES (1)"]
+        other = sqlite3.connect(tmp_path / "a.db")
+        try:
+            assert other.execute("SELECT x FROM t").fetchall() == [(1,)]
+        finally:
+            other.close()
+        with pytest.raises(sqlite3.IntegrityError):
+            await writer(put(1))
+        assert not await OneHop(conn)(lambda db: db.in_transaction)
+        assert traced.isolation_level == ""  # the sqlite3 module's own transactions again
+
+        traced.seen.clear()
+        await asyncio.gather(writer(put(2)), writer(put(3)))
+        assert traced.seen[0] == "BEGIN IMMEDIATE" and traced.seen[-1] == "COMMIT"
+        rows = await OneHop(conn)(lambda db: db.execute("SELECT x FROM t ORDER BY x").fetchall())
+        assert [r[0] for r in rows] == [1, 2, 3]

@@ -6,6 +6,8 @@ queue)."""
 from __future__ import annotations
 
 import asyncio
+import random
+import sqlite3 as sq
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -16,6 +18,8 @@ import pytest
 
 from bot.db.base import RunLease
 from bot.db.liveness import AdvisoryLocks
+from bot.db.migrations import MIGRATIONS
+from bot.db.outbox import _SENT_AND_NEXT, _TAKE_NEXT
 from bot.db.postgres import Database
 from bot.db.sqlite import OneHop, Writer
 from bot.db.store import Store
@@ -291,3 +295,109 @@ async def test_the_reap_takes_the_proof_again_in_its_own_transaction(
         assert not await a.owner_registered()
         assert await a.runs_held(["r1"]) == []  # not the victim's to drive any more
         assert [r.run_id for r in await b.runs_take(10)] == ["r1"]
+
+
+async def test_a_delivery_record_takes_the_next_row_of_its_lane(store: Store) -> None:
+    """Recording a post as sent takes the reply waiting in its thread (with the post's ts, to
+    thread it under); recording an update whose newer version was queued meanwhile leaves it
+    waiting and takes it again at once, the newer version."""
+    await store.tell([Item(kind="post", payload={"channel": "C1", "text": "m"}, key="m")], 1.0)
+    await store.tell([Item(kind="post", payload={"text": "reply"}, key="r", ref="m")], 2.0)
+    rows = {d.key: d for d in await store.outbox_open()}
+    assert set(await store.outbox_claim([rows["m"].id], 3.0, lease=10)) == {rows["m"].id}
+    post = replace(rows["m"], status="sending")
+    taken, _ = await store.outbox_sent_many(
+        [Sent(delivery=post, now=4.0, channel="C1", ts="1.5", posted_at=4.0)], 4.0, 10
+    )
+    assert [(d.key, d.status, d.ref_channel, d.ref_ts, d.ref_status) for d in taken] == [
+        ("r", "sending", "C1", "1.5", "sent")
+    ]
+    assert taken[0].payload == {"text": "reply"} and taken[0].lease_until == 14.0
+    taken, _ = await store.outbox_sent_many(
+        [Sent(delivery=taken[0], now=5.0, channel="C1", ts="1.6", posted_at=5.0)], 5.0, 10
+    )
+    assert taken == []  # nothing else in the lane
+
+    update = Item(kind="update", payload={"text": "v1"}, key="update:m", ref="m", replace=True)
+    await store.tell([update], 6.0)
+    (row,) = [d for d in await store.outbox_open() if d.key == "update:m"]
+    assert set(await store.outbox_claim([row.id], 6.0, lease=10)) == {row.id}
+    await store.tell([replace(update, payload={"text": "v2"})], 7.0)  # while v1 is sent
+    taken, _ = await store.outbox_sent_many(
+        [Sent(delivery=row, now=8.0, channel="C1", ts=None, posted_at=8.0)], 8.0, 10
+    )
+    assert [(d.key, d.version, d.payload) for d in taken] == [("update:m", 2, {"text": "v2"})]
+    assert await store.outbox_claim([row.id], 8.0, lease=10) == {}  # it is this sender's
+    taken, _ = await store.outbox_sent_many(
+        [Sent(delivery=taken[0], now=9.0, channel="C1", ts=None, posted_at=9.0)], 9.0, 10
+    )
+    assert taken == [] and [d for d in await store.outbox_open() if d.key == "update:m"] == []
+
+
+async def test_one_statement_record_matches_the_record_then_the_take(tmp_path: Path) -> None:
+    """SQLite's delivery record in one statement (``_SENT_AND_NEXT``) leaves every row as
+    the record (``_sent``) followed by the lane's take (``_TAKE_NEXT``) does, and takes the
+    same row, over random lanes: any status and version of the delivered row (a newer
+    version queued meanwhile, a late record), replies waiting on it or on other rows, rows
+    not yet due."""
+    mark = (
+        "UPDATE bot_outbox SET status=CASE WHEN version=? THEN 'sent' ELSE 'pending' "
+        "END, attempts=attempts+1, channel=COALESCE(?, channel), ts=COALESCE(?, ts), "
+        "lease_until=NULL, owner=NULL, error=NULL, next_at=?, updated_at=? WHERE id=?"
+    )
+
+    def migrated() -> sq.Connection:
+        db = sq.connect(":memory:", isolation_level=None)
+        db.row_factory = sq.Row
+        for m in MIGRATIONS:
+            db.executescript(m)
+        return db
+
+    def lanes(db: sq.Connection, seed: int) -> None:
+        """Rows of two lanes, in a transaction the caller rolls back."""
+        rnd = random.Random(seed)
+        db.execute("BEGIN")
+        n = rnd.randint(1, 6)
+        for i in range(n):
+            status = rnd.choice(["pending", "sending", "sent", "failed"])
+            db.execute(
+                "INSERT INTO bot_outbox(id, seq, key, kind, ref, lane, payload, channel, "
+                "status, next_at, created_at, updated_at, version, ts, owner, lease_until) "
+                "VALUES (?,?,?,'post',?,?,'{}',?,?,?,1,1,?,?,?,?)",
+                (
+                    i + 1,
+                    i + 1,
+                    f"k{i}",
+                    rnd.choice([None, None, f"k{rnd.randint(0, n)}"]),
+                    rnd.choice(["L", "M"]),
+                    rnd.choice([None, "C1"]),
+                    status,
+                    rnd.choice([0.0, 5.0, 20.0]),
+                    rnd.randint(1, 2),
+                    rnd.choice([None, "1.1"]),
+                    "me" if status == "sending" else None,
+                    30.0 if status == "sending" else None,
+                ),
+            )
+
+    before, after = migrated(), migrated()
+    for seed in range(3000):
+        rnd = random.Random(-seed)
+        lanes(before, seed)
+        lanes(after, seed)
+        row = rnd.choice(before.execute("SELECT id, lane, version FROM bot_outbox").fetchall())
+        version = rnd.choice([row["version"], row["version"] + 1])
+        ts, channel = rnd.choice([None, "9.9"]), rnd.choice([None, "C9"])
+        now = rnd.choice([4.0, 10.0, 30.0])
+        sent_at = now + rnd.choice([-1, 0, 1])
+        before.execute(mark, (version, channel, ts, sent_at, sent_at, row["id"]))
+        two = before.execute(_TAKE_NEXT, (now + 25, "me2", row["lane"], now)).fetchall()
+        args = (row["id"], version, row["lane"], now, ts, channel, now + 25, "me2", sent_at)
+        one = after.execute(_SENT_AND_NEXT, args).fetchall()
+        table = "SELECT * FROM bot_outbox ORDER BY id"
+        assert [tuple(r) for r in before.execute(table)] == [
+            tuple(r) for r in after.execute(table)
+        ], seed
+        assert [dict(r) for r in two] == [dict(r) for r in one if r["status"] == "sending"], seed
+        before.execute("ROLLBACK")
+        after.execute("ROLLBACK")
