@@ -118,8 +118,17 @@ class PgRow:
 
 
 def _rows(cursor: Any) -> Callable[[Sequence[Any]], PgRow]:
-    names = {d.name: i for i, d in enumerate(cursor.description or ())}
+    """The row factory: column names read from the result itself (``cursor.description``
+    builds a ``Column`` per column per statement, 5% of the bot's CPU on PostgreSQL)."""
+    res = cursor.pgresult
+    names = _names(tuple(res.fname(i) for i in range(res.nfields))) if res else {}
     return lambda values: PgRow(names, values)
+
+
+@lru_cache(maxsize=512)
+def _names(fields: tuple[bytes | None, ...]) -> dict[str, int]:
+    """Each column's position by name (the store's column names are ASCII)."""
+    return {(f or b"").decode(): i for i, f in enumerate(fields)}
 
 
 _JSON_EACH = re.compile(r"json_each\(\?\) AS (\w+)")
