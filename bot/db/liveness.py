@@ -34,8 +34,8 @@ then never write for them again, so:
   row. An owner that holds its lock again is not reaped; one reaped cannot take its lock again
   before the reap is committed;
 - the owner knows when its lock was not held without a break (its lock connection failed):
-  from then on its ``Fence`` is closed, and every write of this process (the store's and the
-  checkpointer's) waits, until it holds the lock again and has read that its ``bot_owners``
+  from then on its ``Fence`` (bot/db/retry.py) is closed, and every write of this process
+  (the store's and the checkpointer's) waits, until it holds the lock again and has read that its ``bot_owners``
   row is still there. While the lock is held without interruption the fence costs one
   attribute read per write, no round trip;
 - a reaped owner stops driving its runs at once, before its fence opens (their tasks are
