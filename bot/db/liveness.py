@@ -36,8 +36,8 @@ then never write for them again, so:
 - the owner knows when its lock was not held without a break (its lock connection failed):
   from then on its ``Fence`` (bot/db/retry.py) is closed, and every write of this process
   (the store's and the checkpointer's) waits, until it holds the lock again and has read that
-  its ``bot_owners`` row is still there. While the lock is held without interruption the fence costs one
-  attribute read per write, no round trip;
+  its ``bot_owners`` row is still there. While the lock is held without interruption the fence
+  costs one attribute read per write, no round trip;
 - a reaped owner stops driving its runs at once, before its fence opens (their tasks are
   cancelled: the runs are neither finished nor failed, their new owner continues them), and
   registers again under the same owner id (background/leases.py): its lock, held again, proves it
