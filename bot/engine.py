@@ -63,6 +63,7 @@ from bot.policy.rules import Policy, Rules, describe, format_duration, freeze_at
 from bot.render import blocks, forms, messages
 from bot.runner import (
     Finished,
+    GraphRefused,
     GraphThread,
     Paused,
     Pending,
@@ -177,7 +178,7 @@ def outcome_of(values: Any) -> dict[str, Any]:
             return values["outcome"]
         msgs = values.get("messages")
         last = msgs[-1] if isinstance(msgs, list) and msgs else None
-        text = getattr(last, "content", None)
+        text = last.get("content") if isinstance(last, dict) else getattr(last, "content", None)
         if isinstance(text, str) and text:
             return {"status": "succeeded", "text": text}
     return {"status": "succeeded", "text": "Done."}
@@ -755,6 +756,53 @@ class Engine:
             else:
                 await self._continue_locked(run, note)
 
+    # -- threads of a LangGraph Server found by the inbox (bot/background/inbox.py) ---------
+    async def adopt(
+        self, run_id: str, graph: str, requester: str, channel: str, started: str
+    ) -> bool:
+        """A thread started outside Slack waits at interrupts: make it a run (once, across
+        replicas: the run id is the thread's) and post what it waits for, as for a run
+        started here. ``requester`` is "" when the thread names no Slack user."""
+        inputs = {"started": started}
+        run = await self.store.create_run_once(
+            run_id, graph, inputs, requester, channel, self.clock()
+        )
+        if run is None:
+            return False
+        await self._drive(run, None)
+        return True
+
+    async def follow(self, run_id: str) -> None:
+        """A waiting run's thread changed without a decision from here (resumed by another
+        client): close the approvals it no longer waits for, saying so, and follow the graph
+        on to its next pause or its end. Nothing is sent to the server."""
+        run = await self.store.runs_take_waiting(run_id)
+        if run is None:
+            return  # decided here meanwhile, or ended
+        async with self._holding(run_id) as mine:
+            if not mine:
+                return
+            state = await self._state(run)
+            if state is None:
+                return
+            waiting = {p.id for p in state.pending}
+            approvals = await self.store.approvals_of(run_id)
+            gone = [
+                a.graph_interrupt_id
+                for a in approvals
+                if a.status == "pending" and a.graph_interrupt_id not in waiting
+            ]
+            if gone:
+
+                def render(a: Approval) -> list[Item]:
+                    state = blocks.MessageState(elsewhere=True)
+                    request = normalise(a.request, a.meta)
+                    return [messages.approval_update(run, a, request, state, blocks.Ask())]
+
+                await self.store.close_elsewhere(run_id, gone, self.clock(), render)
+                self._on_deadlines()
+            await self._drive_locked(run, None, after=state)
+
     async def fire_deadline(self, d: Deadline) -> None:
         """A reminder, an escalation level or the final timeout fell due (the scheduler
         calls this once per deadline). Escalation targets that are user groups are expanded
@@ -929,7 +977,9 @@ class Engine:
         decision = _decision(approval)
         if decision is None:
             return
-        state = await self.runner.state(_thread(run))
+        state = await self._state(run)
+        if state is None:
+            return
         pending = {p.id: p for p in state.pending}
         now_pending = pending.get(approval.graph_interrupt_id)
         if now_pending is None:
@@ -954,10 +1004,22 @@ class Engine:
         """Continue a run cut mid-step, from its last checkpoint, and say so (``note``) in its
         thread; one cut before its first checkpoint starts again from its input."""
         attempt = await self.store.next_attempt(run.run_id)
-        state = await self.runner.state(_thread(run, attempt))
+        state = await self._state(run, attempt)
+        if state is None:
+            return
         await self._progress(run, f"restart:{run.run_id}:{attempt}", note)
         start = None if state.started else run.input
         await self._drive_locked(run, start, attempt=attempt, after=state)
+
+    async def _state(self, run: Run, attempt: int | None = None) -> ThreadState | None:
+        """The thread as its runner reads it; None when where it runs refused for good (a
+        remote thread deleted, a key not accepted): the run then ends, saying why."""
+        try:
+            return await self.runner.state(_thread(run, attempt))
+        except GraphRefused as refused:
+            log.warning("run %s: refused where it runs: %s", run.run_id, refused.words)
+            await self._finish(run, {"status": "failed", "text": f"⚠️ {refused.words}"})
+            return None
 
     async def _drive(self, run: Run, graph_input: Any) -> None:
         async with self._holding(run.run_id) as mine:
@@ -994,6 +1056,10 @@ class Engine:
             # The graph refused the decision's value and saved nothing: not a failed run.
             assert resumed is not None
             await self._resume_refused(run, resumed, refused.errors)
+            return
+        except GraphRefused as refused:
+            log.warning("run %s: refused where it runs: %s", run.run_id, refused.words)
+            await self._finish(run, {"status": "failed", "text": f"⚠️ {refused.words}"}, resumed)
             return
         except Exception as exc:
             if is_transient(exc):

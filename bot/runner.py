@@ -100,6 +100,15 @@ class ResumeRefused(Exception):
         self.errors = errors
 
 
+class GraphRefused(Exception):
+    """Where the graph runs refused the work for good (its key not accepted, the thread or
+    the assistant deleted there): the run ends, ``words`` saying why in plain words."""
+
+    def __init__(self, words: str) -> None:
+        super().__init__(words)
+        self.words = words
+
+
 class Runner(Protocol):
     """Drives graphs by thread id; see the module docstring."""
 
@@ -272,3 +281,28 @@ def _config_after(
 def _pending(interrupt: Any) -> Pending:
     schema = getattr(interrupt, "response_schema", None)
     return Pending(interrupt.id, interrupt.value, schema if isinstance(schema, dict) else None)
+
+
+class Routes:
+    """The runner for each graph: ``"<deployment>/<assistant>"`` goes to the runner of that
+    deployment's LangGraph Server (``remote``), every other graph to ``local``."""
+
+    def __init__(self, local: Runner, remote: Mapping[str, Runner] | None = None) -> None:
+        self.local = local
+        self.remote = dict(remote or {})
+
+    def runner(self, graph: str) -> Runner:
+        deployment, slash, _ = graph.partition("/")
+        return self.remote[deployment] if slash else self.local
+
+    async def state(self, thread: GraphThread) -> ThreadState:
+        return await self.runner(thread.graph).state(thread)
+
+    def stream(
+        self,
+        thread: GraphThread,
+        start: Any = None,
+        resume: Mapping[str, Any] | None = None,
+        after: ThreadState | None = None,
+    ) -> AsyncGenerator[Event, None]:
+        return self.runner(thread.graph).stream(thread, start, resume, after)

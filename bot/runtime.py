@@ -21,6 +21,7 @@ from slack_bolt.async_app import AsyncApp
 from bot.app import endpoint
 from bot.app.bolt import create_app
 from bot.app.deps import Deps
+from bot.background.inbox import Inbox, Watch
 from bot.background.leases import LeaseKeeper
 from bot.background.outbox import Outbox, Pacer
 from bot.background.retention import Pruner
@@ -30,7 +31,9 @@ from bot.db.base import RunLease
 from bot.db.connect import Backend, open_backend
 from bot.db.store import Store
 from bot.engine import Engine
-from bot.runner import LocalRunner
+from bot.remote.connections import connect
+from bot.remote.runner import Connection, RemoteRunner
+from bot.runner import LocalRunner, Routes
 from bot.slack.client import WebApiPort, http_session, web_client
 from bot.slack.groups import GroupCache
 from bot.tasks import TaskSet
@@ -63,6 +66,8 @@ class BotRuntime:
     health: Health
     pruner: Pruner
     leases: LeaseKeeper
+    connections: dict[str, Connection] = field(default_factory=dict)  # LangGraph Servers
+    inboxes: list[Inbox] = field(default_factory=list)
     started: bool = False  # begin() is done: recovery ran, the outbox and scheduler run
     health_url: str | None = None  # where serve() put the operator's port (tests, logs)
     _stops: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
@@ -92,10 +97,15 @@ class BotRuntime:
         client = web_client(settings.bot_token, settings.api_url, session)
         slack = WebApiPort(client, session, metrics.slack_call)
         tasks = TaskSet()
+        deployments = settings.policy.deployments
+        connections = connect(deployments, settings.deployment_keys, metrics.deployment_call)
+        remote = RemoteRunner(connections)
         engine = Engine(
             store=store,
             slack=slack,
-            runner=LocalRunner(graphs, settings.durability),
+            runner=Routes(
+                LocalRunner(graphs, settings.durability), dict.fromkeys(connections, remote)
+            ),
             commands=list(graphs),
             tasks=tasks,
             policy=settings.policy,
@@ -145,6 +155,24 @@ class BotRuntime:
             return runtime.started
 
         health = Health(ops, slack, started, clock=clock)
+        inboxes = [
+            Inbox(
+                connections[d.name],
+                Watch(
+                    name=d.name,
+                    channel=d.channel,
+                    assistants=d.assistants,
+                    watch=d.watch,
+                    poll_seconds=d.poll_seconds,
+                    requester_metadata=d.requester_metadata,
+                ),
+                engine,
+                tasks,
+                clock=clock,
+                observe_look=metrics.inbox_look,
+            )
+            for d in deployments
+        ]
         runtime = cls(
             settings,
             backend,
@@ -159,6 +187,8 @@ class BotRuntime:
             health,
             pruner,
             leases,
+            connections,
+            inboxes,
         )
         return runtime
 
@@ -174,6 +204,8 @@ class BotRuntime:
         self.leases.start()
         self.scheduler.start()
         self.pruner.start()
+        for inbox in self.inboxes:
+            inbox.start()
         self.started = True
 
     def routes(self) -> list[web.RouteDef]:
@@ -206,6 +238,8 @@ class BotRuntime:
         grace = self.settings.grace_seconds if grace is None else grace
         self.started = False
         await self.pruner.stop()
+        for inbox in self.inboxes:
+            await inbox.stop()
         await self.leases.stop()
         cancelled = await self.tasks.close(grace)
         if cancelled:
@@ -222,6 +256,8 @@ class BotRuntime:
             await stop()
         self._stops.clear()
         await self.session.close()
+        for conn in self.connections.values():
+            await conn.client.aclose()
         try:  # the runs cut here are taken over at once by the next process to look
             async with asyncio.timeout(RELEASE_SECONDS):  # it is tried again through a blink
                 await self.store.runs_release()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from bot.engine import Engine, command_line
 from bot.interrupts import normalise
 from bot.model import Approval, Run
 from bot.policy.authz import may_decide, may_withdraw
+from bot.policy.rules import Deployment
 from bot.render import blocks
 from bot.slack.client import SlackError
 from graphs import GraphSpec
@@ -28,11 +29,14 @@ HELP = """*`/approvals`*: what is waiting, and what happened
 • `/approvals help`: this"""
 
 
-def help_text(specs: Mapping[str, GraphSpec]) -> str:
-    """``/approvals help``, naming the graphs there are (so /deploy only when it is on)."""
-    names = ", ".join(f"`{s.name}`" for s in specs.values())
+def help_text(specs: Mapping[str, GraphSpec], remote: Sequence[Deployment] = ()) -> str:
+    """``/approvals help``, naming the graphs there are (so /deploy only when it is on) and
+    the assistants of each LangGraph Server (``<deployment>/<assistant>``)."""
+    names = [f"`{s.name}`" for s in specs.values()]
+    for d in remote:
+        names += [f"`{d.name}/{a}`" for a in d.assistants] or [f"`{d.name}/<assistant>`"]
     example = "; e.g. `/approvals run deploy api 1.4.2`" if DEPLOY in specs else ""
-    return HELP.format(graphs=f"here: {names}{example}")
+    return HELP.format(graphs=f"here: {', '.join(names)}{example}")
 
 
 class Queries:

@@ -132,6 +132,47 @@ class Approvals(Base):
             self._on_runs()
         return opened
 
+    async def close_elsewhere(
+        self,
+        run_id: str,
+        interrupt_ids: Sequence[str],
+        now: float,
+        render: Callable[[Approval], list[Item]],
+    ) -> list[Approval]:
+        """Close the run's approvals still pending for these graph interrupts: someone
+        answered them outside Slack. Their deadlines end, their messages say so (``render``),
+        and nothing of theirs is ever sent. A decision claimed first keeps its approval
+        (the claim and this both change only a pending approval)."""
+
+        def tx(db: Tx) -> list[Approval]:
+            closed: list[Approval] = []
+            for graph_id in interrupt_ids:
+                rows = db.execute(
+                    "UPDATE bot_approvals SET status='superseded' WHERE run_id=? AND "
+                    "graph_interrupt_id=? AND status='pending' RETURNING *",
+                    (run_id, graph_id),
+                ).fetchall()
+                for row in rows:
+                    approval = _approval(row)
+                    db.execute(
+                        "UPDATE bot_deadlines SET status='cancelled' WHERE interrupt_id=? "
+                        "AND status='pending'",
+                        (approval.interrupt_id,),
+                    )
+                    _audit(
+                        db,
+                        "answered_elsewhere",
+                        now,
+                        run_id=run_id,
+                        interrupt_id=approval.interrupt_id,
+                        digest=approval.digest,
+                    )
+                    _queue(db, render(approval), now)
+                    closed.append(approval)
+            return closed
+
+        return await self._write(tx, wakes=True)
+
     async def fail_approval(
         self, interrupt_id: str, now: float, reason: str, code: str, items: Sequence[Item]
     ) -> None:

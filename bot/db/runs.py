@@ -37,11 +37,33 @@ class Runs(Base):
         now: float,
         response_url: str | None = None,
     ) -> Run:
-        def tx(db: Tx) -> None:
-            db.execute(
+        run = await self.create_run_once(
+            run_id, command, input, requester, channel, now, response_url, once=False
+        )
+        assert run is not None
+        return run
+
+    async def create_run_once(
+        self,
+        run_id: str,
+        command: str,
+        input: dict[str, Any],
+        requester: str,
+        channel: str,
+        now: float,
+        response_url: str | None = None,
+        *,
+        once: bool = True,
+    ) -> Run | None:
+        """Start a run; with ``once``, None when a run with this id exists already (a thread
+        of a LangGraph Server found by several replicas' inboxes is taken by one)."""
+
+        def tx(db: Tx) -> bool:
+            created = db.execute(
                 "INSERT INTO bot_runs(run_id, command, input, requester, channel, status, "
                 "response_url, created_at, updated_at, owner, lease_until) "
-                "VALUES (?,?,?,?,?, 'running', ?,?,?,?,?)",
+                "VALUES (?,?,?,?,?, 'running', ?,?,?,?,?)"
+                + (" ON CONFLICT(run_id) DO NOTHING" if once else ""),
                 (
                     run_id,
                     command,
@@ -54,17 +76,20 @@ class Runs(Base):
                     self.lease.owner,
                     self.lease.until(),
                 ),
-            )
-            _audit(
-                db,
-                "run_started",
-                now,
-                user=requester,
-                run_id=run_id,
-                detail={"command": command, "input": input},
-            )
+            ).rowcount
+            if created:
+                _audit(
+                    db,
+                    "run_started",
+                    now,
+                    user=requester,
+                    run_id=run_id,
+                    detail={"command": command, "input": input},
+                )
+            return bool(created)
 
-        await self._write(tx)
+        if not await self._write(tx):
+            return None
         return Run(
             run_id=run_id,
             command=command,
@@ -106,6 +131,20 @@ class Runs(Base):
                 (run_id,),
             ).fetchone()
             return int(row[0]) if row else 1
+
+        return await self._write(tx)
+
+    async def runs_take_waiting(self, run_id: str) -> Run | None:
+        """Take a run that waits for people, to follow what its graph did without them (a
+        remote thread answered elsewhere); None when it does not wait (any more)."""
+
+        def tx(db: Tx) -> Run | None:
+            row = db.execute(
+                "UPDATE bot_runs SET status='running', owner=?, lease_until=?, updated_at=? "
+                "WHERE run_id=? AND status='waiting' RETURNING *",
+                (self.lease.owner, self.lease.until(), self.lease.clock(), run_id),
+            ).fetchone()
+            return None if row is None else _run(row)
 
         return await self._write(tx)
 

@@ -84,6 +84,7 @@ class MessageState:
     voters: tuple[str, ...] = ()  # who approved so far, while more are needed
     outcome: dict[str, Any] | None = None
     superseded: bool = False  # the request changed before it was decided (a new one asks)
+    elsewhere: bool = False  # answered outside Slack (a remote thread resumed by another client)
 
 
 @dataclass(frozen=True)
@@ -113,13 +114,15 @@ def approval_message(
     if request.text:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn(request.text)}})
     blocks.extend(_field_sections(request.fields))
-    requested = f"Requested by <@{requester}> {slack_date(requested_at)}"
+    who = f"Requested by <@{requester}>" if requester else "Started outside Slack"
+    requested = f"{who} {slack_date(requested_at)}"
     if digest:
         requested += f" · request `{short(digest)}`"
     blocks.append(_context(requested))
-    if state.superseded:
-        blocks.append(_context(CHANGED))
-        return cut(f"{request.title}: {CHANGED}", SECTION_TEXT), blocks[:MAX_BLOCKS]
+    if state.superseded or state.elsewhere:
+        said = ELSEWHERE if state.elsewhere else CHANGED
+        blocks.append(_context(said))
+        return cut(f"{request.title}: {said}", SECTION_TEXT), blocks[:MAX_BLOCKS]
     if state.decision is None:
         if ask.who:
             blocks.append(_context(ask.who))
@@ -210,6 +213,7 @@ def _actions(
 
 
 CHANGED = "🔄 *This request changed before it was decided*; see the new one."
+ELSEWHERE = "↪️ *Answered outside Slack*; nothing was sent from here."
 CANCELLED = "cancelled"  # the choice id of a request its requester (or an admin) withdrew
 TIMEOUT = "timeout"
 

@@ -21,6 +21,7 @@ from prometheus_client import (
     CONTENT_TYPE_PLAIN_0_0_4,
     CollectorRegistry,
     Counter,
+    Gauge,
     GCCollector,
     Histogram,
     PlatformCollector,
@@ -173,6 +174,19 @@ class Metrics:
             "Finished runs deleted (with their checkpoints) after the retention period.",
             registry=r,
         )
+        self.deployment_calls = Counter(
+            "approvals_deployment_calls",
+            "Calls to a LangGraph Server, by deployment and outcome (ok, refused, conflict, "
+            "unreachable).",
+            ["deployment", "outcome"],
+            registry=r,
+        )
+        self.inbox_looked = Gauge(
+            "approvals_inbox_last_look_timestamp_seconds",
+            "When each deployment's inbox last finished a look (its lag: now minus this).",
+            ["deployment"],
+            registry=r,
+        )
         self.store = StoreCollector(ops, clock)
         r.register(self.store)
         if process:  # memory, CPU, file descriptors, GC: the usual process health
@@ -193,6 +207,12 @@ class Metrics:
         if error is not None:
             label = error if ERROR_LABEL.fullmatch(error) else "other"
             self.slack_errors.labels(method, label).inc()
+
+    def deployment_call(self, deployment: str, outcome: str) -> None:
+        self.deployment_calls.labels(deployment, outcome).inc()
+
+    def inbox_look(self, deployment: str, at: float) -> None:
+        self.inbox_looked.labels(deployment).set(at)
 
     def deadline_fired(self, kind: str, lag: float) -> None:
         self.scheduler_lag.labels(kind).observe(max(0.0, lag))

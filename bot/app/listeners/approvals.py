@@ -42,26 +42,36 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 f"/approvals cancel by {user}",
             )
             return
-        elif verb == "run" and rest:
-            spec = by_name(deps.specs, rest[0])
-            if spec is not None:
-                await commands.start(deps, spec, " ".join(rest[1:]), command, ack)
-                return
-            known = ", ".join(f"`{s.name}`" for s in deps.specs.values())
-            text = f"I don't know a graph `{rest[0][:40]}`. Graphs: {known}."
         elif verb == "run":
-            known = ", ".join(f"`{s.name}`" for s in deps.specs.values())
-            text = f"Usage: `/approvals run <graph> <text>`. Graphs: {known}."
+            text = await _run(deps, rest, command, ack)
+            if text is None:
+                return
         elif verb in ("show", "cancel"):
             text = f"Usage: `/approvals {verb} <run>` (the run id is on `/approvals mine`)."
         elif verb == "help":
-            text = help_text(deps.specs)
+            text = help_text(deps.specs, deps.engine.policy.deployments)
         else:
             text = f"I don't know `{verb[:40]}`. Usage: `/approvals {USAGE}`.\n\n"
-            text += help_text(deps.specs)
+            text += help_text(deps.specs, deps.engine.policy.deployments)
         await ack(text=text, response_type="ephemeral")
 
     app.command(COMMAND)(on_command)
+
+
+async def _run(deps: Deps, rest: list[str], command: dict[str, Any], ack: AsyncAck) -> str | None:
+    """``/approvals run <graph> <text>``: started (and acked: None), or the usage to answer.
+    ``<deployment>/<assistant>`` names an assistant on a LangGraph Server."""
+    if rest and "/" in rest[0]:
+        await commands.start_remote(deps, rest[0], " ".join(rest[1:]), command, ack)
+        return None
+    known = ", ".join(f"`{s.name}`" for s in deps.specs.values())
+    if not rest:
+        return f"Usage: `/approvals run <graph> <text>`. Graphs: {known}."
+    spec = by_name(deps.specs, rest[0])
+    if spec is None:
+        return f"I don't know a graph `{rest[0][:40]}`. Graphs: {known}."
+    await commands.start(deps, spec, " ".join(rest[1:]), command, ack)
+    return None
 
 
 async def _cancel(

@@ -77,3 +77,43 @@ async def start(
         deps.engine.for_person(started, user, channel, url, words),
         f"start {spec.command} by {user}",
     )
+
+
+async def start_remote(
+    deps: Deps, graph: str, text: str, command: dict[str, Any], ack: AsyncAck
+) -> None:
+    """``/approvals run <deployment>/<assistant> <text>``: a run of an assistant on a
+    LangGraph Server, the text as the user's message. Posted where it was typed (typed in
+    a DM: in the deployment's channel)."""
+    name, _, assistant = graph.partition("/")
+    deployment = deps.engine.policy.deployment(name)
+    if deployment is None:
+        known = ", ".join(f"`{d.name}`" for d in deps.engine.policy.deployments) or "none"
+        await ack(
+            text=f"I don't know a deployment `{name[:40]}` (here: {known}).",
+            response_type="ephemeral",
+        )
+        return
+    if not assistant or (deployment.assistants and assistant not in deployment.assistants):
+        served = ", ".join(f"`{name}/{a}`" for a in deployment.assistants) or "any assistant"
+        await ack(
+            text=f"`{name}` serves {served}; e.g. `/approvals run {name}/agent <text>`.",
+            response_type="ephemeral",
+        )
+        return
+    if not text.strip():
+        await ack(
+            text=f"Say what to ask: `/approvals run {graph} <text>`.", response_type="ephemeral"
+        )
+        return
+    channel = str(command["channel_id"])
+    if is_direct_message(command):
+        channel = deployment.channel
+    await ack()
+    user, url = command["user_id"], command.get("response_url")
+    started = deps.engine.start(graph, {"text": text, "channel": channel}, user, channel, url)
+    words = NOT_RECORDED["command"].format(command=f"`/approvals run {graph}`")
+    deps.tasks.spawn(
+        deps.engine.for_person(started, user, channel, url, words),
+        f"start {graph} by {user}",
+    )

@@ -1,0 +1,174 @@
+"""A LangGraph Server's inbox: every ``poll`` seconds, the threads of one deployment that
+changed since the last look, newest first, until one is not newer than the cursor.
+
+The server has no "updated after" filter, so the cursor is the newest ``updated_at`` seen:
+``threads.search`` sorted by ``updated_at`` descending, a small first page (a quiet
+deployment costs this one request), larger pages after it while every thread is newer.
+Each changed thread is then one of:
+
+- interrupted, unknown here, and the deployment is watched: a run is made of it (once across
+  replicas: the run id is the thread's) and its interrupts are posted (``Engine.adopt``);
+- the thread of a run waiting here whose interrupts are not the ones asked in Slack any more
+  (someone answered them from another client): its messages say so, and the run follows the
+  graph on (``Engine.follow``); nothing is sent to the server;
+- anything else (a run this bot drives, one that ended): nothing to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from langgraph_sdk.schema import Thread, ThreadSelectField
+
+from bot.engine import Engine
+from bot.remote.runner import Connection, run_id_of, transient
+from bot.runner import GraphRefused
+from bot.slackids import USER_ID
+from bot.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+
+FIRST_PAGE = 10  # what a quiet poll asks for
+PAGE = 100  # further pages while every thread is newer than the cursor
+MAX_PAGES = 10_000  # a million threads changed since the last look: far above any real one
+FIELDS: list[ThreadSelectField] = ["thread_id", "status", "updated_at", "metadata", "interrupts"]
+
+
+@dataclass
+class Watch:
+    """What the inbox of one deployment needs from its ``[[deployments]]`` entry."""
+
+    name: str
+    channel: str
+    assistants: Collection[str] = ()  # graph ids or assistant ids; empty: every one
+    watch: bool = True
+    poll_seconds: float = 2.0
+    requester_metadata: str | None = None
+
+    def serves(self, metadata: Mapping[str, Any]) -> bool:
+        if not self.assistants:
+            return True
+        return bool({metadata.get("graph_id"), metadata.get("assistant_id")} & set(self.assistants))
+
+
+@dataclass
+class Inbox:
+    """One deployment's poller. ``observe_lag(name, seconds)``: how old the newest complete
+    look is, after each look (a gauge on /metrics)."""
+
+    conn: Connection
+    watch: Watch
+    engine: Engine
+    tasks: TaskSet
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    observe_look: Callable[[str, float], None] = lambda name, at: None
+    cursor: str | None = field(default=None, init=False)
+    at_cursor: set[str] = field(default_factory=set, init=False)  # threads seen at the cursor
+    requests: int = field(default=0, init=False)  # searches made (the benchmark reads it)
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=f"inbox-{self.watch.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _loop(self) -> None:
+        for _ in range(2**62):  # until stopped
+            try:
+                await self.look()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if isinstance(exc, GraphRefused):
+                    log.warning("inbox %s: %s", self.watch.name, exc.words)
+                elif transient(exc):
+                    log.info("inbox %s: not answering (%s)", self.watch.name, type(exc).__name__)
+                else:
+                    log.exception("inbox %s: look failed", self.watch.name)
+            await self.sleep(self.watch.poll_seconds)
+
+    async def look(self) -> int:
+        """One look: the threads changed since the cursor, each handled once, oldest first.
+        Returns how many changed."""
+        changed = await self._changed()
+        for thread in reversed(changed):
+            await self._one(thread)
+        if changed:
+            newest = changed[0]["updated_at"]
+            if newest != self.cursor:
+                self.cursor, self.at_cursor = newest, set()
+            self.at_cursor |= {t["thread_id"] for t in changed if t["updated_at"] == newest}
+        self.observe_look(self.watch.name, self.clock())
+        return len(changed)
+
+    async def _changed(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        offset, limit = 0, FIRST_PAGE
+        for _ in range(MAX_PAGES):
+            page = await self.conn.call("the thread list", partial(self._page, limit, offset))
+            self.requests += 1
+            newer = [dict(t) for t in page if self._newer(t)]
+            found += newer
+            if len(page) < limit or len(newer) < len(page):
+                break
+            offset, limit = offset + limit, PAGE
+        return found
+
+    async def _page(self, limit: int, offset: int) -> list[Thread]:
+        return await self.conn.client.threads.search(
+            sort_by="updated_at",
+            sort_order="desc",
+            limit=limit,
+            offset=offset,
+            select=FIELDS,
+        )
+
+    def _newer(self, thread: Mapping[str, Any]) -> bool:
+        if self.cursor is None:
+            return True
+        at = str(thread.get("updated_at"))
+        return at > self.cursor or (at == self.cursor and thread["thread_id"] not in self.at_cursor)
+
+    async def _one(self, thread: Mapping[str, Any]) -> None:
+        metadata = thread.get("metadata") or {}
+        if not self.watch.serves(metadata):
+            return
+        run_id = run_id_of(str(thread["thread_id"]))
+        run = await self.engine.store.get_run(run_id)
+        if run is None:
+            if self.watch.watch and thread.get("status") == "interrupted":
+                graph = f"{self.watch.name}/{metadata.get('graph_id') or 'agent'}"
+                key = self.watch.requester_metadata
+                who = metadata.get(key) if key else None
+                requester = who if isinstance(who, str) and USER_ID.fullmatch(who) else ""
+                self.tasks.spawn(
+                    self.engine.adopt(run_id, graph, requester, self.watch.channel, "outside"),
+                    f"adopt-{run_id}",
+                )
+            return
+        if run.status != "waiting":
+            return  # driven here (its resume, its stream) or ended
+        approvals = await self.engine.store.approvals_of(run_id)
+        asked = {a.graph_interrupt_id for a in approvals if a.status == "pending"}
+        known = {a.graph_interrupt_id for a in approvals}
+        listed = {
+            i.get("id")
+            for found in (thread.get("interrupts") or {}).values()
+            for i in found
+            if isinstance(i, Mapping)
+        }
+        # The thread's own list may still show an interrupt answered here while another
+        # waits (``get_state`` does not): only unknown ones are new.
+        if thread.get("status") != "interrupted" or not asked <= listed or listed - known:
+            self.tasks.spawn(self.engine.follow(run_id), f"follow-{run_id}")
