@@ -86,3 +86,9 @@ specs = [
         build=build,
     )
 ]
+
+
+def served() -> CompiledStateGraph[Any]:
+    """The same agent for a LangGraph Server (``graphs/langgraph.json``): the server brings
+    its own checkpointer. Called by the server; nothing is built at import."""
+    return build(None)

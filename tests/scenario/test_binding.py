@@ -225,7 +225,7 @@ async def test_a_claim_resumes_nothing_when_the_pending_request_changed(
     # The graph re-runs its interrupted nodes, as a process continuing the run would, and
     # that process dies before storing what they raised.
     prices["web"] = 2
-    graph = old.runtime.engine.runner.graphs["priced"]  # type: ignore[attr-defined]
+    graph = old.runtime.engine.runner.local.graphs["priced"]  # type: ignore[attr-defined]
     cfg = {"configurable": {"thread_id": result.run.run_id}}
     async for _ in graph.astream(None, cfg, stream_mode="values"):
         pass

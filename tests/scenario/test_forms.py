@@ -218,7 +218,7 @@ async def finished(h: Harness, shows: str) -> Any:
     await h.wait(lambda: shows in message_text(h.approval_message() or {"blocks": []}))
     await h.idle()
     (done,) = await runs_with_status(h.bot.runtime.store, "done")
-    graph = h.bot.runtime.engine.runner.graphs[done.command]  # type: ignore[attr-defined]
+    graph = h.bot.runtime.engine.runner.local.graphs[done.command]  # type: ignore[attr-defined]
     state = await graph.aget_state({"configurable": {"thread_id": done.run_id}})
     return done, state.values
 

@@ -1,0 +1,244 @@
+"""The bot as the Slack face of a LangGraph Server: the real Bolt app on the local workspace,
+a real SQLite file, and a real ``langgraph dev`` (tests/remote/server.py) serving the test
+graphs. What the graphs really did is read from the server (its runs) and the served tools'
+own log, never from what the bot says."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph_sdk.client import LangGraphClient
+
+from bot.remote.runner import run_id_of
+from tests.conftest import Harness
+from tests.remote.conftest import SERVER_KEY
+from tests.remote.server import LangGraphServer
+from tests.scenario.test_approval_loop import buttons, message_text
+
+CHANNEL = "C0DEPLOYS"
+POLL = "0.3s"
+WAIT = 20.0  # a run on the server takes ~1 s to leave its queue; loaded CI hosts are slower
+
+
+def policy(url: str, **extra: Any) -> dict[str, Any]:
+    deployment = {
+        "name": "support",
+        "url": url,
+        "api_key_env": "SUPPORT_LANGGRAPH_API_KEY",
+        "channel": CHANNEL,
+        "poll": POLL,
+        "requester_metadata": "slack_user",
+        **extra,
+    }
+    return {"deployments": [deployment]}
+
+
+@pytest.fixture
+async def h(
+    harness: Harness, langgraph_server: LangGraphServer
+) -> AsyncIterator[Harness]:
+    """The harness's bot restarted with the session's server as deployment "support"."""
+    await harness.bots[0].stop()
+    harness.bots.clear()
+    await harness.start_bot(
+        policy=policy(langgraph_server.url),
+        deployment_keys={"support": SERVER_KEY},
+    )
+    yield harness
+
+
+def approvals(h: Harness) -> list[dict[str, Any]]:
+    """Every approval message in the channel, oldest first."""
+    return [
+        m
+        for m in h.ws.messages(CHANNEL)
+        if m.get("blocks") and m["blocks"][0].get("type") == "header"
+    ]
+
+
+def showing(h: Harness, words: str) -> list[dict[str, Any]]:
+    return [m for m in approvals(h) if words in message_text(m)]
+
+
+async def runs_on(client: LangGraphClient, thread_id: str) -> list[dict[str, Any]]:
+    return list(await client.runs.list(thread_id, limit=100))
+
+
+async def sdk_thread(client: LangGraphClient, graph: str, **metadata: Any) -> str:
+    """A thread started outside Slack (the SDK), left waiting at its interrupt."""
+    thread = await client.threads.create(metadata={"test": uuid.uuid4().hex, **metadata})
+    await client.runs.wait(thread["thread_id"], graph, input={"subject": "api 1.4.2"})
+    return str(thread["thread_id"])
+
+
+async def test_a_run_started_from_slack_is_approved_and_finishes(
+    h: Harness, client: LangGraphClient, langgraph_server: LangGraphServer
+) -> None:
+    ack = await h.ws.slash("alice", "/approvals", "run support/plain ship the release")
+    assert ack.ok
+    msg = await h.wait(lambda: (approvals(h) or [None])[-1], timeout=WAIT)
+    assert "Ship it?" in message_text(msg) and "Approve" in buttons(msg)
+    (run,) = await h.bot.runtime.store.runs_by("U0ALICE")
+    tid = str(uuid.UUID(run.run_id))
+    thread = await client.threads.get(tid)
+    assert thread["metadata"]["slack_user"] == "U0ALICE"
+    await h.ws.click("bob", msg, "Approve")
+    await h.wait(lambda: showing(h, "Approved") and not buttons(approvals(h)[-1]), timeout=WAIT)
+    await h.wait(lambda: (h.query("SELECT status FROM bot_runs") == [("done",)]), timeout=WAIT)
+    calls = langgraph_server.tool_calls(tid)
+    assert [c["name"] for c in calls] == ["ship"]
+    assert calls[0]["args"]["answer"] not in (None, "")
+    assert len(await runs_on(client, tid)) == 2  # the start and one resume
+
+
+async def test_the_inbox_posts_a_thread_started_elsewhere_once_and_its_requester_holds(
+    h: Harness, client: LangGraphClient, langgraph_server: LangGraphServer
+) -> None:
+    tid = await sdk_thread(client, "plain", slack_user="U0ALICE")
+    msg = await h.wait(lambda: (approvals(h) or [None])[-1], timeout=WAIT)
+    assert "<@U0ALICE>" in message_text(msg)
+    # several polls later it is still one message
+    looks = h.bot.runtime.inboxes[0].requests
+    await h.wait(lambda: h.bot.runtime.inboxes[0].requests >= looks + 3, timeout=WAIT)
+    assert len(approvals(h)) == 1
+    refused = await h.ws.click("alice", msg, "Approve")  # her own request
+    assert refused.ok
+    assert (await client.threads.get(tid))["status"] == "interrupted"
+    await h.ws.click("bob", msg, "Approve")
+    await h.wait(lambda: (h.query("SELECT status FROM bot_runs") == [("done",)]), timeout=WAIT)
+    assert [c["name"] for c in langgraph_server.tool_calls(tid)] == ["ship"]
+    assert len(await runs_on(client, tid)) == 2
+
+
+async def test_a_thread_started_with_no_slack_user_says_so(
+    h: Harness, client: LangGraphClient
+) -> None:
+    await sdk_thread(client, "plain")
+    msg = await h.wait(lambda: (approvals(h) or [None])[-1], timeout=WAIT)
+    assert "Started outside Slack" in message_text(msg)
+
+
+async def test_answered_elsewhere_closes_the_message_and_sends_nothing(
+    h: Harness, client: LangGraphClient, langgraph_server: LangGraphServer
+) -> None:
+    tid = await sdk_thread(client, "plain")
+    msg = await h.wait(lambda: (approvals(h) or [None])[-1], timeout=WAIT)
+    state = await client.threads.get_state(tid)
+    (asked,) = state["interrupts"]
+    await client.runs.wait(tid, "plain", command={"resume": {asked["id"]: "from the web"}})
+    await h.wait(lambda: showing(h, "Answered outside Slack"), timeout=WAIT)
+    closed = showing(h, "Answered outside Slack")[-1]
+    assert closed["ts"] == msg["ts"] and not buttons(closed)
+    await h.wait(lambda: (h.query("SELECT status FROM bot_runs") == [("done",)]), timeout=WAIT)
+    calls = langgraph_server.tool_calls(tid)
+    assert [(c["name"], c["args"]) for c in calls] == [("ship", {"answer": "from the web"})]
+    assert len(await runs_on(client, tid)) == 2  # the SDK's start and its resume only
+
+
+async def test_twenty_racing_clicks_give_one_resume(
+    h: Harness, client: LangGraphClient, langgraph_server: LangGraphServer
+) -> None:
+    tid = await sdk_thread(client, "plain")
+    msg = await h.wait(lambda: (approvals(h) or [None])[-1], timeout=WAIT)
+    people = ["bob", "carol", "dan"] * 7
+    await asyncio.gather(*(h.ws.click(p, msg, "Approve") for p in people[:20]))
+    await h.wait(lambda: (h.query("SELECT status FROM bot_runs") == [("done",)]), timeout=WAIT)
+    await h.idle()
+    assert len(langgraph_server.tool_calls(tid)) == 1
+    assert len(await runs_on(client, tid)) == 2
+
+
+async def test_a_form_is_answered_and_checked_before_it_is_sent(
+    h: Harness, client: LangGraphClient, langgraph_server: LangGraphServer
+) -> None:
+    tid = await sdk_thread(client, "form")
+    msg = await h.wait(lambda: (approvals(h) or [None])[-1], timeout=WAIT)
+    before = {v["id"] for v in h.ws.open_views("bob")}
+    await h.ws.click("bob", msg, buttons(msg)[0])
+    view = await h.wait(
+        lambda: next((v for v in h.ws.open_views("bob") if v["id"] not in before), None)
+    )
+    labels = message_text(view)
+    assert "Amount" in labels and "Reason" in labels
+    fields = {
+        b["label"]["text"]: b["block_id"] for b in view["blocks"] if b.get("type") == "input"
+    }
+    done = await h.ws.submit_modal(
+        "bob", view, {fields["Amount"]: "90", fields["Reason"]: "late"}
+    )
+    assert done.ok and not done.errors
+    await h.wait(lambda: (h.query("SELECT status FROM bot_runs") == [("done",)]), timeout=WAIT)
+    calls = langgraph_server.tool_calls(tid)
+    assert [(c["name"], c["args"]["amount"], c["args"]["reason"]) for c in calls] == [
+        ("refund", 90, "late")
+    ]
+
+
+async def test_a_thread_deleted_while_pending_ends_the_request_in_plain_words(
+    h: Harness, client: LangGraphClient
+) -> None:
+    tid = await sdk_thread(client, "plain")
+    msg = await h.wait(lambda: (approvals(h) or [None])[-1], timeout=WAIT)
+    await client.threads.delete(tid)
+    await h.ws.click("bob", msg, "Approve")
+    await h.wait(lambda: h.query("SELECT status FROM bot_runs") == [("failed",)], timeout=WAIT)
+    await h.wait(lambda: showing(h, "not on support any more"), timeout=WAIT)
+
+
+async def test_a_wrong_key_ends_a_start_in_plain_words(
+    harness: Harness, langgraph_server: LangGraphServer
+) -> None:
+    await harness.bots[0].stop()
+    harness.bots.clear()
+    await harness.start_bot(
+        policy=policy(langgraph_server.url, watch=False),
+        deployment_keys={"support": "not-the-key"},
+    )
+    await harness.ws.slash("alice", "/approvals", "run support/plain ship it")
+    await harness.wait(
+        lambda: harness.query("SELECT status FROM bot_runs") == [("failed",)], timeout=WAIT
+    )
+    (outcome,) = harness.query("SELECT outcome FROM bot_runs")
+    assert "did not accept the bot's API key" in outcome[0]
+
+
+async def test_the_server_stopped_while_a_decision_waits_gets_one_resume_when_back(
+    harness: Harness, own_server: LangGraphServer, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(own_server.start)
+    await harness.bots[0].stop()
+    harness.bots.clear()
+    await harness.start_bot(policy=policy(own_server.url), deployment_keys={"support": None})
+    sdk = own_server.client()
+    try:
+        tid = await sdk_thread(sdk, "plain")
+    finally:
+        await sdk.aclose()
+    msg = await harness.wait(lambda: (approvals(harness) or [None])[-1], timeout=WAIT)
+    await asyncio.to_thread(own_server.stop)  # SIGTERM: the server keeps its threads
+    await harness.ws.click("bob", msg, "Approve")
+    await harness.wait(lambda: showing(harness, "Approved"), timeout=WAIT)
+    await harness.wait(
+        lambda: any(
+            "Waiting for support" in str(r.get("text"))
+            for r in harness.ws.replies(CHANNEL, msg["ts"])
+        ),
+        timeout=WAIT,
+    )
+    assert own_server.tool_calls(tid) == []
+    await asyncio.to_thread(own_server.start)
+    await harness.wait(
+        lambda: harness.query("SELECT status FROM bot_runs") == [("done",)], timeout=60
+    )
+    assert [c["name"] for c in own_server.tool_calls(tid)] == ["ship"]
+    sdk = own_server.client()
+    try:
+        assert len(await runs_on(sdk, tid)) == 2
+    finally:
+        await sdk.aclose()
+    assert run_id_of(tid)
