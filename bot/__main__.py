@@ -1,6 +1,7 @@
 """Command line: ``python -m bot run`` (the bot), ``python -m bot demo`` (bot + local Slack),
-``python -m bot check-config [PATH]`` (validate the policy file, then exit), and the terminal's
-``pending``, ``approve``, ``reject``, ``decide`` and ``audit`` (bot/cli.py)."""
+``python -m bot check-config [--offline] [PATH]`` (validate the policy file and try its
+deployments, then exit), and the terminal's ``pending``, ``approve``, ``reject``, ``decide``
+and ``audit`` (bot/cli.py)."""
 
 from __future__ import annotations
 
@@ -56,17 +57,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     check = sub.add_parser(
         "check-config",
-        help="check the policy file and the graphs it names as run would, then exit (0 ok, 2 not)",
+        help=(
+            "check the policy file and the graphs it names as run would, and try its "
+            "deployments, then exit (0 ok, 1 a deployment failed, 2 the file is not ok)"
+        ),
     )
     check.add_argument(
         "path", nargs="?", type=Path, help="default: $APPROVALS_CONFIG, else ./approvals.toml"
+    )
+    check.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not try the [[deployments]] (their URL, key and assistants)",
     )
     man = sub.add_parser("manifest", help="print the Slack app manifest (JSON), every command")
     man.add_argument("--url", help="HTTP mode: the public https://…/slack/events URL")
     cli.add_commands(sub)
     args = parser.parse_args(argv)
     if args.cmd == "check-config":
-        return _check_config(args.path)
+        return _check_config(args.path, offline=args.offline)
     if args.cmd == "manifest":
         return _manifest(args.url)
     # psycopg_pool logs each failed reconnection of an outage, with the server's address:
@@ -122,11 +131,11 @@ def _manifest(url: str | None) -> int:
     return 0
 
 
-def _check_config(path: Path | None) -> int:
+def _check_config(path: Path | None, *, offline: bool = False) -> int:
     """Validate the policy file as ``run`` would, without starting the bot: the file, the
     deploy backend, and the graphs it names (imported and built, nothing run). ``ok: …`` on
     stdout and exit 0, or the one-line fault on stderr and exit 2. Deprecations are warnings
-    on stderr."""
+    on stderr. Then each deployment, tried unless ``offline``: exit 1 when one fails."""
     from bot.config import deploy_options, graph_specs
     from bot.policy.faults import PolicyError
     from bot.policy.parse import load_policy, policy_path
@@ -145,13 +154,13 @@ def _check_config(path: Path | None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     sets, levels = policy.rule_sets, policy.escalation_levels
-    graphs = ", ".join(s.name for s in specs.values())
+    graphs = ", ".join(s.name for s in specs.values()) or "none"
     off = "; /deploy is off (no [deploy] table)" if deploy is None else ""
     print(
         f"ok: {path}: {sets} rule set{'s' * (sets != 1)}, "
         f"{levels} escalation level{'s' * (levels != 1)}; graphs: {graphs}{off}"
     )
-    return 0
+    return cli.check_deployments(policy, os.environ, cli.Terminal.std(), offline=offline)
 
 
 def _until_signal(body: Callable[[asyncio.Event], Awaitable[None]]) -> int:

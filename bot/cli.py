@@ -43,7 +43,7 @@ import aiosqlite
 
 from bot.audit_export import FORMATS, export, iso_utc, verify
 from bot.background.outbox import Outbox
-from bot.config import Settings, SettingsError, audit_key
+from bot.config import Settings, SettingsError, audit_key, deployment_keys
 from bot.db.migrations import CHAIN_VERSION
 from bot.db.sqlite import OneHop, Writer
 from bot.db.store import Store
@@ -51,7 +51,8 @@ from bot.engine import Answer
 from bot.integrity import KeyProblem
 from bot.interrupts import ApprovalRequest, ChoiceSpec, normalise
 from bot.model import Approval, Run
-from bot.policy.rules import Policy, Rules, format_duration, parse_duration
+from bot.policy.rules import Deployment, Policy, Rules, format_duration, parse_duration
+from bot.remote.probe import Probe, probe
 from bot.slackids import USER_ID
 from bot.web import openapi
 from bot.web.api import plain
@@ -72,6 +73,7 @@ PAGE = 200
 MAX_PAGES = 50  # at most 10,000 pending approvals listed
 OFFERED = 30  # approvals the interactive picker lists
 SCHEMA = CHAIN_VERSION  # the oldest schema version (PRAGMA user_version) the reads work on
+PROBE_SECONDS = 10.0  # check-config's try of one deployment
 
 
 class Usage(Exception):
@@ -445,6 +447,50 @@ async def resolve_id(store: Store, given: str) -> str | None:
     if len(ids) > 1:
         raise Usage(f"more than one approval's id starts with {given}: give more of it")
     return ids[0] if ids else None
+
+
+# -- check-config's deployments -------------------------------------------------------------
+
+
+def check_deployments(
+    policy: Policy,
+    env: Mapping[str, str],
+    term: Terminal,
+    *,
+    offline: bool,
+    timeout: float = PROBE_SECONDS,
+) -> int:
+    """``check-config``'s lines for the ``[[deployments]]``: what each is, whether its key's
+    variable is set (never the key), and unless ``offline`` what a try of it found, all at
+    once. Returns 1 when a try failed, else 0."""
+    keys = deployment_keys(policy, env)
+    probes: list[Probe | None] = [None] * len(policy.deployments)
+    if not offline and policy.deployments:
+        probes = list(asyncio.run(_probe_all(policy.deployments, keys, timeout)))
+    for d, found in zip(policy.deployments, probes, strict=True):
+        term.say(f"deployment {d.name}: {deployment_line(d, keys[d.name])}")
+        term.say(f"  {'not tried (--offline)' if found is None else found.words}")
+    failed = [d.name for d, p in zip(policy.deployments, probes, strict=True) if p and not p.ok]
+    if failed:
+        term.warn(f"error: deployment{'s' * (len(failed) != 1)} failed: {', '.join(failed)}")
+        return NOT_DECIDED
+    return DONE
+
+
+def deployment_line(d: Deployment, key: str | None) -> str:
+    """``https://…, channel C0AGENTS, assistants: agent, key: SUPPORT_KEY is set``."""
+    assistants = ", ".join(d.assistants) or "all"
+    if d.api_key_env is None:
+        key_words = "none (no api_key_env)"
+    else:
+        key_words = f"{d.api_key_env} is {'set' if key else 'not set'}"
+    return f"{d.url}, channel {d.channel}, assistants: {assistants}, key: {key_words}"
+
+
+async def _probe_all(
+    deployments: Sequence[Deployment], keys: Mapping[str, str | None], seconds: float
+) -> list[Probe]:
+    return list(await asyncio.gather(*(probe(d, keys[d.name], seconds) for d in deployments)))
 
 
 # -- the interactive picker ------------------------------------------------------------------

@@ -27,8 +27,9 @@ NO_BACKEND = (
     '"simulated" (nothing is deployed; every message says so)'
 )
 NOTHING_TO_RUN = (
-    "no graphs to run: add a [deploy] table (the built-in /deploy) or "
-    'graphs = ["package.module:specs"] (your own; README: "Bring your own graph")'
+    "no graphs to run: add a [deploy] table (the built-in /deploy), "
+    'graphs = ["package.module:specs"] (your own; README: "Bring your own graph") or '
+    "[[deployments]] (agents on a LangGraph Server)"
 )
 
 
@@ -188,15 +189,26 @@ def deploy_options(policy: Policy, *, require_backend: bool = False) -> DeployOp
 def graph_specs(policy: Policy, deploy: DeployOptions | None) -> dict[str, GraphSpec]:
     """Every graph the bot runs (/deploy when ``deploy`` is set, then the policy's entry
     points), checked against the policy's ``[policy.<graph>]`` tables: what ``bot run``
-    starts with, and what ``check-config`` checks."""
+    starts with, and what ``check-config`` checks. None at all is an error only when there
+    are no ``[[deployments]]`` either: then the bot would have nothing to answer for."""
     try:
         specs = registry(deploy, policy.graph_entry_points)
         policy.check_graphs(specs)
     except (EntryPointError, PolicyError) as exc:
         raise SettingsError(str(exc)) from None
-    if not specs:
+    if not specs and not policy.deployments:
         raise SettingsError(f"{policy.source or 'approvals.toml (none found)'}: {NOTHING_TO_RUN}")
     return specs
+
+
+def deployment_keys(policy: Policy, env: Mapping[str, str]) -> dict[str, str | None]:
+    """Each deployment's API key, by deployment name, from the variable its ``api_key_env``
+    names (None: it names none, or the variable is unset or empty). The values are secrets:
+    never log them."""
+    return {
+        d.name: (env.get(d.api_key_env) or None) if d.api_key_env else None
+        for d in policy.deployments
+    }
 
 
 def normalise_api_url(url: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, time
 from pathlib import Path
@@ -28,6 +29,7 @@ from bot.policy.rules import (
     ON_TIMEOUT,
     SUPERVISORS,
     ApiToken,
+    Deployment,
     DeploySection,
     FreezeWindow,
     Level,
@@ -55,6 +57,10 @@ BACKENDS = ("simulated", "command")
 SCOPES = ("read", "decide")
 SHA256_RE = re.compile(r"[0-9a-f]{64}", re.ASCII)
 TOKEN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
+DEPLOYMENT_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*", re.ASCII)
+ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]*", re.ASCII)
+ASSISTANT_RE = re.compile(r"[^\s/]+")  # a graph id or an assistant id: "/" ends the deployment's
+POLL_MIN, POLL_MAX = 0.5, 3600.0
 
 
 def policy_path(env: Mapping[str, str], cwd: Path | None = None) -> Path | None:
@@ -86,7 +92,16 @@ def load_policy(path: Path | None) -> Policy:
     return parse_policy(data, source)
 
 
-TOP_KEYS = ("supervisors", "admins", "graphs", "deploy", "policy", "approvers", "api")
+TOP_KEYS = (
+    "supervisors",
+    "admins",
+    "graphs",
+    "deploy",
+    "policy",
+    "approvers",
+    "api",
+    "deployments",
+)
 DEPLOY_KEYS = (
     "envs",
     "default_env",
@@ -117,6 +132,20 @@ FREEZE_KEYS = ("days", "dates", "from_date", "to_date", "from", "to", "tz", "act
 API_KEYS = ("tokens",)
 TOKEN_KEYS = ("name", "token_sha256", "scopes", "as", "act_as")
 TOKEN_SHAPE = "{ name = …, token_sha256 = …, scopes = […] }"
+DEPLOYMENT_KEYS = (
+    "name",
+    "url",
+    "api_key_env",
+    "channel",
+    "assistants",
+    "watch",
+    "poll",
+    "requester_metadata",
+)
+KEY_IN_FILE = (
+    "never put an API key in this file: set it in an environment variable and name that "
+    'variable with api_key_env (e.g. api_key_env = "SUPPORT_LANGGRAPH_API_KEY")'
+)
 
 
 def parse_policy(data: Mapping[str, Any], source: str) -> Policy:
@@ -126,12 +155,14 @@ def parse_policy(data: Mapping[str, Any], source: str) -> Policy:
 
 class _Parser:
     """One reading of the file: its name for every fault, and what earlier tables said that
-    later ones are checked against (the deploy envs, whether supervisors are set)."""
+    later ones are checked against (the deploy envs, whether supervisors are set, the
+    deployments whose [policy.<deployment>] sub-tables name assistants)."""
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.envs: tuple[str, ...] = ()
         self.supervisors: tuple[str, ...] = ()
+        self.deployments: dict[str, Deployment] = {}
 
     def fail(self, key: str, fault: str) -> PolicyError:
         return PolicyError(self.source, key, fault)
@@ -143,6 +174,9 @@ class _Parser:
                 raise self.unknown(dotted(key), key, value, TOP_KEYS)
         deploy = self.deploy(self.table(data, "deploy", "deploy")) if "deploy" in data else None
         self.envs = (deploy or DeploySection()).envs
+        # before [policy], which may come first in the file but names their assistants
+        deployments = self.deployments_of(data.get("deployments", []))
+        self.deployments = {d.name: d for d in deployments}
         supervisors = self.ids(data.get("supervisors", []), "supervisors", {"user", "group"})
         self.supervisors = supervisors
         admins = self.ids(data.get("admins", []), "admins", {"user", "group"})
@@ -160,6 +194,7 @@ class _Parser:
             deploy=deploy,
             deprecations=deprecations,
             api_tokens=api_tokens,
+            deployments=deployments,
             layers=MappingProxyType({k: MappingProxyType(v) for k, v in layers.items()}),
         )
         self.check(policy)
@@ -248,22 +283,34 @@ class _Parser:
             where = f"{path}.{dotted(key)}"
             if key in RULE_KEYS:
                 layer[key] = (self.rule(key, v, where), where)
-            elif not isinstance(v, Mapping):
+                continue
+            if not isinstance(v, Mapping):
                 raise self.unknown(where, key, v, RULE_KEYS)
-            elif graph == "default":
-                raise self.fail(where, "unknown table (per-env rules go in [policy.<graph>.<env>])")
-            elif key not in self.envs:
+            self.sub_table(graph, key, where)
+            sub_layer: dict[str, tuple[Any, str]] = {}
+            layers[(graph, key)] = sub_layer
+            for k, rv in v.items():
+                w = f"{where}.{dotted(k)}"
+                if k not in RULE_KEYS:
+                    raise self.unknown(w, k, rv, RULE_KEYS)
+                sub_layer[k] = (self.rule(k, rv, w), w)
+
+    def sub_table(self, graph: str, key: str, where: str) -> None:
+        """``[policy.<graph>.<key>]``: an env of a local graph, or an assistant of a
+        deployment (one it serves, when it lists them)."""
+        if graph == "default":
+            raise self.fail(where, "unknown table (per-env rules go in [policy.<graph>.<env>])")
+        deployment = self.deployments.get(graph)
+        if deployment is not None:
+            if deployment.assistants and key not in deployment.assistants:
+                served = ", ".join(deployment.assistants)
                 raise self.fail(
-                    where, f"unknown env {show(key)} (deploy.envs: {', '.join(self.envs)})"
+                    where,
+                    f"unknown assistant {show(key)}: deployment {show(graph)} serves only "
+                    f"{served} (its assistants = [...])",
                 )
-            else:
-                env_layer: dict[str, tuple[Any, str]] = {}
-                layers[(graph, key)] = env_layer
-                for k, rv in v.items():
-                    w = f"{where}.{dotted(k)}"
-                    if k not in RULE_KEYS:
-                        raise self.unknown(w, k, rv, RULE_KEYS)
-                    env_layer[k] = (self.rule(k, rv, w), w)
+        elif key not in self.envs:
+            raise self.fail(where, f"unknown env {show(key)} (deploy.envs: {', '.join(self.envs)})")
 
     def legacy(
         self, t: Mapping[str, Any], layers: dict[tuple[str, str | None], dict[str, tuple[Any, str]]]
@@ -408,6 +455,172 @@ class _Parser:
                 )
         self.no_repeats(act_as, f"{where}.act_as")
         return act_as
+
+    # -- [[deployments]]: LangGraph Servers whose interrupts the bot answers ------------------
+    def deployments_of(self, raw: Any) -> tuple[Deployment, ...]:
+        if not isinstance(raw, list):
+            raise self.fail(
+                "deployments",
+                f"must be [[deployments]] tables (one per LangGraph Server), got {kind_of(raw)}",
+            )
+        found: list[Deployment] = []
+        for i, entry in enumerate(raw):
+            where = f"deployments[{i}]"
+            deployment = self.deployment(entry, where)
+            for j, other in enumerate(found):
+                if other.name == deployment.name:
+                    raise self.fail(
+                        f"{where}.name",
+                        f"{show(deployment.name)} is also the name of deployments[{j}]: "
+                        "each deployment needs a name of its own",
+                    )
+            found.append(deployment)
+        return tuple(found)
+
+    def deployment(self, t: Any, where: str) -> Deployment:
+        if not isinstance(t, Mapping):
+            raise self.fail(
+                where,
+                f"must be a table ([[deployments]] with name, url, channel), got {kind_of(t)}",
+            )
+        for key, value in t.items():
+            if key == "api_key":  # the value is never shown: it is the key
+                raise self.fail(f"{where}.api_key", KEY_IN_FILE)
+            if key not in DEPLOYMENT_KEYS:
+                raise self.unknown(f"{where}.{dotted(key)}", key, value, DEPLOYMENT_KEYS)
+        name = self.deployment_name(t, where)
+        url = self.deployment_url(t, where)
+        api_key_env = self.api_key_env(t, where)
+        if "channel" not in t:
+            raise self.fail(
+                f"{where}.channel", "missing: the Slack channel id (C… or G…) its approvals go to"
+            )
+        channel = self.channel(t["channel"], f"{where}.channel")
+        assistants = self.assistants(t, where)
+        watch = self.flag(t["watch"], f"{where}.watch") if "watch" in t else True
+        poll = self.poll(t["poll"], f"{where}.poll") if "poll" in t else 2.0
+        metadata = self.requester_metadata(t, where)
+        return Deployment(
+            name=name,
+            url=url,
+            api_key_env=api_key_env,
+            channel=channel,
+            assistants=assistants,
+            watch=watch,
+            poll_seconds=poll,
+            requester_metadata=metadata,
+        )
+
+    def deployment_name(self, t: Mapping[str, Any], where: str) -> str:
+        if "name" not in t:
+            raise self.fail(
+                f"{where}.name",
+                "missing: every deployment needs a name (people type it in Slack: "
+                "/approvals run <name>/<assistant>)",
+            )
+        name = self.string(t["name"], f"{where}.name", "a name")
+        if not DEPLOYMENT_NAME_RE.fullmatch(name):
+            raise self.fail(
+                f"{where}.name",
+                f'must be lower-case letters, digits and "-" (e.g. "support"), got {show(name)}',
+            )
+        if name == "default":
+            raise self.fail(
+                f"{where}.name",
+                '"default" is taken by [policy.default] (the rules for everything): '
+                "choose another name",
+            )
+        return name
+
+    def deployment_url(self, t: Mapping[str, Any], where: str) -> str:
+        """The server's base URL without a trailing slash. A fault shows the value only when it
+        cannot hold a secret (no user, password or query)."""
+        key = f"{where}.url"
+        if "url" not in t:
+            raise self.fail(
+                key, 'missing: the LangGraph Server\'s address, e.g. "https://support.example.com"'
+            )
+        url = self.string(t["url"], key, "an http:// or https:// URL")
+        try:
+            parts = urllib.parse.urlsplit(url)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            parts, port_ok = None, False
+        if parts is not None and (parts.username is not None or parts.password is not None):
+            raise self.fail(
+                key,
+                "must not hold a user name or password: name the environment variable holding "
+                "the API key with api_key_env",
+            )
+        if parts is not None and (parts.query or parts.fragment or "?" in url or "#" in url):
+            raise self.fail(key, "must be the server's base URL, without a query (?…) or #…")
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or not port_ok
+            or any(c.isspace() for c in url)
+        ):
+            raise self.fail(
+                key,
+                'must be an http:// or https:// URL like "https://support.example.com", '
+                f"got {show(url)}",
+            )
+        return url.rstrip("/")
+
+    def api_key_env(self, t: Mapping[str, Any], where: str) -> str | None:
+        """The NAME of the variable holding the key. A fault never shows the value: it may be
+        the key itself, pasted in the wrong place."""
+        if "api_key_env" not in t:
+            return None
+        name = t["api_key_env"]
+        if not isinstance(name, str) or not ENV_NAME_RE.fullmatch(name):
+            raise self.fail(
+                f"{where}.api_key_env",
+                "must name the environment variable holding the API key (upper-case letters, "
+                'digits and "_", e.g. "SUPPORT_LANGGRAPH_API_KEY"), never the key itself',
+            )
+        return name
+
+    def assistants(self, t: Mapping[str, Any], where: str) -> tuple[str, ...]:
+        if "assistants" not in t:
+            return ()
+        key = f"{where}.assistants"
+        items = self.strings(t["assistants"], key, "graph ids or assistant ids")
+        if not items:
+            raise self.fail(
+                key,
+                "must list at least one graph id or assistant id (leave it out to serve all)",
+            )
+        for i, item in enumerate(items):
+            if not ASSISTANT_RE.fullmatch(item):
+                raise self.fail(
+                    f"{key}[{i}]",
+                    f'not a graph id or assistant id (no spaces or "/"): {show(item)}',
+                )
+        self.no_repeats(items, key)
+        return items
+
+    def poll(self, v: Any, where: str) -> float:
+        seconds = self.duration(v, where)
+        if seconds > POLL_MAX:
+            raise self.fail(
+                where, f'must be "1h" or less (the inbox looks that often), got {show(v)}'
+            )
+        if seconds < POLL_MIN:
+            raise self.fail(where, f'must be "1s" or more, got {show(v)}')
+        return seconds
+
+    def requester_metadata(self, t: Mapping[str, Any], where: str) -> str | None:
+        if "requester_metadata" not in t:
+            return None
+        key = t["requester_metadata"]
+        if not isinstance(key, str) or not key or any(c.isspace() for c in key):
+            raise self.fail(
+                f"{where}.requester_metadata",
+                f'must be a thread metadata key (e.g. "slack_user"), got {show(key)}',
+            )
+        return key
 
     # -- one rule -------------------------------------------------------------------------------
     def rule(self, key: str, v: Any, where: str) -> Any:

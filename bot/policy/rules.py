@@ -1,7 +1,9 @@
 """The rules an approval is held to, and what the policy file gives (read by bot/policy/parse.py).
 
 Pure: nothing here talks to Slack or the database. Rules merge per key, most specific last:
-``[policy.default]`` <- ``[policy.<graph>]`` <- ``[policy.<graph>.<env>]``. A key set at a more
+``[policy.default]`` <- ``[policy.<graph>]`` <- ``[policy.<graph>.<env>]``; for an agent on a
+LangGraph Server (``[[deployments]]``, command ``"<deployment>/<assistant>"``) the deployment
+stands for the graph and the assistant for the env. A key set at a more
 specific level replaces the value (lists are replaced, not appended). Durations ("90s", "30m",
 "2h", "1d", "1h30m") count from the moment the approval is posted. See
 ``approvals.example.toml`` for every key, commented.
@@ -466,6 +468,35 @@ class ApiToken:
         return ANYONE in self.act_as or user in self.act_as
 
 
+@dataclass(frozen=True, kw_only=True)
+class Deployment:
+    """A LangGraph Server whose interrupts the bot answers in Slack ([[deployments]])."""
+
+    name: str  # how people name it in Slack: lower-case letters, digits and dashes
+    url: str  # http:// or https://, without a trailing slash
+    api_key_env: str | None = None  # the NAME of the variable holding its API key, never the key
+    channel: str  # where its approvals are posted
+    assistants: tuple[str, ...] = ()  # graph ids or assistant ids it serves; () = all
+    watch: bool = True  # also answer threads started elsewhere
+    poll_seconds: float = 2.0  # how often the inbox looks
+    requester_metadata: str | None = None  # thread metadata key naming the Slack user who asked
+
+    def serves(self, graph_id: str, assistant_id: str | None = None) -> bool:
+        """Whether an assistant (by its graph id or its own id) is one this bot answers for."""
+        if not self.assistants:
+            return True
+        return graph_id in self.assistants or (
+            assistant_id is not None and assistant_id in self.assistants
+        )
+
+
+def remote_command(command: str) -> tuple[str, str] | None:
+    """``"support/agent"`` -> ``("support", "agent")``: a remote run's command names the
+    deployment and the assistant; None for a local graph's command (no "/" past a leading one)."""
+    deployment, slash, assistant = command.lstrip("/").partition("/")
+    return (deployment, assistant) if slash and deployment and assistant else None
+
+
 # A rule layer: field -> (value, the key it came from).
 _Layer = Mapping[str, tuple[Any, str]]
 
@@ -481,6 +512,7 @@ class Policy:
     deploy: DeploySection | None = None  # None: no [deploy] table, so no built-in /deploy
     deprecations: tuple[str, ...] = ()
     api_tokens: tuple[ApiToken, ...] = ()
+    deployments: tuple[Deployment, ...] = ()  # [[deployments]], in file order
     # (graph, env) -> layer; ("default", None) is [policy.default]. In file order.
     layers: Mapping[tuple[str, str | None], _Layer] = field(
         default_factory=lambda: MappingProxyType({})
@@ -488,8 +520,9 @@ class Policy:
 
     def rules(self, graph: str, env: str | None = None) -> Rules:
         """The rules for ``graph`` ("deploy" or "/deploy") in ``env`` (None: no env), merged
-        default <- graph <- graph.env. Unknown graphs and envs get the levels that exist."""
-        return self.merged(graph.lstrip("/"), env)[0]
+        default <- graph <- graph.env. Unknown graphs and envs get the levels that exist. A
+        remote command ("support/agent") is deployment "support", assistant "agent" as env."""
+        return self.merged(graph, env)[0]
 
     def rules_for(self, command: str, args: Mapping[str, Any]) -> Rules:
         """The rules for a request of ``command`` with these arguments (its ``env``, if any)."""
@@ -504,22 +537,32 @@ class Policy:
         payload = approval.request if isinstance(approval.request, Mapping) else {}
         return self.rules_for(run.command, run.input).merge_request(payload)[0]
 
+    def deployment(self, name: str) -> Deployment | None:
+        """The ``[[deployments]]`` entry named ``name``, or None."""
+        return next((d for d in self.deployments if d.name == name), None)
+
     @property
     def graphs(self) -> tuple[str, ...]:
         """Graph names that have a ``[policy.<graph>]`` table."""
         return tuple(dict.fromkeys(g for g, _ in self.layers if g != "default"))
 
     def check_graphs(self, known: Iterable[str]) -> None:
-        """Raise PolicyError for a ``[policy.<graph>]`` naming no registered graph (call it
-        once the graphs are loaded; "/deploy" and "deploy" are the same name)."""
-        names = sorted({k.lstrip("/") for k in known})
+        """Raise PolicyError for a ``[policy.<graph>]`` naming no registered graph and no
+        deployment (call it once the graphs are loaded; "/deploy" and "deploy" are the same
+        name)."""
+        deployments = [d.name for d in self.deployments]
+        names = sorted({k.lstrip("/") for k in known} | set(deployments))
         for g in self.graphs:
             if g == "deploy" and g not in names and self.deploy is None:
                 # [policy.deploy…], or only the deprecated [approvers] table, which is /deploy's
                 table = "policy.deploy" if ("deploy", None) in self.layers else "approvers"
                 raise PolicyError(self.source or "policy", table, DEPLOY_OFF)
             if g not in names:
-                hint = did_you_mean(g, names) or f"(graphs: {', '.join(names) or 'none'})"
+                local = [n for n in names if n not in deployments]
+                listed = f"graphs: {', '.join(local) or 'none'}"
+                if deployments:
+                    listed += f"; deployments: {', '.join(deployments)}"
+                hint = did_you_mean(g, names) or f"({listed})"
                 raise PolicyError(
                     self.source or "policy", f"policy.{dotted(g)}", f"unknown graph {hint}"
                 )
@@ -536,7 +579,11 @@ class Policy:
         )
 
     def merged(self, graph: str, env: str | None) -> tuple[Rules, dict[str, str]]:
-        """The rules for ``graph`` in ``env``, and the key each value came from."""
+        """The rules for ``graph`` in ``env``, and the key each value came from. A remote
+        command ("support/agent") stands for graph "support" in env "agent"; its ``env`` is
+        not read (a remote run's arguments are the agent's, not an env)."""
+        remote = remote_command(graph)
+        graph, env = remote if remote is not None else (graph.lstrip("/"), env)
         keys: list[tuple[str, str | None]] = [("default", None)]
         scope = "default"
         if graph != "default":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -19,6 +20,7 @@ import pytest
 from bot.policy.faults import PolicyError
 from bot.policy.parse import load_policy, parse_policy, policy_path
 from bot.policy.rules import (
+    Deployment,
     FreezeWindow,
     Level,
     Policy,
@@ -27,6 +29,7 @@ from bot.policy.rules import (
     format_duration,
     freeze_at,
     parse_duration,
+    remote_command,
 )
 from graphs.approval import approval_payload
 
@@ -99,7 +102,8 @@ MISTAKES = [
     ('supervisor = ["U0CAROL"]', 'supervisor: unknown key (did you mean "supervisors"?)'),
     (
         "colour = 1",
-        "colour: unknown key (known: supervisors, admins, graphs, deploy, policy, approvers, api)",
+        "colour: unknown key (known: supervisors, admins, graphs, deploy, policy, approvers, api, "
+        "deployments)",
     ),
     ('[deploy]\nbackned = "command"', 'deploy.backned: unknown key (did you mean "backend"?)'),
     (
@@ -839,8 +843,8 @@ def test_check_config_cli_default_path_and_deprecations(tmp_path: Path) -> None:
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == (
         "error: approvals.toml (none found): no graphs to run: add a [deploy] table (the "
-        'built-in /deploy) or graphs = ["package.module:specs"] (your own; README: "Bring '
-        'your own graph")\n'
+        'built-in /deploy), graphs = ["package.module:specs"] (your own; README: "Bring '
+        'your own graph") or [[deployments]] (agents on a LangGraph Server)\n'
     )
     path = tmp_path / "approvals.toml"
     path.write_text('[approvers]\nprod = ["U0BOB"]\n[deploy]\nbackend = "simulated"\n')
@@ -980,3 +984,402 @@ def test_api_tokens() -> None:
     assert board.scopes == frozenset({"read"}) and not board.may_act_as("U0BOB")
     tables = parse(f'[[api.tokens]]\nname = "ci"\ntoken_sha256 = "{HASH}"\nscopes = ["read"]\n')
     assert tables.api_tokens[0].name == "ci"
+
+
+# -- [[deployments]]: agents on a LangGraph Server ---------------------------------------------
+
+SUPPORT = """
+[[deployments]]
+name = "support"
+url = "https://support.example.com"
+api_key_env = "SUPPORT_LANGGRAPH_API_KEY"
+channel = "C0AGENTS"
+assistants = ["agent"]
+watch = true
+poll = "2s"
+requester_metadata = "slack_user"
+"""
+
+
+def deployment(**fields: object) -> str:
+    """One [[deployments]] table: name "support", its url and channel, then ``fields``
+    (None leaves a key out)."""
+    base: dict[str, object] = {
+        "name": "support",
+        "url": "https://support.example.com",
+        "channel": "C0AGENTS",
+    }
+    base.update(fields)
+    lines = [f"{k} = {json.dumps(v)}" for k, v in base.items() if v is not None]
+    return "[[deployments]]\n" + "\n".join(lines) + "\n"
+
+
+BAD_URL = (
+    'deployments[0].url: must be an http:// or https:// URL like "https://support.example.com", '
+    "got "
+)
+DEPLOYMENT_MISTAKES = [
+    (
+        '[deployments]\nname = "support"',
+        "deployments: must be [[deployments]] tables (one per LangGraph Server), got a table",
+    ),
+    (
+        'deployments = ["support"]',
+        "deployments[0]: must be a table ([[deployments]] with name, url, channel), got a string",
+    ),
+    (deployment(urll="x"), 'deployments[0].urll: unknown key (did you mean "url"?)'),
+    (
+        deployment(colour="blue"),
+        "deployments[0].colour: unknown key (known: name, url, api_key_env, channel, assistants, "
+        "watch, poll, requester_metadata)",
+    ),
+    (
+        deployment(api_key="lsv2_pt_s3cr3t"),
+        "deployments[0].api_key: never put an API key in this file: set it in an environment "
+        "variable and name that variable with api_key_env (e.g. api_key_env = "
+        '"SUPPORT_LANGGRAPH_API_KEY")',
+    ),
+    (
+        deployment(name=None),
+        "deployments[0].name: missing: every deployment needs a name (people type it in Slack: "
+        "/approvals run <name>/<assistant>)",
+    ),
+    (deployment(name=7), "deployments[0].name: must be a name (a string), got 7"),
+    (
+        deployment(name="Support"),
+        'deployments[0].name: must be lower-case letters, digits and "-" (e.g. "support"), got '
+        '"Support"',
+    ),
+    (
+        deployment(name="sup_port"),
+        'deployments[0].name: must be lower-case letters, digits and "-" (e.g. "support"), got '
+        '"sup_port"',
+    ),
+    (
+        deployment(name="-support"),
+        'deployments[0].name: must be lower-case letters, digits and "-" (e.g. "support"), got '
+        '"-support"',
+    ),
+    (
+        deployment(name="default"),
+        'deployments[0].name: "default" is taken by [policy.default] (the rules for everything): '
+        "choose another name",
+    ),
+    (
+        deployment() + deployment(url="https://other.example.com"),
+        'deployments[1].name: "support" is also the name of deployments[0]: each deployment '
+        "needs a name of its own",
+    ),
+    (
+        deployment(url=None),
+        "deployments[0].url: missing: the LangGraph Server's address, e.g. "
+        '"https://support.example.com"',
+    ),
+    (
+        deployment(url=["https://a"]),
+        "deployments[0].url: must be an http:// or https:// URL (a string), got a list",
+    ),
+    (
+        deployment(url="support.example.com"),
+        BAD_URL + '"support.example.com"',
+    ),
+    (
+        deployment(url="ftp://support.example.com"),
+        BAD_URL + '"ftp://support.example.com"',
+    ),
+    (
+        deployment(url="https://"),
+        BAD_URL + '"https://"',
+    ),
+    (
+        deployment(url="https://support.example.com:99999"),
+        BAD_URL + '"https://support.example.com:99999"',
+    ),
+    (
+        deployment(url="https://support.example .com"),
+        BAD_URL + '"https://support.example .com"',
+    ),
+    (
+        deployment(url="https://bot:s3cr3t@support.example.com"),
+        "deployments[0].url: must not hold a user name or password: name the environment "
+        "variable holding the API key with api_key_env",
+    ),
+    (
+        deployment(url="https://support.example.com/?api_key=s3cr3t"),
+        "deployments[0].url: must be the server's base URL, without a query (?…) or #…",
+    ),
+    (
+        deployment(api_key_env="lsv2_pt_s3cr3t"),
+        "deployments[0].api_key_env: must name the environment variable holding the API key "
+        '(upper-case letters, digits and "_", e.g. "SUPPORT_LANGGRAPH_API_KEY"), never the key '
+        "itself",
+    ),
+    (
+        deployment(api_key_env=True),
+        "deployments[0].api_key_env: must name the environment variable holding the API key "
+        '(upper-case letters, digits and "_", e.g. "SUPPORT_LANGGRAPH_API_KEY"), never the key '
+        "itself",
+    ),
+    (
+        deployment(channel=None),
+        "deployments[0].channel: missing: the Slack channel id (C… or G…) its approvals go to",
+    ),
+    (
+        deployment(channel="#agents"),
+        'deployments[0].channel: must be a Slack channel id (C… or G…), got "#agents"',
+    ),
+    (
+        deployment(channel="U0BOB"),
+        'deployments[0].channel: must be a Slack channel id (C… or G…), got "U0BOB"',
+    ),
+    (
+        deployment(assistants="agent"),
+        "deployments[0].assistants: must be a list of graph ids or assistant ids, got a string",
+    ),
+    (
+        deployment(assistants=[]),
+        "deployments[0].assistants: must list at least one graph id or assistant id (leave it "
+        "out to serve all)",
+    ),
+    (deployment(assistants=["agent", 3]), "deployments[0].assistants[1]: must be a string, got 3"),
+    (
+        deployment(assistants=["support/agent"]),
+        'deployments[0].assistants[0]: not a graph id or assistant id (no spaces or "/"): '
+        '"support/agent"',
+    ),
+    (
+        deployment(assistants=["my agent"]),
+        'deployments[0].assistants[0]: not a graph id or assistant id (no spaces or "/"): '
+        '"my agent"',
+    ),
+    (
+        deployment(assistants=["agent", "agent"]),
+        'deployments[0].assistants[1]: "agent" is listed twice',
+    ),
+    (deployment(watch="yes"), 'deployments[0].watch: must be true or false, got "yes"'),
+    (
+        deployment(poll=2),
+        'deployments[0].poll: must be a duration like "90s", "30m", "2h" or "1d", got 2',
+    ),
+    (
+        deployment(poll="500ms"),
+        'deployments[0].poll: must be a duration like "90s", "30m", "2h" or "1d", got "500ms"',
+    ),
+    (deployment(poll="0s"), 'deployments[0].poll: must be longer than 0, got "0s"'),
+    (
+        deployment(poll="2h"),
+        'deployments[0].poll: must be "1h" or less (the inbox looks that often), got "2h"',
+    ),
+    (
+        deployment(requester_metadata=""),
+        'deployments[0].requester_metadata: must be a thread metadata key (e.g. "slack_user"), '
+        'got ""',
+    ),
+    (
+        deployment(requester_metadata="slack user"),
+        'deployments[0].requester_metadata: must be a thread metadata key (e.g. "slack_user"), '
+        'got "slack user"',
+    ),
+    # rules per deployment and assistant
+    (
+        deployment(assistants=["agent", "triage"]) + "[policy.support.agnet]\nmin_approvals = 1\n",
+        'policy.support.agnet: unknown assistant "agnet": deployment "support" serves only agent, '
+        "triage (its assistants = [...])",
+    ),
+    (
+        deployment() + "[policy.support.agent]\nmin_approval = 2\n",
+        'policy.support.agent.min_approval: unknown key (did you mean "min_approvals"?)',
+    ),
+    (
+        deployment() + '[policy.support.agent]\napprovers = ["bob"]\n',
+        'policy.support.agent.approvers[0]: "bob" is not one of Slack user or group ids',
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "line"), DEPLOYMENT_MISTAKES, ids=[m[1][:60] for m in DEPLOYMENT_MISTAKES]
+)
+def test_each_deployment_mistake_is_one_line(text: str, line: str) -> None:
+    with pytest.raises(PolicyError) as caught:
+        parse(text)
+    assert str(caught.value) == f"approvals.toml: {line}"
+    assert "\n" not in str(caught.value)
+    assert "s3cr3t" not in str(caught.value)  # a key pasted anywhere is never echoed
+
+
+def test_deployments() -> None:
+    policy = parse(SUPPORT + deployment(name="ops-2", url="http://10.0.0.7:2024///"))
+    support, ops = policy.deployments
+    assert support == Deployment(
+        name="support",
+        url="https://support.example.com",
+        api_key_env="SUPPORT_LANGGRAPH_API_KEY",
+        channel="C0AGENTS",
+        assistants=("agent",),
+        watch=True,
+        poll_seconds=2.0,
+        requester_metadata="slack_user",
+    )
+    # the defaults; no trailing slash kept
+    assert ops == Deployment(name="ops-2", url="http://10.0.0.7:2024", channel="C0AGENTS")
+    assert (ops.api_key_env, ops.assistants, ops.watch, ops.poll_seconds) == (None, (), True, 2.0)
+    assert ops.requester_metadata is None
+    assert policy.deployment("support") is support and policy.deployment("ops-2") is ops
+    assert policy.deployment("nope") is None and Policy().deployments == ()
+    other = parse(deployment(poll="1h", watch=False, channel="G0PRIVATE")).deployments[0]
+    assert (other.poll_seconds, other.watch, other.channel) == (3600.0, False, "G0PRIVATE")
+
+
+def test_a_deployment_serves_its_assistants_or_all() -> None:
+    listed = Deployment(name="s", url="http://x", channel="C0A", assistants=("agent", "a1b2"))
+    assert listed.serves("agent") and listed.serves("agent", "some-uuid")
+    assert listed.serves("other-graph", "a1b2")  # by the assistant's own id
+    assert not listed.serves("other-graph") and not listed.serves("other-graph", "c3d4")
+    everything = Deployment(name="s", url="http://x", channel="C0A")
+    assert everything.serves("anything") and everything.serves("anything", "any-id")
+
+
+def test_remote_commands_name_deployment_and_assistant() -> None:
+    assert remote_command("support/agent") == ("support", "agent")
+    assert remote_command("/support/agent") == ("support", "agent")
+    assert remote_command("support/a/b") == ("support", "a/b")
+    for local in ("deploy", "/deploy", "support/", "/agent", ""):
+        assert remote_command(local) is None
+
+
+RULED = """
+[policy.default]
+min_approvals = 1
+timeout = "1d"
+
+[policy.support]
+approvers = ["U0BOB", "U0DAN"]
+comment_required = ["reject"]
+
+[policy.support.agent]
+min_approvals = 2
+timeout = "2h"
+"""
+
+
+def test_rules_merge_default_deployment_assistant() -> None:
+    # [policy.support.*] before [[deployments]] in the file: deployments are read first
+    policy = parse(RULED + SUPPORT)
+    agent = policy.rules_for("support/agent", {"messages": []})
+    assert agent.scope == "support.agent"
+    assert (agent.approvers, agent.min_approvals) == (("U0BOB", "U0DAN"), 2)
+    assert agent.timeout_seconds == 7200 and agent.comment_required == frozenset({"reject"})
+    assert policy.rules("support/agent") == agent
+    assert policy.rules_for("support/agent", {"env": "prod"}) == agent  # an arg is not an env
+    rules, origins = policy.merged("support/agent", None)
+    assert rules == agent
+    assert origins == {
+        "min_approvals": "policy.support.agent.min_approvals",
+        "timeout": "policy.support.agent.timeout",
+        "approvers": "policy.support.approvers",
+        "comment_required": "policy.support.comment_required",
+    }
+    # another assistant of the deployment: default <- deployment
+    other = policy.rules_for("support/triage", {})
+    assert other.scope == "support.triage" and other.min_approvals == 1
+    assert other.approvers == ("U0BOB", "U0DAN") and other.timeout_seconds == 86400
+    # with assistants = [] left out, any assistant may have a table of its own
+    open_ = parse(RULED.replace("agent", "any-graph") + deployment())
+    assert open_.rules("support/any-graph").min_approvals == 2
+    # the env tables of local graphs are still checked against deploy.envs
+    with pytest.raises(PolicyError, match=r'policy\.deploy\.prd: unknown env "prd"'):
+        parse(SUPPORT + "[policy.deploy.prd]\nmin_approvals = 1\n")
+    with pytest.raises(PolicyError, match=r'policy\.other\.agent: unknown env "agent"'):
+        parse(SUPPORT + "[policy.other.agent]\nmin_approvals = 1\n")
+
+
+def test_cross_checks_hold_for_an_assistants_merged_rules() -> None:
+    with pytest.raises(PolicyError) as caught:
+        parse(
+            SUPPORT + '[policy.support]\napprovers = ["U0BOB"]\n[policy.support.agent]\n'
+            "min_approvals = 2\n"
+        )
+    assert str(caught.value) == (
+        "approvals.toml: policy.support.agent.min_approvals: needs 2 approvals but approvers "
+        "lists only 1 (policy.support.approvers)"
+    )
+
+
+def test_check_graphs_knows_deployments() -> None:
+    policy = parse(RULED + SUPPORT)
+    policy.check_graphs([])  # a deployment's tables name no local graph
+    typo = parse(SUPPORT + "[policy.suport]\nmin_approvals = 1\n")
+    with pytest.raises(PolicyError) as caught:
+        typo.check_graphs(["/deploy"])
+    assert str(caught.value) == (
+        'approvals.toml: policy.suport: unknown graph (did you mean "support"?)'
+    )
+    far = parse(SUPPORT + "[policy.zzz]\nmin_approvals = 1\n")
+    with pytest.raises(PolicyError) as caught:
+        far.check_graphs(["/deploy", "agent"])
+    assert str(caught.value) == (
+        "approvals.toml: policy.zzz: unknown graph (graphs: agent, deploy; deployments: support)"
+    )
+
+
+def test_the_examples_commented_deployment_parses_as_the_issue_shows_it() -> None:
+    """The example file keeps [[deployments]] and its rules commented (a deployment it named
+    would be tried by check-config); uncommented, they are valid and say what they show."""
+    lines = EXAMPLE.read_text().splitlines()
+    block = []
+    for line in lines[lines.index("# [[deployments]]") :]:
+        if not line.startswith("#"):
+            break
+        toml = line.removeprefix("# ")
+        if toml.startswith("[") or re.match(r"\w+ = ", toml):  # not the prose between
+            block.append(toml)
+    policy = parse("\n".join(block))
+    assert policy.deployments == parse(SUPPORT).deployments
+    assert policy.rules("support/agent").scope == "support.agent"
+    assert policy.rule_sets == 2
+
+
+def test_deployment_keys_come_from_the_environment_only() -> None:
+    from bot.config import deployment_keys
+
+    policy = parse(SUPPORT + deployment(name="open") + deployment(name="unset", api_key_env="NOPE"))
+    env = {"SUPPORT_LANGGRAPH_API_KEY": "k-123", "NOPE": ""}
+    assert deployment_keys(policy, env) == {"support": "k-123", "open": None, "unset": None}
+    assert deployment_keys(Policy(), env) == {}
+
+
+def test_check_config_offline_lists_deployments_without_trying_them(tmp_path: Path) -> None:
+    path = tmp_path / "approvals.toml"
+    path.write_text(
+        RULED
+        + SUPPORT
+        + deployment(name="open", url="http://127.0.0.1:9/", channel="G0OPS")
+        + deployment(name="unset", assistants=["a", "b"], api_key_env="UNSET_KEY")
+    )
+    done = check_config("--offline", str(path), cwd=tmp_path, SUPPORT_LANGGRAPH_API_KEY="k-s3cr3t")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == (
+        f"ok: {path}: 3 rule sets, 0 escalation levels; graphs: none; /deploy is off "
+        "(no [deploy] table)\n"
+        "deployment support: https://support.example.com, channel C0AGENTS, assistants: agent, "
+        "key: SUPPORT_LANGGRAPH_API_KEY is set\n"
+        "  not tried (--offline)\n"
+        "deployment open: http://127.0.0.1:9, channel G0OPS, assistants: all, key: none (no "
+        "api_key_env)\n"
+        "  not tried (--offline)\n"
+        "deployment unset: https://support.example.com, channel C0AGENTS, assistants: a, b, key: "
+        "UNSET_KEY is not set\n"
+        "  not tried (--offline)\n"
+    )
+    assert "s3cr3t" not in done.stdout + done.stderr
+    # online, nothing listens on port 9 (discard): a failed try is exit 1
+    path.write_text(deployment(name="open", url="http://127.0.0.1:9/"))
+    done = check_config(str(path), cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[1:] == [
+        "deployment open: http://127.0.0.1:9, channel C0AGENTS, assistants: all, key: none (no "
+        "api_key_env)",
+        "  not reachable: connection refused at http://127.0.0.1:9 (is the server running?)",
+    ]
+    assert done.stderr == "error: deployment failed: open\n"

@@ -1,0 +1,1 @@
+"""Agents on a LangGraph Server: the bot as the Slack face of a deployment ([[deployments]])."""
