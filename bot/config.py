@@ -91,6 +91,8 @@ class Settings:
     sqlite_busy_seconds: float = 5.0  # a locked file is waited for this long per try
     # APPROVALS_AUDIT_KEY: the audit chain's hashes are HMACs with it; a secret: never log it.
     audit_key: bytes | None = field(default=None, repr=False)
+    # Each [[deployments]] entry's API key, from the variable it names; secrets: never log them.
+    deployment_keys: Mapping[str, str | None] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -137,6 +139,7 @@ class Settings:
             pace=env.get("APPROVALS_PACE", "1") not in ("0", "false", "no", "off"),
             durability=_durability(env.get("APPROVALS_DURABILITY") or "sync"),
             audit_key=audit_key(env),
+            deployment_keys=deployment_keys(policy, env),
         )
 
 

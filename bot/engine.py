@@ -775,7 +775,8 @@ class Engine:
     async def follow(self, run_id: str) -> None:
         """A waiting run's thread changed without a decision from here (resumed by another
         client): close the approvals it no longer waits for, saying so, and follow the graph
-        on to its next pause or its end. Nothing is sent to the server."""
+        on to its next pause or its end (then close those it answered meanwhile). Nothing is
+        sent to the server."""
         run = await self.store.runs_take_waiting(run_id)
         if run is None:
             return  # decided here meanwhile, or ended
@@ -785,23 +786,32 @@ class Engine:
             state = await self._state(run)
             if state is None:
                 return
-            waiting = {p.id for p in state.pending}
-            approvals = await self.store.approvals_of(run_id)
-            gone = [
-                a.graph_interrupt_id
-                for a in approvals
-                if a.status == "pending" and a.graph_interrupt_id not in waiting
-            ]
-            if gone:
-
-                def render(a: Approval) -> list[Item]:
-                    state = blocks.MessageState(elsewhere=True)
-                    request = normalise(a.request, a.meta)
-                    return [messages.approval_update(run, a, request, state, blocks.Ask())]
-
-                await self.store.close_elsewhere(run_id, gone, self.clock(), render)
-                self._on_deadlines()
+            await self._close_answered(run, state)
             await self._drive_locked(run, None, after=state)
+            after = await self._state(run)
+            if after is not None:
+                await self._close_answered(run, after)
+
+    async def _close_answered(self, run: Run, state: ThreadState) -> None:
+        """Close the run's pending approvals whose interrupts the thread no longer waits at:
+        answered outside Slack."""
+        waiting = {p.id for p in state.pending}
+        approvals = await self.store.approvals_of(run.run_id)
+        gone = [
+            a.graph_interrupt_id
+            for a in approvals
+            if a.status == "pending" and a.graph_interrupt_id not in waiting
+        ]
+        if not gone:
+            return
+
+        def render(a: Approval) -> list[Item]:
+            shown = blocks.MessageState(elsewhere=True)
+            request = normalise(a.request, a.meta)
+            return [messages.approval_update(run, a, request, shown, blocks.Ask())]
+
+        await self.store.close_elsewhere(run.run_id, gone, self.clock(), render)
+        self._on_deadlines()
 
     async def fire_deadline(self, d: Deadline) -> None:
         """A reminder, an escalation level or the final timeout fell due (the scheduler

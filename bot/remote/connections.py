@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-import httpx
 from langgraph_sdk import get_client
 
 from bot.policy.rules import Deployment
@@ -13,7 +12,7 @@ from bot.remote.runner import Connection
 
 # A call may wait this long for the server; a run's stream for its next event (a step
 # can take minutes; the server sends heartbeats while it runs).
-TIMEOUT = httpx.Timeout(15.0, read=300.0)
+TIMEOUT = (15.0, 300.0, 15.0, 15.0)  # connect, read, write, pool
 
 
 def connect(

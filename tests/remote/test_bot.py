@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,11 @@ from langgraph_sdk.client import LangGraphClient
 from bot.remote.runner import run_id_of
 from tests.conftest import Harness
 from tests.remote.conftest import SERVER_KEY
-from tests.remote.server import LangGraphServer
+from tests.remote.server import LangGraphServer, server_executable
 from tests.scenario.test_approval_loop import buttons, message_text
 
 CHANNEL = "C0DEPLOYS"
-POLL = "0.3s"
+POLL = "1s"
 WAIT = 20.0  # a run on the server takes ~1 s to leave its queue; loaded CI hosts are slower
 
 
@@ -39,14 +39,12 @@ def policy(url: str, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def h(
-    harness: Harness, langgraph_server: LangGraphServer
-) -> AsyncIterator[Harness]:
+async def h(harness: Harness, server: LangGraphServer) -> AsyncIterator[Harness]:
     """The harness's bot restarted with the session's server as deployment "support"."""
     await harness.bots[0].stop()
     harness.bots.clear()
     await harness.start_bot(
-        policy=policy(langgraph_server.url),
+        policy=policy(server.url),
         deployment_keys={"support": SERVER_KEY},
     )
     yield harness
@@ -77,7 +75,7 @@ async def sdk_thread(client: LangGraphClient, graph: str, **metadata: Any) -> st
 
 
 async def test_a_run_started_from_slack_is_approved_and_finishes(
-    h: Harness, client: LangGraphClient, langgraph_server: LangGraphServer
+    h: Harness, client: LangGraphClient, server: LangGraphServer
 ) -> None:
     ack = await h.ws.slash("alice", "/approvals", "run support/plain ship the release")
     assert ack.ok
@@ -89,15 +87,15 @@ async def test_a_run_started_from_slack_is_approved_and_finishes(
     assert thread["metadata"]["slack_user"] == "U0ALICE"
     await h.ws.click("bob", msg, "Approve")
     await h.wait(lambda: showing(h, "Approved") and not buttons(approvals(h)[-1]), timeout=WAIT)
-    await h.wait(lambda: (h.query("SELECT status FROM bot_runs") == [("done",)]), timeout=WAIT)
-    calls = langgraph_server.tool_calls(tid)
+    await h.wait(lambda: h.query("SELECT status FROM bot_runs") == [("done",)], timeout=WAIT)
+    calls = server.tool_calls(tid)
     assert [c["name"] for c in calls] == ["ship"]
     assert calls[0]["args"]["answer"] not in (None, "")
     assert len(await runs_on(client, tid)) == 2  # the start and one resume
 
 
 async def test_the_inbox_posts_a_thread_started_elsewhere_once_and_its_requester_holds(
-    h: Harness, client: LangGraphClient, langgraph_server: LangGraphServer
+    h: Harness, client: LangGraphClient, server: LangGraphServer
 ) -> None:
     tid = await sdk_thread(client, "plain", slack_user="U0ALICE")
     msg = await h.wait(lambda: (approvals(h) or [None])[-1], timeout=WAIT)
@@ -110,8 +108,8 @@ async def test_the_inbox_posts_a_thread_started_elsewhere_once_and_its_requester
     assert refused.ok
     assert (await client.threads.get(tid))["status"] == "interrupted"
     await h.ws.click("bob", msg, "Approve")
-    await h.wait(lambda: (h.query("SELECT status FROM bot_runs") == [("done",)]), timeout=WAIT)
-    assert [c["name"] for c in langgraph_server.tool_calls(tid)] == ["ship"]
+    await h.wait(lambda: h.query("SELECT status FROM bot_runs") == [("done",)], timeout=WAIT)
+    assert [c["name"] for c in server.tool_calls(tid)] == ["ship"]
     assert len(await runs_on(client, tid)) == 2
 
 
@@ -124,7 +122,7 @@ async def test_a_thread_started_with_no_slack_user_says_so(
 
 
 async def test_answered_elsewhere_closes_the_message_and_sends_nothing(
-    h: Harness, client: LangGraphClient, langgraph_server: LangGraphServer
+    h: Harness, client: LangGraphClient, server: LangGraphServer
 ) -> None:
     tid = await sdk_thread(client, "plain")
     msg = await h.wait(lambda: (approvals(h) or [None])[-1], timeout=WAIT)
@@ -134,46 +132,42 @@ async def test_answered_elsewhere_closes_the_message_and_sends_nothing(
     await h.wait(lambda: showing(h, "Answered outside Slack"), timeout=WAIT)
     closed = showing(h, "Answered outside Slack")[-1]
     assert closed["ts"] == msg["ts"] and not buttons(closed)
-    await h.wait(lambda: (h.query("SELECT status FROM bot_runs") == [("done",)]), timeout=WAIT)
-    calls = langgraph_server.tool_calls(tid)
+    await h.wait(lambda: h.query("SELECT status FROM bot_runs") == [("done",)], timeout=WAIT)
+    calls = server.tool_calls(tid)
     assert [(c["name"], c["args"]) for c in calls] == [("ship", {"answer": "from the web"})]
     assert len(await runs_on(client, tid)) == 2  # the SDK's start and its resume only
 
 
 async def test_twenty_racing_clicks_give_one_resume(
-    h: Harness, client: LangGraphClient, langgraph_server: LangGraphServer
+    h: Harness, client: LangGraphClient, server: LangGraphServer
 ) -> None:
     tid = await sdk_thread(client, "plain")
     msg = await h.wait(lambda: (approvals(h) or [None])[-1], timeout=WAIT)
     people = ["bob", "carol", "dan"] * 7
     await asyncio.gather(*(h.ws.click(p, msg, "Approve") for p in people[:20]))
-    await h.wait(lambda: (h.query("SELECT status FROM bot_runs") == [("done",)]), timeout=WAIT)
+    await h.wait(lambda: h.query("SELECT status FROM bot_runs") == [("done",)], timeout=WAIT)
     await h.idle()
-    assert len(langgraph_server.tool_calls(tid)) == 1
+    assert len(server.tool_calls(tid)) == 1
     assert len(await runs_on(client, tid)) == 2
 
 
 async def test_a_form_is_answered_and_checked_before_it_is_sent(
-    h: Harness, client: LangGraphClient, langgraph_server: LangGraphServer
+    h: Harness, client: LangGraphClient, server: LangGraphServer
 ) -> None:
     tid = await sdk_thread(client, "form")
     msg = await h.wait(lambda: (approvals(h) or [None])[-1], timeout=WAIT)
     before = {v["id"] for v in h.ws.open_views("bob")}
-    await h.ws.click("bob", msg, buttons(msg)[0])
+    await h.ws.click("bob", msg, "Answer…")
     view = await h.wait(
         lambda: next((v for v in h.ws.open_views("bob") if v["id"] not in before), None)
     )
     labels = message_text(view)
     assert "Amount" in labels and "Reason" in labels
-    fields = {
-        b["label"]["text"]: b["block_id"] for b in view["blocks"] if b.get("type") == "input"
-    }
-    done = await h.ws.submit_modal(
-        "bob", view, {fields["Amount"]: "90", fields["Reason"]: "late"}
-    )
+    fields = {b["label"]["text"]: b["block_id"] for b in view["blocks"] if b.get("type") == "input"}
+    done = await h.ws.submit_modal("bob", view, {fields["Amount"]: "90", fields["Reason"]: "late"})
     assert done.ok and not done.errors
-    await h.wait(lambda: (h.query("SELECT status FROM bot_runs") == [("done",)]), timeout=WAIT)
-    calls = langgraph_server.tool_calls(tid)
+    await h.wait(lambda: h.query("SELECT status FROM bot_runs") == [("done",)], timeout=WAIT)
+    calls = server.tool_calls(tid)
     assert [(c["name"], c["args"]["amount"], c["args"]["reason"]) for c in calls] == [
         ("refund", 90, "late")
     ]
@@ -191,12 +185,12 @@ async def test_a_thread_deleted_while_pending_ends_the_request_in_plain_words(
 
 
 async def test_a_wrong_key_ends_a_start_in_plain_words(
-    harness: Harness, langgraph_server: LangGraphServer
+    harness: Harness, server: LangGraphServer
 ) -> None:
     await harness.bots[0].stop()
     harness.bots.clear()
     await harness.start_bot(
-        policy=policy(langgraph_server.url, watch=False),
+        policy=policy(server.url, watch=False),
         deployment_keys={"support": "not-the-key"},
     )
     await harness.ws.slash("alice", "/approvals", "run support/plain ship it")

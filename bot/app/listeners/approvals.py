@@ -43,9 +43,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
             )
             return
         elif verb == "run":
-            text = await _run(deps, rest, command, ack)
-            if text is None:
+            usage = await _run(deps, rest, command, ack)
+            if usage is None:
                 return
+            text = usage
         elif verb in ("show", "cancel"):
             text = f"Usage: `/approvals {verb} <run>` (the run id is on `/approvals mine`)."
         elif verb == "help":
