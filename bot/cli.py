@@ -1,4 +1,4 @@
-"""Deciding from a terminal, and the audit export::
+"""Deciding from a terminal, the audit export, and check-config's tries of the deployments::
 
     python -m bot pending                                open approvals, one a line
     python -m bot approve ID [--as USER] [--comment …]
@@ -74,6 +74,7 @@ MAX_PAGES = 50  # at most 10,000 pending approvals listed
 OFFERED = 30  # approvals the interactive picker lists
 SCHEMA = CHAIN_VERSION  # the oldest schema version (PRAGMA user_version) the reads work on
 PROBE_SECONDS = 10.0  # check-config's try of one deployment
+PROBE_FAILED = 1  # check-config's exit code when a deployment's try failed
 
 
 class Usage(Exception):
@@ -473,7 +474,7 @@ def check_deployments(
     failed = [d.name for d, p in zip(policy.deployments, probes, strict=True) if p and not p.ok]
     if failed:
         term.warn(f"error: deployment{'s' * (len(failed) != 1)} failed: {', '.join(failed)}")
-        return NOT_DECIDED
+        return PROBE_FAILED
     return DONE
 
 

@@ -3,10 +3,10 @@
 Pure: nothing here talks to Slack or the database. Rules merge per key, most specific last:
 ``[policy.default]`` <- ``[policy.<graph>]`` <- ``[policy.<graph>.<env>]``; for an agent on a
 LangGraph Server (``[[deployments]]``, command ``"<deployment>/<assistant>"``) the deployment
-stands for the graph and the assistant for the env. A key set at a more
-specific level replaces the value (lists are replaced, not appended). Durations ("90s", "30m",
-"2h", "1d", "1h30m") count from the moment the approval is posted. See
-``approvals.example.toml`` for every key, commented.
+stands for the graph and the assistant for the env. A key set at a more specific level
+replaces the value (lists are replaced, not appended). Durations ("90s", "30m", "2h", "1d",
+"1h30m") count from the moment the approval is posted. See ``approvals.example.toml`` for
+every key, commented.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from langgraph_sdk.client import LangGraphClient
 
-from bot.policy.rules import Deployment, format_duration
+from bot.policy.rules import Deployment
 
 PAGE = 100  # assistants per search
 MAX_PAGES = 10  # a server with more than 1,000 assistants is shown in part
@@ -46,6 +46,15 @@ class Probe:
 async def probe(deployment: Deployment, key: str | None, timeout: float) -> Probe:  # noqa: ASYNC109
     """Search the deployment's assistants with ``key`` (None: none sent), for at most
     ``timeout`` seconds in all, and say what came of it."""
+    if key and not (key.isascii() and key.isprintable()):
+        return Probe(
+            reachable=False,
+            key_accepted=False,
+            words=(
+                f"not tried: the key in {deployment.api_key_env} holds characters an HTTP "
+                "header cannot carry"
+            ),
+        )
     headers = {"x-api-key": key} if key else {}
     http = httpx.AsyncClient(base_url=deployment.url, headers=headers, timeout=timeout)
     client = LangGraphClient(http)
@@ -56,8 +65,7 @@ async def probe(deployment: Deployment, key: str | None, timeout: float) -> Prob
             reachable=False,
             key_accepted=None,
             words=(
-                f"not reachable: no answer from {deployment.url} within "
-                f"{format_duration(timeout)} (timed out)"
+                f"not reachable: timed out ({deployment.url} did not answer within {timeout:g} s)"
             ),
         )
     except httpx.HTTPStatusError as exc:  # the SDK's errors by status are these too

@@ -116,3 +116,19 @@ def test_run_and_check_config_say_the_same(
         assert said is not None and said.startswith(f"{tmp_path / 'approvals.toml'}: {fault}")
     if text == AGENT:
         assert Settings.from_env(env).deploy is None
+
+
+def test_deployments_alone_are_something_to_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A policy file with [[deployments]] and no local graph starts (the bot answers the
+    deployment's agents); with neither, it is still "nothing to run"."""
+    text = '[[deployments]]\nname = "support"\nurl = "http://127.0.0.1:9"\nchannel = "C0AGENTS"\n'
+    env = write(tmp_path, text)
+    assert run_says(env) is None
+    settings = Settings.from_env(env)
+    assert graph_specs(settings.policy, settings.deploy) == {}
+    assert main(["check-config", "--offline", str(tmp_path / "approvals.toml")]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and "graphs: none" in out and "deployment support: " in out
+    assert NOTHING_TO_RUN.endswith("or [[deployments]] (agents on a LangGraph Server)")

@@ -32,6 +32,7 @@ from bot.policy.rules import (
     remote_command,
 )
 from graphs.approval import approval_payload
+from tests.scenario.test_cli import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "approvals.example.toml"
@@ -1373,13 +1374,13 @@ def test_check_config_offline_lists_deployments_without_trying_them(tmp_path: Pa
         "  not tried (--offline)\n"
     )
     assert "s3cr3t" not in done.stdout + done.stderr
-    # online, nothing listens on port 9 (discard): a failed try is exit 1
-    path.write_text(deployment(name="open", url="http://127.0.0.1:9/"))
+    # online, with nothing listening: a failed try is exit 1
+    url = f"http://127.0.0.1:{free_port()}"
+    path.write_text(deployment(name="open", url=url + "/"))
     done = check_config(str(path), cwd=tmp_path)
     assert done.returncode == 1
     assert done.stdout.splitlines()[1:] == [
-        "deployment open: http://127.0.0.1:9, channel C0AGENTS, assistants: all, key: none (no "
-        "api_key_env)",
-        "  not reachable: connection refused at http://127.0.0.1:9 (is the server running?)",
+        f"deployment open: {url}, channel C0AGENTS, assistants: all, key: none (no api_key_env)",
+        f"  not reachable: connection refused at {url} (is the server running?)",
     ]
     assert done.stderr == "error: deployment failed: open\n"
