@@ -792,6 +792,12 @@ class Engine:
             if after is not None:
                 await self._close_answered(run, after)
 
+    async def say(self, run_id: str, key: str, line: str) -> None:
+        """A line in a run's Slack thread from its runner (a deployment not answering)."""
+        run = await self.store.get_run(run_id)
+        if run is not None:
+            await self._progress(run, f"progress:{run_id}:{key}", line)
+
     async def _close_answered(self, run: Run, state: ThreadState) -> None:
         """Close the run's pending approvals whose interrupts the thread no longer waits at:
         answered outside Slack."""

@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx
@@ -54,7 +55,7 @@ MODES: list[StreamMode] = ["custom", "values"]  # progress lines, and the run's 
 ACTIVE = ("pending", "running")  # a run in these states holds the thread
 REFUSALS = {401: "key", 403: "key", 404: "gone"}
 BACKOFF_FIRST = 0.5
-BACKOFF_MAX = 30.0
+BACKOFF_MAX = 15.0
 MAX_TRIES = 200_000  # ~70 days at the longest wait: "until it lands", bounded
 
 
@@ -152,6 +153,12 @@ class RemoteRunner:
 
     def __init__(self, connections: Mapping[str, Connection]) -> None:
         self.connections = dict(connections)
+        self.say: Callable[[str, str, str], Awaitable[None]] = _silent
+
+    def set_listener(self, say: Callable[[str, str, str], Awaitable[None]]) -> None:
+        """``say(run_id, key, line)``: a line in the run's Slack thread (the engine's), for
+        a deployment that stops answering while the run waits on it."""
+        self.say = say
 
     def serves(self, graph: str) -> bool:
         return split(graph)[0] in self.connections
@@ -162,7 +169,7 @@ class RemoteRunner:
         An unknown thread is a refusal: it was deleted on the server."""
         conn = self.connections[split(thread.graph)[0]]
         tid = thread_id_of(thread.thread_id)
-        wait = _Waiter(conn)
+        wait = _Waiter(conn, partial(self.say, thread.thread_id))
         state = await wait.until("the thread", lambda: conn.client.threads.get_state(tid))
         if state.get("values") or state.get("next") or state.get("interrupts"):
             return ThreadState(True, pending_of(state))
@@ -183,7 +190,7 @@ class RemoteRunner:
         deployment, assistant = split(thread.graph)
         conn = self.connections[deployment]
         tid = thread_id_of(thread.thread_id)
-        wait = _Waiter(conn)
+        wait = _Waiter(conn, partial(self.say, thread.thread_id))
         send = await self._first(conn, wait, tid, start, resume, after)
         for _ in range(MAX_TRIES):
             if send is not None:
@@ -195,9 +202,6 @@ class RemoteRunner:
             else:
                 async for progress in self._follow(conn, wait, tid):
                     yield progress
-            if wait.note is not None:
-                yield wait.note
-                wait.note = None
             end, send = await self._settle(conn, wait, tid, send, resume)
             if end is not None:
                 yield end
@@ -352,13 +356,13 @@ class RemoteRunFailed(Exception):
 
 
 class _Waiter:
-    """Waits out a deployment that is not answering, with backoff, and says so once in the
-    run's thread (``note``, yielded by the stream)."""
+    """Waits out a deployment that is not answering, with backoff, and says so once per
+    outage in the run's Slack thread (``say(key, line)``)."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, say: Callable[[str, str], Awaitable[None]]) -> None:
         self.conn = conn
+        self.say = say
         self.delay = BACKOFF_FIRST
-        self.note: Progress | None = None
         self.outage = 0
 
     async def until(self, what: str, make: Callable[[], Awaitable[T]]) -> T:
@@ -384,9 +388,9 @@ class _Waiter:
                 self.conn.name,
                 type(exc).__name__,
             )
-            self.note = Progress(
+            await self.say(
                 f"waiting:{self.conn.name}:{self.outage}",
-                f"⏳ Waiting for {self.conn.name} to answer; nothing is lost, and it goes on "
+                f"⏳ Waiting for {self.conn.name} to answer; nothing is lost, and this goes on "
                 "as soon as it does.",
             )
         await self.conn.sleep(self.delay)
@@ -395,6 +399,10 @@ class _Waiter:
     def answered(self) -> None:
         self.conn.down_since = None
         self.delay = BACKOFF_FIRST
+
+
+async def _silent(run_id: str, key: str, line: str) -> None:
+    """No one to tell (a runner not wired to an engine)."""
 
 
 def _progress(event: str, data: Any) -> str | None:

@@ -19,6 +19,7 @@ from tests.conftest import Harness
 from tests.remote.conftest import SERVER_KEY
 from tests.remote.server import LangGraphServer, server_executable
 from tests.scenario.test_approval_loop import buttons, message_text
+from tests.scenario.test_shapes import inputs
 
 CHANNEL = "C0DEPLOYS"
 POLL = "1s"
@@ -39,14 +40,30 @@ def policy(url: str, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
+def server(tmp_path: Path) -> Iterator[LangGraphServer]:
+    """A server of the test's own, behind SERVER_KEY: the bot's inbox answers every thread a
+    deployment holds, so each test's threads are all there is (2-4 s to start)."""
+    own = LangGraphServer(server_executable(), tmp_path / "server", api_key=SERVER_KEY)
+    try:
+        own.start()
+        yield own
+    finally:
+        own.kill()
+
+
+@pytest.fixture
+async def client(server: LangGraphServer) -> AsyncIterator[LangGraphClient]:
+    sdk = server.client()
+    yield sdk
+    await sdk.aclose()
+
+
+@pytest.fixture
 async def h(harness: Harness, server: LangGraphServer) -> AsyncIterator[Harness]:
-    """The harness's bot restarted with the session's server as deployment "support"."""
+    """The harness's bot restarted with the test's server as deployment "support"."""
     await harness.bots[0].stop()
     harness.bots.clear()
-    await harness.start_bot(
-        policy=policy(server.url),
-        deployment_keys={"support": SERVER_KEY},
-    )
+    await harness.start_bot(policy=policy(server.url), deployment_keys={"support": SERVER_KEY})
     yield harness
 
 
@@ -161,9 +178,13 @@ async def test_a_form_is_answered_and_checked_before_it_is_sent(
     view = await h.wait(
         lambda: next((v for v in h.ws.open_views("bob") if v["id"] not in before), None)
     )
-    labels = message_text(view)
-    assert "Amount" in labels and "Reason" in labels
-    fields = {b["label"]["text"]: b["block_id"] for b in view["blocks"] if b.get("type") == "input"}
+    fields = {label: b["block_id"] for label, b in inputs(view).items()}
+    assert {"Amount", "Reason"} <= set(fields), fields
+    wrong = await h.ws.submit_modal(
+        "bob", view, {fields["Amount"]: "900", fields["Reason"]: "late"}
+    )
+    assert wrong.errors  # refused in the form: nothing was claimed, nothing sent
+    assert len(await runs_on(client, tid)) == 1
     done = await h.ws.submit_modal("bob", view, {fields["Amount"]: "90", fields["Reason"]: "late"})
     assert done.ok and not done.errors
     await h.wait(lambda: h.query("SELECT status FROM bot_runs") == [("done",)], timeout=WAIT)
