@@ -55,6 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument(
         "--rate-limits", action="store_true", help="enforce Slack's per-method rate limits (429)"
     )
+    demo.add_argument(
+        "--agents",
+        metavar="URL",
+        help="a LangGraph Server (e.g. `langgraph dev`) whose interrupts are answered in "
+        "#deploys, as deployment 'agents'",
+    )
     check = sub.add_parser(
         "check-config",
         help=(
@@ -107,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.demo import run_demo
 
         return _until_signal(
-            lambda stop: run_demo(args.port, args.db, args.fresh, stop, args.rate_limits)
+            lambda stop: run_demo(
+                args.port, args.db, args.fresh, stop, args.rate_limits, args.agents
+            )
         )
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -40,8 +40,18 @@ DEMO_POLICY = {
 }
 
 
-def demo_settings(port: int, db: Path) -> Settings:
-    policy = parse_policy(DEMO_POLICY, "demo policy")
+# --agents URL: a LangGraph Server answered in #deploys (README "Agents on a LangGraph Server").
+AGENTS = {
+    "name": "agents",
+    "channel": "C0DEPLOYS",
+    "poll": "1s",
+    "requester_metadata": "slack_user",
+}
+
+
+def demo_settings(port: int, db: Path, agents: str | None = None) -> Settings:
+    deployments = [{**AGENTS, "url": agents}] if agents else []
+    policy = parse_policy({**DEMO_POLICY, "deployments": deployments}, "demo policy")
     return Settings(
         bot_token="xoxb-demo-" + secrets.token_hex(12),
         signing_secret=secrets.token_hex(16),
@@ -71,11 +81,16 @@ def forget(db: Path) -> None:
 
 
 async def run_demo(
-    port: int, db: Path, fresh: bool, stop: asyncio.Event, rate_limits: bool = False
+    port: int,
+    db: Path,
+    fresh: bool,
+    stop: asyncio.Event,
+    rate_limits: bool = False,
+    agents: str | None = None,
 ) -> None:
     if fresh:
         forget(db)
-    settings = demo_settings(port, db)
+    settings = demo_settings(port, db, agents)
     commands = [
         {"command": s.command, "description": s.description, "usage_hint": s.usage}
         for s in registry(settings.deploy).values()
@@ -101,7 +116,8 @@ async def run_demo(
     await runtime.begin()
     print(
         f"\n  Local Slack workspace: {ws.url}/   (Ctrl-C to stop)\n"
-        f"  You are alice; type /deploy api 1.4.2 prod in #deploys, then switch to bob.\n",
+        f"  You are alice; type /deploy api 1.4.2 prod in #deploys, then switch to bob.\n"
+        + (f"  Agents on {agents}: /approvals run agents/agent <text>\n" if agents else ""),
         flush=True,
     )
     await stop.wait()

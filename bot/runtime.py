@@ -155,7 +155,14 @@ class BotRuntime:
         def started() -> bool:
             return runtime.started
 
-        health = Health(ops, slack, started, clock=clock)
+        keys = settings.deployment_keys
+        health = Health(
+            ops,
+            slack,
+            started,
+            clock=clock,
+            deployments=[(d, keys.get(d.name)) for d in deployments],
+        )
         inboxes = [
             Inbox(
                 connections[d.name],

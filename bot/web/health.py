@@ -6,20 +6,24 @@ dependency is down. Readiness says whether this process can do its work now: it 
 (recovery done; in Socket Mode, connected), the database answers a trivial query, its schema
 is migrated, and Slack accepts the bot token (``auth.test``, remembered for a short while so
 that frequent probes do not become frequent Slack calls). A failing check is named in the
-body in plain words; no token, secret or request data is ever in it.
+body in plain words; no token, secret or request data is ever in it. Each LangGraph Server
+(``[[deployments]]``) is reported under ``deployments`` (reachable, key accepted) without
+making the bot unready: its runs wait for it, everything else works.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from bot.db.ops import OpsStore
 from bot.jsontypes import JSONObject
+from bot.policy.rules import Deployment
+from bot.remote.probe import Probe, probe
 from bot.slack.client import SlackError, SlackPort
 
 
@@ -54,6 +58,7 @@ class Health:
         auth_ttl: float = 30.0,
         auth_fail_ttl: float = 5.0,
         timeout: float = 2.0,
+        deployments: Sequence[tuple[Deployment, str | None]] = (),
     ) -> None:
         self._ops = ops
         self._slack = slack
@@ -64,6 +69,11 @@ class Health:
         self._timeout = timeout  # each check; probes themselves time out after a second or two
         self._auth: tuple[float, Check] | None = None  # (checked at, result)
         self._auth_lock = asyncio.Lock()  # concurrent probes share one auth.test call
+        # LangGraph Servers (with their keys): reported, never making the bot unready (its
+        # Slack side and its own graphs work without them; their runs wait for them).
+        self._deployments = tuple(deployments)
+        self._probes: dict[str, tuple[float, Probe]] = {}
+        self._probe_lock = asyncio.Lock()
 
     async def live(self) -> JSONObject:
         loop = asyncio.get_running_loop()
@@ -88,7 +98,31 @@ class Health:
         }
         if failed:
             body["reason"] = "; ".join(failed)
+        if self._deployments:
+            body["deployments"] = await self._remote()
         return not failed, body
+
+    async def _remote(self) -> JSONObject:
+        """Each deployment: reachable, key accepted, in plain words; remembered like the
+        auth.test verdict, so probes every few seconds do not hammer the servers."""
+        async with self._probe_lock:
+            now = self._clock()
+            found: JSONObject = {}
+            for deployment, key in self._deployments:
+                kept = self._probes.get(deployment.name)
+                if kept is None or now - kept[0] >= (
+                    self._auth_ttl if kept[1].ok else self._auth_fail_ttl
+                ):
+                    kept = (now, await probe(deployment, key, self._timeout))
+                    self._probes[deployment.name] = kept
+                verdict = kept[1]
+                found[deployment.name] = {
+                    "ok": verdict.ok,
+                    "reachable": verdict.reachable,
+                    "key_accepted": verdict.key_accepted,
+                    "words": verdict.words,
+                }
+            return found
 
     async def _database(self) -> tuple[Check, Check]:
         expected = self._ops.schema_expected
