@@ -94,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # No request body in any log line, including the ones Bolt writes itself.
     quiet_bolt_logs(logging.getLogger())
-    for noisy in ("slack_bolt", "aiohttp.access"):  # one line per request is noise here
+    # One line per request is noise here (httpx: langgraph-sdk's calls to a LangGraph Server,
+    # every inbox poll; what matters is said once per outage by bot/remote/runner.py).
+    for noisy in ("slack_bolt", "aiohttp.access", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Bolt reads SLACK_BOT_TOKEN itself and warns that our client (which carries the same
     # token, plus SLACK_API_URL and retry handlers) wins: expected, so not worth a warning.
