@@ -255,11 +255,18 @@ class RemoteRunner:
         status = thread.get("status")
         pending = pending_of(state)
         if send is not None:
-            # Not known to have landed: sent again only while its interrupt is still pending
-            # and no run holds the thread.
-            if status == "busy" or not _still_pending(resume, pending):
+            # Not known to have landed: a resume is sent again only while its interrupt is
+            # still pending, a start only while the thread holds no run; neither while a run
+            # holds the thread (that one is followed instead).
+            if status == "busy":
                 return None, None
-            return None, send
+            # A run created and still queued leaves the thread "interrupted": look at its runs.
+            runs = await wait.until("the thread", lambda: conn.client.runs.list(tid, limit=5))
+            if any(r.get("status") in ACTIVE for r in runs):
+                return None, None
+            if resume is not None:
+                return None, send if _still_pending(resume, pending) else None
+            return None, None if runs else send
         if status == "busy":
             return None, None
         if status == "error":

@@ -17,6 +17,7 @@ from langgraph_sdk.client import LangGraphClient
 from bot.remote.runner import run_id_of
 from tests.conftest import Harness
 from tests.remote.conftest import SERVER_KEY
+from tests.remote.cutproxy import CutProxy
 from tests.remote.server import LangGraphServer, server_executable
 from tests.scenario.test_approval_loop import buttons, message_text
 from tests.scenario.test_shapes import inputs
@@ -257,3 +258,35 @@ async def test_the_server_stopped_while_a_decision_waits_gets_one_resume_when_ba
     finally:
         await sdk.aclose()
     assert run_id_of(tid)
+
+
+@pytest.mark.parametrize("landed", [True, False], ids=["answer-lost", "request-lost"])
+async def test_a_resume_whose_answer_is_lost_is_sent_again_only_if_it_did_not_land(
+    harness: Harness, server: LangGraphServer, client: LangGraphClient, landed: bool
+) -> None:
+    """The resume's request reaches the server and its answer is lost (or the request is
+    lost): the bot reads the thread before sending again, so the graph acts once either way."""
+    proxy = CutProxy("127.0.0.1", server.port)
+    await proxy.start()
+    try:
+        await harness.bots[0].stop()
+        harness.bots.clear()
+        await harness.start_bot(policy=policy(proxy.url), deployment_keys={"support": SERVER_KEY})
+        tid = await sdk_thread(client, "plain")
+        msg = await harness.wait(lambda: (approvals(harness) or [None])[-1], timeout=WAIT)
+        proxy.cut(b"/runs/stream", landed=landed)
+        await harness.ws.click("bob", msg, "Approve")
+        if landed:  # the server has the resume; then its answer is lost
+            await harness.wait(lambda: server.tool_calls(tid), timeout=WAIT)
+            proxy.release()
+        await harness.wait(
+            lambda: harness.query("SELECT status FROM bot_runs") == [("done",)], timeout=WAIT
+        )
+        assert proxy.cuts == 1
+        assert proxy.sent == (1 if landed else 2)  # sent again only when it had not landed
+        assert [c["name"] for c in server.tool_calls(tid)] == ["ship"]
+        assert len(await runs_on(client, tid)) == 2
+    finally:
+        await harness.bots[0].stop()
+        harness.bots.clear()
+        await proxy.stop()
