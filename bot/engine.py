@@ -792,11 +792,26 @@ class Engine:
             if after is not None:
                 await self._close_answered(run, after)
 
-    async def say(self, run_id: str, key: str, line: str) -> None:
-        """A line in a run's Slack thread from its runner (a deployment not answering)."""
+    async def waiting_for(self, run_id: str, deployment: str) -> None:
+        """The LangGraph Server a run waits on stopped answering (its runner retries until it
+        does): its decided approvals' messages and its Slack thread say so."""
         run = await self.store.get_run(run_id)
-        if run is not None:
-            await self._progress(run, f"progress:{run_id}:{key}", line)
+        if run is None:
+            return
+        words = messages.WAITING_FOR.format(deployment=deployment)
+        shown = [
+            messages.approval_update(
+                run,
+                a,
+                normalise(a.request, a.meta),
+                blocks.MessageState(_decision(a), waiting=words),
+                blocks.Ask(),
+            )
+            for a in await self.store.approvals_of(run_id)
+            if a.status == "decided"
+        ]
+        await self.store.tell(shown, self.clock())
+        await self._progress(run, f"progress:{run_id}:waiting:{int(self.clock())}", words)
 
     async def _close_answered(self, run: Run, state: ThreadState) -> None:
         """Close the run's pending approvals whose interrupts the thread no longer waits at:

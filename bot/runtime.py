@@ -114,7 +114,7 @@ class BotRuntime:
             on_decided=metrics.decided,
             private={cmd: spec.private for cmd, spec in specs.items()},
         )
-        remote.set_listener(engine.say)
+        remote.set_listener(engine.waiting_for)
         scheduler = Scheduler(
             store,
             engine.fire_deadline,

@@ -153,11 +153,11 @@ class RemoteRunner:
 
     def __init__(self, connections: Mapping[str, Connection]) -> None:
         self.connections = dict(connections)
-        self.say: Callable[[str, str, str], Awaitable[None]] = _silent
+        self.say: Callable[[str, str], Awaitable[None]] = _silent
 
-    def set_listener(self, say: Callable[[str, str, str], Awaitable[None]]) -> None:
-        """``say(run_id, key, line)``: a line in the run's Slack thread (the engine's), for
-        a deployment that stops answering while the run waits on it."""
+    def set_listener(self, say: Callable[[str, str], Awaitable[None]]) -> None:
+        """``say(run_id, deployment)``: the deployment stopped answering while the run waits
+        on it (the engine shows it in Slack), once per outage."""
         self.say = say
 
     def serves(self, graph: str) -> bool:
@@ -364,13 +364,12 @@ class RemoteRunFailed(Exception):
 
 class _Waiter:
     """Waits out a deployment that is not answering, with backoff, and says so once per
-    outage in the run's Slack thread (``say(key, line)``)."""
+    outage (``say(deployment)``: the engine shows it on the run's messages)."""
 
-    def __init__(self, conn: Connection, say: Callable[[str, str], Awaitable[None]]) -> None:
+    def __init__(self, conn: Connection, say: Callable[[str], Awaitable[None]]) -> None:
         self.conn = conn
         self.say = say
         self.delay = BACKOFF_FIRST
-        self.outage = 0
 
     async def until(self, what: str, make: Callable[[], Awaitable[T]]) -> T:
         for _ in range(MAX_TRIES):
@@ -389,17 +388,12 @@ class _Waiter:
         if self.conn.down_since is None:
             self.conn.down_since = self.conn.clock()
         if self.delay == BACKOFF_FIRST:
-            self.outage += 1
             log.warning(
                 "deployment %s is not answering (%s); trying again",
                 self.conn.name,
                 type(exc).__name__,
             )
-            await self.say(
-                f"waiting:{self.conn.name}:{self.outage}",
-                f"⏳ Waiting for {self.conn.name} to answer; nothing is lost, and this goes on "
-                "as soon as it does.",
-            )
+            await self.say(self.conn.name)
         await self.conn.sleep(self.delay)
         self.delay = min(self.delay * 2, BACKOFF_MAX)
 
@@ -408,7 +402,7 @@ class _Waiter:
         self.delay = BACKOFF_FIRST
 
 
-async def _silent(run_id: str, key: str, line: str) -> None:
+async def _silent(run_id: str, deployment: str) -> None:
     """No one to tell (a runner not wired to an engine)."""
 
 

@@ -85,6 +85,7 @@ class MessageState:
     outcome: dict[str, Any] | None = None
     superseded: bool = False  # the request changed before it was decided (a new one asks)
     elsewhere: bool = False  # answered outside Slack (a remote thread resumed by another client)
+    waiting: str = ""  # decided, and waiting for where the graph runs (a LangGraph Server down)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,8 @@ def approval_message(
         blocks.append(_context(decision_line(request, state.decision)))
         if state.outcome:
             blocks.append(_outcome(state.outcome))
+        elif state.waiting:
+            blocks.append(_context(state.waiting))
         elif state.decision.approved:
             blocks.append(_context("⏳ Running…"))
     text = f"{request.title}: {decision_line(request, state.decision) if state.decision else ''}"

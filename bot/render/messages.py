@@ -85,6 +85,11 @@ NOT_RECORDED_UNSURE = (
 )
 
 
+WAITING_FOR = (
+    "⏳ Waiting for {deployment} to answer: the decision is kept and is sent as soon as it does."
+)
+
+
 def approval_key(interrupt_id: str) -> str:
     return f"approval:{interrupt_id}"
 

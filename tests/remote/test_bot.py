@@ -238,7 +238,9 @@ async def test_the_server_stopped_while_a_decision_waits_gets_one_resume_when_ba
     msg = await harness.wait(lambda: (approvals(harness) or [None])[-1], timeout=WAIT)
     await asyncio.to_thread(own_server.stop)  # SIGTERM: the server keeps its threads
     await harness.ws.click("bob", msg, "Approve")
-    await harness.wait(lambda: showing(harness, "Approved"), timeout=WAIT)
+    # the decision is kept, and the message says what it waits for
+    await harness.wait(lambda: showing(harness, "Waiting for support to answer"), timeout=WAIT)
+    assert "Approved" in message_text(showing(harness, "Waiting for support")[-1])
     await harness.wait(
         lambda: any(
             "Waiting for support" in str(r.get("text"))
