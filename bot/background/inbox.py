@@ -3,7 +3,9 @@ changed since the last look, newest first, until one is not newer than the curso
 
 The server has no "updated after" filter, so the cursor is the newest ``updated_at`` seen:
 ``threads.search`` sorted by ``updated_at`` descending, a small first page (a quiet
-deployment costs this one request), larger pages after it while every thread is newer.
+deployment costs this one request), larger pages after it while every thread is newer. The
+first look (no cursor yet) reads only the interrupted threads and those of the runs waiting
+here, not a deployment's whole history.
 Each changed thread is then one of:
 
 - interrupted, unknown here, and the deployment is watched: a run is made of it (once across
@@ -19,15 +21,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from langgraph_sdk.schema import Thread, ThreadSelectField
+from langgraph_sdk.schema import Thread, ThreadSelectField, ThreadStatus
 
 from bot.engine import Engine
-from bot.remote.runner import Connection, run_id_of, transient
+from bot.remote.runner import Connection, run_id_of, thread_id_of, transient
 from bot.runner import GraphRefused
 from bot.slackids import USER_ID
 from bot.tasks import TaskSet
@@ -99,18 +101,61 @@ class Inbox:
             await self.sleep(self.watch.poll_seconds)
 
     async def look(self) -> int:
-        """One look: the threads changed since the cursor, each handled once, oldest first.
-        Returns how many changed."""
-        changed = await self._changed()
+        """One look: the threads changed since the cursor, each handled once, oldest first
+        (the first look: every interrupted thread, and the threads of the runs waiting here,
+        which may have been answered elsewhere while the bot was away). Returns how many
+        threads it handled."""
+        top: list[Thread] = []
+        if self.cursor is None:
+            changed, top = await self._first()
+        else:
+            changed = await self._changed()
         for thread in reversed(changed):
             await self._one(thread)
-        if changed:
-            newest = changed[0]["updated_at"]
+        seen = [*changed, *top]
+        if seen:
+            newest = max(str(t["updated_at"]) for t in seen)
             if newest != self.cursor:
                 self.cursor, self.at_cursor = newest, set()
-            self.at_cursor |= {t["thread_id"] for t in changed if t["updated_at"] == newest}
+            self.at_cursor |= {str(t["thread_id"]) for t in seen if t["updated_at"] == newest}
         self.observe_look(self.watch.name, self.clock())
         return len(changed)
+
+    async def _first(self) -> tuple[list[dict[str, Any]], list[Thread]]:
+        """Newest first, every interrupted thread and the threads of this deployment's runs
+        waiting here, each once; and the newest thread of all (where the next look starts).
+        A deployment's old, finished threads are never read."""
+        found: dict[str, dict[str, Any]] = {}
+        top = await self.conn.call("the thread list", partial(self._page, 1, 0))
+        self.requests += 1
+        for pages in (self._all_interrupted(), self._waiting_here()):
+            async for page in pages:
+                for t in page:
+                    found.setdefault(str(t["thread_id"]), dict(t))
+        threads = sorted(found.values(), key=lambda t: str(t["updated_at"]), reverse=True)
+        return threads, top
+
+    async def _all_interrupted(self) -> AsyncIterator[list[Thread]]:
+        for offset in range(0, PAGE * MAX_PAGES, PAGE):
+            page = await self.conn.call(
+                "the thread list", partial(self._page, PAGE, offset, "interrupted")
+            )
+            self.requests += 1
+            yield page
+            if len(page) < PAGE:
+                return
+
+    async def _waiting_here(self) -> AsyncIterator[list[Thread]]:
+        after = ""
+        for _ in range(MAX_PAGES):
+            run_ids = await self.engine.store.runs_waiting_on(self.watch.name, after, PAGE)
+            if not run_ids:
+                return
+            after = run_ids[-1]
+            ids = [thread_id_of(r) for r in run_ids]
+            page = await self.conn.call("the thread list", partial(self._by_ids, ids))
+            self.requests += 1
+            yield page
 
     async def _changed(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -125,14 +170,20 @@ class Inbox:
             offset, limit = offset + limit, PAGE
         return found
 
-    async def _page(self, limit: int, offset: int) -> list[Thread]:
+    async def _page(
+        self, limit: int, offset: int, status: ThreadStatus | None = None
+    ) -> list[Thread]:
         return await self.conn.client.threads.search(
+            status=status,
             sort_by="updated_at",
             sort_order="desc",
             limit=limit,
             offset=offset,
             select=FIELDS,
         )
+
+    async def _by_ids(self, ids: list[str]) -> list[Thread]:
+        return await self.conn.client.threads.search(ids=ids, limit=len(ids), select=FIELDS)
 
     def _newer(self, thread: Mapping[str, Any]) -> bool:
         if self.cursor is None:

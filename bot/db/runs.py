@@ -122,6 +122,16 @@ class Runs(Base):
         )
         return [_run(r) for r in rows]
 
+    async def runs_waiting_on(self, deployment: str, after: str, limit: int) -> list[str]:
+        """Ids of runs waiting for people on a LangGraph Server's threads (commands
+        ``"<deployment>/…"``), in id order after ``after``: a page of them."""
+        rows = await self._all(
+            "SELECT run_id FROM bot_runs WHERE status='waiting' AND command >= ? AND "
+            "command < ? AND run_id > ? ORDER BY run_id LIMIT ?",
+            (f"{deployment}/", f"{deployment}0", after, limit),
+        )
+        return [str(r[0]) for r in rows]
+
     async def next_attempt(self, run_id: str) -> int:
         """Count one more start of a run cut by a restart; returns the new attempt number."""
 

@@ -292,3 +292,36 @@ async def test_a_resume_whose_answer_is_lost_is_sent_again_only_if_it_did_not_la
         await harness.bots[0].stop()
         harness.bots.clear()
         await proxy.stop()
+
+
+async def test_a_thread_answered_elsewhere_while_the_bot_was_away_is_closed_on_its_return(
+    h: Harness, client: LangGraphClient, server: LangGraphServer
+) -> None:
+    tid = await sdk_thread(client, "plain")
+    msg = await h.wait(lambda: (approvals(h) or [None])[-1], timeout=WAIT)
+    await h.bots[0].stop()
+    h.bots.clear()
+    (asked,) = (await client.threads.get_state(tid))["interrupts"]
+    await client.runs.wait(tid, "plain", command={"resume": {asked["id"]: "while away"}})
+    await h.start_bot(policy=policy(server.url), deployment_keys={"support": SERVER_KEY})
+    await h.wait(lambda: showing(h, "Answered outside Slack"), timeout=WAIT)
+    assert showing(h, "Answered outside Slack")[-1]["ts"] == msg["ts"]
+    await h.wait(lambda: h.query("SELECT status FROM bot_runs") == [("done",)], timeout=WAIT)
+    assert [c["args"] for c in server.tool_calls(tid)] == [{"answer": "while away"}]
+    assert len(await runs_on(client, tid)) == 2
+
+
+async def test_a_quiet_deployment_costs_one_small_request_per_poll(
+    h: Harness, client: LangGraphClient
+) -> None:
+    for _ in range(3):
+        await sdk_thread(client, "plain")
+    await h.wait(lambda: len(approvals(h)) == 3, timeout=WAIT)
+    inbox = h.bot.runtime.inboxes[0]
+    await h.wait(lambda: inbox.requests > 0 and inbox.cursor is not None, timeout=WAIT)
+    await inbox.stop()  # its own looks, driven here one at a time
+    before, looks = inbox.requests, 0
+    for _ in range(3):  # three looks with nothing changed on the server
+        looks += 1
+        await inbox.look()
+    assert inbox.requests - before == looks
