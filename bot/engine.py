@@ -1218,7 +1218,7 @@ class Engine:
             shown = done.outcome
             if secrets and shown is not None:
                 shown = {**shown, "text": redact(str(shown.get("text", "")), secrets)}
-            return [
+            items = [
                 messages.approval_update(
                     done,
                     a,
@@ -1229,5 +1229,11 @@ class Engine:
                 for a in approvals
                 if a.status not in ("failed", "superseded")  # those show why already
             ]
+            if status == "failed" and not approvals and done.requester:
+                # Failed before it asked anything (a LangGraph Server refusing the start):
+                # no message shows it, so its requester is told.
+                text = f"`{command_line(done)}`: {shown.get('text', '') if shown else ''}"
+                items.append(messages.tell_requester(done, text))
+            return items
 
         await self.store.finish(run.run_id, status, outcome, self.clock(), render, resumed)

@@ -110,6 +110,11 @@ async def test_a_run_started_from_slack_is_approved_and_finishes(
     assert [c["name"] for c in calls] == ["ship"]
     assert calls[0]["args"]["answer"] not in (None, "")
     assert len(await runs_on(client, tid)) == 2  # the start and one resume
+    metrics = (await h.bot.runtime.metrics.render()).decode()
+    assert 'approvals_deployment_calls_total{deployment="support",outcome="ok"}' in metrics
+    assert 'approvals_inbox_last_look_timestamp_seconds{deployment="support"}' in metrics
+    ready, body = await h.bot.runtime.health.ready()
+    assert ready and body["deployments"]["support"]["key_accepted"] is True
 
 
 async def test_the_inbox_posts_a_thread_started_elsewhere_once_and_its_requester_holds(
@@ -221,6 +226,17 @@ async def test_a_wrong_key_ends_a_start_in_plain_words(
     )
     (outcome,) = harness.query("SELECT outcome FROM bot_runs")
     assert "did not accept the bot's API key" in outcome[0]
+    told = await harness.wait(  # the requester is told, through the command's response_url
+        lambda: [
+            m for m in harness.ws.messages(CHANNEL, user="alice") if "API key" in str(m.get("text"))
+        ],
+        timeout=WAIT,
+    )
+    assert "/approvals run support/plain" in told[0]["text"]
+    # /readyz names the deployment's fault without making the bot unready
+    ready, body = await harness.bot.runtime.health.ready()
+    assert ready and body["deployments"]["support"]["key_accepted"] is False
+    assert "not-the-key" not in str(body)
 
 
 async def test_the_server_stopped_while_a_decision_waits_gets_one_resume_when_back(
