@@ -292,7 +292,9 @@ class Routes:
         self.remote = dict(remote or {})
 
     def runner(self, graph: str) -> Runner:
-        deployment, slash, _ = graph.partition("/")
+        """A local graph's command may start with "/" (``/deploy``); a remote one is
+        ``<deployment>/<assistant>``."""
+        deployment, slash, _ = graph.lstrip("/").partition("/")
         return self.remote[deployment] if slash else self.local
 
     async def state(self, thread: GraphThread) -> ThreadState:

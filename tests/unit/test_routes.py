@@ -1,0 +1,23 @@
+"""Which runner drives which graph: local commands, with or without their slash, stay in the
+process; ``<deployment>/<assistant>`` goes to the deployment's runner."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from bot.runner import Routes, Runner
+
+
+def test_local_commands_stay_local_and_deployments_go_remote() -> None:
+    local, support = cast(Runner, object()), cast(Runner, object())
+    routes = Routes(local, {"support": support})
+    assert routes.runner("/deploy") is local
+    assert routes.runner("deploy") is local
+    assert routes.runner("agent") is local
+    assert routes.runner("support/agent") is support
+    unknown: Any = None
+    try:
+        routes.runner("elsewhere/agent")
+    except KeyError as exc:
+        unknown = exc
+    assert unknown is not None  # a deployment not configured is never run locally
