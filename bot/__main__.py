@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument(
         "--agents",
         metavar="URL",
-        help="a LangGraph Server (e.g. `langgraph dev`) whose interrupts are answered in "
+        help="a LangGraph Server (e.g. langgraph dev) whose interrupts are answered in "
         "#deploys, as deployment 'agents'",
     )
     check = sub.add_parser(
