@@ -10,9 +10,10 @@ from langgraph_sdk import get_client
 from bot.policy.rules import Deployment
 from bot.remote.runner import Connection
 
-# A call may wait this long for the server; a run's stream for its next event (a step
-# can take minutes; the server sends heartbeats while it runs).
-TIMEOUT = (15.0, 300.0, 15.0, 15.0)  # connect, read, write, pool
+# (connect, read, write, pool). A read waits 30 s: a call's answer, or a run's next event
+# (the server sends a heartbeat every 5 s while a step runs, so a stream that says nothing
+# for 30 s is a server that hangs). Then the run says it waits for the deployment.
+TIMEOUT = (5.0, 30.0, 15.0, 15.0)
 
 
 def connect(
