@@ -1,8 +1,9 @@
 """Every interrupt shape, rendered and answered for a graph on a LangGraph Server as for one in
 the bot's process (tests/scenario/test_forms.py and test_shapes.py do it for local graphs):
 LangChain HITL per_call (two calls pending at once: two messages, one edited, one responded
-to) and batched (one message, a decision per call), the Agent Inbox request, the project's
-own request (its Reject needs a comment) and a plain string.
+to) and batched (one message, a decision per call), the Agent Inbox request (as documented,
+a list of one; and as one dict, the form the bot knows), the project's own request (its
+Reject needs a comment) and a plain string.
 
 Threads are started with the SDK (the inbox posts them) and from Slack (``/approvals run``).
 What the graphs really did is read from the server (its runs, the thread's state) and the
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +22,8 @@ from langgraph_sdk.client import LangGraphClient
 
 from tests.conftest import Harness
 from tests.remote import test_bot
-from tests.remote.server import LangGraphServer
+from tests.remote.conftest import SERVER_KEY
+from tests.remote.server import SERVED, LangGraphServer, server_executable
 from tests.remote.test_bot import CHANNEL, WAIT, approvals, runs_on
 from tests.scenario.test_approval_loop import buttons, message_text
 from tests.scenario.test_shapes import EVERY_DECISION, inputs
@@ -28,8 +32,28 @@ EMAIL = "tell the team we ship today"
 STATUS = "status: shipping today"
 TO = "team@example.com"
 
-# test_bot's fixtures: a server of each test's own, an SDK client of it, the bot answering it
-server, client, h = test_bot.server, test_bot.client, test_bot.h
+# test_bot's fixtures: an SDK client of the test's server, the bot answering it
+client, h = test_bot.client, test_bot.h
+
+
+class ShapesServer(LangGraphServer):
+    """The test graphs and ``served/shapes.py``'s."""
+
+    def config(self) -> dict[str, Any]:
+        config = super().config()
+        config["graphs"] = {**config["graphs"], "inbox_one": f"{SERVED}.shapes:inbox_one"}
+        return config
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LangGraphServer]:
+    """A server of the test's own, behind SERVER_KEY (as test_bot's, with one graph more)."""
+    own = ShapesServer(server_executable(), tmp_path / "server", api_key=SERVER_KEY)
+    try:
+        own.start()
+        yield own
+    finally:
+        own.kill()
 
 
 async def agent_thread(sdk: LangGraphClient, graph: str, *lines: str) -> str:
@@ -59,10 +83,16 @@ async def open_view(h: Harness, user: str, msg: dict[str, Any], button: str) -> 
 
 
 def titled(h: Harness, title: str) -> dict[str, Any] | None:
-    """The approval message whose header is ``title``."""
+    """The approval message whose header is ``title`` (None: not posted yet)."""
     found = [m for m in approvals(h) if m["blocks"][0]["text"]["text"] == title]
     assert len(found) <= 1, f"{len(found)} messages titled {title!r}"
     return found[0] if found else None
+
+
+def shown(h: Harness, title: str) -> str:
+    """What the approval message titled ``title`` shows ("" before it is posted)."""
+    found = titled(h, title)
+    return message_text(found) if found else ""
 
 
 async def ended(h: Harness, sdk: LangGraphClient, tid: str) -> dict[str, Any]:
@@ -104,7 +134,10 @@ async def test_per_call_two_pending_calls_are_two_messages_one_edited_one_respon
     assert list(fields) == ["To", "Subject", "Body", "Comment"]  # typed from the tool's schema
     edited = await h.ws.submit_modal("bob", view, {fields["Subject"]: "We ship tomorrow"})
     assert edited.ok and not edited.errors
-    await h.wait(lambda: "Edited* by <@U0BOB>" in message_text(titled(h, "Run send_email?")))
+    await h.wait(
+        lambda: "Edited* by <@U0BOB>" in shown(h, "Run send_email?"),
+        timeout=WAIT,
+    )
     assert "Respond…" in buttons(titled(h, "Run post_status?") or {"blocks": []})  # still open
 
     view = await open_view(h, "carol", status, "Respond…")
@@ -122,7 +155,7 @@ async def test_per_call_two_pending_calls_are_two_messages_one_edited_one_respon
     assert "Sent to team@example.com: 'We ship tomorrow'" in results["send_email"]
     assert last_words(state).startswith("Done:")
     assert len(await runs_on(client, tid)) == 3  # the start and one resume per call
-    assert "Responded* by <@U0CAROL>" in message_text(titled(h, "Run post_status?") or {})
+    assert "Responded* by <@U0CAROL>" in shown(h, "Run post_status?")
     assert len(approvals(h)) == 2
 
 
@@ -153,7 +186,7 @@ async def test_per_call_started_from_slack_sends_the_text_and_runs_the_edited_ca
     ]
     assert "Sent to ops@example.com" in tool_results(state)["send_email"]
     assert len(await runs_on(client, tid)) == 2
-    assert "Edited* by <@U0BOB>" in message_text(titled(h, "Run send_email?") or {})
+    assert "Edited* by <@U0BOB>" in shown(h, "Run send_email?")
 
 
 async def test_batched_is_one_message_with_a_decision_per_call(
@@ -227,6 +260,43 @@ async def test_the_agent_inbox_request_is_answered_with_a_response(
     assert len(await runs_on(client, tid)) == 2
 
 
+@pytest.mark.parametrize(
+    ("button", "values", "resumed"),
+    [
+        (
+            "Respond…",
+            {"response": "call them first"},
+            {"type": "response", "args": "call them first"},
+        ),
+        (
+            "Edit…",
+            {"f0": "ops@example.com"},
+            {"type": "edit", "args": {"action": "send_email", "args": {"to": "ops@example.com"}}},
+        ),
+    ],
+)
+async def test_the_agent_inbox_request_as_one_dict_is_answered(
+    h: Harness,
+    client: LangGraphClient,
+    server: LangGraphServer,
+    button: str,
+    values: dict[str, str],
+    resumed: dict[str, Any],
+) -> None:
+    tid = await node_thread(client, "inbox_one")
+    msg = await h.wait(lambda: titled(h, "send_email?"), timeout=WAIT)
+    assert "Send the weekly email?" in message_text(msg)
+    assert buttons(msg) == ["Approve", "Edit…", "Respond…", "Ignore", "Withdraw"]
+    view = await open_view(h, "bob", msg, button)
+    done = await h.ws.submit_modal("bob", view, values)
+    assert done.ok and not done.errors
+    await ended(h, client, tid)
+    assert [(c["name"], c["args"]) for c in server.tool_calls(tid)] == [
+        ("inbox", {"response": [resumed]})
+    ]
+    assert len(await runs_on(client, tid)) == 2
+
+
 async def test_the_projects_own_request_is_not_rejected_without_a_comment(
     h: Harness,
     client: LangGraphClient,
@@ -255,8 +325,8 @@ async def test_the_projects_own_request_is_not_rejected_without_a_comment(
     ]
     assert state["values"]["answer"]["choice"] == "reject"
     assert len(await runs_on(client, tid)) == 2
-    shown = message_text(titled(h, "Deploy api 1.4.2?") or {})
-    assert "Rejected* by <@U0BOB>" in shown and "not on a Friday" in shown
+    final = shown(h, "Deploy api 1.4.2?")
+    assert "Rejected* by <@U0BOB>" in final and "not on a Friday" in final
 
 
 @pytest.mark.xfail(
@@ -312,4 +382,4 @@ async def test_a_plain_string_is_rejected(
     )
     assert state["values"]["answer"] == answer
     assert len(await runs_on(client, tid)) == 2
-    assert "Rejected* by <@U0BOB>" in message_text(titled(h, "Approval needed") or {})
+    assert "Rejected* by <@U0BOB>" in shown(h, "Approval needed")
