@@ -8,7 +8,7 @@ and nowhere else.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +32,13 @@ class ChoiceSpec:
     comment: str = "none"  # none | optional | required
     form: str | None = None
     past: str | None = None
+
+
+def needs_comment(comment_required: Collection[str], choice: ChoiceSpec) -> bool:
+    """Whether picking ``choice`` needs a comment: the policy asks one for its kind
+    (``comment_required``: "approve", "reject"), or the request asks one for this choice."""
+    kind = "approve" if choice.approves else "reject"
+    return kind in comment_required or choice.comment == "required"
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,10 @@ def normalise(
             return hide.done(_hitl_batch(value, hide))
         if isinstance(value.get("action_request"), Mapping):
             return hide.done(_agent_inbox(value, hide))
+    if _inbox_list(value):
+        # Agent Inbox as LangGraph documents it: ``interrupt([request])[0]``.
+        assert isinstance(value, list)
+        return hide.done(_agent_inbox(value[0], hide))
     if schema is not None:
         return hide.done(_form(value, dict(schema), hide))
     if isinstance(value, str):
@@ -137,6 +148,16 @@ def normalise(
             choices=(APPROVE, REJECT),
             shape="json",
         )
+    )
+
+
+def _inbox_list(value: object) -> bool:
+    """A list of one Agent Inbox ``HumanInterrupt``."""
+    return (
+        isinstance(value, list)
+        and len(value) == 1
+        and isinstance(value[0], Mapping)
+        and isinstance(value[0].get("action_request"), Mapping)
     )
 
 

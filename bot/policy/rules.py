@@ -20,11 +20,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
+from bot.interrupts import ChoiceSpec, needs_comment
 from bot.policy.faults import PolicyError, did_you_mean, dotted, show, show_list
 from bot.slackids import CHANNEL_ID, GROUP_ID, USER_ID
 
 if TYPE_CHECKING:
-    from bot.interrupts import ChoiceSpec
     from bot.model import Approval, Run
 
 OnTimeout = Literal["reject", "approve", "keep_waiting"]
@@ -262,10 +262,8 @@ class Rules:
         return user in allowed or channel in allowed or bool(allowed.intersection(user_groups))
 
     def needs_comment(self, choice: ChoiceSpec) -> bool:
-        """Whether picking ``choice`` needs a comment: the policy asks one for its kind
-        (approve or reject), or the request asks one for this choice."""
-        kind = "approve" if choice.approves else "reject"
-        return kind in self.comment_required or choice.comment == "required"
+        """Whether picking ``choice`` needs a comment (``bot.interrupts.needs_comment``)."""
+        return needs_comment(self.comment_required, choice)
 
     @property
     def has_groups(self) -> bool:

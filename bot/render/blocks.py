@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.integrity import short
-from bot.interrupts import ApprovalRequest, ChoiceSpec
+from bot.interrupts import ApprovalRequest, ChoiceSpec, needs_comment
 from bot.model import DecisionRecord
 from bot.policy.authz import EVERY_BUTTON, Offer
 from graphs.deploy import COMMAND as DEPLOY
@@ -189,8 +189,7 @@ def _actions(
     for i, c in enumerate(request.choices[:20]):
         if not offer.choice(i):
             continue
-        needs = "approve" if c.approves else "reject"
-        action = ACTION_COMMENT if needs in ask.comment_on else ACTION_CHOICE
+        action = ACTION_COMMENT if needs_comment(ask.comment_on, c) else ACTION_CHOICE
         elements.append(_button(c, f"{ACTION_FORM if c.form else action}{i}", interrupt_id))
     reject = request.reject_choice
     if (
