@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import httpx
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import APIStatusError, ConflictError
-from langgraph_sdk.schema import Command, StreamMode
+from langgraph_sdk.schema import Command, Run, StreamMode
 
 from bot.runner import (
     Event,
@@ -166,15 +166,30 @@ class RemoteRunner:
     async def state(self, thread: GraphThread) -> ThreadState:
         """The thread's pending interrupts, and whether anything ever ran on it (a thread the
         bot created, then crashed before starting its run, holds none: it is started again).
-        An unknown thread is a refusal: it was deleted on the server."""
+        While a run holds the thread (queued or running: say, a resume sent before a crash)
+        the checkpoint still lists the interrupt it answers, so that run is waited out
+        first. An unknown thread is a refusal: it was deleted on the server."""
         conn = self.connections[split(thread.graph)[0]]
         tid = thread_id_of(thread.thread_id)
         wait = _Waiter(conn, partial(self.say, thread.thread_id))
+        runs: list[Run] = []
+        for _ in range(MAX_TRIES):
+            runs = await wait.until("the thread", lambda: conn.client.runs.list(tid, limit=5))
+            active = [r for r in runs if r.get("status") in ACTIVE]
+            if not active:
+                break
+            for run in reversed(active):  # oldest first, to its end
+                await wait.until("the thread", partial(self._drain, conn, tid, str(run["run_id"])))
         state = await wait.until("the thread", lambda: conn.client.threads.get_state(tid))
-        if state.get("values") or state.get("next") or state.get("interrupts"):
-            return ThreadState(True, pending_of(state))
-        runs = await wait.until("the thread", lambda: conn.client.runs.list(tid, limit=1))
-        return ThreadState(bool(runs), pending_of(state))
+        started = bool(runs or state.get("values") or state.get("next"))
+        return ThreadState(started, pending_of(state))
+
+    @staticmethod
+    async def _drain(conn: Connection, tid: str, run_id: str) -> None:
+        """Wait for a run to end (its stream joined and read to its end: the server's
+        heartbeats keep it alive however long a step takes)."""
+        async for _ in conn.client.runs.join_stream(tid, run_id, stream_mode=MODES):
+            pass
 
     async def stream(
         self,

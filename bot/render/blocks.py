@@ -195,7 +195,7 @@ def _actions(
     if (
         request.reject_with_reason
         and reject is not None
-        and "reject" not in ask.comment_on
+        and not needs_comment(ask.comment_on, reject)  # else its own button asks for one
         and offer.choice(request.choices.index(reject))
     ):
         elements.append(

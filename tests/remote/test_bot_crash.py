@@ -362,12 +362,6 @@ async def test_sigkill_after_the_resume_landed_sends_nothing_again(
     await bot.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a restarted bot reads the thread's state, not whether a run holds it: the "
-    "interrupt a resumed run is still in shows as pending, so the resume is sent again; "
-    "refused (409) while the run is on, a third run when it ended meanwhile",
-)
 async def test_sigkill_after_the_resume_landed_then_the_run_ends_while_the_bot_reads(
     ws: LocalSlack,
     tmp_path: Path,

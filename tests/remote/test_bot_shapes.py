@@ -232,12 +232,6 @@ async def test_batched_is_one_message_with_a_decision_per_call(
     assert len(approvals(h)) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/interrupts.py normalise() knows the Agent Inbox request only as a dict; the "
-    "served graph raises it as Agent Inbox documents it, interrupt([request]) (a list of one): "
-    "rendered as JSON with Approve/Reject, no Respond…",
-)
 async def test_the_agent_inbox_request_is_answered_with_a_response(
     h: Harness,
     client: LangGraphClient,
@@ -297,27 +291,27 @@ async def test_the_agent_inbox_request_as_one_dict_is_answered(
     assert len(await runs_on(client, tid)) == 2
 
 
-async def test_the_projects_own_request_is_not_rejected_without_a_comment(
+async def test_the_projects_own_reject_asks_for_its_required_comment(
     h: Harness,
     client: LangGraphClient,
     server: LangGraphServer,
 ) -> None:
+    """``Choice("reject", …, comment="required")``: its own button opens the comment form
+    (no "Reject with reason…" beside it), an empty reason is refused, nothing is sent until
+    one is given."""
     tid = await node_thread(client, "approval")
     msg = await h.wait(lambda: titled(h, "Deploy api 1.4.2?"), timeout=WAIT)
     text = message_text(msg)
     assert "Asked by the served test graph." in text and "*Env*\\nprod" in text
-    assert buttons(msg) == ["Approve", "Reject", "Reject with reason…", "Withdraw"]
-    refused = await h.ws.click("bob", msg, "Reject")  # its choice asks for a comment
-    assert refused.ok
-    await h.wait(lambda: any("needs a comment" in e["text"] for e in h.ws.ephemerals("bob")))
+    assert buttons(msg) == ["Approve", "Reject", "Withdraw"]
+    view = await open_view(h, "bob", msg, "Reject")
+    (reason,) = [b for b in view["blocks"] if b["type"] == "input"]
+    assert not reason.get("optional")
+    empty = await h.ws.submit_modal("bob", view, {reason["block_id"]: ""})
+    assert not empty.ok or empty.errors  # a reason is required
     await h.idle()
     assert len(await runs_on(client, tid)) == 1 and server.tool_calls(tid) == []
-    assert "Reject" in buttons(titled(h, "Deploy api 1.4.2?") or {"blocks": []})  # still open
-
-    view = await open_view(h, "bob", msg, "Reject with reason…")
-    empty = await h.ws.submit_modal("bob", view, {"reason": ""})
-    assert not empty.ok or empty.errors  # a reason is required
-    done = await h.ws.submit_modal("bob", view, {"reason": "not on a Friday"})
+    done = await h.ws.submit_modal("bob", view, {reason["block_id"]: "not on a Friday"})
     assert done.ok and not done.errors
     state = await ended(h, client, tid)
     assert [(c["name"], c["args"]) for c in server.tool_calls(tid)] == [
@@ -327,39 +321,6 @@ async def test_the_projects_own_request_is_not_rejected_without_a_comment(
     assert len(await runs_on(client, tid)) == 2
     final = shown(h, "Deploy api 1.4.2?")
     assert "Rejected* by <@U0BOB>" in final and "not on a Friday" in final
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/render/blocks.py choice buttons open the comment modal only for the policy's "
-    "comment_required (ask.comment_on), not for a choice whose own comment is 'required': "
-    "Reject posts a plain click, refused with 'use the form its button opens'",
-)
-async def test_the_projects_own_reject_button_asks_for_its_required_comment(
-    h: Harness,
-    client: LangGraphClient,
-    server: LangGraphServer,
-) -> None:
-    tid = await node_thread(client, "approval")
-    msg = await h.wait(lambda: titled(h, "Deploy api 1.4.2?"), timeout=WAIT)
-    await h.ws.click("bob", msg, "Reject")
-    opened = await h.wait(  # a modal, or the refusal a plain click gets
-        lambda: (
-            h.ws.open_views("bob")
-            or [e for e in h.ws.ephemerals("bob") if "needs a comment" in e["text"]]
-        ),
-        timeout=WAIT,
-    )
-    (view,) = opened
-    assert view.get("type") == "modal", view
-    (reason,) = [b for b in view["blocks"] if b["type"] == "input"]
-    assert not reason.get("optional")
-    await h.ws.submit_modal("bob", view, {reason["block_id"]: "not on a Friday"})
-    await ended(h, client, tid)
-    assert [(c["name"], c["args"]["choice"]) for c in server.tool_calls(tid)] == [
-        ("deploy", "reject")
-    ]
-    assert len(await runs_on(client, tid)) == 2
 
 
 async def test_a_plain_string_is_rejected(
