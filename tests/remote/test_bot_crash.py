@@ -144,8 +144,9 @@ class BotProcess:
 class Proxy:
     """An HTTP proxy between the bot and the server, passing everything through (streams
     too) except that, once ``arm``ed, it holds the answer to the first read of one thread
-    (``GET /threads/<id>`` or its ``/state``) until ``hook()`` is done: a slow network, or
-    a run ending at that moment, made to happen at the same point every time."""
+    (``GET /threads/<id>``, its ``/state`` or its ``/runs``) until ``hook()`` is done: a slow
+    network, or a run ending at that moment, made to happen at the same point every time.
+    The answer held is the one read before the hook: stale when it is passed on."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
@@ -157,7 +158,8 @@ class Proxy:
         self._http: aiohttp.ClientSession | None = None
 
     def arm(self, thread_id: str, hook: Callable[[], Awaitable[None]]) -> None:
-        self.armed = ({f"/threads/{thread_id}", f"/threads/{thread_id}/state"}, hook)
+        reads = {f"/threads/{thread_id}{tail}" for tail in ("", "/state", "/runs")}
+        self.armed = (reads, hook)
 
     async def start(self) -> None:
         self._http = aiohttp.ClientSession(auto_decompress=False)
