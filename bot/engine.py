@@ -62,6 +62,7 @@ from bot.policy.authz import GroupsUnknown, groups_in, may_escalate, may_withdra
 from bot.policy.rules import Policy, Rules, describe, format_duration, freeze_at
 from bot.render import blocks, forms, messages
 from bot.runner import (
+    AnsweredElsewhere,
     Finished,
     GraphRefused,
     GraphThread,
@@ -813,6 +814,14 @@ class Engine:
         await self.store.tell(shown, self.clock())
         await self._progress(run, f"progress:{run_id}:waiting:{int(self.clock())}", words)
 
+    async def _answered_elsewhere(self, run: Run, graph_ids: Sequence[str]) -> None:
+        """A decision lost the race to an answer given from another client: its approval
+        closes as answered elsewhere (its decision void, never sent), and the run follows
+        the graph on from what that answer did."""
+        log.info("run %s: answered outside Slack before this bot's decision", run.run_id)
+        await self._close(run, graph_ids, decided=True)
+        await self._drive_locked(run, None)
+
     async def _close_answered(self, run: Run, state: ThreadState) -> None:
         """Close the run's pending approvals whose interrupts the thread no longer waits at:
         answered outside Slack."""
@@ -823,15 +832,19 @@ class Engine:
             for a in approvals
             if a.status == "pending" and a.graph_interrupt_id not in waiting
         ]
-        if not gone:
-            return
+        if gone:
+            await self._close(run, gone)
+
+    async def _close(self, run: Run, graph_ids: Sequence[str], decided: bool = False) -> None:
+        """Close the run's approvals for these interrupts as answered outside Slack (also a
+        decided one, with ``decided``: its decision was never sent)."""
 
         def render(a: Approval) -> list[Item]:
             shown = blocks.MessageState(elsewhere=True)
             request = normalise(a.request, a.meta)
             return [messages.approval_update(run, a, request, shown, blocks.Ask())]
 
-        await self.store.close_elsewhere(run.run_id, gone, self.clock(), render)
+        await self.store.close_elsewhere(run.run_id, graph_ids, self.clock(), render, decided)
         self._on_deadlines()
 
     async def fire_deadline(self, d: Deadline) -> None:
@@ -1014,6 +1027,10 @@ class Engine:
         pending = {p.id: p for p in state.pending}
         now_pending = pending.get(approval.graph_interrupt_id)
         if now_pending is None:
+            if not await self.runner.resumed_here(_thread(run), approval.graph_interrupt_id):
+                # Answered from another client first: this decision was never sent.
+                await self._answered_elsewhere(run, (approval.graph_interrupt_id,))
+                return
             # Resumed before a crash: the decision is in the checkpoint already.
             await self.store.mark_resumed(approval.interrupt_id, run.run_id, self.clock())
             if run.status in ("running", "waiting"):
@@ -1091,6 +1108,9 @@ class Engine:
         except GraphRefused as refused:
             log.warning("run %s: refused where it runs: %s", run.run_id, refused.words)
             await self._finish(run, {"status": "failed", "text": f"⚠️ {refused.words}"}, resumed)
+            return
+        except AnsweredElsewhere as elsewhere:
+            await self._answered_elsewhere(run, elsewhere.interrupt_ids)
             return
         except Exception as exc:
             if is_transient(exc):

@@ -116,6 +116,11 @@ class Runner(Protocol):
         """The thread as it is now: started at all, and the interrupts it waits at."""
         ...
 
+    async def resumed_here(self, thread: GraphThread, interrupt_id: str) -> bool:
+        """Whether an interrupt the thread no longer waits at was answered by this bot (a
+        thread on a LangGraph Server can also be answered from another client)."""
+        ...
+
     def stream(
         self,
         thread: GraphThread,
@@ -129,6 +134,15 @@ class Runner(Protocol):
         else drives it meanwhile): the stream goes on from exactly that state. Yields
         progress as it comes, then one ``Paused`` or ``Finished``."""
         ...
+
+
+class AnsweredElsewhere(Exception):
+    """The interrupts a decision was for were answered from another client before the
+    decision reached the graph: it was never sent. ``interrupt_ids`` are the graph's."""
+
+    def __init__(self, interrupt_ids: tuple[str, ...]) -> None:
+        super().__init__(f"{len(interrupt_ids)} answered elsewhere")
+        self.interrupt_ids = interrupt_ids
 
 
 class LocalRunner:
@@ -155,6 +169,10 @@ class LocalRunner:
         pending = tuple(_pending(i) for i in state.interrupts)
         kept = _Read(thread.thread_id, read[0]) if len(read) == 1 else None
         return ThreadState(bool(state.created_at), pending, kept)
+
+    async def resumed_here(self, thread: GraphThread, interrupt_id: str) -> bool:
+        """Nobody but this bot drives a thread in its process."""
+        return True
 
     async def stream(
         self,
@@ -295,10 +313,17 @@ class Routes:
         """A local graph's command may start with "/" (``/deploy``); a remote one is
         ``<deployment>/<assistant>``."""
         deployment, slash, _ = graph.lstrip("/").partition("/")
-        return self.remote[deployment] if slash else self.local
+        if not slash:
+            return self.local
+        if deployment not in self.remote:
+            raise GraphRefused(f"the deployment `{deployment}` is not configured here any more.")
+        return self.remote[deployment]
 
     async def state(self, thread: GraphThread) -> ThreadState:
         return await self.runner(thread.graph).state(thread)
+
+    async def resumed_here(self, thread: GraphThread, interrupt_id: str) -> bool:
+        return await self.runner(thread.graph).resumed_here(thread, interrupt_id)
 
     def stream(
         self,

@@ -138,18 +138,21 @@ class Approvals(Base):
         interrupt_ids: Sequence[str],
         now: float,
         render: Callable[[Approval], list[Item]],
+        decided: bool = False,
     ) -> list[Approval]:
         """Close the run's approvals still pending for these graph interrupts: someone
         answered them outside Slack. Their deadlines end, their messages say so (``render``),
         and nothing of theirs is ever sent. A decision claimed first keeps its approval
-        (the claim and this both change only a pending approval)."""
+        (the claim and this both change only a pending approval), unless ``decided``: the
+        resume found the interrupt answered by another client, so that decision is void."""
+        statuses = "('pending', 'decided')" if decided else "('pending')"
 
         def tx(db: Tx) -> list[Approval]:
             closed: list[Approval] = []
             for graph_id in interrupt_ids:
                 rows = db.execute(
                     "UPDATE bot_approvals SET status='superseded' WHERE run_id=? AND "
-                    "graph_interrupt_id=? AND status='pending' RETURNING *",
+                    f"graph_interrupt_id=? AND status IN {statuses} RETURNING *",
                     (run_id, graph_id),
                 ).fetchall()
                 for row in rows:

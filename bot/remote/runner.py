@@ -36,6 +36,7 @@ from langgraph_sdk.errors import APIStatusError, ConflictError
 from langgraph_sdk.schema import Command, Run, StreamMode
 
 from bot.runner import (
+    AnsweredElsewhere,
     Event,
     Finished,
     GraphRefused,
@@ -53,9 +54,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MODES: list[StreamMode] = ["custom", "values"]  # progress lines, and the run's values as it goes
 ACTIVE = ("pending", "running")  # a run in these states holds the thread
-REFUSALS = {401: "key", 403: "key", 404: "gone"}
+REFUSALS = {400: "bad", 401: "key", 403: "key", 404: "gone", 422: "bad"}
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 15.0
+ANSWERS = "approvals_answers"  # a resume run's metadata: the interrupt ids it answers
 MAX_TRIES = 200_000  # ~70 days at the longest wait: "until it lands", bounded
 
 
@@ -96,8 +98,11 @@ class Connection:
         self.on_call(self.name, "conflict" if status == 409 else "unreachable")
 
     def refusal(self, status: int, what: str) -> str:
+        """Plain words; never the server's own message (it may quote the request)."""
         if REFUSALS[status] == "key":
             return f"{self.name} did not accept the bot's API key ({what} refused)."
+        if REFUSALS[status] == "bad":
+            return f"{self.name} refused {what} (HTTP {status}); its log says why."
         return f"{what} is not on {self.name} any more (deleted there?)."
 
 
@@ -168,28 +173,33 @@ class RemoteRunner:
         bot created, then crashed before starting its run, holds none: it is started again).
         While a run holds the thread (queued or running: say, a resume sent before a crash)
         the checkpoint still lists the interrupt it answers, so that run is waited out
-        first. An unknown thread is a refusal: it was deleted on the server."""
+        first. The assistant of the thread's newest run is kept (``read``): a resume runs on
+        the assistant the thread was started with. An unknown thread is a refusal: it was
+        deleted on the server."""
         conn = self.connections[split(thread.graph)[0]]
         tid = thread_id_of(thread.thread_id)
         wait = _Waiter(conn, partial(self.say, thread.thread_id))
         runs: list[Run] = []
         for _ in range(MAX_TRIES):
-            runs = await wait.until("the thread", lambda: conn.client.runs.list(tid, limit=5))
+            runs = await wait.until("the thread", partial(_runs, conn, tid))
             active = [r for r in runs if r.get("status") in ACTIVE]
             if not active:
                 break
             for run in reversed(active):  # oldest first, to its end
-                await wait.until("the thread", partial(self._drain, conn, tid, str(run["run_id"])))
+                await wait.until("the thread", partial(_drain, conn, tid, str(run["run_id"])))
         state = await wait.until("the thread", lambda: conn.client.threads.get_state(tid))
         started = bool(runs or state.get("values") or state.get("next"))
-        return ThreadState(started, pending_of(state))
+        assistant = str(runs[0]["assistant_id"]) if runs else None
+        return ThreadState(started, pending_of(state), _Read(assistant, tuple(runs)))
 
-    @staticmethod
-    async def _drain(conn: Connection, tid: str, run_id: str) -> None:
-        """Wait for a run to end (its stream joined and read to its end: the server's
-        heartbeats keep it alive however long a step takes)."""
-        async for _ in conn.client.runs.join_stream(tid, run_id, stream_mode=MODES):
-            pass
+    async def resumed_here(self, thread: GraphThread, interrupt_id: str) -> bool:
+        """Whether a run of this bot's answered the interrupt (its resume runs carry the ids
+        they answer in their metadata): else someone answered it from another client."""
+        conn = self.connections[split(thread.graph)[0]]
+        tid = thread_id_of(thread.thread_id)
+        wait = _Waiter(conn, partial(self.say, thread.thread_id))
+        runs = await wait.until("the thread", partial(_runs, conn, tid, 100))
+        return any(interrupt_id in _answered(r) for r in runs)
 
     async def stream(
         self,
@@ -201,26 +211,38 @@ class RemoteRunner:
         """Start (``start``: a run from Slack; the thread is created with the requester in its
         metadata), resume (``resume``), or follow whatever the server does on the thread now
         (both None: a restart, an answer given elsewhere, a thread found by the inbox), until
-        the thread waits at interrupts or ends."""
-        deployment, assistant = split(thread.graph)
+        the thread waits at interrupts or ends.
+
+        Each round sends (only when the last read of the thread allows it), or follows the
+        run that holds the thread, then reads the thread (``_settle``). A round that moved
+        nothing on waits with backoff, so a thread stuck "busy" is not hammered."""
+        deployment, named = split(thread.graph)
         conn = self.connections[deployment]
         tid = thread_id_of(thread.thread_id)
+        read = after.read if after is not None and isinstance(after.read, _Read) else None
+        assistant = read.assistant if read is not None and read.assistant else named
         wait = _Waiter(conn, partial(self.say, thread.thread_id))
         send = await self._first(conn, wait, tid, start, resume, after)
+        may_send = send is not None
         for _ in range(MAX_TRIES):
-            if send is not None:
-                async for event in self._send(conn, wait, tid, assistant, send):
-                    if isinstance(event, Progress):
-                        yield event
-                    else:
-                        send = None  # it landed
+            moved = False
+            if send is not None and may_send:
+                sent = _Sent()
+                async for progress in self._send(conn, wait, tid, assistant, send, sent):
+                    yield progress
+                moved = sent.landed is not None
+                if sent.landed:
+                    send = None
             else:
                 async for progress in self._follow(conn, wait, tid):
+                    moved = True
                     yield progress
-            end, send = await self._settle(conn, wait, tid, send, resume)
+            end, send, may_send = await self._settle(conn, wait, tid, send, resume)
             if end is not None:
                 yield end
                 return
+            if not moved and not may_send:
+                await wait.idle()
         raise RemoteRunFailed(f"{deployment} did not settle")
 
     async def _first(
@@ -232,11 +254,12 @@ class RemoteRunner:
         resume: Mapping[str, Any] | None,
         after: ThreadState | None,
     ) -> _Send | None:
-        """What the stream sends first: a resume (checked against its response_schema), a
-        start (its thread created first, the requester in its metadata), or nothing."""
+        """What the stream sends first: a resume (checked against its response_schema, the
+        ids it answers in its run's metadata), a start (its thread created first, the
+        requester in its metadata), or nothing."""
         if resume is not None:
             _check_resume(resume, after)
-            return _Send(command={"resume": dict(resume)})
+            return _Send(command={"resume": dict(resume)}, metadata={ANSWERS: list(resume)})
         if start is None:
             return None
         metadata = _metadata(conn, start)
@@ -255,40 +278,35 @@ class RemoteRunner:
         tid: str,
         send: _Send | None,
         resume: Mapping[str, Any] | None,
-    ) -> tuple[Paused | Finished | None, _Send | None]:
-        """After a run: the thread's end (paused or finished), or None to go round again
-        (a run still holds the thread; a resume not known to have landed, still to send)."""
+    ) -> tuple[Paused | Finished | None, _Send | None, bool]:
+        """After a round: the thread's end (paused or finished); or None to go round again,
+        with what is still to send and whether this read allows sending it now. A resume not
+        known to have landed is sent again only when the thread was read, holds no run
+        (queued or running), and still waits at its interrupt; gone, it landed if a run of
+        ours answered it, else it was answered elsewhere (``AnsweredElsewhere``). A start is
+        sent again only while the thread holds no run at all."""
         try:
             state = await conn.call("the thread", lambda: conn.client.threads.get_state(tid))
             thread = await conn.call("the thread", lambda: conn.client.threads.get(tid))
+            runs = await conn.call("the thread", partial(_runs, conn, tid))
         except Exception as exc:
             if not transient(exc):
                 raise
-            await wait.failed(exc)  # round again: the stream says it waits
-            return None, send
+            await wait.failed(exc)  # round again, sending nothing before a read
+            return None, send, False
         wait.answered()
         status = thread.get("status")
         pending = pending_of(state)
-        if send is not None:
-            # Not known to have landed: a resume is sent again only while its interrupt is
-            # still pending, a start only while the thread holds no run; neither while a run
-            # holds the thread (that one is followed instead).
-            if status == "busy":
-                return None, None
-            # A run created and still queued leaves the thread "interrupted": look at its runs.
-            runs = await wait.until("the thread", lambda: conn.client.runs.list(tid, limit=5))
-            if any(r.get("status") in ACTIVE for r in runs):
-                return None, None
-            if resume is not None:
-                return None, send if _still_pending(resume, pending) else None
-            return None, None if runs else send
-        if status == "busy":
-            return None, None
+        held = status == "busy" or any(r.get("status") in ACTIVE for r in runs)
+        if send is not None and not _landed(resume, runs, pending, held):
+            return None, send, not held  # follow a run that holds the thread first
+        if held:
+            return None, None, False
         if status == "error":
             raise RemoteRunFailed(f"the run failed on {conn.name}")
         if pending:
-            return Paused(pending), None
-        return Finished(state.get("values")), None
+            return Paused(pending), None, False
+        return Finished(state.get("values")), None, False
 
     async def _send(
         self,
@@ -297,11 +315,12 @@ class RemoteRunner:
         tid: str,
         assistant: str,
         send: _Send,
-    ) -> AsyncIterator[Event]:
-        """One run created and streamed; yields its progress, then ``Finished`` as a marker
-        that the run was created (it landed). A 409 (a run holds the thread) is a marker too:
-        that run is followed by the caller. An error before the server said the run exists is
-        left to the caller, which reads the thread before sending again."""
+        sent: _Sent,
+    ) -> AsyncIterator[Progress]:
+        """One run created and streamed; yields its progress. ``sent.landed``: True when the
+        server said the run exists, False on a 409 (a run holds the thread: followed, then
+        read again), None when it is unknown (the caller reads the thread before sending
+        again)."""
         created: list[str] = []
         seen = 0
         try:
@@ -325,23 +344,22 @@ class RemoteRunner:
         except Exception as exc:
             conn.failure(exc, "the run")
             if isinstance(exc, ConflictError):
-                yield Finished(None)  # a run holds the thread: follow it
+                sent.landed = False
             elif not transient(exc):
                 raise
             else:
                 await wait.failed(exc)
-                if created:
-                    yield Finished(None)
+                sent.landed = True if created else None
             return
         conn.on_call(conn.name, "ok")
         wait.answered()
-        yield Finished(None)
+        sent.landed = True
 
     async def _follow(self, conn: Connection, wait: _Waiter, tid: str) -> AsyncIterator[Progress]:
-        """Follow the run that holds the thread now, if any, to its end (its progress from
-        the moment of joining)."""
+        """Follow the runs that hold the thread now, if any, to their end (their progress
+        from the moment of joining)."""
         try:
-            runs = await conn.call("the thread", lambda: conn.client.runs.list(tid, limit=5))
+            runs = await conn.call("the thread", partial(_runs, conn, tid))
         except Exception as exc:
             if not transient(exc):
                 raise
@@ -362,6 +380,59 @@ class RemoteRunner:
                 if not transient(exc):
                     raise
                 await wait.failed(exc)
+
+
+@dataclass
+class _Sent:
+    landed: bool | None = None
+
+
+@dataclass(frozen=True)
+class _Read:
+    """What ``state`` read for the stream that follows: the thread's assistant, its runs."""
+
+    assistant: str | None
+    runs: tuple[Run, ...] = ()
+
+
+async def _runs(conn: Connection, tid: str, limit: int = 20) -> list[Run]:
+    """The thread's newest runs: id, status, assistant and metadata only."""
+    return await conn.client.runs.list(
+        tid, limit=limit, select=["run_id", "status", "assistant_id", "metadata"]
+    )
+
+
+async def _drain(conn: Connection, tid: str, run_id: str) -> None:
+    """Wait for a run to end (its stream joined and read to its end: the server's
+    heartbeats keep it alive however long a step takes)."""
+    async for _ in conn.client.runs.join_stream(tid, run_id, stream_mode=MODES):
+        pass
+
+
+def _landed(
+    resume: Mapping[str, Any] | None,
+    runs: list[Run],
+    pending: tuple[Pending, ...],
+    held: bool,
+) -> bool:
+    """Whether what was sent (its answer lost) reached the server, from a fresh read of the
+    thread: a start, when the thread holds a run; a resume, when its interrupt no longer
+    waits and a run of ours answered it. Never known while a run holds the thread."""
+    if held:
+        return False
+    if resume is None:
+        return bool(runs)
+    if _still_pending(resume, pending):
+        return False
+    if not any(i in _answered(r) for r in runs for i in resume):
+        raise AnsweredElsewhere(tuple(resume))
+    return True
+
+
+def _answered(run: Run) -> list[str]:
+    """The interrupt ids a run of this bot's resumed (none for anyone else's run)."""
+    found = (run.get("metadata") or {}).get(ANSWERS)
+    return [str(i) for i in found] if isinstance(found, list) else []
 
 
 @dataclass(frozen=True)
@@ -415,6 +486,12 @@ class _Waiter:
     def answered(self) -> None:
         self.conn.down_since = None
         self.delay = BACKOFF_FIRST
+
+    async def idle(self) -> None:
+        """A round that moved nothing on (a thread "busy" with no run to follow): wait a
+        little longer each time before looking again."""
+        await self.conn.sleep(self.delay)
+        self.delay = min(self.delay * 2, BACKOFF_MAX)
 
 
 async def _silent(run_id: str, deployment: str) -> None:

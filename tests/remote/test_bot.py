@@ -341,3 +341,23 @@ async def test_a_quiet_deployment_costs_one_small_request_per_poll(
         looks += 1
         await inbox.look()
     assert inbox.requests - before == looks
+
+
+async def test_a_click_that_loses_the_race_to_an_answer_given_elsewhere_is_not_sent(
+    h: Harness, client: LangGraphClient, server: LangGraphServer
+) -> None:
+    """Someone answers from another client; before the inbox notices (stopped here), bob
+    clicks Approve: the claim is made, but the resume finds the interrupt answered by a run
+    that is not the bot's, so his decision is void, never sent, and the message says so."""
+    tid = await sdk_thread(client, "plain")
+    msg = await h.wait(lambda: (approvals(h) or [None])[-1], timeout=WAIT)
+    await h.bot.runtime.inboxes[0].stop()
+    (asked,) = (await client.threads.get_state(tid))["interrupts"]
+    await client.runs.wait(tid, "plain", command={"resume": {asked["id"]: "from the web"}})
+    await h.ws.click("bob", msg, "Approve")
+    await h.wait(lambda: showing(h, "Answered outside Slack"), timeout=WAIT)
+    await h.wait(lambda: h.query("SELECT status FROM bot_runs") == [("done",)], timeout=WAIT)
+    assert [c["args"] for c in server.tool_calls(tid)] == [{"answer": "from the web"}]
+    assert len(await runs_on(client, tid)) == 2  # the SDK's two: nothing from the bot
+    events = [e for (e,) in h.query("SELECT event FROM bot_audit ORDER BY id")]
+    assert "answered_elsewhere" in events and "resumed" not in events

@@ -7,7 +7,7 @@ from typing import cast
 
 import pytest
 
-from bot.runner import Routes, Runner
+from bot.runner import GraphRefused, Routes, Runner
 
 
 def test_local_commands_stay_local_and_deployments_go_remote() -> None:
@@ -17,5 +17,6 @@ def test_local_commands_stay_local_and_deployments_go_remote() -> None:
     assert routes.runner("deploy") is local
     assert routes.runner("agent") is local
     assert routes.runner("support/agent") is support
-    with pytest.raises(KeyError):  # a deployment not configured is never run locally
+    # a deployment no longer configured: the run ends in plain words, never runs locally
+    with pytest.raises(GraphRefused, match="`elsewhere` is not configured"):
         routes.runner("elsewhere/agent")
