@@ -230,6 +230,7 @@ class Engine:
         self._cut: set[str] = set()  # runs this process stopped driving: taken back if still its
         self._verify = False  # judged dead once: a run's lease is checked before it is driven
         self._on_runs: Callable[[], None] = lambda: None  # a run was cut: look again soon
+        self._waiting: set[str] = set()  # runs whose messages say their server is not answering
 
     def set_deadline_listener(self, listener: Callable[[], None]) -> None:
         self._on_deadlines = listener
@@ -795,24 +796,25 @@ class Engine:
 
     async def waiting_for(self, run_id: str, deployment: str) -> None:
         """The LangGraph Server a run waits on stopped answering (its runner retries until it
-        does): its decided approvals' messages and its Slack thread say so."""
+        does): its decided approvals' messages and its Slack thread say so, once until the
+        run next pauses or ends (``_pause`` puts the decided message back as it was)."""
         run = await self.store.get_run(run_id)
-        if run is None:
+        if run is None or run_id in self._waiting:
             return
+        self._waiting.add(run_id)
         words = messages.WAITING_FOR.format(deployment=deployment)
         shown = [
-            messages.approval_update(
-                run,
-                a,
-                normalise(a.request, a.meta),
-                blocks.MessageState(_decision(a), waiting=words),
-                blocks.Ask(),
-            )
+            self._decided(run, a, words)
             for a in await self.store.approvals_of(run_id)
             if a.status == "decided"
         ]
         await self.store.tell(shown, self.clock())
         await self._progress(run, f"progress:{run_id}:waiting:{int(self.clock())}", words)
+
+    def _decided(self, run: Run, a: Approval, waiting: str = "") -> Item:
+        """A decided approval's message (with what its run waits for, if anything)."""
+        state = blocks.MessageState(_decision(a), waiting=waiting)
+        return messages.approval_update(run, a, normalise(a.request, a.meta), state, blocks.Ask())
 
     async def _answered_elsewhere(self, run: Run, graph_ids: Sequence[str]) -> None:
         """A decision lost the race to an answer given from another client: its approval
@@ -1133,6 +1135,11 @@ class Engine:
         stored = [(p.id, p.value, self._meta(run, p)) for p in interrupts]
         await self.store.pause(run, stored, self.clock(), opening, resumed, changed)
         self._on_deadlines()  # the new approvals' deadlines may be the next ones due
+        if run.run_id in self._waiting:  # its server answered: the decision's message as it was
+            self._waiting.discard(run.run_id)
+            landed = await self.store.get_approval(resumed) if resumed else None
+            if landed is not None:
+                await self.store.tell([self._decided(run, landed)], self.clock())
 
     def _meta(self, run: Run, pending: Pending) -> dict[str, Any] | None:
         """What is stored beside an interrupt's value: its response_schema (JSON Schema) and
@@ -1232,6 +1239,7 @@ class Engine:
 
     async def _finish(self, run: Run, outcome: dict[str, Any], resumed: str | None = None) -> None:
         status = "failed" if outcome.get("status") == "failed" else "done"
+        self._waiting.discard(run.run_id)  # every message is drawn again below
 
         def render(done: Run, approvals: list[Approval]) -> list[Item]:
             secrets = [v for a in approvals for v in private_values(a.request, a.meta)]

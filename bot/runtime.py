@@ -246,6 +246,7 @@ class BotRuntime:
         grace = self.settings.grace_seconds if grace is None else grace
         self.started = False
         await self.pruner.stop()
+        await self.health.close()
         for inbox in self.inboxes:
             await inbox.stop()
         await self.leases.stop()

@@ -4,8 +4,8 @@ changed since the last look, newest first, until one is not newer than the curso
 The server has no "updated after" filter, so the cursor is the newest ``updated_at`` seen:
 ``threads.search`` sorted by ``updated_at`` descending, a small first page (a quiet
 deployment costs this one request), larger pages after it while every thread is newer. The
-first look (no cursor yet) reads only the interrupted threads and those of the runs waiting
-here, not a deployment's whole history.
+first look, and one every five minutes, is a sweep: the interrupted threads and those of the
+runs waiting here, not a deployment's whole history.
 Each changed thread is then one of:
 
 - interrupted, unknown here, and the deployment is watched: a run is made of it (once across
@@ -37,6 +37,7 @@ from bot.tasks import TaskSet
 log = logging.getLogger(__name__)
 
 FIRST_PAGE = 10  # what a quiet poll asks for
+SWEEP_SECONDS = 300.0  # a look at every interrupted thread this often (see ``look``)
 PAGE = 100  # further pages while every thread is newer than the cursor
 MAX_PAGES = 10_000  # a million threads changed since the last look: far above any real one
 FIELDS: list[ThreadSelectField] = ["thread_id", "status", "updated_at", "metadata", "interrupts"]
@@ -73,6 +74,7 @@ class Inbox:
     observe_look: Callable[[str, float], None] = lambda name, at: None
     cursor: str | None = field(default=None, init=False)
     at_cursor: set[str] = field(default_factory=set, init=False)  # threads seen at the cursor
+    swept_at: float = field(default=0.0, init=False)
     requests: int = field(default=0, init=False)  # searches made (the benchmark reads it)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
 
@@ -97,43 +99,51 @@ class Inbox:
                 elif transient(exc):
                     log.info("inbox %s: not answering (%s)", self.watch.name, type(exc).__name__)
                 else:
-                    log.exception("inbox %s: look failed", self.watch.name)
+                    # The class only: a server's message may quote what was sent.
+                    log.error("inbox %s: look failed (%s)", self.watch.name, type(exc).__name__)
             await self.sleep(self.watch.poll_seconds)
 
     async def look(self) -> int:
-        """One look: the threads changed since the cursor, each handled once, oldest first
-        (the first look: every interrupted thread, and the threads of the runs waiting here,
-        which may have been answered elsewhere while the bot was away). Returns how many
+        """One look: the threads changed since the cursor, each handled once, oldest first.
+        The first look, and one every ``SWEEP_SECONDS``, is a sweep instead: every
+        interrupted thread and the threads of the runs waiting here (answered elsewhere
+        while the bot was away, or missed by a look: a thread that left the interrupted
+        list mid-page, a server whose timestamps commit out of order). Returns how many
         threads it handled."""
-        top: list[Thread] = []
-        if self.cursor is None:
-            changed, top = await self._first()
+        now = self.clock()
+        if self.cursor is None or now - self.swept_at >= SWEEP_SECONDS:
+            changed = await self._sweep()
+            self.swept_at = now
         else:
             changed = await self._changed()
+            if changed:
+                newest = str(changed[0]["updated_at"])
+                if newest != self.cursor:
+                    self.cursor, self.at_cursor = newest, set()
+                self.at_cursor |= {
+                    str(t["thread_id"]) for t in changed if t["updated_at"] == newest
+                }
         for thread in reversed(changed):
             await self._one(thread)
-        seen = [*changed, *top]
-        if seen:
-            newest = max(str(t["updated_at"]) for t in seen)
-            if newest != self.cursor:
-                self.cursor, self.at_cursor = newest, set()
-            self.at_cursor |= {str(t["thread_id"]) for t in seen if t["updated_at"] == newest}
         self.observe_look(self.watch.name, self.clock())
         return len(changed)
 
-    async def _first(self) -> tuple[list[dict[str, Any]], list[Thread]]:
+    async def _sweep(self) -> list[dict[str, Any]]:
         """Newest first, every interrupted thread and the threads of this deployment's runs
-        waiting here, each once; and the newest thread of all (where the next look starts).
-        A deployment's old, finished threads are never read."""
-        found: dict[str, dict[str, Any]] = {}
+        waiting here, each once. The cursor moves to the newest thread of all, read before
+        them: what changes meanwhile is newer, and the next look finds it. A deployment's
+        old, finished threads are never read."""
         top = await self.conn.call("the thread list", partial(self._page, 1, 0))
         self.requests += 1
+        if top:
+            self.cursor = str(top[0]["updated_at"])
+            self.at_cursor = {str(top[0]["thread_id"])}
+        found: dict[str, dict[str, Any]] = {}
         for pages in (self._all_interrupted(), self._waiting_here()):
             async for page in pages:
                 for t in page:
                     found.setdefault(str(t["thread_id"]), dict(t))
-        threads = sorted(found.values(), key=lambda t: str(t["updated_at"]), reverse=True)
-        return threads, top
+        return sorted(found.values(), key=lambda t: str(t["updated_at"]), reverse=True)
 
     async def _all_interrupted(self) -> AsyncIterator[list[Thread]]:
         for offset in range(0, PAGE * MAX_PAGES, PAGE):

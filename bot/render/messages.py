@@ -85,9 +85,7 @@ NOT_RECORDED_UNSURE = (
 )
 
 
-WAITING_FOR = (
-    "⏳ Waiting for {deployment} to answer: the decision is kept and is sent as soon as it does."
-)
+WAITING_FOR = "⏳ Waiting for {deployment} to answer; nothing is lost, this goes on when it does."
 
 
 def approval_key(interrupt_id: str) -> str:

@@ -7,8 +7,9 @@ dependency is down. Readiness says whether this process can do its work now: it 
 is migrated, and Slack accepts the bot token (``auth.test``, remembered for a short while so
 that frequent probes do not become frequent Slack calls). A failing check is named in the
 body in plain words; no token, secret or request data is ever in it. Each LangGraph Server
-(``[[deployments]]``) is reported under ``deployments`` (reachable, key accepted) without
-making the bot unready: its runs wait for it, everything else works.
+(``[[deployments]]``) is reported under ``deployments`` (reachable, key accepted: the last
+verdict of probes run in the background) without making the bot unready: its runs wait for
+it, everything else works.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class Health:
         # Slack side and its own graphs work without them; their runs wait for them).
         self._deployments = tuple(deployments)
         self._probes: dict[str, tuple[float, Probe]] = {}
-        self._probe_lock = asyncio.Lock()
+        self._probing: asyncio.Task[None] | None = None
 
     async def live(self) -> JSONObject:
         loop = asyncio.get_running_loop()
@@ -103,26 +104,45 @@ class Health:
         return not failed, body
 
     async def _remote(self) -> JSONObject:
-        """Each deployment: reachable, key accepted, in plain words; remembered like the
-        auth.test verdict, so probes every few seconds do not hammer the servers."""
-        async with self._probe_lock:
-            now = self._clock()
-            found: JSONObject = {}
-            for deployment, key in self._deployments:
-                kept = self._probes.get(deployment.name)
-                if kept is None or now - kept[0] >= (
-                    self._auth_ttl if kept[1].ok else self._auth_fail_ttl
-                ):
-                    kept = (now, await probe(deployment, key, self._timeout))
-                    self._probes[deployment.name] = kept
-                verdict = kept[1]
-                found[deployment.name] = {
-                    "ok": verdict.ok,
-                    "reachable": verdict.reachable,
-                    "key_accepted": verdict.key_accepted,
-                    "words": verdict.words,
-                }
-            return found
+        """Each deployment's last verdict (reachable, key accepted, in plain words). The
+        probes run in the background, all at once, when the verdicts are older than the
+        auth.test one would be: /readyz never waits on a server that is down."""
+        now = self._clock()
+        stale = [
+            d
+            for d, _ in self._deployments
+            if (kept := self._probes.get(d.name)) is None
+            or now - kept[0] >= (self._auth_ttl if kept[1].ok else self._auth_fail_ttl)
+        ]
+        if stale and (self._probing is None or self._probing.done()):
+            self._probing = asyncio.create_task(self._probe_all(), name="readyz-deployments")
+        found: JSONObject = {}
+        for deployment, _ in self._deployments:
+            kept = self._probes.get(deployment.name)
+            if kept is None:
+                found[deployment.name] = {"ok": None, "words": "not tried yet"}
+                continue
+            verdict = kept[1]
+            found[deployment.name] = {
+                "ok": verdict.ok,
+                "reachable": verdict.reachable,
+                "key_accepted": verdict.key_accepted,
+                "words": verdict.words,
+            }
+        return found
+
+    async def close(self) -> None:
+        """Stop a probe still on its way (the bot is stopping)."""
+        if self._probing is not None:
+            self._probing.cancel()
+            await asyncio.gather(self._probing, return_exceptions=True)
+
+    async def _probe_all(self) -> None:
+        async def one(deployment: Deployment, key: str | None) -> None:
+            verdict = await probe(deployment, key, self._timeout)
+            self._probes[deployment.name] = (self._clock(), verdict)
+
+        await asyncio.gather(*(one(d, k) for d, k in self._deployments))
 
     async def _database(self) -> tuple[Check, Check]:
         expected = self._ops.schema_expected
