@@ -3,20 +3,25 @@ this process (bot/runner.py): the engine claims, pauses and finishes exactly as 
 graph, and this module only talks to the server, with ``langgraph-sdk``.
 
 A remote run's graph is ``"<deployment>/<assistant>"``, its thread the server's thread (the
-run id is the thread id's hex form). Three rules make a decision reach the server at most once
+run id is the thread id's hex form). These rules make a decision reach the server at most once
 per interrupt id, across crashes and replicas (the engine's run lease keeps a second driver
 off the thread):
 
-- every run is created with ``multitask_strategy="reject"``: while a run is active on the
-  thread, another is refused (409), and this runner follows the active one instead;
-- before a resume is sent again after a failure, the thread is read: when the interrupt is no
-  longer pending (or a run is active), the first send landed and is followed, not repeated;
+- every run is created with ``multitask_strategy="reject"``: while a run holds the thread,
+  another is refused (409), and this runner follows the one that holds it;
+- nothing is sent again before a fresh read of the thread: while a run holds it (queued or
+  running; a queued run leaves the thread "interrupted") that run is followed first; an
+  interrupt no longer pending was answered by a run of ours (the resume landed: its run's
+  metadata names the ids it answers, ``ANSWERS``) or by someone else's (``AnsweredElsewhere``);
+- ``state`` waits out a run that holds the thread before it says what is pending, so a resume
+  sent before a crash is never taken for one still to send;
 - a resume value is checked against the interrupt's ``response_schema`` before it is sent:
   the server takes a wrong one as a failed run (thread status "error"), not a refusal.
 
-The server down or slow is waited out with backoff (a run is never failed for it): the thread
-says once that the deployment is not answering. A refusal (the key not accepted, the thread or
-assistant gone) raises ``GraphRefused`` with plain words.
+The server down or slow is waited out with backoff (a run is never failed for it), and the
+engine is told once (``say``) so that the run's messages say it waits. A refusal (the key not
+accepted, the thread or assistant gone, a request refused) raises ``GraphRefused`` with plain
+words, never the server's own message (it may quote what was sent).
 """
 
 from __future__ import annotations
