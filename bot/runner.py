@@ -187,10 +187,7 @@ class LocalRunner:
         thread), LangGraph's own read of the latest checkpoint is answered from it: a
         decision reads its checkpoint once, not twice."""
         graph_input = Command(resume=dict(resume)) if resume is not None else start
-        seen: Counter[str] = Counter()
-        task = "run"
-        interrupts: dict[str, Pending] = {}
-        values: Any = None
+        got = _Collected()
         graph = self.graphs[thread.graph]
         try:
             async for mode, chunk in graph.astream(
@@ -199,29 +196,53 @@ class LocalRunner:
                 stream_mode=MODES,
                 durability=self.durability,
             ):
-                if mode == "values" and isinstance(chunk, dict):
-                    if "__interrupt__" in chunk:
-                        # Parallel branches (``Send``) surface their interrupts in separate
-                        # chunks: every one of them is pending.
-                        for i in chunk["__interrupt__"]:
-                            interrupts.setdefault(i.id, _pending(i))
-                    else:
-                        values = chunk
-                elif mode == "tasks" and isinstance(chunk, dict) and "input" in chunk:
-                    task = str(chunk.get("id"))
-                elif mode == "custom" and isinstance(chunk, dict) and "progress" in chunk:
-                    owner = str(chunk.get("task") or task)
-                    n = seen[owner]
-                    seen[owner] += 1
-                    yield Progress(f"{owner}:{n}", str(chunk["progress"]))
+                progress = got.take(mode, chunk)
+                if progress is not None:
+                    yield progress
         except ValidationError as exc:
             if resume is not None and is_invalid_resume(exc):
                 raise ResumeRefused(refusal_errors(exc, RESUME_PATH)) from exc
             raise
-        if interrupts:
-            yield Paused(tuple(interrupts.values()))
-        else:
-            yield Finished(values)
+        if got.interrupts:
+            yield Paused(tuple(got.interrupts.values()))
+            return
+        values = got.values
+        if got.task == "run":
+            # No task ran in this stream: a thread continued after a crash that had written
+            # its last step's results but not the checkpoint after them (LangGraph applies
+            # such writes without running the task, and may stream the values from before
+            # them), or one that had already ended. Its end is what the checkpoint says now.
+            values = (await graph.aget_state(_config(thread))).values
+        yield Finished(values)
+
+
+@dataclass
+class _Collected:
+    """What one stream said: progress lines by task (a line's key is its task's id and its
+    position there), the task running, the interrupts it stopped at, its last values."""
+
+    seen: Counter[str] = field(default_factory=Counter)
+    task: str = "run"  # "run" until a task starts
+    interrupts: dict[str, Pending] = field(default_factory=dict)
+    values: Any = None
+
+    def take(self, mode: str, chunk: Any) -> Progress | None:
+        if mode == "values" and isinstance(chunk, dict):
+            if "__interrupt__" in chunk:
+                # Parallel branches (``Send``) surface their interrupts in separate chunks:
+                # every one of them is pending.
+                for i in chunk["__interrupt__"]:
+                    self.interrupts.setdefault(i.id, _pending(i))
+            else:
+                self.values = chunk
+        elif mode == "tasks" and isinstance(chunk, dict) and "input" in chunk:
+            self.task = str(chunk.get("id"))
+        elif mode == "custom" and isinstance(chunk, dict) and "progress" in chunk:
+            owner = str(chunk.get("task") or self.task)
+            n = self.seen[owner]
+            self.seen[owner] += 1
+            return Progress(f"{owner}:{n}", str(chunk["progress"]))
+        return None
 
 
 def _config(thread: GraphThread) -> RunnableConfig:

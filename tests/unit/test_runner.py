@@ -172,3 +172,23 @@ async def test_a_stream_after_a_checked_state_reads_no_checkpoint_again() -> Non
         assert isinstance(end, Finished) and end.values["outcome"]["text"] == "yes"
         assert saver.reads == (0 if after else 1)
         assert (await runner.state(thread)).pending == ()
+
+
+async def test_a_thread_that_already_ended_is_continued_to_its_own_final_values() -> None:
+    """A replica killed after the graph's last checkpoint, before the run was marked done:
+    the process that takes the run over continues it from that checkpoint, where nothing is
+    left to run, so LangGraph streams nothing. The end is still the thread's own values (its
+    outcome, not a bare "Done.")."""
+    runner = LocalRunner({"form": form()})
+    thread = GraphThread("t4", "form", 1)
+    (paused,) = await events(runner, thread, start={})
+    assert isinstance(paused, Paused)
+    (pending,) = paused.interrupts
+    (end,) = await events(runner, thread, resume={pending.id: {"amount": 7}})
+    assert isinstance(end, Finished)
+
+    taken_over = await runner.state(GraphThread("t4", "form", 2))
+    assert taken_over.started and taken_over.pending == ()
+    (again,) = await events(runner, GraphThread("t4", "form", 2), after=taken_over)
+    assert isinstance(again, Finished)
+    assert again.values["outcome"] == {"status": "succeeded", "text": "7"}
