@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from bot.remote.runner import run_id_of
 from tests.conftest import Harness
 from tests.remote.conftest import SERVER_KEY
 from tests.remote.cutproxy import CutProxy
-from tests.remote.server import LangGraphServer, server_executable
+from tests.remote.server import LangGraphServer
 from tests.scenario.test_approval_loop import buttons, message_text
 from tests.scenario.test_shapes import inputs
 
@@ -42,15 +42,26 @@ def policy(url: str, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[LangGraphServer]:
-    """A server of the test's own, behind SERVER_KEY: the bot's inbox answers every thread a
-    deployment holds, so each test's threads are all there is (2-4 s to start)."""
-    own = LangGraphServer(server_executable(), tmp_path / "server", api_key=SERVER_KEY)
+async def server(langgraph_server: LangGraphServer) -> AsyncIterator[LangGraphServer]:
+    """The session's server (behind SERVER_KEY), emptied first: the bot's inbox answers every
+    thread a deployment holds, so the test's own threads must be all there is."""
+    await empty(langgraph_server)
+    yield langgraph_server
+
+
+async def empty(server: LangGraphServer) -> None:
+    """Delete every thread on ``server`` (an earlier test's, finished or not)."""
+    sdk = server.client()
     try:
-        own.start()
-        yield own
+        for _ in range(100):
+            threads = await sdk.threads.search(limit=100, select=["thread_id"])
+            if not threads:
+                return
+            for thread in threads:
+                await sdk.threads.delete(thread["thread_id"])
+        raise AssertionError("threads keep coming back")
     finally:
-        own.kill()
+        await sdk.aclose()
 
 
 @pytest.fixture

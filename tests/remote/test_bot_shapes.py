@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -45,15 +44,22 @@ class ShapesServer(LangGraphServer):
         return config
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[LangGraphServer]:
-    """A server of the test's own, behind SERVER_KEY (as test_bot's, with one graph more)."""
-    own = ShapesServer(server_executable(), tmp_path / "server", api_key=SERVER_KEY)
+@pytest.fixture(scope="module")
+def shapes_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LangGraphServer]:
+    """This module's server, behind SERVER_KEY (as test_bot's, with one graph more)."""
+    own = ShapesServer(server_executable(), tmp_path_factory.mktemp("server"), api_key=SERVER_KEY)
     try:
         own.start()
         yield own
     finally:
         own.kill()
+
+
+@pytest.fixture
+async def server(shapes_server: LangGraphServer) -> AsyncIterator[LangGraphServer]:
+    """Emptied before each test, as test_bot's."""
+    await test_bot.empty(shapes_server)
+    yield shapes_server
 
 
 async def agent_thread(sdk: LangGraphClient, graph: str, *lines: str) -> str:
