@@ -32,6 +32,7 @@ from bot.schema import FieldError, refusal_errors
 
 RESUME_PATH = ("edited_action", "args")  # where an edit's fields sit in a refused HITL answer
 MODES: list[StreamMode] = ["custom", "tasks", "values"]  # progress, its task, pauses and ends
+ROUNDS = 3  # streams of one run that stop before the graph ends, gone on from the checkpoint
 
 
 @dataclass(frozen=True)
@@ -181,39 +182,45 @@ class LocalRunner:
         resume: Mapping[str, Any] | None = None,
         after: ThreadState | None = None,
     ) -> AsyncGenerator[Event, None]:
-        """The stream says all that is needed: progress ("custom"), which task is running
-        ("tasks"), and the final values or the interrupts it stopped at ("values"), so no
-        ``aget_state`` is needed afterwards. With ``after`` (read by ``state`` on this
-        thread), LangGraph's own read of the latest checkpoint is answered from it: a
-        decision reads its checkpoint once, not twice."""
-        graph_input = Command(resume=dict(resume)) if resume is not None else start
-        got = _Collected()
+        """The stream says progress ("custom"), which task is running ("tasks") and the
+        interrupts it stopped at ("values"); a run that ends is read from its checkpoint
+        once more (see below). With ``after`` (read by ``state`` on this thread),
+        LangGraph's own read of the latest checkpoint is answered from it: a decision reads
+        its checkpoint before resuming once, not twice."""
+        graph_input: Any = Command(resume=dict(resume)) if resume is not None else start
         graph = self.graphs[thread.graph]
-        try:
-            async for mode, chunk in graph.astream(
-                graph_input,
-                _config_after(graph, thread, after),
-                stream_mode=MODES,
-                durability=self.durability,
-            ):
-                progress = got.take(mode, chunk)
-                if progress is not None:
-                    yield progress
-        except ValidationError as exc:
-            if resume is not None and is_invalid_resume(exc):
-                raise ResumeRefused(refusal_errors(exc, RESUME_PATH)) from exc
-            raise
-        if got.interrupts:
-            yield Paused(tuple(got.interrupts.values()))
-            return
-        values = got.values
-        if got.task == "run":
-            # No task ran in this stream: a thread continued after a crash that had written
-            # its last step's results but not the checkpoint after them (LangGraph applies
-            # such writes without running the task, and may stream the values from before
-            # them), or one that had already ended. Its end is what the checkpoint says now.
-            values = (await graph.aget_state(_config(thread))).values
-        yield Finished(values)
+        for _ in range(ROUNDS):
+            got = _Collected()
+            try:
+                async for mode, chunk in graph.astream(
+                    graph_input,
+                    _config_after(graph, thread, after),
+                    stream_mode=MODES,
+                    durability=self.durability,
+                ):
+                    progress = got.take(mode, chunk)
+                    if progress is not None:
+                        yield progress
+            except ValidationError as exc:
+                if resume is not None and is_invalid_resume(exc):
+                    raise ResumeRefused(refusal_errors(exc, RESUME_PATH)) from exc
+                raise
+            if got.interrupts:
+                yield Paused(tuple(got.interrupts.values()))
+                return
+            # The end is what the checkpoint says, not the last values the stream showed: a
+            # run taken over after a crash may stream values from before its last step's
+            # saved writes, or none at all, and a stream seen to stop while the graph still
+            # has steps to run goes on from its checkpoint.
+            snapshot = await graph.aget_state(_config(thread))
+            if snapshot.interrupts:
+                yield Paused(tuple(_pending(i) for i in snapshot.interrupts))
+                return
+            if not snapshot.next:
+                yield Finished(snapshot.values)
+                return
+            graph_input, after = None, None
+        raise RuntimeError(f"the graph stopped short of its end {ROUNDS} times")
 
 
 @dataclass
