@@ -32,7 +32,6 @@ from bot.schema import FieldError, refusal_errors
 
 RESUME_PATH = ("edited_action", "args")  # where an edit's fields sit in a refused HITL answer
 MODES: list[StreamMode] = ["custom", "tasks", "values"]  # progress, its task, pauses and ends
-ROUNDS = 3  # streams of one run that stop before the graph ends, gone on from the checkpoint
 
 
 @dataclass(frozen=True)
@@ -182,74 +181,47 @@ class LocalRunner:
         resume: Mapping[str, Any] | None = None,
         after: ThreadState | None = None,
     ) -> AsyncGenerator[Event, None]:
-        """The stream says progress ("custom"), which task is running ("tasks") and the
-        interrupts it stopped at ("values"); a run that ends is read from its checkpoint
-        once more (see below). With ``after`` (read by ``state`` on this thread),
-        LangGraph's own read of the latest checkpoint is answered from it: a decision reads
-        its checkpoint before resuming once, not twice."""
-        graph_input: Any = Command(resume=dict(resume)) if resume is not None else start
+        """The stream says all that is needed: progress ("custom"), which task is running
+        ("tasks"), and the final values or the interrupts it stopped at ("values"), so no
+        ``aget_state`` is needed afterwards. With ``after`` (read by ``state`` on this
+        thread), LangGraph's own read of the latest checkpoint is answered from it: a
+        decision reads its checkpoint once, not twice."""
+        graph_input = Command(resume=dict(resume)) if resume is not None else start
+        seen: Counter[str] = Counter()
+        task = "run"
+        interrupts: dict[str, Pending] = {}
+        values: Any = None
         graph = self.graphs[thread.graph]
-        for _ in range(ROUNDS):
-            got = _Collected()
-            try:
-                async for mode, chunk in graph.astream(
-                    graph_input,
-                    _config_after(graph, thread, after),
-                    stream_mode=MODES,
-                    durability=self.durability,
-                ):
-                    progress = got.take(mode, chunk)
-                    if progress is not None:
-                        yield progress
-            except ValidationError as exc:
-                if resume is not None and is_invalid_resume(exc):
-                    raise ResumeRefused(refusal_errors(exc, RESUME_PATH)) from exc
-                raise
-            if got.interrupts:
-                yield Paused(tuple(got.interrupts.values()))
-                return
-            # The end is what the checkpoint says, not the last values the stream showed: a
-            # run taken over after a crash may stream values from before its last step's
-            # saved writes, or none at all, and a stream seen to stop while the graph still
-            # has steps to run goes on from its checkpoint.
-            snapshot = await graph.aget_state(_config(thread))
-            if snapshot.interrupts:
-                yield Paused(tuple(_pending(i) for i in snapshot.interrupts))
-                return
-            if not snapshot.next:
-                yield Finished(snapshot.values)
-                return
-            graph_input, after = None, None
-        raise RuntimeError(f"the graph stopped short of its end {ROUNDS} times")
-
-
-@dataclass
-class _Collected:
-    """What one stream said: progress lines by task (a line's key is its task's id and its
-    position there), the task running, the interrupts it stopped at, its last values."""
-
-    seen: Counter[str] = field(default_factory=Counter)
-    task: str = "run"  # "run" until a task starts
-    interrupts: dict[str, Pending] = field(default_factory=dict)
-    values: Any = None
-
-    def take(self, mode: str, chunk: Any) -> Progress | None:
-        if mode == "values" and isinstance(chunk, dict):
-            if "__interrupt__" in chunk:
-                # Parallel branches (``Send``) surface their interrupts in separate chunks:
-                # every one of them is pending.
-                for i in chunk["__interrupt__"]:
-                    self.interrupts.setdefault(i.id, _pending(i))
-            else:
-                self.values = chunk
-        elif mode == "tasks" and isinstance(chunk, dict) and "input" in chunk:
-            self.task = str(chunk.get("id"))
-        elif mode == "custom" and isinstance(chunk, dict) and "progress" in chunk:
-            owner = str(chunk.get("task") or self.task)
-            n = self.seen[owner]
-            self.seen[owner] += 1
-            return Progress(f"{owner}:{n}", str(chunk["progress"]))
-        return None
+        try:
+            async for mode, chunk in graph.astream(
+                graph_input,
+                _config_after(graph, thread, after),
+                stream_mode=MODES,
+                durability=self.durability,
+            ):
+                if mode == "values" and isinstance(chunk, dict):
+                    if "__interrupt__" in chunk:
+                        # Parallel branches (``Send``) surface their interrupts in separate
+                        # chunks: every one of them is pending.
+                        for i in chunk["__interrupt__"]:
+                            interrupts.setdefault(i.id, _pending(i))
+                    else:
+                        values = chunk
+                elif mode == "tasks" and isinstance(chunk, dict) and "input" in chunk:
+                    task = str(chunk.get("id"))
+                elif mode == "custom" and isinstance(chunk, dict) and "progress" in chunk:
+                    owner = str(chunk.get("task") or task)
+                    n = seen[owner]
+                    seen[owner] += 1
+                    yield Progress(f"{owner}:{n}", str(chunk["progress"]))
+        except ValidationError as exc:
+            if resume is not None and is_invalid_resume(exc):
+                raise ResumeRefused(refusal_errors(exc, RESUME_PATH)) from exc
+            raise
+        if interrupts:
+            yield Paused(tuple(interrupts.values()))
+        else:
+            yield Finished(values)
 
 
 def _config(thread: GraphThread) -> RunnableConfig:
