@@ -35,7 +35,10 @@ DEMO_POLICY = {
                 "timeout": "15m",
                 "on_timeout": "reject",
             }
-        }
+        },
+        # the example agent: an approver may let the rest of a run's emails (or all of a
+        # requester's, for up to 4 hours) go without asking again: "Approve & allow…"
+        "agent": {"grants": {"scopes": ["run", "requester"], "max": "4h", "tools": ["send_email"]}},
     },
 }
 

@@ -34,6 +34,16 @@ from typing import Any
 
 from bot.db.retry import CommitUnknown, error_name, is_transient
 from bot.db.store import Store
+from bot.grants import describe as describe_grant
+from bot.grants import (
+    durations,
+    first_deciding,
+    grant_choice,
+    grantable,
+    scope_value,
+    scope_words,
+    subject,
+)
 from bot.integrity import request_digest
 from bot.interrupts import (
     ApprovalRequest,
@@ -50,6 +60,9 @@ from bot.model import (
     Deadline,
     Delivery,
     Firing,
+    Grant,
+    GrantAsk,
+    Granted,
     Item,
     Opening,
     Refused,
@@ -92,7 +105,11 @@ MODAL_SECONDS = 2.5  # a trigger_id dies 3 s after the click
 HOME_LOOKS = 200  # newest pending approvals the App Home checks for the viewer
 HOME_SHOWN = 10  # of those, how many it shows with buttons (a view holds 100 blocks)
 RECOVER_BATCH = 100  # runs taken over per look (the rest at the next one)
+GRANTED_STEPS = (
+    1000  # resumes in a row a process makes for standing grants (then: see _drive_locked)
+)
 UNKNOWN = "I don't know this request any more; it may have been cleaned up."
+GRANTS_OFF = "The policy does not allow a standing grant for this request; use Approve."
 
 
 def _thread(run: Run, attempt: int | None = None) -> GraphThread:
@@ -127,10 +144,42 @@ def _answer(result: VoteResult | Refused | None, needed: int = 1) -> Answer:
     if result.claimed:
         decision = _decision(a)
         assert decision is not None
-        return Answer("decided", blocks.decision_line(normalise(a.request, a.meta), decision))
+        line = blocks.decision_line(normalise(a.request, a.meta), decision)
+        return Answer("decided", line + _granted_words(result.grant))
     if a.status == "pending":
-        return Answer("voted", f"Your vote is in: {result.approvals} of {needed} approvals.")
+        words = f"Your vote is in: {result.approvals} of {needed} approvals."
+        if result.grant is not None:
+            words += (
+                f" The standing grant you asked for is made once {result.grant.needed} "
+                "approvers ask for the same one."
+            )
+        return Answer("voted", words)
     return Answer("closed", _closed_text(a))
+
+
+def _granted_words(grant: Grant | None) -> str:
+    """What an approver who asked for a standing grant is told once the approval is claimed."""
+    if grant is None:
+        return ""
+    if grant.status != "active":
+        return (
+            f"\nNo standing grant was made: it needed {grant.needed} approvers to ask for the "
+            "same one."
+        )
+    return (
+        f"\nStanding grant made: {describe_grant(grant)}, until "
+        f"{blocks.slack_date(grant.expires_at)}. `/approvals grants` lists it, with Revoke."
+    )
+
+
+def _revoked_words(grant: Grant | None, what: str) -> str:
+    """What a person who clicked Revoke is told (``what``: revoked | refused | gone)."""
+    if grant is not None and what == "revoked":
+        return f"Revoked: {describe_grant(grant)}. Matching requests will ask people again."
+    if grant is not None and what == "refused":
+        by = ", ".join(f"<@{u}>" for u in grant.granted_by)
+        return f"Only who made this grant ({by}) or an admin can revoke it."
+    return "That grant has ended or was revoked already; it decides nothing more."
 
 
 def _closed_text(approval: Approval) -> str:
@@ -162,13 +211,15 @@ def _ephemeral(
     return [messages.ephemeral(channel, user, text, run_id, fallback)] if channel else []
 
 
-def ask(rules: Rules) -> blocks.Ask:
-    """How an approval's message asks, from the rules it is held to."""
+def ask(rules: Rules, request: ApprovalRequest, digest: str) -> blocks.Ask:
+    """How an approval's message asks, from the rules it is held to (and whether they let
+    an approver grant requests like this one in advance)."""
     return blocks.Ask(
         who=describe(rules),
         needed=rules.min_approvals,
         comment_on=rules.comment_required,
         can_escalate=bool(rules.escalation),
+        can_grant=grantable(rules, request, digest) is not None,
     )
 
 
@@ -492,9 +543,12 @@ class Engine:
         comment: str | None,
         response_url: str | None = None,
         answer: Any = None,
+        grant: tuple[str, float, bool] | None = None,
     ) -> Answer:
         """Authorise against the approval's rules and vote; ``answer`` is the data a form
-        choice carries (checked against its schema before it gets here)."""
+        choice carries (checked against its schema before it gets here); ``grant`` the
+        standing grant asked for with it ("Approve & allow…": scope, seconds, exact
+        arguments only), checked against what the rule allows."""
 
         def judge(approval: Approval, run: Run) -> Ballot | Refused:
             request = normalise(approval.request, approval.meta)
@@ -513,6 +567,9 @@ class Engine:
                 reason = messages.GROUPS_UNKNOWN
             if reason is None and rules.needs_comment(choice) and not comment:
                 reason = "This choice needs a comment: use the form its button opens."
+            asked = None if grant is None else self._grant_ask(approval, run, rules, grant)
+            if reason is None and asked is not None and not isinstance(asked, GrantAsk):
+                reason = asked
             if reason:
                 return Refused(user=user, items=[], detail={"choice": choice.id}, text=reason)
             ends = choice.approves or not rules.reject_ends
@@ -523,6 +580,7 @@ class Engine:
                 comment=comment,
                 required=rules.min_approvals if ends else 1,
                 answer=data,
+                grant=asked if isinstance(asked, GrantAsk) else None,
             )
 
         return await self._vote(interrupt_id, user, channel, judge, response_url)
@@ -558,11 +616,13 @@ class Engine:
             answer = _answer(result, rules.min_approvals)
             if answer.status == "decided":
                 state = blocks.MessageState(_decision(a), outcome=run.outcome)
-                return [messages.approval_update(run, a, request, state, ask(rules))]
+                return [
+                    messages.approval_update(run, a, request, state, ask(rules, request, a.digest))
+                ]
             if answer.status == "voted":
                 state = blocks.MessageState(None, result.voters)
                 return [
-                    messages.approval_update(run, a, request, state, ask(rules)),
+                    messages.approval_update(run, a, request, state, ask(rules, request, a.digest)),
                     *told(answer, run.run_id),
                 ]
             return told(answer, run.run_id)
@@ -646,14 +706,122 @@ class Engine:
             view = forms.form_modal(request, index, interrupt_id, channel or "", mode)
         else:
             view = blocks.comment_modal(request, interrupt_id, channel or "", index)
+        await self._open_modal(run, trigger_id, view, user, channel)
+
+    async def _open_modal(
+        self, run: Run, trigger_id: str, view: dict[str, Any], user: str, channel: str | None
+    ) -> None:
+        """Open a modal inline (its trigger dies 3 s after the click); when Slack would not,
+        the person is told why in plain words."""
         try:
             async with asyncio.timeout(MODAL_SECONDS):
                 await self.slack.open_modal(trigger_id, view)
         except (SlackError, TimeoutError) as exc:
             error = exc if isinstance(exc, SlackError) else SlackError("timeout", transient=True)
-            log.warning("run %s: comment modal not opened: %s", run.run_id, error.code)
+            log.warning("run %s: modal not opened: %s", run.run_id, error.code)
             text = messages.modal_refused(error.code, error.transient)
             await self.store.tell(_ephemeral(channel, user, text, run.run_id), self.clock())
+
+    # -- standing grants (the pure rules: bot/grants.py; the rows: bot/db/grants.py) ----------
+    async def open_grant(
+        self, interrupt_id: str, user: str, trigger_id: str, channel: str | None
+    ) -> None:
+        """ "Approve & allow…": check the click as an approval (and that the rule still
+        allows a grant here), then open the modal that picks the grant's scope and length."""
+        found = await self.store.approval_and_run(interrupt_id)
+        if found is None or found[0].status != "pending":
+            await self._closed(found, interrupt_id, user, channel)
+            return
+        approval, run = found
+        request = normalise(approval.request, approval.meta)
+        rules = self.rules_of(approval, run)
+        rule, choice = grantable(rules, request, approval.digest), grant_choice(request)
+
+        async def check() -> str | None:
+            if choice is None:
+                return None
+            return refusal(rules, run.requester, user, choice, self.groups.members)
+
+        reason = await with_groups(self.groups, check)
+        if rule is None or reason:
+            text = reason or GRANTS_OFF
+            await self.store.tell(_ephemeral(channel, user, text, run.run_id), self.clock())
+            return
+        scopes = [(s, scope_words(s, run.requester, run.channel)) for s in rule.scopes]
+        lengths = [(str(int(d)), format_duration(d)) for d in durations(rule)]
+        view = blocks.grant_modal(request, interrupt_id, channel or "", scopes, lengths, True)
+        await self._open_modal(run, trigger_id, view, user, channel)
+
+    async def approve_and_allow(
+        self,
+        interrupt_id: str,
+        user: str,
+        scope: str,
+        seconds: float,
+        exact: bool,
+        channel: str | None,
+    ) -> Answer:
+        """The submitted "Approve & allow…" modal: the approval's approve choice, voted like a
+        click, with the standing grant asked for in the same transaction (made when the
+        approval is claimed by as many approvers asking for it as the rule needs)."""
+
+        def pick(request: ApprovalRequest) -> ChoiceSpec | None:
+            return grant_choice(request)
+
+        grant = (scope, seconds, exact)
+        return await self._decide(interrupt_id, user, channel, pick, None, grant=grant)
+
+    def _grant_ask(
+        self, approval: Approval, run: Run, rules: Rules, grant: tuple[str, float, bool]
+    ) -> GrantAsk | str:
+        """The standing grant a vote asks for, or why the rule does not allow it."""
+        scope, seconds, exact = grant
+        request = normalise(approval.request, approval.meta)
+        rule = grantable(rules, request, approval.digest)
+        if rule is None or scope not in rule.scopes:
+            return GRANTS_OFF
+        what = subject(request, approval.digest)
+        return GrantAsk(
+            scope=scope,
+            scope_value=scope_value(scope, run),
+            seconds=max(60.0, min(seconds, rule.max_seconds)),
+            tools=what.tools,
+            args_digest=what.args_digest if exact else None,
+            needed=rules.min_approvals,
+        )
+
+    async def revoke_grant(
+        self, grant_id: str, user: str, channel: str | None, response_url: str | None = None
+    ) -> str:
+        """Revoke a standing grant (its makers, or an admin), exactly once: a request opened
+        after it asks people again; one it decided before stays decided. Returns the words."""
+
+        def may(grant: Grant) -> bool:
+            return user in grant.granted_by or user in self.policy.admins
+
+        def told(grant: Grant | None, what: str) -> list[Item]:
+            return _ephemeral(channel, user, _revoked_words(grant, what), None, response_url)
+
+        what, grant = await self.store.revoke_grant(grant_id, user, self.clock(), may, told)
+        return _revoked_words(grant, what)
+
+    async def grant_lines(self, user: str, only_theirs: bool = False) -> list[blocks.GrantLine]:
+        """The live standing grants as ``user`` sees them, with Revoke where they may (who
+        made it, admins); ``only_theirs``: the ones they made, those deciding their own
+        requests and, for an admin, all (the App Home)."""
+        if not self.policy.grants_on:
+            return []
+        admin = user in self.policy.admins
+        lines = []
+        for g in await self.store.grants_live(self.clock()):
+            mine = user in g.granted_by
+            if only_theirs and not (mine or admin or g.scope_value == user):
+                continue
+            revocable = mine or admin
+            lines.append(
+                blocks.GrantLine(g.grant_id, describe_grant(g), g.expires_at, g.uses, revocable)
+            )
+        return lines
 
     async def publish_home(self, user: str) -> None:
         """The App Home for ``user``: what they may decide (with working buttons), their
@@ -677,7 +845,7 @@ class Engine:
                         run.requester,
                         approval.channel or run.channel,
                         approval.created_at,
-                        ask(rules),
+                        ask(rules, request, approval.digest),
                         offer,
                     )
                 )
@@ -692,7 +860,8 @@ class Engine:
             if (d := _decision(a)) is not None
         ]
         counts = blocks.HomeCounts(await self.store.count_pending(), len(page))
-        view = blocks.home_view(items, mine, recent, counts, list(self.commands))
+        grants = await self.grant_lines(user, only_theirs=True)
+        view = blocks.home_view(items, mine, recent, counts, list(self.commands), grants)
         item = Item(
             kind="publish", payload={"user": user, "view": view}, key=f"home:{user}", replace=True
         )
@@ -898,7 +1067,9 @@ class Engine:
             added = tuple(t for t in targets if t not in rules.approvers and USER.fullmatch(t))
             wider = replace(rules, approvers=rules.approvers + added) if rules.approvers else rules
             copies = [
-                messages.approval_copy(run, approval, request, ask(wider), t)
+                messages.approval_copy(
+                    run, approval, request, ask(wider, request, approval.digest), t
+                )
                 for t in targets
                 if t != run.requester
             ]
@@ -917,7 +1088,11 @@ class Engine:
         )
         decided = blocks.MessageState(decision)
         return Firing(
-            items=[messages.approval_update(run, approval, request, decided, ask(rules))],
+            items=[
+                messages.approval_update(
+                    run, approval, request, decided, ask(rules, request, approval.digest)
+                )
+            ],
             decision=(blocks.TIMEOUT, approved),
             event="timed_out",
         )
@@ -1016,39 +1191,48 @@ class Engine:
             await self._resume_locked(approval, run)
 
     async def _resume_locked(self, approval: Approval, run: Run, note: str = RESTART_NOTE) -> None:
-        """Resume the thread with the claimed decision, unless it already consumed it (then
-        the run is continued, ``note`` saying why), or the request pending under its
-        interrupt id is no longer the one that was decided (a node that re-ran computed it
-        again): then nothing is resumed, and the request is asked again as it is now."""
+        """Resume the thread with the claimed decision (see ``_resumption``)."""
+        step = await self._resumption(approval, run, note)
+        if step is not None:
+            resume, state = step
+            await self._drive_locked(run, resume=resume, resumed=approval.interrupt_id, after=state)
+
+    async def _resumption(
+        self, approval: Approval, run: Run, note: str = RESTART_NOTE
+    ) -> tuple[dict[str, Any], ThreadState] | None:
+        """The resume a claimed decision sends, with the state it was checked against; None
+        when there is nothing to send: the thread already consumed it (then the run is
+        continued, ``note`` saying why), or the request pending under its interrupt id is no
+        longer the one that was decided (a node that re-ran computed it again): then it is
+        asked again as it is now."""
         decision = _decision(approval)
         if decision is None:
-            return
+            return None
         state = await self._state(run)
         if state is None:
-            return
+            return None
         pending = {p.id: p for p in state.pending}
         now_pending = pending.get(approval.graph_interrupt_id)
         if now_pending is None:
             if not await self.runner.resumed_here(_thread(run), approval.graph_interrupt_id):
                 # Answered from another client first: this decision was never sent.
                 await self._answered_elsewhere(run, (approval.graph_interrupt_id,))
-                return
+                return None
             # Resumed before a crash: the decision is in the checkpoint already.
             await self.store.mark_resumed(approval.interrupt_id, run.run_id, self.clock())
             if run.status in ("running", "waiting"):
                 await self._continue_locked(run, note)
-            return
+            return None
         if request_digest(now_pending.value, self._meta(run, now_pending)) != approval.digest:
             log.warning(
                 "run %s: request %s changed before its decision was resumed; asking again",
                 run.run_id,
                 approval.interrupt_id,
             )
-            await self._pause(run, state.pending)
-            return
+            granted = await self._pause(run, state.pending)
+            return None if granted is None else await self._resumption(granted, run, note)
         value = resume_value(normalise(approval.request, approval.meta), decision)
-        resume = {approval.graph_interrupt_id: value}
-        await self._drive_locked(run, resume=resume, resumed=approval.interrupt_id, after=state)
+        return {approval.graph_interrupt_id: value}, state
 
     async def _continue_locked(self, run: Run, note: str = RESTART_NOTE) -> None:
         """Continue a run cut mid-step, from its last checkpoint, and say so (``note``) in its
@@ -1086,10 +1270,38 @@ class Engine:
         attempt: int | None = None,
         after: ThreadState | None = None,
     ) -> None:
+        """Drive the graph until it pauses for people or ends: each time a standing grant
+        decides what it stopped at, it is resumed here, under the same hold (at most
+        ``GRANTED_STEPS`` in a row: then the run's lease runs out and it is taken again)."""
+        granted = await self._step(
+            run, start, resume=resume, resumed=resumed, attempt=attempt, after=after
+        )
+        for _ in range(GRANTED_STEPS):
+            if granted is None:
+                return
+            step = await self._resumption(granted, run)
+            if step is None:
+                return
+            resume, after = step
+            granted = await self._step(
+                run, resume=resume, resumed=granted.interrupt_id, after=after
+            )
+
+    async def _step(
+        self,
+        run: Run,
+        start: Any = None,
+        *,
+        resume: dict[str, Any] | None = None,
+        resumed: str | None = None,
+        attempt: int | None = None,
+        after: ThreadState | None = None,
+    ) -> Approval | None:
         """Drive the graph (``start``, ``resume``, or on from its checkpoint) until it pauses
         or ends; ``after``: the state just checked under this hold (the runner need not read
         it again). Progress lines are keyed by the runner's stable key, so a step that re-runs
-        after a crash edits its earlier replies instead of posting them again."""
+        after a crash edits its earlier replies instead of posting them again. Returns what a
+        standing grant decided at the pause."""
         end: Paused | Finished | None = None
         thread = _thread(run, attempt)
         try:
@@ -1106,40 +1318,48 @@ class Engine:
             # The graph refused the decision's value and saved nothing: not a failed run.
             assert resumed is not None
             await self._resume_refused(run, resumed, refused.errors)
-            return
+            return None
         except GraphRefused as refused:
             log.warning("run %s: refused where it runs: %s", run.run_id, refused.words)
             await self._finish(run, {"status": "failed", "text": f"⚠️ {refused.words}"}, resumed)
-            return
+            return None
         except AnsweredElsewhere as elsewhere:
             await self._answered_elsewhere(run, elsewhere.interrupt_ids)
-            return
+            return None
         except Exception as exc:
             if is_transient(exc):
                 raise  # the database, not the graph (see ``_holding``)
             log.exception("run %s failed", run.run_id)
             end = None
         if isinstance(end, Paused):
-            await self._pause(run, end.interrupts, resumed)
+            return await self._pause(run, end.interrupts, resumed)
         elif isinstance(end, Finished):
             await self._finish(run, outcome_of(end.values), resumed)
         else:
             outcome = {"status": "failed", "text": messages.RUN_FAILED.format(run_id=run.run_id)}
             await self._finish(run, outcome, resumed)
+        return None
 
     async def _pause(
         self, run: Run, interrupts: Sequence[Pending], resumed: str | None = None
-    ) -> None:
-        """The run waits for the interrupts it stopped at (see ``Store.pause``)."""
-        opening, changed = self._opening(run), self._changed(run)
+    ) -> Approval | None:
+        """The run waits for the interrupts it stopped at (see ``Store.pause``). Returns an
+        approval a standing grant decided as it opened: this process resumes it."""
+        now = self.clock()
+        grants = await self.store.live_grants(run.command, now) if self.policy.grants_on else []
+        opening, changed = self._opening(run, grants), self._changed(run)
         stored = [(p.id, p.value, self._meta(run, p)) for p in interrupts]
-        await self.store.pause(run, stored, self.clock(), opening, resumed, changed)
+        opened = await self.store.pause(run, stored, now, opening, resumed, changed)
         self._on_deadlines()  # the new approvals' deadlines may be the next ones due
         if run.run_id in self._waiting:  # its server answered: the decision's message as it was
             self._waiting.discard(run.run_id)
             landed = await self.store.get_approval(resumed) if resumed else None
             if landed is not None:
                 await self.store.tell([self._decided(run, landed)], self.clock())
+        granted = next((a for a in opened if a.status == "decided"), None)
+        if granted is not None:
+            self._on_decided(granted)
+        return granted
 
     def _meta(self, run: Run, pending: Pending) -> dict[str, Any] | None:
         """What is stored beside an interrupt's value: its response_schema (JSON Schema) and
@@ -1180,7 +1400,11 @@ class Engine:
             request = normalise(a.request, a.meta)
             items = [
                 messages.approval_update(
-                    r, a, request, blocks.MessageState(), ask(self.rules_of(a, r))
+                    r,
+                    a,
+                    request,
+                    blocks.MessageState(),
+                    ask(self.rules_of(a, r), request, a.digest),
                 )
             ]
             if decision.decided_by:
@@ -1193,10 +1417,11 @@ class Engine:
         )
         self._on_deadlines()
 
-    def _opening(self, run: Run) -> Callable[[Approval], Opening]:
+    def _opening(self, run: Run, grants: Sequence[Grant] = ()) -> Callable[[Approval], Opening]:
         """What opening an approval writes: the rules it is held to (the policy for the
         graph and env, with what the graph asked for where the policy allows it; during a
-        change freeze, the freeze approvers), its message, and its deadlines."""
+        change freeze, the freeze approvers), its message, and its deadlines; or, when one
+        of the live ``grants`` decides it, that (the store checks the grant still holds)."""
 
         def open_(approval: Approval) -> Opening:
             payload = approval.request if isinstance(approval.request, Mapping) else {}
@@ -1206,11 +1431,29 @@ class Engine:
             window = freeze_at(rules, approval.created_at)
             if window is not None and window.action == "require_freeze_approvers":
                 rules = rules.during_freeze(window)
+            request = normalise(approval.request, approval.meta)
             post = messages.approval_post(
-                run, approval, normalise(approval.request, approval.meta), ask(rules)
+                run, approval, request, ask(rules, request, approval.digest)
             )
+            granted = None
+            grant = first_deciding(
+                grants,
+                run,
+                request,
+                approval.digest,
+                rules,
+                approval.created_at,
+                self.groups.members,
+            )
+            choice = grant_choice(request)
+            if grant is not None and choice is not None:
+                items = [messages.granted_post(run, approval, request, grant)]
+                granted = Granted(grant=grant, choice=choice.id, items=items)
             return Opening(
-                items=[post], rules=rules.to_dict(), deadlines=rules.deadlines(approval.created_at)
+                items=[post],
+                rules=rules.to_dict(),
+                deadlines=rules.deadlines(approval.created_at),
+                granted=granted,
             )
 
         return open_

@@ -15,6 +15,7 @@ RunStatus = Literal["running", "waiting", "done", "failed"]
 ApprovalStatus = Literal["pending", "decided", "resumed", "failed", "superseded"]
 DeliveryStatus = Literal["pending", "sending", "sent", "failed"]
 DeadlineKind = Literal["remind", "escalate", "timeout"]
+GrantStatus = Literal["proposed", "active", "revoked", "lapsed"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +61,54 @@ class Approval:
     # LangGraph's id for the interrupt it answers: ``interrupt_id`` itself, except for a
     # request that changed under its id and was asked again (``<interrupt id>-<n>``)
     graph_interrupt_id: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Grant:
+    """A standing grant: requests of ``command`` for ``tools`` within ``scope`` (this run,
+    this requester's runs, this channel), with exactly these arguments when ``args_digest``
+    is set, are decided by it (approved) until ``expires_at``, unless revoked. Made on the
+    approval ``source`` by ``granted_by`` (as many approvers as that rule needed: until then
+    it is only ``proposed``)."""
+
+    grant_id: str
+    source: str  # the interrupt id of the approval it was made on
+    command: str
+    tools: tuple[str, ...]
+    scope: str  # run | requester | channel
+    scope_value: str  # the run id, the requester's user id or the channel id
+    args_digest: str | None
+    granted_by: tuple[str, ...]
+    needed: int
+    status: GrantStatus
+    created_at: float
+    expires_at: float
+    revoked_by: str | None = None
+    revoked_at: float | None = None
+    uses: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class GrantAsk:
+    """What an approver asked for with "Approve & allow…": a grant of ``scope`` for
+    ``seconds``, for exactly these arguments when ``args_digest`` is set."""
+
+    scope: str
+    scope_value: str  # the run id, the requester or the channel it is bound to
+    seconds: float
+    tools: tuple[str, ...]
+    args_digest: str | None
+    needed: int  # approvers who must ask for the same grant (the rule's min_approvals)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Granted:
+    """An approval opened already decided by a standing grant: the grant (checked again in
+    the opening transaction), the decision it records, and the compact line that shows it."""
+
+    grant: Grant
+    choice: str
+    items: list[Item]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,6 +165,7 @@ class VoteResult:
     # The claimer also took the run's lease (else another process is driving the run: it
     # resumes this decision once it lets the run go, see ``Store.pause``).
     drive: bool = True
+    grant: Grant | None = None  # the grant this vote asked for (active once made)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,6 +179,7 @@ class Ballot:
     comment: str | None
     required: int
     answer: Any = None  # stored with the claim: the resume sends exactly this
+    grant: GrantAsk | None = None  # "Approve & allow…": a standing grant asked for with it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,6 +200,7 @@ class Opening:
     items: list[Item]
     rules: dict[str, Any] | None = None
     deadlines: list[tuple[str, int, float]] = field(default_factory=list)
+    granted: Granted | None = None  # decided by a standing grant, if it still holds
 
 
 @dataclass(frozen=True, kw_only=True)

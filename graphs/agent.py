@@ -3,12 +3,15 @@ model, with ``HumanInTheLoopMiddleware`` gating its one tool. The bot knows noth
 it is registered through an entry point (``graphs = ["graphs.agent:specs"]``), as a team's own
 agent would be, and started with ``/approvals run agent <task>``.
 
-The model is scripted: asked to do something, it calls ``send_email`` once with the task as
-the body; when the tool answers, it reports back.
+The model is scripted: asked to do something, it calls ``send_email`` with the task as the
+body, once for each address the task names (one after the other: each call is its own
+approval), or once to the team when it names none; when the last one is answered, it reports
+back.
 """
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -32,6 +35,9 @@ def send_email(to: str, subject: str, body: str) -> str:
     return f"Sent to {to}: {subject!r} ({len(body)} characters)"
 
 
+ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
 class ScriptedModel(GenericFakeChatModel):
     """A chat model that plays one script: call the tool, then summarise its answer."""
 
@@ -43,15 +49,18 @@ class ScriptedModel(GenericFakeChatModel):
         return self
 
     def _generate(self, messages: list[BaseMessage], *_: Any, **__: Any) -> ChatResult:
-        last = messages[-1]
-        if isinstance(last, ToolMessage):
-            reply = AIMessage(content=f"Done: {last.content}")
+        task = str(next(m for m in messages if m.type == "human").content)
+        to = ADDRESS.findall(task) or ["team@example.com"]
+        answered = [m for m in messages if isinstance(m, ToolMessage)]
+        if len(answered) >= len(to):
+            reply = AIMessage(content=f"Done: {answered[-1].content}")
         else:
-            task = str(last.content)
+            n = len(answered)
             call = {
                 "name": "send_email",
-                "args": {"to": "team@example.com", "subject": task[:60], "body": task},
-                "id": f"call-{zlib.crc32(task.encode()):08x}",  # the same after a restart
+                "args": {"to": to[n], "subject": task[:60], "body": task},
+                # the same after a restart
+                "id": f"call-{zlib.crc32(task.encode()):08x}" + (f"-{n}" if n else ""),
             }
             reply = AIMessage(content="", tool_calls=[call])
         return ChatResult(generations=[ChatGeneration(message=reply)])

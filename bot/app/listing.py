@@ -25,6 +25,7 @@ HELP = """*`/approvals`*: what is waiting, and what happened
 • `/approvals mine`: your requests still open
 • `/approvals show <run>`: one run's history (who, what, when)
 • `/approvals cancel <run>`: withdraw your request (admins: anyone's)
+• `/approvals grants`: standing grants in force, with Revoke
 • `/approvals run <graph> <text>`: start a graph ({graphs})
 • `/approvals help`: this"""
 

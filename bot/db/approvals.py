@@ -14,10 +14,11 @@ from typing import Any
 from bot.db.audit import _audit
 from bot.db.base import _APPROVAL_AND_RUN, Base, RunLease, Tx, _approval, _notify, _run
 from bot.db.deadlines import _schedule
+from bot.db.grants import _ask_grant, _settle_grants, _use_grant
 from bot.db.outbox import _queue
 from bot.db.runs import _claimed, _mark_resumed
 from bot.integrity import request_digest
-from bot.model import Approval, Ballot, Item, Opening, Refused, Run, VoteResult
+from bot.model import Approval, Ballot, Grant, Item, Opening, Refused, Run, VoteResult
 
 Judge = Callable[[Approval, Run], Ballot | Refused]
 Render = Callable[[VoteResult], list[Item]]
@@ -41,7 +42,9 @@ class Approvals(Base):
         raised a known id with another request, the approval still open (or decided, not yet
         resumed) is closed as superseded, its decision void, ``changed(old)`` says how its
         message shows that, and the new request is opened as an approval of its own
-        (``<interrupt id>-<n>``: its own message, votes and deadlines)."""
+        (``<interrupt id>-<n>``: its own message, votes and deadlines). One a standing grant
+        decides (``Opening.granted``) is returned decided, and the run stays with this
+        process, which resumes it."""
 
         def tx(db: Tx) -> tuple[list[Approval], bool]:
             """The approvals opened, and whether the run is still to be taken (a decision
@@ -90,7 +93,6 @@ class Approvals(Base):
                     )
                     _queue(db, changed(old), now)
                 iid = approval.interrupt_id
-                opened.append(approval)
                 _audit(
                     db,
                     "requested",
@@ -101,26 +103,24 @@ class Approvals(Base):
                     digest=digest,
                     detail=None if old is None else {"replaces": old.interrupt_id},
                 )
-                opening = open_(approval)
-                if opening.rules is not None:
-                    db.execute(
-                        "UPDATE bot_approvals SET rules=? WHERE interrupt_id=?",
-                        (json.dumps(opening.rules), iid),
-                    )
-                _schedule(db, iid, run.run_id, opening.deadlines)
-                deadlines = deadlines or bool(opening.deadlines)
-                _queue(db, opening.items, now)
+                approval, scheduled = _opened(db, approval, open_(approval), now)
+                opened.append(approval)
+                deadlines = deadlines or scheduled
                 thread_key = thread_key or f"approval:{iid}"
             # The run lets its lease go. A decision another process claimed while this one
             # drove the run is still to be resumed: the run stays 'running', to be taken.
+            # One a standing grant took here is resumed by this process: it keeps the lease.
+            keep = any(a.status == "decided" for a in opened)
             row = db.execute(
-                "UPDATE bot_runs SET status=CASE WHEN EXISTS (SELECT 1 FROM bot_approvals "
+                "UPDATE bot_runs SET status=CASE WHEN ? OR EXISTS (SELECT 1 FROM bot_approvals "
                 "WHERE run_id=? AND status='decided') THEN 'running' ELSE 'waiting' END, "
-                "updated_at=?, thread_key=COALESCE(thread_key, ?), owner=NULL, lease_until=NULL "
+                "updated_at=?, thread_key=COALESCE(thread_key, ?), "
+                "owner=CASE WHEN ? THEN owner ELSE NULL END, "
+                "lease_until=CASE WHEN ? THEN lease_until ELSE NULL END "
                 "WHERE run_id=? RETURNING status",
-                (run.run_id, now, thread_key, run.run_id),
+                (keep, run.run_id, now, thread_key, keep, keep, run.run_id),
             ).fetchone()
-            more = row is not None and row[0] == "running"
+            more = not keep and row is not None and row[0] == "running"
             if more:
                 _notify(db, "runs")
             if deadlines:
@@ -384,6 +384,7 @@ def _vote(
             (iid, b.choice),
         )
     )
+    grant = _ask_grant(db, approval, run.command, b, now)
     claimed = None
     if len(voters) >= b.required:
         claimed = db.execute(
@@ -404,6 +405,9 @@ def _vote(
     if claimed is not None:
         drive = _claimed(db, run.run_id, iid, now, lease)
         approval = _approval(claimed)
+        if (approval.rules or {}).get("grants"):  # asks for a grant on it may be open
+            made = _settle_grants(db, approval, b.approves, now)
+            grant = made or (grant and replace(grant, status="lapsed"))
     _audit(
         db,
         "decided" if claimed is not None else "vote",
@@ -421,7 +425,57 @@ def _vote(
         approvals=len(voters),
         voters=voters,
         drive=drive,
+        grant=grant,
     )
+
+
+def _opened(db: Tx, a: Approval, opening: Opening, now: float) -> tuple[Approval, bool]:
+    """Write what opening ``a`` says: its rules, then its deadlines and messages, or, when
+    a standing grant decides it and still holds, that decision and its compact line.
+    Returns the approval as opened (decided, by a grant) and whether deadlines were set."""
+    iid = a.interrupt_id
+    if opening.rules is not None:
+        db.execute(
+            "UPDATE bot_approvals SET rules=? WHERE interrupt_id=?",
+            (json.dumps(opening.rules), iid),
+        )
+    granted = opening.granted
+    grant = _use_grant(db, granted.grant.grant_id, now) if granted else None
+    if granted and grant:
+        decided = _decide_by_grant(db, a, granted.choice, grant, now)
+        _queue(db, granted.items, now)
+        return decided, False
+    _schedule(db, iid, a.run_id, opening.deadlines)
+    _queue(db, opening.items, now)
+    return a, bool(opening.deadlines)
+
+
+def _decide_by_grant(db: Tx, a: Approval, choice: str, grant: Grant, now: float) -> Approval:
+    """Open ``a`` decided by a standing grant: claimed by its first grantor, the grant
+    named in the approval (``meta["grant"]``, which its messages show) and in the audit."""
+    note = {"id": grant.grant_id, "by": list(grant.granted_by), "until": grant.expires_at}
+    row = db.execute(
+        "UPDATE bot_approvals SET status='decided', choice=?, approved=1, decided_by=?, "
+        "decided_at=?, meta=? WHERE interrupt_id=? AND status='pending' RETURNING *",
+        (
+            choice,
+            grant.granted_by[0],
+            now,
+            json.dumps({**(a.meta or {}), "grant": note}),
+            a.interrupt_id,
+        ),
+    ).fetchone()
+    _audit(
+        db,
+        "decided",
+        now,
+        user=grant.granted_by[0],
+        run_id=a.run_id,
+        interrupt_id=a.interrupt_id,
+        detail={"choice": choice, "grant": grant.grant_id, "granted_by": list(grant.granted_by)},
+        digest=a.digest,
+    )
+    return _approval(row)
 
 
 def _open_approval(db: Tx, a: Approval) -> bool:

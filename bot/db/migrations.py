@@ -185,6 +185,31 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE bot_audit ADD COLUMN digest TEXT;
     ALTER TABLE bot_audit ADD COLUMN hash TEXT;
     """,
+    # 11: standing grants (bot/db/grants.py): an approver's "Approve & allow…" decides later
+    # requests of the same graph and tools in a scope (a run, a requester's runs, a channel),
+    # optionally for exactly the same arguments, until it expires or is revoked; a rule
+    # needing n approvers needs n of them to ask for the same grant (``proposed`` till then)
+    """
+    CREATE TABLE bot_grants (
+        grant_id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,             -- the interrupt id it was made on
+        command TEXT NOT NULL,
+        tools TEXT NOT NULL,              -- JSON list of tool names ("request": not a tool call)
+        scope TEXT NOT NULL,              -- run | requester | channel
+        scope_value TEXT NOT NULL,
+        args_digest TEXT,                 -- NULL: any arguments
+        granted_by TEXT NOT NULL,         -- JSON list of user ids, in the order they asked
+        needed INTEGER NOT NULL,
+        status TEXT NOT NULL,             -- proposed | active | revoked | lapsed
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        revoked_by TEXT,
+        revoked_at REAL,
+        uses INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX bot_grants_live ON bot_grants(status, expires_at);
+    CREATE INDEX bot_grants_source ON bot_grants(source);
+    """,
 )
 
 

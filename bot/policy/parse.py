@@ -26,12 +26,15 @@ from bot.policy.rules import (
     DAYS,
     DECISIONS,
     FREEZE_ACTIONS,
+    GRANT_SCOPES,
     ON_TIMEOUT,
     SUPERVISORS,
     ApiToken,
     Deployment,
     DeploySection,
     FreezeWindow,
+    GrantRule,
+    GrantScope,
     Level,
     OnTimeout,
     Policy,
@@ -126,7 +129,9 @@ RULE_KEYS = (
     "allow_weaker_overrides",
     "freeze_approvers",
     "freeze",
+    "grants",
 )
+GRANT_KEYS = ("scopes", "max", "tools")
 LEVEL_KEYS = ("after", "notify")
 FREEZE_KEYS = ("days", "dates", "from_date", "to_date", "from", "to", "tz", "action")
 API_KEYS = ("tokens",)
@@ -641,6 +646,7 @@ class _Parser:
             "on_timeout": self.on_timeout,
             "escalation": self.escalation,
             "freeze": self.freeze,
+            "grants": self.grants,
         }
         return read[key](v, where)
 
@@ -720,6 +726,42 @@ class _Parser:
                 )
             levels.append(Level(after, notify))
         return tuple(levels)
+
+    def grants(self, v: Any, where: str) -> GrantRule:
+        shape = '{ scopes = ["run", "requester", "channel"], max = "4h", tools = [...] }'
+        if not isinstance(v, Mapping):
+            raise self.fail(where, f"must be a table like {shape}, got {kind_of(v)}")
+        for k, x in v.items():
+            if k not in GRANT_KEYS:
+                raise self.unknown(f"{where}.{dotted(k)}", k, x, GRANT_KEYS)
+        for k in ("scopes", "max"):
+            if k not in v:
+                raise self.fail(f"{where}.{k}", f"missing (grants = {shape})")
+        tools = self.grant_tools(v["tools"], f"{where}.tools") if "tools" in v else None
+        return GrantRule(
+            scopes=self.grant_scopes(v["scopes"], f"{where}.scopes"),
+            max_seconds=self.duration(v["max"], f"{where}.max"),
+            tools=tools,
+        )
+
+    def grant_scopes(self, v: Any, where: str) -> tuple[GrantScope, ...]:
+        scopes = self.strings(v, where, "scopes")
+        if not scopes:
+            raise self.fail(where, 'must name at least one of "run", "requester", "channel"')
+        for i, scope in enumerate(scopes):
+            if scope not in GRANT_SCOPES:
+                raise self.fail(
+                    f"{where}[{i}]", f'must be "run", "requester" or "channel", got {show(scope)}'
+                )
+        self.no_repeats(scopes, where)
+        return cast(tuple[GrantScope, ...], scopes)
+
+    def grant_tools(self, v: Any, where: str) -> tuple[str, ...]:
+        tools = self.strings(v, where, "tool names")
+        if not tools:
+            raise self.fail(where, "must name at least one tool (or leave it out: every tool)")
+        self.no_repeats(tools, where)
+        return tools
 
     def freeze(self, v: Any, where: str) -> tuple[FreezeWindow, ...]:
         if not isinstance(v, list) or not all(isinstance(x, Mapping) for x in v):

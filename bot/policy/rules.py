@@ -162,6 +162,43 @@ class FreezeWindow:
         )
 
 
+GrantScope = Literal["run", "requester", "channel"]
+GRANT_SCOPES: tuple[GrantScope, ...] = ("run", "requester", "channel")
+PLAIN_REQUEST = "request"  # in a grant rule's tools: requests that are not tool calls
+
+
+@dataclass(frozen=True)
+class GrantRule:
+    """Where a rule lets an approver decide later requests in advance (``grants = {…}``):
+    which scopes a standing grant may take, how long it may last at most, and which tools
+    it may cover (None: every tool the rule's graph gates; ``"request"`` stands for its
+    requests that are not tool calls)."""
+
+    scopes: tuple[GrantScope, ...]
+    max_seconds: float
+    tools: tuple[str, ...] | None = None
+
+    def covers(self, tools: Collection[str]) -> bool:
+        """Whether a grant may cover a request for every one of ``tools``."""
+        return self.tools is None or all(t in self.tools for t in tools)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scopes": list(self.scopes),
+            "max_seconds": self.max_seconds,
+            "tools": None if self.tools is None else list(self.tools),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> GrantRule:
+        tools = d.get("tools")
+        return cls(
+            scopes=tuple(d.get("scopes", ())),
+            max_seconds=float(d.get("max_seconds", 0)),
+            tools=None if tools is None else tuple(tools),
+        )
+
+
 @dataclass(frozen=True)
 class Rules:
     """What one approval is held to: ``Policy.rules(graph, env)``, then ``merge_request``.
@@ -188,6 +225,7 @@ class Rules:
     freeze_approvers: tuple[str, ...] = ()
     freeze: tuple[FreezeWindow, ...] = ()
     supervisors: tuple[str, ...] = ()
+    grants: GrantRule | None = None  # None: no standing grants under this rule
 
     # -- a graph's request_approval(...) arguments --------------------------------------------
     def merge_request(self, overrides: Mapping[str, Any]) -> tuple[Rules, list[str]]:
@@ -302,6 +340,7 @@ class Rules:
             "freeze_approvers": list(self.freeze_approvers),
             "freeze": [w.to_dict() for w in self.freeze],
             "supervisors": list(self.supervisors),
+            "grants": None if self.grants is None else self.grants.to_dict(),
         }
 
     @classmethod
@@ -325,6 +364,7 @@ class Rules:
             freeze_approvers=tuple(d.get("freeze_approvers", ())),
             freeze=tuple(FreezeWindow.from_dict(w) for w in d.get("freeze", ())),
             supervisors=tuple(d.get("supervisors", ())),
+            grants=GrantRule.from_dict(d["grants"]) if d.get("grants") else None,
         )
 
 
@@ -534,6 +574,11 @@ class Policy:
             return Rules.from_dict(approval.rules)
         payload = approval.request if isinstance(approval.request, Mapping) else {}
         return self.rules_for(run.command, run.input).merge_request(payload)[0]
+
+    @property
+    def grants_on(self) -> bool:
+        """Whether any rule allows standing grants (else none is ever looked up)."""
+        return any("grants" in layer for layer in self.layers.values())
 
     def deployment(self, name: str) -> Deployment | None:
         """The ``[[deployments]]`` entry named ``name``, or None."""

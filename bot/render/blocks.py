@@ -36,6 +36,10 @@ ACTION_FORM = "approval:form:"  # a choice that carries data: opens its form (bo
 ACTION_DETAILS = "approval:details"  # private values, shown to an eligible approver only
 ACTION_WITHDRAW = "approval:withdraw"
 ACTION_ESCALATE = "approval:escalate"
+ACTION_GRANT = "approval:grant"  # "Approve & allow…": approve, and decide later ones too
+ACTION_REVOKE = "grant:revoke"  # value: the grant's id
+GRANT_CALLBACK = "approval_grant"
+GRANT_SCOPE, GRANT_FOR, GRANT_EXACT = "grant_scope", "grant_for", "grant_exact"
 REASON_CALLBACK = "approval_reason"
 REASON_BLOCK = "reason"
 
@@ -97,6 +101,7 @@ class Ask:
     needed: int = 1
     comment_on: frozenset[str] = frozenset()  # "approve", "reject"
     can_escalate: bool = False
+    can_grant: bool = False  # the rule allows a standing grant for this request
 
 
 def approval_message(
@@ -119,31 +124,32 @@ def approval_message(
     requested = f"{who} {slack_date(requested_at)}"
     if digest:
         requested += f" · request `{short(digest)}`"
-    blocks.append(_context(requested))
+    blocks.append(context(requested))
     if state.superseded or state.elsewhere:
         said = ELSEWHERE if state.elsewhere else CHANGED
-        blocks.append(_context(said))
+        blocks.append(context(said))
         return cut(f"{request.title}: {said}", SECTION_TEXT), blocks[:MAX_BLOCKS]
     if state.decision is None:
         if ask.who:
-            blocks.append(_context(ask.who))
+            blocks.append(context(ask.who))
         if state.voters:
             voters = ", ".join(f"<@{v}>" for v in state.voters)
-            blocks.append(_context(f"{len(state.voters)} of {ask.needed} approvals: {voters}"))
+            blocks.append(context(f"{len(state.voters)} of {ask.needed} approvals: {voters}"))
         blocks.append(_actions(request, interrupt_id, ask))
     else:
-        blocks.append(_context(decision_line(request, state.decision)))
+        blocks.append(context(decision_line(request, state.decision)))
         if state.outcome:
             blocks.append(_outcome(state.outcome))
         elif state.waiting:
-            blocks.append(_context(state.waiting))
+            blocks.append(context(state.waiting))
         elif state.decision.approved:
-            blocks.append(_context("⏳ Running…"))
+            blocks.append(context("⏳ Running…"))
     text = f"{request.title}: {decision_line(request, state.decision) if state.decision else ''}"
     return cut(text.rstrip(": "), SECTION_TEXT), blocks[:MAX_BLOCKS]
 
 
-def _context(text: str) -> dict[str, Any]:
+def context(text: str) -> dict[str, Any]:
+    """A context block of one mrkdwn line."""
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": cut(text, CONTEXT_TEXT)}]}
 
 
@@ -191,6 +197,9 @@ def _actions(
             continue
         action = ACTION_COMMENT if needs_comment(ask.comment_on, c) else ACTION_CHOICE
         elements.append(_button(c, f"{ACTION_FORM if c.form else action}{i}", interrupt_id))
+        if ask.can_grant and c is request.approve_choice and not c.form:
+            allow = ChoiceSpec("grant", f"{c.label} & allow…")
+            elements.append(_button(allow, ACTION_GRANT, interrupt_id))
     reject = request.reject_choice
     if (
         request.reject_with_reason
@@ -316,6 +325,122 @@ def comment_modal(
     }
 
 
+def grant_modal(
+    request: ApprovalRequest,
+    interrupt_id: str,
+    channel: str,
+    scopes: Sequence[tuple[str, str]],
+    durations: Sequence[tuple[str, str]],
+    exact: bool,
+) -> dict[str, Any]:
+    """ "Approve & allow…": approve this request and let matching later ones be decided by a
+    standing grant; the approver picks its scope and how long (``scopes`` and ``durations``
+    as (value, label), what the rule allows), and whether only these exact arguments."""
+    metadata = json.dumps({"interrupt_id": interrupt_id, "channel": channel})
+
+    def options(pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        return [{"text": plain(label, 75), "value": value} for value, label in pairs]
+
+    scope_options, duration_options = options(scopes), options(durations)
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{mrkdwn(request.title, 2900)}*"}},
+        {
+            "type": "input",
+            "block_id": GRANT_SCOPE,
+            "label": plain("Also approve, without asking", 2000),
+            "element": {
+                "type": "radio_buttons",
+                "action_id": GRANT_SCOPE,
+                "options": scope_options,
+                "initial_option": scope_options[0],
+            },
+        },
+        {
+            "type": "input",
+            "block_id": GRANT_FOR,
+            "label": plain("For", 2000),
+            "element": {
+                "type": "static_select",
+                "action_id": GRANT_FOR,
+                "options": duration_options,
+                "initial_option": duration_options[min(1, len(duration_options) - 1)],
+            },
+        },
+    ]
+    if exact:
+        only = {"text": plain("Only with these exact arguments", 75), "value": "exact"}
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": GRANT_EXACT,
+                "optional": True,
+                "label": plain("Arguments", 2000),
+                "element": {"type": "checkboxes", "action_id": GRANT_EXACT, "options": [only]},
+            }
+        )
+    blocks.append(
+        context(
+            "Each request decided this way is shown in the channel and audited under your name. "
+            "You (or an admin) can revoke it any time: `/approvals grants`."
+        )
+    )
+    return {
+        "type": "modal",
+        "callback_id": GRANT_CALLBACK,
+        "private_metadata": metadata,
+        "title": plain("Approve & allow", MODAL_TITLE),
+        "submit": plain("Approve & allow", MODAL_TITLE),
+        "close": plain("Cancel", MODAL_TITLE),
+        "blocks": blocks,
+    }
+
+
+def granted_line(
+    what: str, granted_by: Sequence[str], until: float
+) -> tuple[str, list[dict[str, Any]]]:
+    """A request decided by a standing grant: one compact line, no buttons (text, blocks)."""
+    by = " and ".join(f"<@{u}>" for u in granted_by)
+    grant = "grant" if len(granted_by) == 1 else "joint grant"
+    line = f"✅ *{escape(what)}* approved under {by}'s {grant}, until {slack_date(until)}"
+    text = f"{what} approved under a standing grant"
+    return cut(text, SECTION_TEXT), [
+        {"type": "section", "text": {"type": "mrkdwn", "text": cut(line, SECTION_TEXT)}}
+    ]
+
+
+@dataclass(frozen=True)
+class GrantLine:
+    """A standing grant as a list shows it: its words (mrkdwn), when it ends, how often it
+    decided, and whether the viewer may revoke it."""
+
+    grant_id: str
+    words: str
+    until: float
+    uses: int
+    revocable: bool
+
+
+def grant_blocks(grants: Sequence[GrantLine], block_id: str = "grant") -> list[dict[str, Any]]:
+    """Each grant as a section, with a Revoke button where the viewer may revoke it."""
+    out: list[dict[str, Any]] = []
+    for g in grants:
+        times = "once" if g.uses == 1 else f"{g.uses} times"
+        section: dict[str, Any] = {
+            "type": "section",
+            "block_id": f"{block_id}:{g.grant_id}"[:255],
+            "text": {
+                "type": "mrkdwn",
+                "text": cut(f"{g.words}\nuntil {slack_date(g.until)} · used {times}", SECTION_TEXT),
+            },
+        }
+        if g.revocable:
+            section["accessory"] = _button(
+                ChoiceSpec("revoke", "Revoke", "danger"), ACTION_REVOKE, g.grant_id
+            )
+        out.append(section)
+    return out
+
+
 RUN_EMOJI = {"running": "⏳", "waiting": "✋", **OUTCOME_EMOJI}
 HOME_BLOCKS = 100
 
@@ -348,6 +473,7 @@ def home_view(
     recent: Sequence[str] = (),
     counts: HomeCounts = HomeCounts(0, 0),
     commands: Sequence[str] = (),
+    grants: Sequence[GrantLine] = (),
 ) -> dict[str, Any]:
     """The App Home: what the viewer can decide (with buttons), then their recent requests
     as (command line, outcome or run status, started at), then recent decisions.
@@ -357,7 +483,7 @@ def home_view(
     ]
     yours = [i for i in items if i.ask is not None]
     blocks.append(
-        _context(
+        context(
             f"{len(yours)} of the newest {counts.looked_at} open requests are yours to decide "
             f"({counts.open} open in all). `/approvals list` shows them too."
         )
@@ -382,17 +508,20 @@ def home_view(
             _actions(item.request, item.interrupt_id, item.ask, item.interrupt_id, item.offer)
         )
     if not yours:
-        blocks.append(_context("Nothing is waiting for you. 🎉"))
+        blocks.append(context("Nothing is waiting for you. 🎉"))
     blocks += [{"type": "divider"}, {"type": "header", "text": plain("Your requests", 150)}]
     for line, status, at in mine:
         emoji = RUN_EMOJI.get(status, "•")
         label = status.replace("_", " ")
-        blocks.append(_context(f"{emoji} `{escape(line)}` {label} · {slack_date(at)}"))
+        blocks.append(context(f"{emoji} `{escape(line)}` {label} · {slack_date(at)}"))
     if not mine:
-        blocks.append(_context(f"You have not started anything yet. {_how_to_start(commands)}"))
+        blocks.append(context(f"You have not started anything yet. {_how_to_start(commands)}"))
+    if grants:
+        blocks += [{"type": "divider"}, {"type": "header", "text": plain("Standing grants", 150)}]
+        blocks += grant_blocks(grants, "home-grant")
     if recent:
         blocks += [{"type": "divider"}, {"type": "header", "text": plain("Recent decisions", 150)}]
-        blocks += [_context(line) for line in recent]
+        blocks += [context(line) for line in recent]
     return {"type": "home", "blocks": blocks[:HOME_BLOCKS]}
 
 

@@ -9,7 +9,7 @@ before any approval, ``progress:<run>:<task>:<n>`` one progress reply.
 from __future__ import annotations
 
 from bot.interrupts import ApprovalRequest
-from bot.model import Approval, Item, Run
+from bot.model import Approval, Grant, Item, Run
 from bot.render import blocks
 
 INVITE = "I can't post in <#{channel}>: invite me with `/invite @approvals`, then run it again."
@@ -110,6 +110,23 @@ def approval_post(run: Run, approval: Approval, request: ApprovalRequest, ask: b
     )
 
 
+def granted_what(request: ApprovalRequest) -> str:
+    """What a grant-decided request is called on its compact line: its tools, or its title."""
+    return ", ".join(dict.fromkeys(a.name for a in request.actions)) or request.title
+
+
+def granted_post(run: Run, approval: Approval, request: ApprovalRequest, grant: Grant) -> Item:
+    """A request a standing grant decided: one compact line in the channel, no buttons."""
+    text, blks = blocks.granted_line(granted_what(request), grant.granted_by, grant.expires_at)
+    return Item(
+        kind="post",
+        payload={"channel": run.channel, "text": text, "blocks": blks},
+        key=approval_key(approval.interrupt_id),
+        run_id=run.run_id,
+        interrupt_id=approval.interrupt_id,
+    )
+
+
 def approval_update(
     run: Run,
     approval: Approval,
@@ -118,16 +135,23 @@ def approval_update(
     ask: blocks.Ask,
 ) -> Item:
     """The message's newest content; later updates of the same message replace this one. The
-    store copies it to every escalation DM of the same approval."""
-    text, blks = blocks.approval_message(
-        request,
-        approval.interrupt_id,
-        run.requester,
-        approval.created_at,
-        state,
-        ask,
-        approval.digest,
-    )
+    store copies it to every escalation DM of the same approval. A request a standing grant
+    decided keeps its compact line."""
+    note = (approval.meta or {}).get("grant")
+    if isinstance(note, dict):
+        text, blks = blocks.granted_line(
+            granted_what(request), tuple(note.get("by") or ()), float(note.get("until") or 0)
+        )
+    else:
+        text, blks = blocks.approval_message(
+            request,
+            approval.interrupt_id,
+            run.requester,
+            approval.created_at,
+            state,
+            ask,
+            approval.digest,
+        )
     key = approval_key(approval.interrupt_id)
     return Item(
         kind="update",

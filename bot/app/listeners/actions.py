@@ -1,5 +1,5 @@
-"""Button clicks on approval messages (in the channel or an escalation DM): ack at once, act
-in a task."""
+"""Button clicks on approval messages (in the channel or an escalation DM) and on lists of
+standing grants (Revoke): ack at once, act in a task."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from bot.render.blocks import (
     ACTION_DETAILS,
     ACTION_ESCALATE,
     ACTION_FORM,
+    ACTION_GRANT,
     ACTION_REASON,
+    ACTION_REVOKE,
     ACTION_WITHDRAW,
 )
 from bot.render.messages import NOT_RECORDED
@@ -40,6 +42,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
         (ACTION_REASON, "reason modal", _reason),
         (ACTION_WITHDRAW, "withdraw", _withdraw),
         (ACTION_ESCALATE, "escalate now", _escalate),
+        (ACTION_GRANT, "grant modal", _grant),
+        (ACTION_REVOKE, "revoke grant", _revoke),
     ):
         app.action(matcher)(_listener(deps, name, work))
 
@@ -113,6 +117,18 @@ async def _escalate(
     e: Engine, iid: str, user: str, channel: str | None, body: Any, action: Any
 ) -> None:
     await e.escalate_now(iid, user, channel)
+
+
+async def _grant(
+    e: Engine, iid: str, user: str, channel: str | None, body: Any, action: Any
+) -> None:
+    await e.open_grant(iid, user, body["trigger_id"], channel)
+
+
+async def _revoke(
+    e: Engine, grant_id: str, user: str, channel: str | None, body: Any, action: Any
+) -> None:
+    await e.revoke_grant(grant_id, user, channel, body.get("response_url"))
 
 
 def _channel(body: dict[str, Any]) -> str:

@@ -1,5 +1,5 @@
-"""``/approvals``: list, mine, show, cancel, help. Reads are answered in the ack (they are
-a few milliseconds of SQLite); a cancel resumes graphs, so it runs as a task and answers
+"""``/approvals``: list, mine, show, cancel, grants, run, help. Reads are answered in the ack
+(they are a few milliseconds of SQLite); a cancel resumes graphs, so it runs as a task and answers
 through the command's response_url."""
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.app.deps import Deps
 from bot.app.listeners import NotAnswered, commands, read_before_ack
 from bot.app.listing import Queries, help_text
+from bot.render.blocks import context, grant_blocks
 from bot.render.messages import NO_LOOKUP, NOT_RECORDED
 from graphs import by_name
 
 COMMAND = "/approvals"
-USAGE = "list | mine | show <run> | cancel <run> | run <graph> <text> | help"
+USAGE = "list | mine | show <run> | cancel <run> | grants | run <graph> <text> | help"
 DESCRIPTION = "What is waiting for you, your requests, a run's history"
+GRANTS_SHOWN = 40  # grants in one answer (a message holds 50 blocks)
 SPEC = {"command": COMMAND, "description": DESCRIPTION, "usage_hint": USAGE}
 
 
@@ -33,6 +35,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 text = await read_before_ack(lookup[verb](rest[0] if verb == "show" else user))
             except NotAnswered:
                 text = NO_LOOKUP
+        elif verb == "grants":
+            await _grants(deps, user, ack)
+            return
         elif verb == "cancel" and len(rest) == 1:
             await ack(text="Withdrawing…", response_type="ephemeral")
             url = command.get("response_url")
@@ -73,6 +78,30 @@ async def _run(deps: Deps, rest: list[str], command: dict[str, Any], ack: AsyncA
         return f"I don't know a graph `{rest[0][:40]}`. Graphs: {known}."
     await commands.start(deps, spec, " ".join(rest[1:]), command, ack)
     return None
+
+
+async def _grants(deps: Deps, user: str, ack: AsyncAck) -> None:
+    """``/approvals grants``: the live standing grants, each with Revoke where ``user`` may."""
+    if not deps.engine.policy.grants_on:
+        text = "Standing grants are off here: no rule of the policy allows them."
+        await ack(text=text, response_type="ephemeral")
+        return
+    try:
+        lines = await read_before_ack(deps.engine.grant_lines(user))
+    except NotAnswered:
+        await ack(text=NO_LOOKUP, response_type="ephemeral")
+        return
+    if not lines:
+        text = "No standing grant is active. An approver makes one with *Approve & allow…*."
+        await ack(text=text, response_type="ephemeral")
+        return
+    head = f"*Standing grants* ({len(lines)}): each approves matching requests until it ends."
+    shown = grant_blocks(lines[:GRANTS_SHOWN])
+    more = len(lines) - GRANTS_SHOWN
+    tail = [context(f"…and {more} more (the App Home lists yours).")] if more > 0 else []
+    text = f"{len(lines)} standing grants"
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": head}}, *shown, *tail]
+    await ack(text=text, blocks=blocks, response_type="ephemeral")
 
 
 async def _cancel(

@@ -1,19 +1,28 @@
 """Submitted modals. The comment modal ("Reject with reason…", or a choice the policy wants a
 comment on): an empty comment is answered inline; otherwise decide. A form (edit, respond,
 answer, review): read against its schema before the ack, so a bad value is shown next to its
-input (``response_action: errors``) and nothing is claimed; otherwise decide with the answer."""
+input (``response_action: errors``) and nothing is claimed; otherwise decide with the answer.
+"Approve & allow…": approve, asking for the standing grant picked."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.app.deps import Deps
 from bot.app.listeners import NotAnswered, read_before_ack
-from bot.render.blocks import REASON_BLOCK, REASON_CALLBACK
+from bot.render.blocks import (
+    GRANT_CALLBACK,
+    GRANT_EXACT,
+    GRANT_FOR,
+    GRANT_SCOPE,
+    REASON_BLOCK,
+    REASON_CALLBACK,
+)
 from bot.render.forms import FORM_CALLBACK
 from bot.render.messages import FORM_NOT_CHECKED, NOT_RECORDED
 
@@ -91,3 +100,38 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
     app.view(REASON_CALLBACK)(on_submit)
     app.view(FORM_CALLBACK)(on_form)
+    app.view(GRANT_CALLBACK)(_on_grant(deps))
+
+
+def _on_grant(deps: Deps) -> Callable[..., Awaitable[None]]:
+    """The submitted "Approve & allow…" modal: approve, asking for the grant picked."""
+
+    async def on_grant(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        user = body["user"]["id"]
+        try:
+            meta = json.loads(view.get("private_metadata") or "")
+            interrupt_id, channel = str(meta["interrupt_id"]), str(meta["channel"])
+            scope, seconds, exact = _grant_picked(view.get("state", {}).get("values", {}))
+        except (ValueError, KeyError, TypeError):
+            await ack()
+            log.warning("grant modal with unreadable metadata or values from %s", user)
+            return
+        await ack()
+        decided = deps.engine.approve_and_allow(
+            interrupt_id, user, scope, seconds, exact, channel or None
+        )
+        deps.tasks.spawn(
+            deps.engine.for_person(decided, user, channel or None, None, NOT_RECORDED["form"]),
+            f"approve and allow by {user}",
+        )
+
+    return on_grant
+
+
+def _grant_picked(values: dict[str, Any]) -> tuple[str, float, bool]:
+    """The grant modal's scope, length in seconds and "exact arguments only" (the engine
+    checks them against the rule again)."""
+    scope = values[GRANT_SCOPE][GRANT_SCOPE]["selected_option"]["value"]
+    seconds = float(values[GRANT_FOR][GRANT_FOR]["selected_option"]["value"])
+    picked = ((values.get(GRANT_EXACT) or {}).get(GRANT_EXACT) or {}).get("selected_options")
+    return str(scope), seconds, bool(picked)
