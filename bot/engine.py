@@ -172,6 +172,11 @@ def _granted_words(grant: Grant | None) -> str:
     )
 
 
+def granted(approval: Approval) -> bool:
+    """Whether a standing grant decided ``approval`` (its message is one compact line)."""
+    return bool((approval.meta or {}).get("grant"))
+
+
 def _revoked_words(grant: Grant | None, what: str) -> str:
     """What a person who clicked Revoke is told (``what``: revoked | refused | gone)."""
     if grant is not None and what == "revoked":
@@ -1498,7 +1503,8 @@ class Engine:
                     blocks.Ask(),
                 )
                 for a in approvals
-                if a.status not in ("failed", "superseded")  # those show why already
+                # those show why already; a grant's compact line never changes
+                if a.status not in ("failed", "superseded") and not granted(a)
             ]
             if status == "failed" and not approvals and done.requester:
                 # Failed before it asked anything (a LangGraph Server refusing the start):

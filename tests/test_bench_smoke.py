@@ -83,3 +83,18 @@ def test_remote_quick_run_produces_every_figure(tmp_path: Path) -> None:
     assert math.isfinite(backlog["deployment_calls_per_minute"])
     assert backlog["deployment_calls_per_minute"] > 0
     assert "| Figure |" in done.stdout
+
+
+def test_the_grants_benchmark_produces_its_figures() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "APPROVALS_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.grants", "--emails", "2", "--runs", "1"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "x |" in line]
+    assert len(rows) == 4 and all("nan" not in r for r in rows), done.stdout
