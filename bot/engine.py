@@ -34,16 +34,16 @@ from typing import Any
 
 from bot.db.retry import CommitUnknown, error_name, is_transient
 from bot.db.store import Store
-from bot.grants import describe as describe_grant
 from bot.grants import (
+    SCOPE_WORDS,
     durations,
     first_deciding,
     grant_choice,
     grantable,
     scope_value,
-    scope_words,
     subject,
 )
+from bot.grants import describe as describe_grant
 from bot.integrity import request_digest
 from bot.interrupts import (
     ApprovalRequest,
@@ -752,7 +752,7 @@ class Engine:
             text = reason or GRANTS_OFF
             await self.store.tell(_ephemeral(channel, user, text, run.run_id), self.clock())
             return
-        scopes = [(s, scope_words(s, run.requester, run.channel)) for s in rule.scopes]
+        scopes = [(s, SCOPE_WORDS[s]) for s in rule.scopes]
         lengths = [(str(int(d)), format_duration(d)) for d in durations(rule)]
         view = blocks.grant_modal(request, interrupt_id, channel or "", scopes, lengths, True)
         await self._open_modal(run, trigger_id, view, user, channel)

@@ -22,10 +22,11 @@ from bot.policy.rules import PLAIN_REQUEST, GrantRule, Rules, format_duration
 
 # What the "Approve & allow…" modal offers, cut to the rule's ``max`` (which is offered too).
 DURATIONS = (15 * 60.0, 3600.0, 4 * 3600.0, 8 * 3600.0, 86400.0, 7 * 86400.0)
+# How the modal offers each scope (plain text: a radio button's label shows no mentions).
 SCOPE_WORDS = {
     "run": "this run",
-    "requester": "{requester}'s requests",
-    "channel": "requests in {channel}",
+    "requester": "this requester's runs",
+    "channel": "runs started in this channel",
 }
 
 
@@ -119,10 +120,6 @@ def first_deciding(
     arguments before any), then the one ending soonest."""
     ordered = sorted(grants, key=lambda g: (g.args_digest is None, g.expires_at))
     return next((g for g in ordered if decides(g, run, request, digest, rules, now, members)), None)
-
-
-def scope_words(scope: str, requester: str, channel: str) -> str:
-    return SCOPE_WORDS[scope].format(requester=f"<@{requester}>", channel=f"<#{channel}>")
 
 
 def describe(grant: Grant) -> str:

@@ -399,6 +399,12 @@ function renderInput(b, i) {
     control = el("div.checks", {}, (e.options || []).map((o) => el("label.check", {},
       el("input", {type: "checkbox", name, value: o.value, checked: initial.has(o.value)}),
       " ", plain(o.text?.text))));
+  } else if (e.type === "radio_buttons") {
+    control = el("div.checks", {role: "radiogroup", "aria-label": plain(b.label?.text)},
+      (e.options || []).map((o) => el("label.check", {},
+        el("input", {type: "radio", name, value: o.value,
+          checked: e.initial_option?.value === o.value}),
+        " ", plain(o.text?.text))));
   } else if (e.type === "number_input") {
     control = el("input", {name, type: "number", step: e.is_decimal_allowed ? "any" : "1",
       min: e.min_value ?? null, max: e.max_value ?? null,
@@ -504,6 +510,13 @@ async function submitModal(v) {
         (e.options || []).find((o) => o.value === c.value)).filter(Boolean);
       if (!b.optional && !ticked.length) errors[bid] = "Please complete this required field.";
       values[bid] = {[aid]: {type: "checkboxes", selected_options: ticked}};
+      return;
+    }
+    if (e.type === "radio_buttons") {  // state: the picked option, as Slack sends it
+      const picked = box.querySelector(`[name="${name}"]:checked`);
+      const option = picked && (e.options || []).find((o) => o.value === picked.value);
+      if (!b.optional && !option) errors[bid] = "Please complete this required field.";
+      values[bid] = {[aid]: {type: "radio_buttons", selected_option: option || null}};
       return;
     }
     const c = box.querySelector(`[name="${name}"]`);
