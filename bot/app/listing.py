@@ -114,6 +114,8 @@ class Queries:
         for e in await self._store.run_history(run_id):
             at = datetime.fromtimestamp(e["at"], UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
             who = f" <@{e['user_id']}>" if e["user_id"] else ""
+            if '"grant"' in (e["detail"] or "") and e["event"] == "decided":
+                who += " (standing grant)"
             lines.append(f"• {at} {blocks.escape(e['event'])}{who}")
         return blocks.cut("\n".join(lines), 3000)
 

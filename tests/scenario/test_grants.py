@@ -111,6 +111,8 @@ async def test_a_run_grant_decides_the_rest_of_that_run(harness: Harness) -> Non
     granted_ids = [e["interrupt_id"] for e in by_grant]
     for iid in granted_ids:
         assert not h.query("SELECT 1 FROM bot_deadlines WHERE interrupt_id=?", (iid,))
+    d = await h.ws.slash("bob", "/approvals", f"show {run.run_id}", channel=DEPLOYS)
+    assert str(d.json).count("decided <@U0BOB> (standing grant)") == 2, d.json
     # Another run by the same requester is not in the grant's scope: it asks.
     await agent(h, "tell d@example.com we ship")
     await h.wait(lambda: len(asks(h)) == 2)
