@@ -11,7 +11,17 @@ from bot.app.listeners import approvals
 from bot.jsontypes import JSON, JSONObject
 from graphs import GraphSpec
 
-SCOPES = ("chat:write", "commands", "im:write", "users:read", "usergroups:read")
+# app_mentions:read: `@approvals approve` typed in an approval's thread (bot/app/listeners/
+# mentions.py). Never channels:history: the bot reads no channel's messages.
+SCOPES = (
+    "app_mentions:read",
+    "chat:write",
+    "commands",
+    "im:write",
+    "users:read",
+    "usergroups:read",
+)
+BOT_EVENTS = ("app_home_opened", "app_mention")
 
 
 def slash_command(
@@ -41,7 +51,7 @@ def manifest(specs: Mapping[str, GraphSpec], request_url: str | None = None) -> 
         slash_command(own["command"], own["description"], own["usage_hint"], request_url)
     )
     interactivity: JSONObject = {"is_enabled": True}
-    events: JSONObject = {"bot_events": ["app_home_opened"]}
+    events: JSONObject = {"bot_events": [*BOT_EVENTS]}
     if request_url:
         interactivity["request_url"] = request_url
         events["request_url"] = request_url

@@ -27,6 +27,7 @@ def test_every_registered_command_is_in_the_manifest() -> None:
 
 def test_scopes_settings_and_events() -> None:
     assert set(MANIFEST["oauth_config"]["scopes"]["bot"]) == {
+        "app_mentions:read",
         "chat:write",
         "commands",
         "im:write",
@@ -36,7 +37,8 @@ def test_scopes_settings_and_events() -> None:
     settings = MANIFEST["settings"]
     assert settings["socket_mode_enabled"] is True
     assert settings["interactivity"]["is_enabled"] is True
-    assert settings["event_subscriptions"]["bot_events"] == ["app_home_opened"]
+    assert settings["event_subscriptions"]["bot_events"] == ["app_home_opened", "app_mention"]
+    assert "channels:history" not in MANIFEST["oauth_config"]["scopes"]["bot"]
     assert MANIFEST["features"]["app_home"]["home_tab_enabled"] is True
     assert MANIFEST["features"]["bot_user"]["display_name"] == "approvals"
 
