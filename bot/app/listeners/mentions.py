@@ -1,7 +1,11 @@
 """``@approvals approve …`` typed in an approval's thread (the ``app_mention`` event, HTTP or
 Socket Mode): Bolt acks the event itself; the text is read here (bot/mentions.py) and the
 engine decides in a task the app owns. A retried event (same ``event_id``) is handed on too:
-the engine acts once per event id, on every replica and across restarts."""
+the engine acts once per event id, on every replica and across restarts.
+
+Slack never sends ``app_mention`` for a DM with the app, so a decision typed in an
+escalation DM's thread comes as ``message.im`` (scope ``im:history``); there the whole DM is
+addressed to the bot, so ``approve ship it`` needs no mention."""
 
 from __future__ import annotations
 
@@ -32,7 +36,18 @@ def register(app: AsyncApp, deps: Deps) -> None:
             deps.engine.for_person(work, user, channel, None, NOT_RECORDED), f"mention by {user}"
         )
 
+    async def on_direct_message(
+        body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        if event.get("channel_type") != "im" or not context.bot_user_id:
+            return
+        text = event.get("text")
+        if isinstance(text, str) and not text.lstrip().startswith(f"<@{context.bot_user_id}"):
+            event = {**event, "text": f"<@{context.bot_user_id}> {text}"}
+        await on_mention(body, event, context)
+
     app.event("app_mention")(on_mention)
+    app.event("message")(on_direct_message)
 
 
 def _heard(body: dict[str, Any], event: dict[str, Any], bot: str | None) -> Heard | None:
