@@ -47,6 +47,9 @@ RESPONSE_URL_USES = 5
 # Slack sends an event again when the app did not answer 200 within 3 s: at once, after a
 # minute, after five (X-Slack-Retry-Num 1..3; Socket Mode: the envelope's retry_attempt).
 EVENT_RETRY_DELAYS = (0.0, 60.0, 300.0)
+# The message events the app subscribes to (manifest.yml's bot_events; app_home_opened is
+# always sent).
+BOT_EVENTS = frozenset({"app_mention", "message.im"})
 VERIFICATION_TOKEN = "localverificationtoken"
 
 
@@ -161,6 +164,7 @@ class Callbacks:
         self.model = model
         self.ack_timeout = ack_timeout
         self.event_retry_delays = event_retry_delays
+        self.bot_events = BOT_EVENTS
         self._retries: set[asyncio.Task[None]] = set()  # events being sent again
         self.signing_secret = signing_secret
         self.socket = socket
@@ -538,25 +542,30 @@ class Callbacks:
                 return
 
     async def mentioned(self, user: User, conv: Conversation, message: Message) -> Delivery | None:
-        """`app_mention` for a message a person posted that mentions the bot, when Slack
-        would send it: in a conversation the bot is a member of, and not a DM with the bot
-        (Slack sends those as `message.im` only, to apps subscribed to it)."""
+        """The event Slack sends the app for a message a person posted (None: none): in the
+        bot's DM, `message` with channel_type `im` (to an app subscribed to `message.im`;
+        never `app_mention` there); elsewhere `app_mention` when it mentions the bot in a
+        conversation the bot is a member of."""
         text = str(message.get("text") or "")
-        if f"<@{BOT_USER_ID}>" not in text and f"<@{BOT_USER_ID}|" not in text:
+        event: dict[str, Any] = {"user": user.id, "text": text, "ts": message["ts"]}
+        if conv.is_im and BOT_USER_ID in conv.members:
+            if "message.im" not in self.bot_events:
+                return None
+            event = {"type": "message", "channel": conv.id, **event, "channel_type": "im"}
+        elif f"<@{BOT_USER_ID}>" in text or f"<@{BOT_USER_ID}|" in text:
+            if (
+                conv.is_im
+                or BOT_USER_ID not in conv.members
+                or "app_mention" not in self.bot_events
+            ):
+                return None
+            event = {"type": "app_mention", **event, "channel": conv.id}
+        else:
             return None
-        if conv.is_im or BOT_USER_ID not in conv.members:
-            return None
-        event: dict[str, Any] = {
-            "type": "app_mention",
-            "user": user.id,
-            "text": text,
-            "ts": message["ts"],
-            "team": TEAM_ID,
-            "channel": conv.id,
-            "event_ts": message["ts"],
-        }
+        event.update({"team": TEAM_ID, "event_ts": message["ts"]})
         if message.get("thread_ts"):
             event["thread_ts"] = message["thread_ts"]
+            event["parent_user_id"] = message.get("parent_user_id", "")
         if message.get("client_msg_id"):
             event["client_msg_id"] = message["client_msg_id"]
         return await self.event(event)

@@ -59,6 +59,13 @@ async def deploy(h: Harness, text: str = "api 1.4.2 prod") -> dict[str, Any]:
     return msg
 
 
+def copies_recorded(h: Harness) -> int:
+    """Escalation copies the bot knows the ts of (a mention in a copy's thread before that
+    is a race only a test can run)."""
+    sql = "SELECT COUNT(*) FROM bot_outbox WHERE key LIKE 'copy:%' AND ts IS NOT NULL"
+    return int(h.query(sql)[0][0])
+
+
 async def say(h: Harness, user: str, msg: dict[str, Any] | None, text: str) -> Delivery:
     """``user`` types ``text`` in ``msg``'s thread (None: at the top of #deploys); the
     workspace delivers the app_mention it causes."""
@@ -286,6 +293,7 @@ async def test_a_mention_in_an_escalated_copy_decides(
         )
         await clock.advance(31 * 60, h.bot)
         copy = await h.wait(lambda: next((m for m in ws.messages("#ops") if m.get("blocks")), None))
+        await h.wait(lambda: copies_recorded(h) == 2)
         _, delivery = await ws.type_message("dan", "#ops", f"{ME} approve from ops", copy["ts"])
         assert delivery is not None and delivery.ok
         await h.wait(lambda: "✅ Deployed" in message_text(h.approval_message()))
@@ -296,6 +304,37 @@ async def test_a_mention_in_an_escalated_copy_decides(
             )
         )
         assert "from ops" in message_text(h.approval_message())
+    finally:
+        for bot in h.bots:
+            await bot.stop()
+
+
+async def test_an_answer_in_an_escalation_dm_thread_decides(
+    ws: LocalSlack, tmp_path: Path, database_url: str | None
+) -> None:
+    """Slack sends no app_mention in a DM with the app: a reply in the thread of the DM copy
+    comes as message.im, and needs no mention there."""
+    h = Harness(ws, tmp_path / "a.db", database_url)
+    clock = FakeClock()
+    escalation = [{"after": "30m", "notify": ["U0DAN"]}]
+    policy = {"policy": {"deploy": {"prod": {"approvers": ["U0BOB"], "escalation": escalation}}}}
+    await h.start_bot(clock=clock, policy=policy)
+    try:
+        await deploy(h)
+        await clock.advance(31 * 60, h.bot)
+        copy = await h.wait(lambda: next((m for m in ws.messages("dan") if m.get("blocks")), None))
+        await h.wait(lambda: copies_recorded(h) == 1)
+        _, hello = await ws.type_message("dan", "dan", "hello?")  # top level: which request?
+        assert hello is not None and hello.ok
+        assert hello.payload is not None and hello.payload["event"]["channel_type"] == "im"
+        note = await h.wait(lambda: ws.ephemerals("dan"))
+        assert note[-1]["text"] == usage(BOT_USER_ID)
+        _, delivery = await ws.type_message("dan", "dan", "Reject not this week", copy["ts"])
+        assert delivery is not None and delivery.ok
+        await h.wait(lambda: "❌" in message_text(h.approval_message()))
+        assert "Rejected* by <@U0DAN>" in message_text(h.approval_message())
+        assert "not this week" in message_text(h.approval_message())
+        await h.wait(lambda: not buttons(next(m for m in ws.messages("dan") if m.get("blocks"))))
     finally:
         for bot in h.bots:
             await bot.stop()
