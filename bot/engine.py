@@ -113,8 +113,8 @@ UNKNOWN = "I don't know this request any more; it may have been cleaned up."
 GRANTS_OFF = "The policy does not allow a standing grant for this request; use Approve."
 BY_FORM = "This choice needs a comment: use the form its button opens."
 BY_MENTION = (
-    "This choice needs a comment: write it after the word, e.g. "
-    "`reject too risky on a Friday`. Nothing was decided."
+    "This choice needs a comment: write it after the word, e.g. `{word} because …`. "
+    "Nothing was decided."
 )
 NO_CHOICE = "That button is no longer valid."
 NO_MENTIONED_CHOICE = "This request has no {word} choice: use its buttons instead."
@@ -581,7 +581,9 @@ class Engine:
             if reason and any(self.groups.unresolved(g) for g in groups_in(rules.approvers)):
                 reason = messages.GROUPS_UNKNOWN
             if reason is None and rules.needs_comment(choice) and not comment:
-                reason = BY_FORM if heard is None else BY_MENTION
+                reason = BY_FORM
+                if heard is not None and heard.said is not None:
+                    reason = BY_MENTION.format(word="approve" if heard.said.approve else "reject")
             asked = None if grant is None else self._grant_ask(approval, run, rules, grant)
             if reason is None and asked is not None and not isinstance(asked, GrantAsk):
                 reason = asked

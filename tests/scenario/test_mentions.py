@@ -150,7 +150,7 @@ async def test_refusals_are_told_in_the_thread_and_decide_nothing(h: Harness) ->
     # a reject without the comment the policy requires
     await say(h, "bob", msg, f"{ME} reject")
     note = (await told(h, "bob"))[-1]
-    assert "needs a comment" in note["text"] and "reject too risky" in note["text"]
+    assert "needs a comment" in note["text"] and "`reject because …`" in note["text"]
     assert note["thread_ts"] == msg["ts"]
     # the requester (staging: anyone else may approve)
     staging = await deploy(h, "api 1.4.2 staging")
