@@ -54,6 +54,7 @@ from bot.interrupts import (
     redact,
     resume_value,
 )
+from bot.mentions import Heard, usage
 from bot.model import (
     Approval,
     Ballot,
@@ -110,6 +111,13 @@ GRANTED_STEPS = (
 )
 UNKNOWN = "I don't know this request any more; it may have been cleaned up."
 GRANTS_OFF = "The policy does not allow a standing grant for this request; use Approve."
+BY_FORM = "This choice needs a comment: use the form its button opens."
+BY_MENTION = (
+    "This choice needs a comment: write it after the word, e.g. `{word} because …`. "
+    "Nothing was decided."
+)
+NO_CHOICE = "That button is no longer valid."
+NO_MENTIONED_CHOICE = "This request has no {word} choice: use its buttons instead."
 
 
 def _thread(run: Run, attempt: int | None = None) -> GraphThread:
@@ -549,18 +557,25 @@ class Engine:
         response_url: str | None = None,
         answer: Any = None,
         grant: tuple[str, float, bool] | None = None,
+        heard: Heard | None = None,
     ) -> Answer:
         """Authorise against the approval's rules and vote; ``answer`` is the data a form
         choice carries (checked against its schema before it gets here); ``grant`` the
         standing grant asked for with it ("Approve & allow…": scope, seconds, exact
-        arguments only), checked against what the rule allows."""
+        arguments only), checked against what the rule allows; ``heard``: the mention in the
+        approval's thread this decision was typed as (acted on once, answered in that
+        thread)."""
 
         def judge(approval: Approval, run: Run) -> Ballot | Refused:
             request = normalise(approval.request, approval.meta)
             rules = self.rules_of(approval, run)
             choice = pick(request)
             if choice is None:
-                return Refused(user=user, items=[], text="That button is no longer valid.")
+                text = NO_CHOICE
+                if heard is not None and heard.said is not None:
+                    word = "Approve" if heard.said.approve else "Reject"
+                    text = NO_MENTIONED_CHOICE.format(word=word)
+                return Refused(user=user, items=[], text=text)
             data = answer
             if choice.form == "respond" and data is None:
                 data = comment  # a response given as a comment (the terminal, the API)
@@ -571,7 +586,9 @@ class Engine:
             if reason and any(self.groups.unresolved(g) for g in groups_in(rules.approvers)):
                 reason = messages.GROUPS_UNKNOWN
             if reason is None and rules.needs_comment(choice) and not comment:
-                reason = "This choice needs a comment: use the form its button opens."
+                reason = BY_FORM
+                if heard is not None and heard.said is not None:
+                    reason = BY_MENTION.format(word="approve" if heard.said.approve else "reject")
             asked = None if grant is None else self._grant_ask(approval, run, rules, grant)
             if reason is None and asked is not None and not isinstance(asked, GrantAsk):
                 reason = asked
@@ -588,7 +605,7 @@ class Engine:
                 grant=asked if isinstance(asked, GrantAsk) else None,
             )
 
-        return await self._vote(interrupt_id, user, channel, judge, response_url)
+        return await self._vote(interrupt_id, user, channel, judge, response_url, heard)
 
     async def _vote(
         self,
@@ -597,16 +614,23 @@ class Engine:
         channel: str | None,
         judge: Callable[[Approval, Run], Ballot | Refused],
         response_url: str | None = None,
+        heard: Heard | None = None,
     ) -> Answer:
         """One store transaction (load, authorise, vote, claim, audit, messages), answered at
         once; the claimer's resume runs as background work of its own (``_resume_later``), so
         a decision returns at its claim, not when the graph next pauses. Slack is not waited
         for. A rule naming a user group whose members are not known yet is looked up, and the
         click judged again. What the person is told goes to ``channel`` as an ephemeral
-        (None: only in the returned Answer, for deciders outside Slack)."""
+        (None: only in the returned Answer, for deciders outside Slack); a mention (``heard``)
+        is answered in its thread, and is acted on once (a retry of its event does nothing)."""
+        thread_ts = heard.thread_ts if heard is not None else None
+        once = heard.event_id if heard is not None else None
 
         def told(answer: Answer, run_id: str | None) -> list[Item]:
-            return _ephemeral(channel, user, answer.text, run_id, response_url)
+            if not channel:
+                return []
+            text = answer.text
+            return [messages.ephemeral(channel, user, text, run_id, response_url, thread_ts)]
 
         def judged(approval: Approval, run: Run) -> Ballot | Refused:
             verdict = judge(approval, run)
@@ -636,7 +660,8 @@ class Engine:
             return told(_answer(None), None)
 
         async def attempt() -> VoteResult | Refused | None:
-            return await self.store.decide(interrupt_id, self.clock(), judged, render, unknown)
+            now = self.clock()
+            return await self.store.decide(interrupt_id, now, judged, render, unknown, once)
 
         try:
             result = await with_groups(self.groups, attempt)
@@ -670,6 +695,30 @@ class Engine:
             return request.choice(choice_id)
 
         return await self._decide(interrupt_id, user, None, pick, comment)
+
+    async def mention(self, heard: Heard) -> None:
+        """The bot mentioned in a thread (``@approvals approve ship it``): in an approval's
+        thread (its channel message or an escalation's copy), its Approve or Reject choice
+        with the rest as the comment, decided as a click is (the same rules, claim, audit
+        and message updates); anything else gets the usage line. Acted on once per Slack
+        event: the event id is recorded with the vote or the answer."""
+        found = None
+        if heard.thread_ts is not None and heard.said is not None:
+            found = await self.store.approval_at(heard.channel, heard.thread_ts)
+        said = heard.said
+        if found is None or said is None:
+            words = usage(heard.bot)
+            answer = messages.ephemeral(
+                heard.channel, heard.user, words, None, None, heard.thread_ts
+            )
+            await self.store.tell_once(heard.event_id, [answer], self.clock())
+            return
+
+        def pick(request: ApprovalRequest) -> ChoiceSpec | None:
+            return request.approve_choice if said.approve else request.reject_choice
+
+        iid = found[0].interrupt_id
+        await self._decide(iid, heard.user, heard.channel, pick, said.comment, heard=heard)
 
     async def open_comment(
         self,

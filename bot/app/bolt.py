@@ -10,7 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import ingress
 from bot.app.deps import Deps
-from bot.app.listeners import actions, approvals, commands, home, views
+from bot.app.listeners import actions, approvals, commands, home, mentions, views
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ def create_app(deps: Deps, client: AsyncWebClient, signing_secret: str) -> Async
     actions.register(app, deps)
     views.register(app, deps)
     home.register(app, deps)
+    mentions.register(app, deps)
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:

@@ -11,7 +11,19 @@ from bot.app.listeners import approvals
 from bot.jsontypes import JSON, JSONObject
 from graphs import GraphSpec
 
-SCOPES = ("chat:write", "commands", "im:write", "users:read", "usergroups:read")
+# app_mentions:read: `@approvals approve` typed in an approval's thread; im:history: the
+# same typed in an escalation DM's thread (Slack sends DMs to the app as message.im only),
+# see bot/app/listeners/mentions.py. Never channels:history: no channel is read.
+SCOPES = (
+    "app_mentions:read",
+    "chat:write",
+    "commands",
+    "im:history",
+    "im:write",
+    "users:read",
+    "usergroups:read",
+)
+BOT_EVENTS = ("app_home_opened", "app_mention", "message.im")
 
 
 def slash_command(
@@ -41,7 +53,7 @@ def manifest(specs: Mapping[str, GraphSpec], request_url: str | None = None) -> 
         slash_command(own["command"], own["description"], own["usage_hint"], request_url)
     )
     interactivity: JSONObject = {"is_enabled": True}
-    events: JSONObject = {"bot_events": ["app_home_opened"]}
+    events: JSONObject = {"bot_events": [*BOT_EVENTS]}
     if request_url:
         interactivity["request_url"] = request_url
         events["request_url"] = request_url
@@ -55,7 +67,8 @@ def manifest(specs: Mapping[str, GraphSpec], request_url: str | None = None) -> 
             "app_home": {
                 "home_tab_enabled": True,
                 "messages_tab_enabled": True,
-                "messages_tab_read_only_enabled": True,
+                # people answer escalation DMs in their threads
+                "messages_tab_read_only_enabled": False,
             },
             "bot_user": {"display_name": "approvals", "always_online": True},
             "slash_commands": commands,

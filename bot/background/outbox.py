@@ -396,7 +396,8 @@ class Outbox:
             await self._slack.update(str(d.ref_channel), str(d.ref_ts), text, blocks)
             return None, None
         if d.kind == "ephemeral":
-            await self._slack.ephemeral(str(p["channel"]), str(p["user"]), text)
+            thread = str(p["thread_ts"]) if p.get("thread_ts") else None
+            await self._slack.ephemeral(str(p["channel"]), str(p["user"]), text, thread)
             return None, None
         if d.kind == "dm":
             user = str(p["user"])

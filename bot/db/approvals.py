@@ -14,6 +14,7 @@ from typing import Any
 from bot.db.audit import _audit
 from bot.db.base import _APPROVAL_AND_RUN, Base, RunLease, Tx, _approval, _notify, _run
 from bot.db.deadlines import _schedule
+from bot.db.events import _first_time
 from bot.db.grants import _ask_grant, _settle_grants, _use_grant
 from bot.db.outbox import _queue
 from bot.db.runs import _claimed, _mark_resumed
@@ -216,15 +217,20 @@ class Approvals(Base):
         judge: Judge,
         render: Render,
         unknown: Callable[[], list[Item]],
+        once: str | None = None,
     ) -> VoteResult | Refused | None:
         """One click, one transaction: load the approval and its run, let ``judge`` authorise,
         record the vote, claim the decision when it is reached (a conditional UPDATE, so
         exactly one caller ever sees ``claimed``), audit, and queue what ``render`` says Slack
         must show. ``judge`` and ``render`` are pure and run on the database thread. Returns
         what happened: the vote, the refusal, a result with no vote for an approval no longer
-        pending, or None for an unknown approval."""
+        pending, or None for an unknown approval. ``once``: the Slack event this decision
+        comes from, recorded in the same transaction; when it was acted on already, nothing
+        is done or queued and None is returned (bot/db/events.py)."""
 
         def tx(db: Tx) -> VoteResult | Refused | None:
+            if once is not None and not _first_time(db, once, now):
+                return None
             row = db.execute(self._for_update, (interrupt_id,)).fetchone()
             if row is None:
                 _queue(db, unknown(), now)
@@ -312,6 +318,12 @@ class Approvals(Base):
         row = await self._one(_APPROVAL_AND_RUN, (interrupt_id,))
         return (_approval(row), _run(row, "r_")) if row else None
 
+    async def approval_at(self, channel: str, ts: str) -> tuple[Approval, Run] | None:
+        """The approval whose message is at (``channel``, ``ts``): its channel message, or a
+        copy of it an escalation sent (a DM, another channel); with its run."""
+        row = await self._one(_APPROVAL_AT, (ts, channel, ts, channel))
+        return (_approval(row), _run(row, "r_")) if row else None
+
     async def approvals_of(self, run_id: str) -> list[Approval]:
         rows = await self._all(
             "SELECT * FROM bot_approvals WHERE run_id=? ORDER BY created_at", (run_id,)
@@ -365,6 +377,17 @@ class Approvals(Base):
             (limit,),
         )
         return [_approval(r) for r in rows]
+
+
+# An approval (with its run) by where its message is: the channel message, else a copy
+# (outbox keys ``copy:<interrupt id>:<target>``, found through the key index's range).
+_APPROVAL_AT = _APPROVAL_AND_RUN.replace(
+    "a.interrupt_id=?",
+    "a.interrupt_id=COALESCE("
+    "(SELECT interrupt_id FROM bot_approvals WHERE ts=? AND channel=? LIMIT 1), "
+    "(SELECT interrupt_id FROM bot_outbox WHERE key >= 'copy:' AND key < 'copy;' "
+    "AND ts=? AND channel=? LIMIT 1))",
+)
 
 
 def _vote(

@@ -210,6 +210,17 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX bot_grants_live ON bot_grants(status, expires_at);
     CREATE INDEX bot_grants_source ON bot_grants(source);
     """,
+    # 12: Slack events acted on, by event_id, so a retried event (``X-Slack-Retry-Num``, on
+    # any replica, after a restart) acts once (bot/db/events.py); and an approval found by
+    # where its message is (a mention in its thread names the message's ts)
+    """
+    CREATE TABLE bot_slack_events (
+        event_id TEXT PRIMARY KEY,        -- the event_callback's event_id
+        at REAL NOT NULL                  -- when it was acted on (forgotten a day later)
+    );
+    CREATE INDEX bot_slack_events_at ON bot_slack_events(at);
+    CREATE INDEX bot_approvals_message ON bot_approvals(ts);
+    """,
 )
 
 

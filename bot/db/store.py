@@ -20,6 +20,7 @@ from bot.db.approvals import Approvals
 from bot.db.audit import Audit, _chain
 from bot.db.base import _APPROVAL_AND_RUN, Conn, Hop, RunLease, T, Tx, _notify, _then_notify
 from bot.db.deadlines import Deadlines
+from bot.db.events import SlackEvents
 from bot.db.grants import Grants
 from bot.db.keys import Keys
 from bot.db.migrations import Migrations
@@ -29,14 +30,15 @@ from bot.db.sqlite import OneStatement
 from bot.model import Delivery
 
 
-class Store(Migrations, Runs, Approvals, Grants, Deadlines, OutboxRows, Keys, Audit):
+class Store(Migrations, Runs, Approvals, Grants, Deadlines, OutboxRows, Keys, SlackEvents, Audit):
     """The store callers hold: one object, because transactions span aggregates (a decision
     writes its approval, vote, run, audit and outbox rows in one transaction, and every
     transaction ends by chaining its audit rows and handing the sender the outbox rows it may
     send at once). Each aggregate's methods, named SQL and row decoders live in its module:
     bot/db/migrations.py, runs.py, approvals.py, grants.py, deadlines.py, outbox.py, keys.py,
-    audit.py; the plumbing they share in bot/db/base.py. Writes go through the ``Writer`` the
-    checkpointer uses, which commits them in groups under the saver's lock (SQLite)."""
+    events.py, audit.py; the plumbing they share in bot/db/base.py. Writes go through the
+    ``Writer`` the checkpointer uses, which commits them in groups under the saver's lock
+    (SQLite)."""
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ Socket Mode envelope. What the app acks with is applied the way Slack applies it
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import hmac
@@ -32,6 +33,7 @@ from .model import (
     TEAM_ID,
     Block,
     Conversation,
+    Message,
     User,
     View,
     Workspace,
@@ -42,6 +44,12 @@ ACK_TIMEOUT = 3.0
 TRIGGER_TTL = 3.0
 RESPONSE_URL_TTL = 30 * 60.0
 RESPONSE_URL_USES = 5
+# Slack sends an event again when the app did not answer 200 within 3 s: at once, after a
+# minute, after five (X-Slack-Retry-Num 1..3; Socket Mode: the envelope's retry_attempt).
+EVENT_RETRY_DELAYS = (0.0, 60.0, 300.0)
+# The message events the app subscribes to (manifest.yml's bot_events; app_home_opened is
+# always sent).
+BOT_EVENTS = frozenset({"app_mention", "message.im"})
 VERIFICATION_TOKEN = "localverificationtoken"
 
 
@@ -151,19 +159,27 @@ class Callbacks:
         request_url: Callable[[], str | None],
         base_url: Callable[[], str],
         ack_timeout: float = ACK_TIMEOUT,
+        event_retry_delays: tuple[float, ...] = EVENT_RETRY_DELAYS,
     ) -> None:
         self.model = model
         self.ack_timeout = ack_timeout
+        self.event_retry_delays = event_retry_delays
+        self.bot_events = BOT_EVENTS
+        self._retries: set[asyncio.Task[None]] = set()  # events being sent again
         self.signing_secret = signing_secret
         self.socket = socket
         self.triggers = triggers
         self.request_url = request_url
         self.base_url = base_url
         self._response_urls: dict[str, _ResponseUrl] = {}
+        self.event_retries: list[Delivery] = []  # what each retry of an event got (tests)
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
-        """Close the HTTP client session."""
+        """Stop sending events again, then close the HTTP client session."""
+        for task in list(self._retries):
+            task.cancel()
+        await asyncio.gather(*self._retries, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -225,14 +241,21 @@ class Callbacks:
         except aiohttp.ClientError:
             return Delivery(None, elapsed=time.perf_counter() - started, error="dispatch_failed")
 
-    async def _deliver(self, kind: str, payload: dict[str, Any]) -> Delivery:
+    async def _deliver(
+        self, kind: str, payload: dict[str, Any], retry: tuple[int, str] | None = None
+    ) -> Delivery:
         """Socket Mode when connected, else HTTP: slash commands as form fields,
-        interactivity as `payload=<json>`, events as JSON."""
+        interactivity as `payload=<json>`, events as JSON. `retry`: an event sent again
+        (attempt number, reason), as Slack marks it."""
         if self.socket.connected:
             started = time.perf_counter()
             try:
                 ack = await self.socket.send(
-                    kind, payload, self.ack_timeout, accepts_response_payload=kind != "events_api"
+                    kind,
+                    payload,
+                    self.ack_timeout,
+                    accepts_response_payload=kind != "events_api",
+                    retry=(retry[0], "timeout") if retry else None,
                 )
             except TimeoutError:
                 delivery = Delivery(None, error="operation_timeout", via="socket")
@@ -247,7 +270,11 @@ class Callbacks:
             form = {k: str(v) for k, v in payload.items()}
             delivery = await self.deliver_raw(urlencode(form), "application/x-www-form-urlencoded")
         elif kind == "events_api":
-            delivery = await self.deliver_raw(json.dumps(payload), "application/json")
+            raw = json.dumps(payload).encode()
+            headers = sign(self.signing_secret, raw, int(self.model.clock()))
+            if retry:
+                headers["X-Slack-Retry-Num"], headers["X-Slack-Retry-Reason"] = map(str, retry)
+            delivery = await self.deliver_raw(raw, "application/json", headers)
         else:
             body = urlencode({"payload": json.dumps(payload)})
             delivery = await self.deliver_raw(body, "application/x-www-form-urlencoded")
@@ -495,7 +522,53 @@ class Callbacks:
             ],
             "is_ext_shared_channel": False,
         }
-        return await self._deliver("events_api", body)
+        delivery = await self._deliver("events_api", body)
+        if not delivery.ok and self.event_retry_delays:
+            task = asyncio.create_task(self._send_again(body, delivery))
+            self._retries.add(task)
+            task.add_done_callback(self._retries.discard)
+        return delivery
+
+    async def _send_again(self, body: dict[str, Any], first: Delivery) -> None:
+        """Slack's retries of an event the app did not answer 200 in time: the same body
+        (same `event_id`), freshly signed, marked as the n-th retry, until one is answered."""
+        last = first
+        for attempt, delay in enumerate(self.event_retry_delays, 1):
+            await asyncio.sleep(delay)
+            reason = "http_timeout" if last.error == "operation_timeout" else "http_error"
+            last = await self._deliver("events_api", body, (attempt, reason))
+            self.event_retries.append(last)
+            if last.ok:
+                return
+
+    async def mentioned(self, user: User, conv: Conversation, message: Message) -> Delivery | None:
+        """The event Slack sends the app for a message a person posted (None: none): in the
+        bot's DM, `message` with channel_type `im` (to an app subscribed to `message.im`;
+        never `app_mention` there); elsewhere `app_mention` when it mentions the bot in a
+        conversation the bot is a member of."""
+        text = str(message.get("text") or "")
+        event: dict[str, Any] = {"user": user.id, "text": text, "ts": message["ts"]}
+        if conv.is_im and BOT_USER_ID in conv.members:
+            if "message.im" not in self.bot_events:
+                return None
+            event = {"type": "message", "channel": conv.id, **event, "channel_type": "im"}
+        elif f"<@{BOT_USER_ID}>" in text or f"<@{BOT_USER_ID}|" in text:
+            if (
+                conv.is_im
+                or BOT_USER_ID not in conv.members
+                or "app_mention" not in self.bot_events
+            ):
+                return None
+            event = {"type": "app_mention", **event, "channel": conv.id}
+        else:
+            return None
+        event.update({"team": TEAM_ID, "event_ts": message["ts"]})
+        if message.get("thread_ts"):
+            event["thread_ts"] = message["thread_ts"]
+            event["parent_user_id"] = message.get("parent_user_id", "")
+        if message.get("client_msg_id"):
+            event["client_msg_id"] = message["client_msg_id"]
+        return await self.event(event)
 
     async def home_opened(self, user: User) -> Delivery:
         """`app_home_opened`: Slack sends it each time a person opens the app's Home tab."""

@@ -16,7 +16,15 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from .callbacks import ACK_TIMEOUT, Callbacks, Delivery, TriggerIds, find_button, sign
+from .callbacks import (
+    ACK_TIMEOUT,
+    EVENT_RETRY_DELAYS,
+    Callbacks,
+    Delivery,
+    TriggerIds,
+    find_button,
+    sign,
+)
 from .model import APP_ID, Block, Conversation, Message, User, View, Workspace
 from .persist import Persistence
 from .socketmode import SocketMode
@@ -49,6 +57,7 @@ class LocalSlack:
         sse_heartbeat: float = HEARTBEAT_SECONDS,
         ack_timeout: float = ACK_TIMEOUT,
         state_path: Path | None = None,
+        event_retry_delays: tuple[float, ...] = EVENT_RETRY_DELAYS,
     ) -> None:
         self.signing_secret = signing_secret
         self.bot_token = bot_token
@@ -71,6 +80,7 @@ class LocalSlack:
             request_url=lambda: self.request_url,
             base_url=lambda: self.url,
             ack_timeout=ack_timeout,
+            event_retry_delays=event_retry_delays,
         )
         self.api = WebApi(
             self.model, self.triggers, self.socket, bot_token, app_token, lambda: self.url
@@ -260,6 +270,18 @@ class LocalSlack:
         return copy.deepcopy(
             self.model.post(conv.id, self.model.user_message(person.id, text), thread_ts)
         )
+
+    async def type_message(
+        self, user: str, channel: str, text: str, thread_ts: str | None = None
+    ) -> tuple[Message, Delivery | None]:
+        """Post a message as a person, as the page does (``text`` as Slack's client sends
+        it: ``<@U0BOT> approve``), and deliver the event Slack sends the app for it: an
+        `app_mention` when it mentions the bot where the bot is a member (None: no event)."""
+        conv = self.conversation(channel)
+        person = self.user(user)
+        message = self.model.post(conv.id, self.model.user_message(person.id, text), thread_ts)
+        delivery = await self.callbacks.mentioned(person, conv, message)
+        return copy.deepcopy(message), delivery
 
     async def deliver_raw(
         self, body: bytes | str, content_type: str, headers: dict[str, str] | None = None

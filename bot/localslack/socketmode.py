@@ -86,6 +86,7 @@ class SocketMode:
         payload: dict[str, Any],
         ack_timeout: float = ACK_TIMEOUT,
         accepts_response_payload: bool = True,
+        retry: tuple[int, str] | None = None,
     ) -> dict[str, Any]:
         """Push an envelope and wait for its ack; raises TimeoutError after `ack_timeout`."""
         live = [ws for ws in self._sockets if not ws.closed]
@@ -99,7 +100,8 @@ class SocketMode:
             "accepts_response_payload": accepts_response_payload,
         }
         if envelope_type == "events_api":
-            envelope.update({"retry_attempt": 0, "retry_reason": ""})
+            attempt, reason = retry or (0, "")
+            envelope.update({"retry_attempt": attempt, "retry_reason": reason})
         self.envelopes.append(envelope)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[envelope_id] = future

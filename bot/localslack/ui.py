@@ -249,7 +249,9 @@ class UiApi:
         if not text.strip():
             return web.json_response({"ok": False, "error": "no_text"})
         thread_ts = body.get("thread_ts") or None
-        self.model.post(conv.id, self.model.user_message(user.id, text), thread_ts)
+        message = self.model.post(conv.id, self.model.user_message(user.id, text), thread_ts)
+        if self.callbacks.can_deliver:  # an `app_mention` when it mentions the bot
+            await self.callbacks.mentioned(user, conv, message)
         return web.json_response({"ok": True})
 
     async def action(self, request: web.Request) -> web.Response:

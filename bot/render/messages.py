@@ -202,13 +202,21 @@ def thread_note(run: Run, approval: Approval, key: str, text: str) -> Item:
 
 
 def ephemeral(
-    channel: str, user: str, text: str, run_id: str | None = None, fallback: str | None = None
+    channel: str,
+    user: str,
+    text: str,
+    run_id: str | None = None,
+    fallback: str | None = None,
+    thread_ts: str | None = None,
 ) -> Item:
     """An ephemeral. ``fallback`` is the click's response_url: if Slack refuses the ephemeral
-    for good, the words go that way instead."""
+    for good, the words go that way instead. ``thread_ts``: shown in that thread (the answer
+    to a mention typed there)."""
     payload = {"channel": channel, "user": user, "text": text}
     if fallback:
         payload["fallback_url"] = fallback
+    if thread_ts:
+        payload["thread_ts"] = thread_ts
     return Item(kind="ephemeral", payload=payload, run_id=run_id)
 
 

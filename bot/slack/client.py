@@ -53,7 +53,9 @@ class SlackPort(Protocol):
         self, channel: str, ts: str, text: str, blocks: list[JSONObject] | None
     ) -> None: ...
 
-    async def ephemeral(self, channel: str, user: str, text: str) -> None: ...
+    async def ephemeral(
+        self, channel: str, user: str, text: str, thread_ts: str | None = None
+    ) -> None: ...
 
     async def open_dm(self, user: str) -> str:
         """The id of the bot's DM with ``user``."""
@@ -175,9 +177,13 @@ class WebApiPort:
         with self._translated("chat.update"):
             await self._client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
 
-    async def ephemeral(self, channel: str, user: str, text: str) -> None:
+    async def ephemeral(
+        self, channel: str, user: str, text: str, thread_ts: str | None = None
+    ) -> None:
         with self._translated("chat.postEphemeral"):
-            await self._client.chat_postEphemeral(channel=channel, user=user, text=text)
+            await self._client.chat_postEphemeral(
+                channel=channel, user=user, text=text, thread_ts=thread_ts
+            )
 
     async def open_dm(self, user: str) -> str:
         with self._translated("conversations.open"):

@@ -27,8 +27,10 @@ def test_every_registered_command_is_in_the_manifest() -> None:
 
 def test_scopes_settings_and_events() -> None:
     assert set(MANIFEST["oauth_config"]["scopes"]["bot"]) == {
+        "app_mentions:read",
         "chat:write",
         "commands",
+        "im:history",
         "im:write",
         "users:read",
         "usergroups:read",
@@ -36,7 +38,12 @@ def test_scopes_settings_and_events() -> None:
     settings = MANIFEST["settings"]
     assert settings["socket_mode_enabled"] is True
     assert settings["interactivity"]["is_enabled"] is True
-    assert settings["event_subscriptions"]["bot_events"] == ["app_home_opened"]
+    assert settings["event_subscriptions"]["bot_events"] == [
+        "app_home_opened",
+        "app_mention",
+        "message.im",
+    ]
+    assert "channels:history" not in MANIFEST["oauth_config"]["scopes"]["bot"]
     assert MANIFEST["features"]["app_home"]["home_tab_enabled"] is True
     assert MANIFEST["features"]["bot_user"]["display_name"] == "approvals"
 

@@ -577,7 +577,11 @@ function renderMessage(m, channel, opts = {}) {
       body,
       !opts.inThread && m.reply_count > 0 && el("button.link.replies", {type: "button",
         onclick: () => openThread(channel, m.ts)},
-        m.reply_count === 1 ? "1 reply" : `${m.reply_count} replies`)));
+        m.reply_count === 1 ? "1 reply" : `${m.reply_count} replies`),
+      // Slack's hover action: start (or open) the message's thread
+      !opts.inThread && !m.ephemeral && !(m.reply_count > 0) && el("button.link.reply-in-thread",
+        {type: "button", title: "Reply in thread", onclick: () => openThread(channel, m.ts)},
+        "Reply in thread")));
   return node;
 }
 
