@@ -161,13 +161,13 @@ class LocalRunner:
         the stream that follows (``stream``'s ``after``)."""
         graph = self.graphs[thread.graph]
         config = _config(thread)
-        read: list[CheckpointTuple | None] = []
+        read: list[_Read | None] = []
         saver = graph.checkpointer
         if isinstance(saver, BaseCheckpointSaver):
             config["configurable"][CONFIG_KEY_CHECKPOINTER] = _reading(saver, thread, read)
         state = await graph.aget_state(config)
         pending = tuple(_pending(i) for i in state.interrupts)
-        kept = _Read(thread.thread_id, read[0]) if len(read) == 1 else None
+        kept = read[0] if len(read) == 1 else None
         return ThreadState(bool(state.created_at), pending, kept)
 
     async def resumed_here(self, thread: GraphThread, interrupt_id: str) -> bool:
@@ -250,21 +250,35 @@ def _latest(config: RunnableConfig, thread: GraphThread) -> bool:
 
 
 def _reading(
-    saver: BaseCheckpointSaver, thread: GraphThread, read: list[CheckpointTuple | None]
+    saver: BaseCheckpointSaver, thread: GraphThread, read: list[_Read | None]
 ) -> BaseCheckpointSaver:
     """``saver`` as LangGraph lends it to a call through the config (the way a parent
     graph lends its saver to a subgraph): the same saver, whose reads of the thread's
-    latest checkpoint are also appended to ``read``."""
+    latest checkpoint are also appended to ``read``, each as it was read (``_untouched``)."""
 
     async def aget_tuple(config: RunnableConfig) -> CheckpointTuple | None:
         saved = await saver.aget_tuple(config)
         if _latest(config, thread):
-            read.append(saved)
+            read.append(_untouched(thread, saved))
         return saved
 
     view = copy.copy(saver)
     setattr(view, "aget_tuple", aget_tuple)  # noqa: B010 (an instance's own, not the class's)
     return view
+
+
+def _untouched(thread: GraphThread, saved: CheckpointTuple | None) -> _Read | None:
+    """A copy of ``saved`` as it was read, for the stream that follows. ``aget_state``
+    applies the saved writes of the checkpoint's finished tasks to the very tuple it was
+    given (its channel versions, what each node has seen, values through the reducers): a
+    stream handed that tuple finds those steps seen but not their writes, so nothing left to
+    run, and ends at once with the values from before them. That is a thread cut between a
+    step's writes and its next checkpoint (a replica killed there): it ended "Done." without
+    deploying. None (the stream reads the checkpoint itself) when it cannot be copied."""
+    try:
+        return _Read(thread.thread_id, copy.deepcopy(saved))
+    except Exception:  # a value deepcopy refuses: one more read, never a wrong one
+        return None
 
 
 def _answering(saver: BaseCheckpointSaver, thread: GraphThread, read: _Read) -> BaseCheckpointSaver:

@@ -5,6 +5,7 @@ workspace's Web API; everything is stored in a real SQLite file, and again in Po
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import sys
 import time
@@ -12,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langgraph.types import Command
 
-from bot.model import Ballot
-from graphs.deploy import CommandBackend, SimulatedBackend
+from bot.interrupts import normalise, resume_value
+from bot.model import Ballot, VoteResult, decision_of
+from graphs.deploy import CommandBackend, SimulatedBackend, build_graph
 from tests.conftest import BACKENDS, Harness
 from tests.reads import audit_events, runs_with_status
 
@@ -264,6 +267,75 @@ async def test_claimed_but_not_resumed_is_resumed_once_on_restart(harness: Harne
     assert events.count("resumed") == 1
     assert len(h.ws.replies(DEPLOYS, msg["ts"])) == 1 + 3
     assert len([m for m in h.ws.messages(DEPLOYS) if m.get("blocks")]) == 1
+
+
+class ProcessDied(Exception):
+    """Stands for a process killed while it saved a checkpoint."""
+
+
+async def test_a_resume_cut_before_the_answers_checkpoint_deploys_once_on_restart(
+    harness: Harness,
+) -> None:
+    """The process that claimed a decision dies in its resume after LangGraph saved the
+    answered node's writes and before the checkpoint after them (a window of one checkpoint
+    write; a replica SIGKILLed under load hit it). The thread then waits at nothing, so
+    the restarted bot takes the decision for one resumed before the crash and continues the
+    thread: it must go on from those writes and deploy once, not end at once as "Done."."""
+    h = harness
+    msg = await deploy(h)
+    iid = msg["blocks"][-1]["elements"][0]["value"]
+    old = h.bot
+    await old.runner.cleanup()  # no more requests reach it
+    result = await old.runtime.store.decide(
+        iid,
+        time.time(),
+        lambda a, r: Ballot(
+            user="U0BOB", choice="approve", approves=True, comment=None, required=1
+        ),
+        lambda result: [],
+        list,
+    )
+    assert isinstance(result, VoteResult) and result.claimed
+    decided, run = result.approval, result.run
+    decision = decision_of(decided)
+    assert decision is not None
+    # Its resume, on its own checkpointer, as far as the process got: LangGraph's own
+    # stream, whose checkpoint after the answered step is never saved.
+    saver = old.runtime.backend.saver
+    config: Any = {"configurable": {"thread_id": run.run_id}}
+    latest = await saver.aget_tuple(config)
+    assert latest is not None
+    cut_at = latest.metadata["step"] + 1
+
+    async def aput(config: Any, checkpoint: Any, metadata: Any, versions: Any) -> Any:
+        if metadata.get("step") == cut_at:
+            raise ProcessDied
+        return await saver.aput(config, checkpoint, metadata, versions)
+
+    dying = copy.copy(saver)
+    setattr(dying, "aput", aput)  # noqa: B010 (this instance's, not the class's)
+    assert old.runtime.settings.deploy is not None
+    graph = build_graph(old.runtime.settings.deploy).compile(checkpointer=dying)
+    value = resume_value(normalise(decided.request, decided.meta), decision)
+    with pytest.raises(ProcessDied):
+        async for _ in graph.astream(Command(resume={decided.graph_interrupt_id: value}), config):
+            pass
+    state = await graph.aget_state(config)
+    assert not state.interrupts and state.tasks[0].result  # the answer's writes were saved
+    await old.runtime.close()
+    h.bots.remove(old)
+
+    await h.start_bot()  # recovery runs at start-up
+    ended = ("✅ Deployed", "✅ Done.")  # Done.: ended without its outcome (the bug)
+    await h.wait(lambda: any(e in message_text(h.approval_message()) for e in ended))
+    await h.idle()
+    assert "✅ Deployed api 1.4.2 to prod" in message_text(h.approval_message())
+    events = [e["event"] for e in await audit_events(h.bot.runtime.store)]
+    assert events.count("decided") == 1 and events.count("resumed") == 1
+    assert events[-1] == "run_done"
+    texts = [r["text"] for r in h.ws.replies(DEPLOYS, msg["ts"])[1:]]
+    steps = ("Pulling image", "Rolling out", "Running health checks")
+    assert [sum(t.startswith(name) for t in texts) for name in steps] == [1, 1, 1], texts
 
 
 async def test_pending_approval_survives_a_restart_without_reposting(harness: Harness) -> None:

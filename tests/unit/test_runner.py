@@ -1,7 +1,8 @@
 """bot/runner.py's LocalRunner against real small graphs on a real checkpointer: what a
 thread waits at, a stream that pauses at every parallel branch's interrupt once, progress
-keyed by task and position, a resume that finishes, a resume value the graph refuses, and a
-graph's own failure raised as itself."""
+keyed by task and position, a resume that finishes, a resume value the graph refuses, a
+graph's own failure raised as itself, and a thread cut between a step's writes and its
+checkpoint going on from those writes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import operator
 from typing import Annotated, Any, TypedDict
 
 import pytest
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
@@ -192,3 +194,72 @@ async def test_a_thread_that_already_ended_is_continued_to_its_own_final_values(
     (again,) = await events(runner, GraphThread("t4", "form", 2), after=taken_over)
     assert isinstance(again, Finished)
     assert again.values["outcome"] == {"status": "succeeded", "text": "7"}
+
+
+class ProcessDied(Exception):
+    """Stands for a process killed while it saved a checkpoint."""
+
+
+class CutSaver(InMemorySaver):
+    """LangGraph's in-memory saver that never saves the checkpoint of step ``cut_at``, as a
+    process killed while it wrote it: the writes of the step before are saved, the
+    checkpoint after them is not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cut_at: int | None = None
+
+    async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        if metadata.get("step") == self.cut_at:
+            raise ProcessDied
+        return await super().aput(config, checkpoint, metadata, new_versions)
+
+
+@pytest.mark.parametrize("after", [True, False], ids=["after-state", "own-read"])
+async def test_a_thread_cut_between_a_steps_writes_and_its_checkpoint_goes_on_from_them(
+    after: bool,
+) -> None:
+    """A replica killed after the answered node's writes were saved, before the checkpoint
+    that follows them: the thread waits at nothing, and whoever takes the run over
+    continues it. The stream goes on from those writes: the next step runs once and the
+    end is the graph's own outcome. (With ``after``, it used to end at once with the values
+    from before the answer, and the run showed "Done." without deploying: ``state`` had
+    handed the stream the checkpoint LangGraph's ``aget_state`` had applied the writes to.)"""
+    saver = CutSaver()
+    shipped: list[int] = []
+
+    def ship(state: State, config: RunnableConfig) -> State:
+        shipped.append(int(config["configurable"]["run_attempt"]))
+        return {"results": ["shipped"]}
+
+    g = StateGraph(State)
+    g.add_node("ask", lambda s: {"item": str(interrupt("Ship?"))})
+    g.add_node("ship", ship)
+    g.add_node("report", lambda s: {"outcome": {"status": "succeeded", "text": s["item"]}})
+    g.add_edge(START, "ask")
+    g.add_edge("ask", "ship")
+    g.add_edge("ship", "report")
+    g.add_edge("report", END)
+    runner = LocalRunner({"ship": g.compile(checkpointer=saver)})
+    thread = GraphThread(f"cut-{after}", "ship", 1)
+    (paused,) = await events(runner, thread, start={})
+    assert isinstance(paused, Paused)
+    (pending,) = paused.interrupts
+    latest = await saver.aget_tuple({"configurable": {"thread_id": thread.thread_id}})
+    assert latest is not None
+    saver.cut_at = latest.metadata["step"] + 1  # the checkpoint after "ask" answers
+
+    with pytest.raises(ProcessDied):
+        await events(runner, thread, resume={pending.id: "yes"})
+    saver.cut_at = None
+    assert shipped == []
+
+    taken_over = GraphThread(thread.thread_id, "ship", 2)
+    state = await runner.state(taken_over)
+    assert state.started and state.pending == ()  # the answer is in the saved writes
+    how: dict[str, Any] = {"after": state} if after else {}
+    (end,) = await events(runner, taken_over, **how)
+    assert isinstance(end, Finished)
+    assert end.values["outcome"] == {"status": "succeeded", "text": "yes"}
+    assert end.values["results"] == ["shipped"]
+    assert shipped == [2]  # once, by the process that took the run over
