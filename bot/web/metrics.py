@@ -52,6 +52,8 @@ def outcome(approval: Approval) -> str:
     """A decision as a label with few values (choice ids are the graph's own)."""
     if approval.choice in ("timeout", "cancelled"):
         return approval.choice
+    if (approval.meta or {}).get("grant"):
+        return "granted"  # approved by a standing grant, not by a person at the time
     return "approved" if approval.approved else "rejected"
 
 

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bot.localslack import LocalSlack
@@ -111,6 +112,11 @@ async def test_a_run_grant_decides_the_rest_of_that_run(harness: Harness) -> Non
     granted_ids = [e["interrupt_id"] for e in by_grant]
     for iid in granted_ids:
         assert not h.query("SELECT 1 FROM bot_deadlines WHERE interrupt_id=?", (iid,))
+    async with aiohttp.ClientSession() as http:
+        metrics_url = h.bot.url.replace("/slack/events", "/metrics")
+        async with http.get(metrics_url) as r:
+            scraped = await r.text()
+    assert 'approvals_decision_seconds_count{outcome="granted"} 2.0' in scraped
     d = await h.ws.slash("bob", "/approvals", f"show {run.run_id}", channel=DEPLOYS)
     assert str(d.json).count("decided <@U0BOB> (standing grant)") == 2, d.json
     # Another run by the same requester is not in the grant's scope: it asks.
