@@ -1,12 +1,17 @@
 """``python -m bench.counts``: only the per-operation counts, in about a minute::
 
-    python -m bench.counts [--baseline DIR] [--count 10] [--database-url postgresql://…]
+    python -m bench.counts [--baseline DIR] [--count 10] [--repeats 1] [--database-url …]
 
 For each checkout (this one, and ``--baseline``'s beside it): SQL statements, round trips to
 the database thread and database-thread time per start and per decision on SQLite, measured
 as ``python -m bench`` does (one at a time, quiet bot to quiet bot, after a warm-up); and with
 a database URL (default ``$TEST_DATABASE_URL``), PostgreSQL round trips per start and per
 decision, counted on the wire (bench/pgturns.py), in a schema of its own dropped after.
+
+Database-thread time is given twice: wall time on the thread (which includes its waits for
+the GIL while the event loop runs, so it moves with the machine's load) and the thread's own
+CPU time (which does not). ``--repeats N`` measures the checkouts N times, taking turns, and
+shows each figure's median.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +39,8 @@ SHOWN = (
     ("hops_per_decision", "DB-thread round trips per decision"),
     ("db_ms_per_start", "DB-thread ms per start"),
     ("db_ms_per_decision", "DB-thread ms per decision"),
+    ("db_cpu_ms_per_start", "DB-thread CPU ms per start"),
+    ("db_cpu_ms_per_decision", "DB-thread CPU ms per decision"),
     ("pg_turns_per_start", "PostgreSQL round trips per start"),
     ("pg_turns_per_decision", "PostgreSQL round trips per decision"),
 )
@@ -63,16 +71,29 @@ async def on_postgres(target: Target, workdir: Path, count: int, base: str) -> d
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-async def main(targets: list[Target], count: int, url: str | None) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
+async def main(
+    targets: list[Target], count: int, url: str | None, repeats: int = 1
+) -> dict[str, dict[str, Any]]:
+    runs: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
     with tempfile.TemporaryDirectory(prefix="bench-counts-") as tmp:
-        for t in targets:
-            figures = await on_sqlite(t, Path(tmp) / f"{t.name}-sqlite", count)
-            if url:
-                figures.update(await on_postgres(t, Path(tmp) / f"{t.name}-pg", count, url))
-            out[t.name] = figures
-            print(f"[counts] {t.name} done", file=sys.stderr, flush=True)
-    return out
+        for r in range(repeats):  # taking turns, so a change in load touches every checkout
+            for t in targets:
+                figures = await on_sqlite(t, Path(tmp) / f"{t.name}-sqlite-{r}", count)
+                if url:
+                    where = Path(tmp) / f"{t.name}-pg-{r}"
+                    figures.update(await on_postgres(t, where, count, url))
+                runs[t.name].append(figures)
+                print(f"[counts] {t.name} done ({r + 1}/{repeats})", file=sys.stderr, flush=True)
+    return {name: _medians(rs) for name, rs in runs.items()}
+
+
+def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    values: dict[str, list[float]] = {}
+    for r in runs:
+        for k, v in r.items():
+            if v is not None:
+                values.setdefault(k, []).append(v)
+    return {k: statistics.median(vs) for k, vs in values.items()}
 
 
 def cli(argv: list[str] | None = None) -> int:
@@ -80,13 +101,14 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", type=Path, help="a second checkout to measure beside")
     parser.add_argument("--count", type=int, default=10, help="starts and decisions counted")
     parser.add_argument("--database-url", default=os.environ.get("TEST_DATABASE_URL"))
+    parser.add_argument("--repeats", type=int, default=1, help="medians of N runs each")
     parser.add_argument("--kinds", action="store_true", help="also statements by kind")
     args = parser.parse_args(argv)
     targets = [Target("current", ROOT)]
     if args.baseline:
         targets.append(Target("baseline", args.baseline.resolve()))
     try:
-        results = asyncio.run(main(targets, args.count, args.database_url))
+        results = asyncio.run(main(targets, args.count, args.database_url, args.repeats))
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

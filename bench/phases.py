@@ -202,8 +202,8 @@ class Session:
                     await self.tracker.when("done", n, WAIT)
                 after = await self.bot.quiet()
                 t = totals[op]
-                for key in ("hops", "statements", "db_thread_seconds"):
-                    t[key] = t.get(key, 0) + after[key] - before[key]
+                for key in ("hops", "statements", "db_thread_seconds", "db_thread_cpu_seconds"):
+                    t[key] = t.get(key, 0) + after.get(key, 0) - before.get(key, 0)
                 if "pg_turns" in after:
                     turns[op].append(after["pg_turns"] - before["pg_turns"])
                 for kind, value in after["by_kind"].items():
@@ -214,6 +214,7 @@ class Session:
             out[f"stmts_per_{op}"] = t.pop("statements") / count
             out[f"hops_per_{op}"] = t.pop("hops") / count
             out[f"db_ms_per_{op}"] = t.pop("db_thread_seconds") * 1000 / count
+            out[f"db_cpu_ms_per_{op}"] = t.pop("db_thread_cpu_seconds") * 1000 / count
             if turns[op]:
                 out[f"pg_turns_per_{op}"] = statistics.median(turns[op])
             for k, v in sorted(t.items()):

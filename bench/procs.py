@@ -201,15 +201,20 @@ class BotProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the whole process (all threads), from /proc."""
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return cpu_seconds(self.pid)
 
     async def stop(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
         await stop_process(self.proc)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` (all threads), from /proc."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 async def stop_process(proc: asyncio.subprocess.Process | None, grace: float = 8.0) -> None:

@@ -9,7 +9,10 @@ own pacing off) and a fresh database (a SQLite file; a PostgreSQL schema of its 
 ``python -m bot run`` processes in HTTP mode; the workspace sends each request to the next
 replica in turn, as a load balancer without stickiness would. After a warm-up, ``--flows``
 people at once each run ``/deploy``, wait for the approval, click Approve and wait for the
-outcome on the message; the figure is flows over the wall time of the whole burst.
+outcome on the message; the figure is flows over the wall time of the whole burst. Beside it,
+the bots' CPU per flow (all their processes and threads, from /proc; not the PostgreSQL
+server's): on two cores shared with other work it moves far less than the wall time does.
+``--configs sqlite:1,postgres:1`` measures only those.
 """
 
 from __future__ import annotations
@@ -26,7 +29,17 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.procs import CONFIG, SECRET, TOKEN, BenchError, clean_env, free_port, stop_process, tail
+from bench.procs import (
+    CONFIG,
+    SECRET,
+    TOKEN,
+    BenchError,
+    clean_env,
+    cpu_seconds,
+    free_port,
+    stop_process,
+    tail,
+)
 from bench.workspace import Tracker, ack_ms, click, gather_bounded, open_workspace, slash
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,8 +95,10 @@ def schema_url(base: str, schema: str) -> str:
     return f"{base}{sep}options=-c%20search_path%3D{schema}"
 
 
-async def measure(backend: str, replicas: int, flows: int, base_url: str | None) -> float:
-    """Approvals per second for one configuration."""
+async def measure(
+    backend: str, replicas: int, flows: int, base_url: str | None
+) -> tuple[float, float]:
+    """Approvals per second for one configuration, and the bots' CPU ms per flow."""
     import psycopg
 
     schema = f"bench_{secrets.token_hex(4)}"
@@ -117,12 +132,13 @@ async def measure(backend: str, replicas: int, flows: int, base_url: str | None)
             for _ in range(10):  # warm-up: every replica has compiled and connected
                 await flow(tracker.new_run())
             ns = [tracker.new_run() for _ in range(flows)]
-            begun = time.perf_counter()
+            begun, cpu = time.perf_counter(), sum(cpu_seconds(p.pid) for p in procs)
             await gather_bounded([lambda n=n: flow(n) for n in ns], WAIT * 5)
             wall = time.perf_counter() - begun
+            cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu
             if tracker.failed:
                 raise BenchError(f"{len(tracker.failed)} runs did not succeed")
-            return flows / wall
+            return flows / wall, cpu * 1000 / flows
     finally:
         for proc in procs:
             await stop_process(proc)
@@ -132,31 +148,50 @@ async def measure(backend: str, replicas: int, flows: int, base_url: str | None)
                 conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-async def main(flows: int, base_url: str | None) -> list[tuple[str, int, float]]:
+async def main(
+    flows: int, base_url: str | None, configs: tuple[tuple[str, int], ...] = CONFIGS
+) -> list[tuple[str, int, float, float]]:
     results = []
-    for backend, replicas in CONFIGS:
-        rate = await measure(backend, replicas, flows, base_url)
-        print(f"{backend:8} x{replicas}: {rate:7.1f} approvals/s", flush=True)
-        results.append((backend, replicas, rate))
+    for backend, replicas in configs:
+        rate, cpu = await measure(backend, replicas, flows, base_url)
+        print(f"{backend:8} x{replicas}: {rate:7.1f} approvals/s, {cpu:5.1f} CPU ms a flow")
+        results.append((backend, replicas, rate, cpu))
     return results
+
+
+def parse_configs(text: str) -> tuple[tuple[str, int], ...]:
+    """``sqlite:1,postgres:2`` -> the configurations, the first the one compared against."""
+    out = []
+    for part in text.split(","):
+        backend, _, n = part.partition(":")
+        if backend not in ("sqlite", "postgres") or not n.isdigit():
+            raise argparse.ArgumentTypeError(f"not a configuration: {part!r}")
+        out.append((backend, int(n)))
+    return tuple(out)
 
 
 def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.replicas", description=__doc__)
     parser.add_argument("--flows", type=int, default=300, help="people at once (default 300)")
     parser.add_argument("--database-url", default=os.environ.get("TEST_DATABASE_URL"))
+    parser.add_argument(
+        "--configs", type=parse_configs, default=CONFIGS, help="default sqlite:1,postgres:1,2,3"
+    )
     args = parser.parse_args(argv)
     try:
-        results = asyncio.run(main(args.flows, args.database_url))
+        results = asyncio.run(main(args.flows, args.database_url, args.configs))
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    sqlite = results[0][2]
+    first, first_cpu = results[0][2], results[0][3]
     print(f"\n{args.flows} flows at once, end to end (slash, post, click, deploy, outcome)")
-    print("| database | replicas | approvals/s | vs SQLite |")
-    print("|---|---|---|---|")
-    for backend, replicas, rate in results:
-        print(f"| {backend} | {replicas} | {rate:.1f} | {rate / sqlite:.2f}x |")
+    print(f"| database | replicas | approvals/s | vs {results[0][0]} | bot CPU ms a flow | vs |")
+    print("|---|---|---|---|---|---|")
+    for backend, replicas, rate, cpu in results:
+        print(
+            f"| {backend} | {replicas} | {rate:.1f} | {rate / first:.2f}x "
+            f"| {cpu:.1f} | {cpu / first_cpu:.2f}x |"
+        )
     return 0
 
 

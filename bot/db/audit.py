@@ -83,16 +83,39 @@ _INSERT_AUDIT = (
 )
 
 
+# PostgreSQL, a chain without a key: the row's hash as ``bot.integrity.link`` makes it, from
+# the hash of the row before it, computed by the server in the statement that writes the row.
+# The last parameter is the row's JSON array without its "[" (the previous hash, ASCII with
+# no quote or backslash, goes before it).
+_INSERT_AUDIT_LINKED = (
+    "INSERT INTO bot_audit(at, event, user_id, run_id, interrupt_id, detail, digest, hash) "
+    "VALUES (?,?,?,?,?,?,?, 'sha256:' || encode(sha256(convert_to('[\"' || COALESCE("
+    "(SELECT hash FROM bot_audit ORDER BY id DESC LIMIT 1), '') || '\",' || ?, 'UTF8')), 'hex'))"
+)
+
+
 def _chain(db: Tx, key: bytes | None) -> None:
     """Append the transaction's audit rows to the chain: one read of the last row's hash,
     then the rows, each hashed over its content and the hash before it. On PostgreSQL the
     chain's advisory lock comes first (held until the commit, so replicas append one after
-    the other); it is taken here, at the end, so it is held as briefly as can be."""
+    the other); it is taken here, at the end, so it is held as briefly as can be.
+
+    On PostgreSQL without a key, the server hashes each row as it writes it
+    (``_INSERT_AUDIT_LINKED``): the transaction reads nothing under the lock, so the lock,
+    the rows and the COMMIT go in one round trip and the lock is held for none of ours
+    (while it waited on this process's threads, a third of the store's connections queued
+    for it under load). A key never goes to the database: a keyed chain is hashed here."""
     if not db.audit:
         return
     lock = getattr(db, "lock_audit_chain", None)
     if lock is not None:
         lock()
+        if key is None:
+            for row in db.audit:
+                after = json.dumps(list(row), separators=(",", ":"))[1:]
+                db.execute(_INSERT_AUDIT_LINKED, (*row, after))
+            db.audit.clear()
+            return
     last = db.execute("SELECT hash FROM bot_audit ORDER BY id DESC LIMIT 1").fetchone()
     prev = (last[0] if last is not None else None) or ""
     rows = []

@@ -44,9 +44,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, TypeVar, cast
 
 import psycopg
@@ -411,11 +412,30 @@ def connect_kwargs(url: str, **kwargs: Any) -> dict[str, Any]:
 
 class _PooledSaver(PostgresSaver):
     """LangGraph's synchronous PostgresSaver on a pool, without its process-wide lock (which
-    only a single shared connection needs): run on worker threads by ``RetryingSaver``."""
+    only a single shared connection needs): run on worker threads by ``RetryingSaver``. In a
+    group of writes (``in_group``), its statements go on the group's connection, in the
+    group's transaction and pipeline, instead of a pooled connection of their own."""
+
+    def __init__(self, conn: Any, serde: Any = None) -> None:
+        super().__init__(conn, serde=serde)
+        self._group = threading.local()  # the connection of the group this thread writes
+
+    @contextlib.contextmanager
+    def in_group(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
+        self._group.conn = conn
+        try:
+            yield
+        finally:
+            self._group.conn = None
 
     @contextlib.contextmanager
     def _cursor(self, *, pipeline: bool = False) -> Iterator[psycopg.Cursor[DictRow]]:
         assert isinstance(self.conn, ConnectionPool)
+        grouped: psycopg.Connection[Any] | None = getattr(self._group, "conn", None)
+        if grouped is not None:  # already in a transaction and in pipeline mode
+            with grouped.cursor(binary=True, row_factory=dict_row) as cur:
+                yield cur
+            return
         with self.conn.connection() as conn:
             if pipeline:
                 with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
@@ -423,6 +443,52 @@ class _PooledSaver(PostgresSaver):
             else:
                 with conn.cursor(binary=True, row_factory=dict_row) as cur:
                     yield cur
+
+
+class _Grouped:
+    """Writes committed in groups: a write asked for while a group is on its way joins the
+    next one; ``run`` runs a group and gives each write's outcome, in order."""
+
+    def __init__(
+        self,
+        run: Callable[[list[Callable[[], Any]]], Awaitable[list[tuple[bool, Any]]]],
+        most: int = 64,
+    ) -> None:
+        self._run = run
+        self._most = most  # bounds how long the last of a group waits for the first
+        self._queue: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def __call__(self, write: Callable[[], T]) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((write, future))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush(), name="checkpoint-writer")
+        return await future
+
+    async def _flush(self) -> None:
+        while self._queue:
+            group, self._queue = self._queue[: self._most], self._queue[self._most :]
+            try:
+                outcomes = await self._run([w for w, _ in group])
+            except BaseException as exc:  # the group's connection or commit failed
+                for _, future in group:
+                    if future.done():
+                        continue
+                    if isinstance(exc, asyncio.CancelledError):
+                        future.cancel()
+                    else:
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, future), (ok, value) in zip(group, outcomes, strict=True):
+                if future.done():  # its caller was cancelled; its write is committed anyway
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
 
 
 class RetryingSaver(AsyncPostgresSaver):
@@ -434,7 +500,17 @@ class RetryingSaver(AsyncPostgresSaver):
     The calls of every step (``aget_tuple``, ``aput``, ``aput_writes``) run LangGraph's
     synchronous saver on worker threads (``sync``), as the store's transactions do: psycopg's
     synchronous waits cost the event loop a thread hop, its asynchronous ones about three times
-    that in polling. The rarer calls stay asynchronous."""
+    that in polling. The rarer calls stay asynchronous.
+
+    Writes are committed in groups (as ``bot.db.sqlite.Writer`` does on SQLite): a write asked
+    for while a group is on its way joins the next one, and a group is one thread hop, one
+    pooled connection, one transaction and one pipeline (``_write_group``), not one of each
+    per write: under load most of a write's cost was that overhead, on a process whose CPU
+    is the bottleneck. A group of one is the write alone, as before. Every caller returns
+    after the commit that made its write durable. A group that fails is run again one write
+    at a time (each an upsert: one that landed lands again as the same rows), so only the
+    caller whose write fails sees the error; a blink fails them all, and each is tried again
+    by its retry."""
 
     def __init__(
         self,
@@ -450,9 +526,30 @@ class RetryingSaver(AsyncPostgresSaver):
         self._sync = None if sync is None else _PooledSaver(cast(Any, sync[0]), serde=self.serde)
         self._sync_pool = None if sync is None else sync[0]
         self._threads = None if sync is None else sync[1]
+        # shared by the copies LangGraph makes of a checkpointer (one per run)
+        self._grouped = _Grouped(lambda writes: self._on_thread(partial(self._write_group, writes)))
 
     async def _on_thread(self, call: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+
+    def _write_group(self, writes: Sequence[Callable[[], Any]]) -> list[tuple[bool, Any]]:
+        """On a worker thread: ``writes`` in one transaction, in pipeline mode, on one pooled
+        connection; after an error that is not a blink, each again on its own."""
+        sync, pool = self._sync, self._sync_pool
+        assert sync is not None and pool is not None
+        if len(writes) > 1:
+            with pool.connection() as conn:
+                try:
+                    with conn.pipeline(), conn.transaction(), sync.in_group(conn):
+                        results = [write() for write in writes]
+                    return [(True, r) for r in results]
+                except Exception as exc:
+                    if conn.info.transaction_status != TransactionStatus.IDLE:
+                        with contextlib.suppress(psycopg.Error):
+                            conn.rollback()
+                    if is_transient(exc):
+                        raise
+        return [_outcome(write) for write in writes]
 
     async def aclose(self) -> None:
         """Close the synchronous pool and its threads (the asynchronous pool is the
@@ -510,7 +607,7 @@ class RetryingSaver(AsyncPostgresSaver):
         if sync is not None:
             return await self._retry.run(
                 lambda: self._fenced(
-                    lambda: self._on_thread(
+                    lambda: self._grouped(
                         lambda: sync.put(config, checkpoint, metadata, new_versions)
                     )
                 ),
@@ -535,7 +632,7 @@ class RetryingSaver(AsyncPostgresSaver):
         if sync is not None:
             await self._retry.run(
                 lambda: self._fenced(
-                    lambda: self._on_thread(
+                    lambda: self._grouped(
                         lambda: sync.put_writes(config, writes, task_id, task_path)
                     )
                 ),
@@ -555,6 +652,13 @@ class RetryingSaver(AsyncPostgresSaver):
         await self._retry.run(
             lambda: self._fenced(lambda: delete(thread_id)), "a thread's deletion", self._sweep
         )
+
+
+def _outcome(write: Callable[[], T]) -> tuple[bool, T | Exception]:
+    try:
+        return True, write()
+    except Exception as exc:
+        return False, exc
 
 
 async def open_saver(
