@@ -40,6 +40,7 @@ from bot.grants import (
     first_deciding,
     grant_choice,
     grantable,
+    may_revoke,
     scope_value,
     subject,
 )
@@ -106,11 +107,14 @@ MODAL_SECONDS = 2.5  # a trigger_id dies 3 s after the click
 HOME_LOOKS = 200  # newest pending approvals the App Home checks for the viewer
 HOME_SHOWN = 10  # of those, how many it shows with buttons (a view holds 100 blocks)
 RECOVER_BATCH = 100  # runs taken over per look (the rest at the next one)
-GRANTED_STEPS = (
-    1000  # resumes in a row a process makes for standing grants (then: see _drive_locked)
-)
+# Resumes in a row a process makes for standing grants (then: see _drive_locked).
+GRANTED_STEPS = 1000
 UNKNOWN = "I don't know this request any more; it may have been cleaned up."
 GRANTS_OFF = "The policy does not allow a standing grant for this request; use Approve."
+GRANTS_APPROVERS = (
+    "Standing grants here are made by {who}: you may decide this request, but not grant "
+    "later ones. Use Approve."
+)
 BY_FORM = "This choice needs a comment: use the form its button opens."
 BY_MENTION = (
     "This choice needs a comment: write it after the word, e.g. `{word} because …`. "
@@ -589,7 +593,7 @@ class Engine:
                 reason = BY_FORM
                 if heard is not None and heard.said is not None:
                     reason = BY_MENTION.format(word="approve" if heard.said.approve else "reject")
-            asked = None if grant is None else self._grant_ask(approval, run, rules, grant)
+            asked = None if grant is None else self._grant_ask(approval, run, user, grant)
             if reason is None and asked is not None and not isinstance(asked, GrantAsk):
                 reason = asked
             if reason:
@@ -645,9 +649,11 @@ class Engine:
             answer = _answer(result, rules.min_approvals)
             if answer.status == "decided":
                 state = blocks.MessageState(_decision(a), outcome=run.outcome)
-                return [
-                    messages.approval_update(run, a, request, state, ask(rules, request, a.digest))
-                ]
+                update = messages.approval_update(
+                    run, a, request, state, ask(rules, request, a.digest)
+                )
+                # who asked for a grant hears whether it was made
+                return [update, *(told(answer, run.run_id) if result.grant else [])]
             if answer.status == "voted":
                 state = blocks.MessageState(None, result.voters)
                 return [
@@ -826,18 +832,25 @@ class Engine:
         return await self._decide(interrupt_id, user, channel, pick, None, grant=grant)
 
     def _grant_ask(
-        self, approval: Approval, run: Run, rules: Rules, grant: tuple[str, float, bool]
+        self, approval: Approval, run: Run, user: str, grant: tuple[str, float, bool]
     ) -> GrantAsk | str:
-        """The standing grant a vote asks for, or why the rule does not allow it."""
+        """The standing grant a vote asks for, or why it may not be made: judged by the rule
+        as the policy says it now (the one later requests open with), not the approval's own,
+        which an escalation widens: whoever decides only because a request was escalated to
+        them approves it, but makes no grant."""
         scope, seconds, exact = grant
         request = normalise(approval.request, approval.meta)
-        rule = grantable(rules, request, approval.digest)
-        if rule is None or scope not in rule.scopes:
+        rules = self._rules_now(run, approval, self.clock())
+        rule, choice = grantable(rules, request, approval.digest), grant_choice(request)
+        if rule is None or choice is None or scope not in rule.scopes:
             return GRANTS_OFF
+        if not authz.may_pick(rules, run.requester, user, choice, self.groups.members):
+            return GRANTS_APPROVERS.format(who=names(rules.approvers) or "its approvers")
         what = subject(request, approval.digest)
         return GrantAsk(
             scope=scope,
             scope_value=scope_value(scope, run),
+            rule=rules.scope,
             seconds=max(60.0, min(seconds, rule.max_seconds)),
             tools=what.tools,
             args_digest=what.args_digest if exact else None,
@@ -851,7 +864,7 @@ class Engine:
         after it asks people again; one it decided before stays decided. Returns the words."""
 
         def may(grant: Grant) -> bool:
-            return user in grant.granted_by or user in self.policy.admins
+            return may_revoke(grant, user, self.policy.admins)
 
         def told(grant: Grant | None, what: str) -> list[Item]:
             return _ephemeral(channel, user, _revoked_words(grant, what), None, response_url)
@@ -863,15 +876,12 @@ class Engine:
         """The live standing grants as ``user`` sees them, with Revoke where they may (who
         made it, admins); ``only_theirs``: the ones they made, those deciding their own
         requests and, for an admin, all (the App Home)."""
-        if not self.policy.grants_on:
-            return []
         admin = user in self.policy.admins
         lines = []
         for g in await self.store.grants_live(self.clock()):
-            mine = user in g.granted_by
-            if only_theirs and not (mine or admin or g.scope_value == user):
+            revocable = may_revoke(g, user, self.policy.admins)
+            if only_theirs and not (revocable or admin or g.scope_value == user):
                 continue
-            revocable = mine or admin
             lines.append(
                 blocks.GrantLine(g.grant_id, describe_grant(g), g.expires_at, g.uses, revocable)
             )
@@ -1338,7 +1348,7 @@ class Engine:
                 return
             resume, after = step
             granted = await self._step(
-                run, resume=resume, resumed=granted.interrupt_id, after=after
+                run, resume=resume, resumed=granted.interrupt_id, attempt=attempt, after=after
             )
 
     async def _step(
@@ -1478,13 +1488,7 @@ class Engine:
         of the live ``grants`` decides it, that (the store checks the grant still holds)."""
 
         def open_(approval: Approval) -> Opening:
-            payload = approval.request if isinstance(approval.request, Mapping) else {}
-            rules, ignored = self.rules_for(run.command, run.input).merge_request(payload)
-            for line in ignored:
-                log.warning("run %s: %s", run.run_id, line)
-            window = freeze_at(rules, approval.created_at)
-            if window is not None and window.action == "require_freeze_approvers":
-                rules = rules.during_freeze(window)
+            rules = self._rules_now(run, approval, approval.created_at, warn=True)
             request = normalise(approval.request, approval.meta)
             post = messages.approval_post(
                 run, approval, request, ask(rules, request, approval.digest)
@@ -1511,6 +1515,20 @@ class Engine:
             )
 
         return open_
+
+    def _rules_now(self, run: Run, approval: Approval, now: float, warn: bool = False) -> Rules:
+        """The rules the policy holds ``approval`` to now: for the graph and env, with what
+        the graph asked for where the policy allows it; during a change freeze, the freeze
+        approvers. (An approval keeps the rules it was opened with, ``rules_of``, widened as
+        it escalates; a standing grant is judged by these.) ``warn``: log what was ignored."""
+        payload = approval.request if isinstance(approval.request, Mapping) else {}
+        rules, ignored = self.rules_for(run.command, run.input).merge_request(payload)
+        for line in ignored if warn else ():
+            log.warning("run %s: %s", run.run_id, line)
+        window = freeze_at(rules, now)
+        if window is not None and window.action == "require_freeze_approvers":
+            rules = rules.during_freeze(window)
+        return rules
 
     def _changed(self, run: Run) -> Callable[[Approval], list[Item]]:
         """How an approval's message shows that its request changed before it was decided

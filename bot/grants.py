@@ -11,14 +11,15 @@ so a revoke and a grant's use are ordered like two clicks.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from bot.integrity import canonical
 from bot.interrupts import ApprovalRequest, ChoiceSpec
 from bot.model import Grant, Run
 from bot.policy.authz import Members, may_pick
-from bot.policy.rules import PLAIN_REQUEST, GrantRule, Rules, format_duration
+from bot.policy.rules import PLAIN_REQUEST, GrantRule, Rules
+from bot.render.blocks import escape
 
 # What the "Approve & allow…" modal offers, cut to the rule's ``max`` (which is offered too).
 DURATIONS = (15 * 60.0, 3600.0, 4 * 3600.0, 8 * 3600.0, 86400.0, 7 * 86400.0)
@@ -92,6 +93,8 @@ def decides(
     rule = grantable(rules, request, digest)
     if rule is None or grant.status != "active" or grant.command != run.command:
         return False
+    if grant.rule != rules.scope:  # made under another rule (a staging grant, a prod deploy)
+        return False
     if now >= min(grant.expires_at, grant.created_at + rule.max_seconds):
         return False
     if grant.scope not in rule.scopes or grant.scope_value != scope_value(grant.scope, run):
@@ -122,18 +125,25 @@ def first_deciding(
     return next((g for g in ordered if decides(g, run, request, digest, rules, now, members)), None)
 
 
+def _code(text: str) -> str:
+    """``text`` as inline code in mrkdwn: escaped, and no backtick to break out with."""
+    return f"`{escape(text.replace('`', ''))}`"
+
+
 def describe(grant: Grant) -> str:
-    """A grant in one line of mrkdwn (for lists and answers)."""
-    tools = ", ".join("requests" if t == PLAIN_REQUEST else f"`{t}`" for t in grant.tools)
+    """A grant in one line of mrkdwn (for lists and answers); tool and graph names are the
+    graph's own strings, so they are escaped."""
+    tools = ", ".join("requests" if t == PLAIN_REQUEST else _code(t) for t in grant.tools)
     where = {
-        "run": f"run `{grant.scope_value}`",
+        "run": f"run {_code(grant.scope_value)}",
         "requester": f"<@{grant.scope_value}>'s runs",
         "channel": f"<#{grant.scope_value}>",
     }[grant.scope]
     exact = " with these exact arguments" if grant.args_digest else ""
     by = ", ".join(f"<@{u}>" for u in grant.granted_by)
-    return f"{tools} of `{grant.command}` in {where}{exact}, by {by}"
+    return f"{tools} of {_code(grant.command)} ({_code(grant.rule)}) in {where}{exact}, by {by}"
 
 
-def duration_words(seconds: float) -> str:
-    return format_duration(seconds)
+def may_revoke(grant: Grant, user: str, admins: Collection[str]) -> bool:
+    """Who made a grant, or an admin, may revoke it."""
+    return user in grant.granted_by or user in admins

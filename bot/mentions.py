@@ -19,6 +19,7 @@ MAX_COMMENT = 3000  # what the comment modal takes (a plain_text_input's max_len
 
 _LEADING = re.compile(r"\s*<@(?P<id>[A-Z0-9]+)(?:\|[^>]*)?>[\s:,]*")
 _ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))  # Slack's escapes, &amp; last
+_CODE = re.compile(r"<([^<>\s][^<>]*)>")  # Slack's <@U…>, <#C…|name>, <!here>, <url|label>
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,28 @@ def parse(text: str, bot_user_id: str) -> Said | None:
     return Said(approve=verb in YES, comment=_comment(comment))
 
 
+def _plain(m: re.Match[str]) -> str:
+    """One of Slack's ``<…>`` codes as the words it shows: ``<@U1|bob>`` @bob (an id
+    without a label: @U1), ``<#C1|deploys>`` #deploys, ``<!here>`` @here, ``<url|label>``
+    label (url), ``<url>`` url."""
+    inner = m.group(1)
+    target, _, label = inner.partition("|")
+    if target.startswith("@"):
+        return f"@{label or target[1:]}"
+    if target.startswith("#"):
+        return f"#{label or target[1:]}"
+    if target.startswith("!"):
+        name = target[1:].split("^", 1)[0]
+        return label or f"@{name}"
+    return f"{label} ({target})" if label and label != target else target
+
+
 def _comment(raw: str) -> str | None:
-    """The comment as the person typed it: Slack's ``&lt;`` ``&gt;`` ``&amp;`` undone (it is
-    escaped again wherever it is shown), trimmed, at most ``MAX_COMMENT`` characters."""
-    text = raw.strip()
+    """The comment as the person read it when they typed it: Slack's codes for mentions,
+    channels and links as their words (a comment typed in the modal holds no codes either),
+    ``&lt;`` ``&gt;`` ``&amp;`` undone (it is escaped again wherever it is shown), trimmed,
+    at most ``MAX_COMMENT`` characters."""
+    text = _CODE.sub(_plain, raw.strip())
     for entity, char in _ENTITIES:
         text = text.replace(entity, char)
     return text[:MAX_COMMENT] or None

@@ -74,6 +74,7 @@ class Grant:
     grant_id: str
     source: str  # the interrupt id of the approval it was made on
     command: str
+    rule: str  # the policy rule it was made under ("deploy.staging"): it decides only there
     tools: tuple[str, ...]
     scope: str  # run | requester | channel
     scope_value: str  # the run id, the requester's user id or the channel id
@@ -95,6 +96,7 @@ class GrantAsk:
 
     scope: str
     scope_value: str  # the run id, the requester or the channel it is bound to
+    rule: str  # the policy rule it is made under (``Rules.scope``)
     seconds: float
     tools: tuple[str, ...]
     args_digest: str | None

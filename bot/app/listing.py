@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -114,7 +115,7 @@ class Queries:
         for e in await self._store.run_history(run_id):
             at = datetime.fromtimestamp(e["at"], UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
             who = f" <@{e['user_id']}>" if e["user_id"] else ""
-            if '"grant"' in (e["detail"] or "") and e["event"] == "decided":
+            if e["event"] == "decided" and "grant" in json.loads(e["detail"] or "{}"):
                 who += " (standing grant)"
             lines.append(f"• {at} {blocks.escape(e['event'])}{who}")
         return blocks.cut("\n".join(lines), 3000)

@@ -29,10 +29,6 @@ class Grants(Base):
         rows = await self._all(f"{LIVE} ORDER BY expires_at LIMIT ?", (now, limit))
         return [_grant(r) for r in rows]
 
-    async def get_grant(self, grant_id: str) -> Grant | None:
-        row = await self._one("SELECT * FROM bot_grants WHERE grant_id=?", (grant_id,))
-        return None if row is None else _grant(row)
-
     async def revoke_grant(
         self,
         grant_id: str,
@@ -80,6 +76,7 @@ def _grant(row: Row) -> Grant:
         grant_id=row["grant_id"],
         source=row["source"],
         command=row["command"],
+        rule=row["rule"],
         tools=tuple(json.loads(row["tools"])),
         scope=row["scope"],
         scope_value=row["scope_value"],
@@ -107,13 +104,14 @@ def _ask_grant(db: Tx, approval: Approval, command: str, b: Ballot, now: float) 
     ends = now + ask.seconds
     if row is None:
         row = db.execute(
-            "INSERT INTO bot_grants(grant_id, source, command, tools, scope, scope_value, "
+            "INSERT INTO bot_grants(grant_id, source, command, rule, tools, scope, scope_value, "
             "args_digest, granted_by, needed, status, created_at, expires_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?, 'proposed', ?,?) RETURNING *",
+            "VALUES (?,?,?,?,?,?,?,?,?,?, 'proposed', ?,?) RETURNING *",
             (
                 grant_id,
                 approval.interrupt_id,
                 command,
+                ask.rule,
                 json.dumps(list(ask.tools)),
                 ask.scope,
                 ask.scope_value,
@@ -149,14 +147,24 @@ def _settle_grants(db: Tx, approval: Approval, approved: bool, now: float) -> Gr
                 (approval.interrupt_id, now),
             ).fetchall()
         ]
-        enough = next((g for g in asked if len(g.granted_by) >= g.needed), None)
+        # An asker counts only while their vote is for the choice that decided: one who
+        # asked, then voted otherwise, made no grant.
+        voted = {
+            r[0]
+            for r in db.execute(
+                "SELECT user_id FROM bot_votes WHERE interrupt_id=? AND choice=?",
+                (approval.interrupt_id, approval.choice),
+            ).fetchall()
+        }
+        makers = [(g, tuple(u for u in g.granted_by if u in voted)) for g in asked]
+        enough = next(((g, by) for g, by in makers if by and len(by) >= g.needed), None)
         row = (
             None
             if enough is None
             else db.execute(
-                "UPDATE bot_grants SET status='active' WHERE grant_id=? AND status='proposed' "
-                "RETURNING *",
-                (enough.grant_id,),
+                "UPDATE bot_grants SET status='active', granted_by=? WHERE grant_id=? "
+                "AND status='proposed' RETURNING *",
+                (json.dumps(list(enough[1])), enough[0].grant_id),
             ).fetchone()
         )
         if row is not None:

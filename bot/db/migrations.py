@@ -194,6 +194,7 @@ MIGRATIONS: tuple[str, ...] = (
         grant_id TEXT PRIMARY KEY,
         source TEXT NOT NULL,             -- the interrupt id it was made on
         command TEXT NOT NULL,
+        rule TEXT NOT NULL,               -- the policy rule it was made under: "deploy.staging"
         tools TEXT NOT NULL,              -- JSON list of tool names ("request": not a tool call)
         scope TEXT NOT NULL,              -- run | requester | channel
         scope_value TEXT NOT NULL,

@@ -154,7 +154,7 @@ async def test_revoke_stops_a_grant_once(harness: Harness) -> None:
     assert "1 standing grants" in str(d.json) and "Revoke" not in json.dumps(d.json)  # dan: not his
     await h.ws.slash("bob", "/approvals", "grants", channel=DEPLOYS)
     listing = await h.wait(
-        lambda: next((m for m in h.ws.ephemerals("bob", DEPLOYS) if "Revoke" in str(m)), None)
+        lambda: next((m for m in h.ws.ephemerals("bob", DEPLOYS) if m.get("blocks")), None)
     )
     clicks = await asyncio.gather(
         h.ws.click("bob", listing, "Revoke"), h.ws.click("bob", listing, "Revoke")
@@ -364,3 +364,72 @@ async def test_a_grant_over_socket_mode(ws: LocalSlack, tmp_path: Path) -> None:
     finally:
         stop.set()
         await asyncio.wait_for(server, 15)
+
+
+async def test_an_asker_who_then_votes_reject_makes_no_grant(harness: Harness) -> None:
+    h = harness
+    await restart(h, min_approvals=2, reject_ends=False, approvers=["U0BOB", "U0DAN", "U0CAROL"])
+    await agent(h, "tell a@example.com and b@example.com we ship")
+    msg = await h.wait(lambda: next(iter(asks(h)), None))
+    await allow(h, msg, user="bob")  # asks for a run grant with his approve vote
+    await h.idle()
+    await h.ws.click("bob", msg, "Reject")  # ... then votes the other way
+    await h.idle()
+    await allow(h, msg, user="dan")
+    await h.idle()
+    await h.ws.click("carol", msg, "Approve")  # dan and carol decide it
+    await h.wait(lambda: len(asks(h)) == 2)  # the next call asks people: no grant was made
+    assert h.query("SELECT status FROM bot_grants") == [("lapsed",)]
+
+
+def ws_all(h: Harness, user: str) -> list[dict[str, Any]]:
+    return h.ws.ephemerals(user, DEPLOYS)
+
+
+GRANTED_DEPLOYS = {"scopes": ["requester"], "max": "4h"}
+
+
+async def test_a_grant_decides_only_under_the_rule_it_was_made_under(harness: Harness) -> None:
+    h = harness
+    rules = {"staging": {"grants": GRANTED_DEPLOYS}, "prod": {"grants": GRANTED_DEPLOYS}}
+    await h.bots.pop().stop()
+    await h.start_bot(policy={"policy": {"deploy": {"approvers": ["U0BOB"], **rules}}})
+    assert (
+        await h.ws.slash("alice", "/deploy", "api 1.4.2 staging", channel=DEPLOYS)
+    ).status == 200
+    await allow(h, await h.wait(lambda: next(iter(asks(h)), None)), scope="requester")
+    await done(h)
+    assert (
+        await h.ws.slash("alice", "/deploy", "api 1.4.3 staging", channel=DEPLOYS)
+    ).status == 200
+    await done(h, 2)
+    await h.wait(lambda: len(compact(h)) == 1)  # staging, under the staging grant
+    assert (await h.ws.slash("alice", "/deploy", "api 1.4.3 prod", channel=DEPLOYS)).status == 200
+    await h.wait(lambda: len(asks(h)) == 2)  # prod asks bob: the grant was made for staging
+    assert len(compact(h)) == 1
+
+
+async def test_an_escalation_decider_approves_but_makes_no_grant(harness: Harness) -> None:
+    h = harness
+    clock = FakeClock()
+    escalation = [{"after": "30m", "notify": ["U0DAN"]}]
+    prod = {"approvers": ["U0BOB"], "grants": GRANTED_DEPLOYS, "escalation": escalation}
+    await h.bots.pop().stop()
+    await h.start_bot(clock=clock, policy={"policy": {"deploy": {"prod": prod}}})
+    assert (await h.ws.slash("alice", "/deploy", "api 1.4.2 prod", channel=DEPLOYS)).status == 200
+    msg = await h.wait(lambda: next(iter(asks(h)), None))
+    await h.wait(lambda: h.query("SELECT COUNT(*) FROM bot_approvals WHERE ts IS NULL") == [(0,)])
+    await clock.advance(31 * 60, h.bot)
+    await h.wait(lambda: "Escalated" in json.dumps(h.ws.replies(DEPLOYS, msg["ts"])))
+    await h.ws.click("dan", msg, ALLOW)
+    view = await h.wait(lambda: next(iter(h.ws.open_views("dan")), None))
+    await h.ws.submit_modal("dan", view, {"grant_scope": "requester", "grant_for": "3600"})
+    await h.wait(
+        lambda: any(
+            "Standing grants here are made by" in m.get("text", "") for m in ws_all(h, "dan")
+        )
+    )
+    assert not h.query("SELECT 1 FROM bot_grants")
+    assert h.query("SELECT status FROM bot_approvals") == [("pending",)]  # nothing decided
+    await h.ws.click("dan", msg, "Approve")  # his plain approve counts
+    await done(h)

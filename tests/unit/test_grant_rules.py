@@ -43,6 +43,7 @@ def grant(**changes: object) -> Grant:
         grant_id="g",
         source="i0",
         command="agent",
+        rule="default",
         tools=("send_email",),
         scope="requester",
         scope_value="U0ALICE",
@@ -123,6 +124,7 @@ def test_a_grant_decides_only_what_it_covers() -> None:
     assert not ok(grant(scope="channel", scope_value="C0DEPLOYS"))  # a scope the rule refuses
     assert not ok(grant(command="deploy"))
     assert not ok(grant(tools=("search_docs",)))
+    assert not ok(grant(rule="agent.prod"))  # made under another rule
 
 
 def test_exact_arguments_bind() -> None:

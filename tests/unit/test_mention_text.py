@@ -28,7 +28,13 @@ BOT = "U0BOT"
         ("<@U0BOT> reject &lt;!channel&gt; &amp; co", Said(False, "<!channel> & co")),
         ("<@U0BOT> reject &amp;lt;", Said(False, "&lt;")),
         # mentions in the comment stay as Slack wrote them
-        ("<@U0BOT> approve cc <@U0DAN>", Said(True, "cc <@U0DAN>")),
+        ("<@U0BOT> approve cc <@U0DAN>", Said(True, "cc @U0DAN")),  # Slack's codes as words
+        ("<@U0BOT> approve cc <@U0DAN|dan>", Said(True, "cc @dan")),
+        (
+            "<@U0BOT> reject see <https://x.example/1|pr 1> <!here> <#C0D|deploys>",
+            Said(False, "see pr 1 (https://x.example/1) @here #deploys"),
+        ),
+        ("<@U0BOT> reject <!subteam^S0DEVS|@devs> ok", Said(False, "@devs ok")),
     ],
 )
 def test_decisions(text: str, said: Said) -> None:

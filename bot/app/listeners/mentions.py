@@ -42,7 +42,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if event.get("channel_type") != "im" or not context.bot_user_id:
             return
         text = event.get("text")
-        if isinstance(text, str) and not text.lstrip().startswith(f"<@{context.bot_user_id}"):
+        me = f"<@{context.bot_user_id}"
+        if isinstance(text, str) and not text.lstrip().startswith((f"{me}>", f"{me}|")):
             event = {**event, "text": f"<@{context.bot_user_id}> {text}"}
         await on_mention(body, event, context)
 
@@ -54,8 +55,8 @@ def _heard(body: dict[str, Any], event: dict[str, Any], bot: str | None) -> Hear
     """The mention as the engine takes it; None for one nobody is to be answered for (an
     edit, another bot, or a payload missing what is needed)."""
     event_id, user, channel = body.get("event_id"), event.get("user"), event.get("channel")
-    if event.get("subtype") or event.get("bot_id") or not bot:
-        return None
+    if event.get("subtype") or event.get("bot_id") or event.get("edited") or not bot:
+        return None  # an edit comes again as app_mention, with a new event id: not a new vote
     if not isinstance(event_id, str) or not 0 < len(event_id) <= 255:
         return None
     if not is_user_id(user) or not is_channel_id(channel):
