@@ -102,8 +102,9 @@ class OpsStore:
 
     async def forget_runs(self, run_ids: Sequence[str], cutoff: float) -> Pruned:
         """Delete these runs (those that still qualify) with their approvals, votes,
-        deadlines and delivered outbox rows, in one transaction. The audit table keeps
-        every row. Their checkpoints are the caller's (the saver's ``adelete_thread``)."""
+        deadlines, ended standing grants and delivered outbox rows, in one transaction. The
+        audit table keeps every row. Their checkpoints are the caller's (the saver's
+        ``adelete_thread``)."""
         wanted = json.dumps(list(run_ids))
 
         def tx(db: Conn) -> Pruned:
@@ -114,6 +115,11 @@ class OpsStore:
             arg = (json.dumps(ids),)
             db.execute(f"DELETE FROM bot_votes WHERE interrupt_id IN {_INTERRUPTS}", arg)
             db.execute(f"DELETE FROM bot_deadlines WHERE interrupt_id IN {_INTERRUPTS}", arg)
+            # Standing grants made on them, once ended (one still in force stays)
+            db.execute(
+                f"DELETE FROM bot_grants WHERE source IN {_INTERRUPTS} AND expires_at < ?",
+                (*arg, cutoff),
+            )
             # Failed rows stay: the operator's record of what Slack refused.
             outbox = db.execute(
                 f"DELETE FROM bot_outbox WHERE run_id IN {_IDS} AND status = 'sent'", arg
