@@ -7,7 +7,7 @@ once (one `decided` per approval, five by the grant), resumed once, every email 
 doubled resume would answer the model's script early: it would not reach the last address),
 and each compact line posted once (or twice within the README's one re-post window).
 
-Two runs by default, ten with LONG_TESTS=1; GRANT_CRASH_SEED picks other moments."""
+One run by default, ten with LONG_TESTS=1; GRANT_CRASH_SEED picks other moments."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from tests.scenario.test_approval_loop import buttons, message_text
 from tests.scenario.test_cli import BotProcess
 
 SEED = int(os.environ.get("GRANT_CRASH_SEED", "20261205"))
-RUNS = 10 if LONG else 2
+RUNS = 10 if LONG else 1
 WAIT = 20.0
 TO = [f"{c}@example.com" for c in "abcdef"]
 POLICY = """\
