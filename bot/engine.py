@@ -1411,6 +1411,11 @@ class Engine:
         approval a standing grant decided as it opened: this process resumes it."""
         now = self.clock()
         grants = await self.store.live_grants(run.command, now) if self.policy.grants_on else []
+        if grants:  # whether their makers still decide may hang on user groups: know them
+            approvers = self.rules_for(run.command, run.input).approvers
+            stale = [g for g in groups_in(approvers) if self.groups.members(g) is None]
+            if stale:
+                await self.groups.resolve(stale)
         opening, changed = self._opening(run, grants), self._changed(run)
         stored = [(p.id, p.value, self._meta(run, p)) for p in interrupts]
         opened = await self.store.pause(run, stored, now, opening, resumed, changed)

@@ -443,6 +443,7 @@ def grant_blocks(grants: Sequence[GrantLine], block_id: str = "grant") -> list[d
 
 RUN_EMOJI = {"running": "⏳", "waiting": "✋", **OUTCOME_EMOJI}
 HOME_BLOCKS = 100
+HOME_GRANTS = 10  # standing grants the Home lists (the rest: /approvals grants)
 
 
 @dataclass(frozen=True)
@@ -518,7 +519,10 @@ def home_view(
         blocks.append(context(f"You have not started anything yet. {_how_to_start(commands)}"))
     if grants:
         blocks += [{"type": "divider"}, {"type": "header", "text": plain("Standing grants", 150)}]
-        blocks += grant_blocks(grants, "home-grant")
+        blocks += grant_blocks(grants[:HOME_GRANTS], "home-grant")
+        if len(grants) > HOME_GRANTS:
+            more = len(grants) - HOME_GRANTS
+            blocks.append(context(f"…and {more} more: `/approvals grants` lists them all."))
     if recent:
         blocks += [{"type": "divider"}, {"type": "header", "text": plain("Recent decisions", 150)}]
         blocks += [context(line) for line in recent]

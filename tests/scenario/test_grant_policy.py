@@ -234,3 +234,20 @@ async def test_an_escalation_decider_approves_but_makes_no_grant(harness: Harnes
     assert h.query("SELECT status FROM bot_approvals") == [("pending",)]  # nothing decided
     await h.ws.click("dan", msg, "Approve")  # his plain approve counts
     await done(h)
+
+
+async def test_a_grant_by_a_user_group_approver_decides_after_the_groups_cache_ends(
+    harness: Harness,
+) -> None:
+    h = harness
+    clock = FakeClock()
+    await restart(h, clock, approvers=["S0APPROVERS"])  # bob and dan, as a user group
+    await agent(h, "tell a@example.com we ship")
+    await allow(h, await h.wait(lambda: next(iter(asks(h)), None)), scope="requester")
+    await done(h)
+    await clock.advance(20 * 60, h.bot)  # past the group cache, within the grant
+    calls = len(h.ws.calls_to("usergroups.users.list"))
+    await agent(h, "tell b@example.com we ship")
+    await done(h, 2)
+    assert len(compact(h)) == 1 and len(asks(h)) == 1  # decided by the grant
+    assert len(h.ws.calls_to("usergroups.users.list")) > calls  # members looked up again
