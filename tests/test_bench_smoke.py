@@ -20,16 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 def test_smoke_run_produces_every_figure(tmp_path: Path) -> None:
     out, data = tmp_path / "BENCHMARKS.md", tmp_path / "bench.json"
     before = mtime(REPO / "BENCHMARKS.md")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "APPROVALS_"))}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", f"--out={out}", f"--json={data}"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = bench("bench", "--smoke", f"--out={out}", f"--json={data}")
     results = json.loads(data.read_text())["results"]["current"]["figures"]
     for fig in report.catalogue(SMOKE):
         value = results.get(fig.key)
@@ -57,16 +48,7 @@ def test_remote_quick_run_produces_every_figure(tmp_path: Path) -> None:
 
     server_executable()
     data = tmp_path / "remote.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "APPROVALS_"))}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.remote", "--quick", f"--json={data}"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = bench("bench.remote", "--quick", f"--json={data}")
     r = json.loads(data.read_text())
     spreads = [
         r["sdk_to_posted_ms"],
@@ -86,9 +68,17 @@ def test_remote_quick_run_produces_every_figure(tmp_path: Path) -> None:
 
 
 def test_the_grants_benchmark_produces_its_figures() -> None:
+    done = bench("bench.grants", "--emails", "2", "--runs", "1")
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "x |" in line]
+    assert len(rows) == 4 and all("nan" not in r for r in rows), done.stdout
+
+
+def bench(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m <module> <args>`` in the repository, without the bot's settings; it must
+    succeed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "APPROVALS_"))}
     done = subprocess.run(
-        [sys.executable, "-m", "bench.grants", "--emails", "2", "--runs", "1"],
+        [sys.executable, "-m", module, *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -96,5 +86,4 @@ def test_the_grants_benchmark_produces_its_figures() -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "x |" in line]
-    assert len(rows) == 4 and all("nan" not in r for r in rows), done.stdout
+    return done

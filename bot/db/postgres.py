@@ -66,6 +66,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.sql import SQL, Literal
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from bot.db.grouped import Grouped
 from bot.db.retry import CommitUnknown, Fence, Retry, is_conflict, is_transient
 
 T = TypeVar("T")
@@ -445,52 +446,6 @@ class _PooledSaver(PostgresSaver):
                     yield cur
 
 
-class _Grouped:
-    """Writes committed in groups: a write asked for while a group is on its way joins the
-    next one; ``run`` runs a group and gives each write's outcome, in order."""
-
-    def __init__(
-        self,
-        run: Callable[[list[Callable[[], Any]]], Awaitable[list[tuple[bool, Any]]]],
-        most: int = 64,
-    ) -> None:
-        self._run = run
-        self._most = most  # bounds how long the last of a group waits for the first
-        self._queue: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
-        self._flushing: asyncio.Task[None] | None = None
-
-    async def __call__(self, write: Callable[[], T]) -> T:
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((write, future))
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.create_task(self._flush(), name="checkpoint-writer")
-        return await future
-
-    async def _flush(self) -> None:
-        while self._queue:
-            group, self._queue = self._queue[: self._most], self._queue[self._most :]
-            try:
-                outcomes = await self._run([w for w, _ in group])
-            except BaseException as exc:  # the group's connection or commit failed
-                for _, future in group:
-                    if future.done():
-                        continue
-                    if isinstance(exc, asyncio.CancelledError):
-                        future.cancel()
-                    else:
-                        future.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for (_, future), (ok, value) in zip(group, outcomes, strict=True):
-                if future.done():  # its caller was cancelled; its write is committed anyway
-                    continue
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
-
-
 class RetryingSaver(AsyncPostgresSaver):
     """LangGraph's AsyncPostgresSaver, each call tried again through a blink. A step's
     checkpoint that waits for the database, rather than failing the stream, means the step is
@@ -527,7 +482,9 @@ class RetryingSaver(AsyncPostgresSaver):
         self._sync_pool = None if sync is None else sync[0]
         self._threads = None if sync is None else sync[1]
         # shared by the copies LangGraph makes of a checkpointer (one per run)
-        self._grouped = _Grouped(lambda writes: self._on_thread(partial(self._write_group, writes)))
+        self._grouped: Grouped[Callable[[], Any]] = Grouped(
+            lambda writes: self._on_thread(partial(self._write_group, writes)), "checkpoint-writer"
+        )
 
     async def _on_thread(self, call: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._threads, call)

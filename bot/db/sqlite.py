@@ -31,7 +31,7 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import aiosqlite
 from langchain_core.runnables import RunnableConfig
@@ -44,6 +44,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+from bot.db.grouped import Grouped
 from bot.db.retry import Retry
 
 T = TypeVar("T")
@@ -130,45 +131,23 @@ class Writer:
     ) -> None:
         self._hop = OneHop(conn)
         self._lock = lock
-        self._most = most  # bounds how long the last of a group waits for the first
         self._retry = retry or Retry()
-        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
-        self._flushing: asyncio.Task[None] | None = None
+        self._grouped: Grouped[Callable[[sqlite3.Connection], Any]] = Grouped(
+            self._write_group, "sqlite-writer", most
+        )
 
     async def __call__(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._retry.run(lambda: self._once(fn), "a write")
 
     async def _once(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((fn, future))
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.create_task(self._flush(), name="sqlite-writer")
-        return await future
+        return cast(T, await self._grouped(fn))
 
-    async def _flush(self) -> None:
-        while self._queue:
-            group, self._queue = self._queue[: self._most], self._queue[self._most :]
-            try:
-                async with self._lock:
-                    outcomes = await self._hop(partial(_commit, [fn for fn, _ in group]))
-            except BaseException as exc:  # BEGIN or COMMIT failed: nothing of the group was saved
-                for _, future in group:
-                    if future.done():
-                        continue
-                    if isinstance(exc, asyncio.CancelledError):
-                        future.cancel()
-                    else:
-                        future.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for (_, future), (ok, value) in zip(group, outcomes, strict=True):
-                if future.done():  # its caller was cancelled; its work is committed anyway
-                    continue
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
+    async def _write_group(
+        self, fns: list[Callable[[sqlite3.Connection], Any]]
+    ) -> list[tuple[bool, Any]]:
+        """One group: one transaction in one hop, under the saver's lock."""
+        async with self._lock:
+            return cast(list[tuple[bool, Any]], await self._hop(partial(_commit, fns)))
 
 
 def _commit(

@@ -6,41 +6,10 @@ Chromium driven by Playwright; screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
-from graphs.deploy import SimulatedBackend
+from tests.browser.test_demo_page import ARTIFACTS, page, playwright_api
 from tests.conftest import Harness
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-if not CHROMIUM.exists():
-    if os.environ.get("REQUIRE_BROWSER"):
-        raise RuntimeError("REQUIRE_BROWSER is set but /usr/bin/chromium is missing")
-    pytest.skip(
-        "Debian chromium is not installed (apt-get install chromium)", allow_module_level=True
-    )
-
-playwright_api = pytest.importorskip("playwright.async_api")
-
-
-@pytest.fixture
-async def page(harness: Harness) -> AsyncIterator[object]:
-    await harness.bot.stop()
-    harness.bots.clear()
-    await harness.start_bot(backend=SimulatedBackend(step_seconds=0.2))
-    async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
-        )
-        pg = await browser.new_page(viewport={"width": 1280, "height": 800})
-        yield pg
-        await browser.close()
+__all__ = ["page"]  # the fixture, shared with the demo page's test
 
 
 async def type_in(page, composer: str, text: str) -> None:

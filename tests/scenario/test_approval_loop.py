@@ -18,7 +18,7 @@ from langgraph.types import Command
 from bot.interrupts import normalise, resume_value
 from bot.model import Ballot, VoteResult, decision_of
 from graphs.deploy import CommandBackend, SimulatedBackend, build_graph
-from tests.conftest import BACKENDS, Harness
+from tests.conftest import BACKENDS, Bot, Harness
 from tests.reads import audit_events, runs_with_status
 
 DEPLOYS = "#deploys"
@@ -240,14 +240,11 @@ async def test_second_instance_on_the_same_db_continues_a_pending_approval(
     assert len([m for m in h.ws.messages(DEPLOYS) if m.get("blocks")]) == 1
 
 
-async def test_claimed_but_not_resumed_is_resumed_once_on_restart(harness: Harness) -> None:
-    h = harness
-    msg = await deploy(h)
-    iid = msg["blocks"][-1]["elements"][0]["value"]
-    old = h.bot
-    await old.runner.cleanup()  # no more requests reach it
-    # The process dies right after the claim commits: nothing after it ran.
-    result = await old.runtime.store.decide(
+async def claim_as_bob(bot: Bot, iid: str) -> VoteResult:
+    """Bob's approval claimed in ``bot``'s store, as a click would, and nothing after it:
+    the bot takes no more requests (it stands for a process about to die)."""
+    await bot.runner.cleanup()
+    result = await bot.runtime.store.decide(
         iid,
         time.time(),
         lambda a, r: Ballot(
@@ -256,7 +253,17 @@ async def test_claimed_but_not_resumed_is_resumed_once_on_restart(harness: Harne
         lambda result: [],
         list,
     )
-    assert result and result.claimed
+    assert isinstance(result, VoteResult) and result.claimed
+    return result
+
+
+async def test_claimed_but_not_resumed_is_resumed_once_on_restart(harness: Harness) -> None:
+    h = harness
+    msg = await deploy(h)
+    iid = msg["blocks"][-1]["elements"][0]["value"]
+    old = h.bot
+    # The process dies right after the claim commits: nothing after it ran.
+    await claim_as_bob(old, iid)
     await old.runtime.close()
     h.bots.remove(old)
 
@@ -285,17 +292,7 @@ async def test_a_resume_cut_before_the_answers_checkpoint_deploys_once_on_restar
     msg = await deploy(h)
     iid = msg["blocks"][-1]["elements"][0]["value"]
     old = h.bot
-    await old.runner.cleanup()  # no more requests reach it
-    result = await old.runtime.store.decide(
-        iid,
-        time.time(),
-        lambda a, r: Ballot(
-            user="U0BOB", choice="approve", approves=True, comment=None, required=1
-        ),
-        lambda result: [],
-        list,
-    )
-    assert isinstance(result, VoteResult) and result.claimed
+    result = await claim_as_bob(old, iid)
     decided, run = result.approval, result.run
     decision = decision_of(decided)
     assert decision is not None
