@@ -70,6 +70,7 @@ from bot.model import (
     Refused,
     Run,
     VoteResult,
+    grant_note,
 )
 from bot.model import decision_of as _decision
 from bot.policy import authz
@@ -182,11 +183,6 @@ def _granted_words(grant: Grant | None) -> str:
         f"\nStanding grant made: {describe_grant(grant)}, until "
         f"{blocks.slack_date(grant.expires_at)}. `/approvals grants` lists it, with Revoke."
     )
-
-
-def granted(approval: Approval) -> bool:
-    """Whether a standing grant decided ``approval`` (its message is one compact line)."""
-    return bool((approval.meta or {}).get("grant"))
 
 
 def _revoked_words(grant: Grant | None, what: str) -> str:
@@ -1576,7 +1572,7 @@ class Engine:
                 )
                 for a in approvals
                 # those show why already; a grant's compact line never changes
-                if a.status not in ("failed", "superseded") and not granted(a)
+                if a.status not in ("failed", "superseded") and grant_note(a) is None
             ]
             if status == "failed" and not approvals and done.requester:
                 # Failed before it asked anything (a LangGraph Server refusing the start):

@@ -277,3 +277,10 @@ def decision_of(approval: Approval) -> DecisionRecord | None:
         decided_at=approval.decided_at,
         answer=approval.answer,
     )
+
+
+def grant_note(approval: Approval) -> dict[str, Any] | None:
+    """The standing grant that decided ``approval``, as the approval records it
+    (``{"id", "by", "until"}``; its message is then one compact line), or None."""
+    note = (approval.meta or {}).get("grant")
+    return note if isinstance(note, dict) else None

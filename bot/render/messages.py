@@ -8,8 +8,10 @@ before any approval, ``progress:<run>:<task>:<n>`` one progress reply.
 
 from __future__ import annotations
 
+from typing import Any
+
 from bot.interrupts import ApprovalRequest
-from bot.model import Approval, Grant, Item, Run
+from bot.model import Approval, Grant, Item, Run, grant_note
 from bot.render import blocks
 
 INVITE = "I can't post in <#{channel}>: invite me with `/invite @approvals`, then run it again."
@@ -101,6 +103,11 @@ def approval_post(run: Run, approval: Approval, request: ApprovalRequest, ask: b
         ask=ask,
         digest=approval.digest,
     )
+    return _posted(run, approval, text, blks)
+
+
+def _posted(run: Run, approval: Approval, text: str, blks: list[dict[str, Any]]) -> Item:
+    """The approval's channel message, keyed so its later updates find it."""
     return Item(
         kind="post",
         payload={"channel": run.channel, "text": text, "blocks": blks},
@@ -118,13 +125,7 @@ def granted_what(request: ApprovalRequest) -> str:
 def granted_post(run: Run, approval: Approval, request: ApprovalRequest, grant: Grant) -> Item:
     """A request a standing grant decided: one compact line in the channel, no buttons."""
     text, blks = blocks.granted_line(granted_what(request), grant.granted_by, grant.expires_at)
-    return Item(
-        kind="post",
-        payload={"channel": run.channel, "text": text, "blocks": blks},
-        key=approval_key(approval.interrupt_id),
-        run_id=run.run_id,
-        interrupt_id=approval.interrupt_id,
-    )
+    return _posted(run, approval, text, blks)
 
 
 def approval_update(
@@ -137,8 +138,8 @@ def approval_update(
     """The message's newest content; later updates of the same message replace this one. The
     store copies it to every escalation DM of the same approval. A request a standing grant
     decided keeps its compact line."""
-    note = (approval.meta or {}).get("grant")
-    if isinstance(note, dict):
+    note = grant_note(approval)
+    if note is not None:
         text, blks = blocks.granted_line(
             granted_what(request), tuple(note.get("by") or ()), float(note.get("until") or 0)
         )

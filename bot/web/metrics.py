@@ -32,7 +32,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from bot.db.ops import OpsStore, Pruned, Snapshot
-from bot.model import Approval
+from bot.model import Approval, grant_note
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def outcome(approval: Approval) -> str:
     """A decision as a label with few values (choice ids are the graph's own)."""
     if approval.choice in ("timeout", "cancelled"):
         return approval.choice
-    if (approval.meta or {}).get("grant"):
+    if grant_note(approval) is not None:
         return "granted"  # approved by a standing grant, not by a person at the time
     return "approved" if approval.approved else "rejected"
 
