@@ -251,3 +251,19 @@ async def test_a_grant_by_a_user_group_approver_decides_after_the_groups_cache_e
     await done(h, 2)
     assert len(compact(h)) == 1 and len(asks(h)) == 1  # decided by the grant
     assert len(h.ws.calls_to("usergroups.users.list")) > calls  # members looked up again
+
+
+async def test_when_slack_cannot_say_who_is_in_the_group_people_are_asked(
+    harness: Harness,
+) -> None:
+    h = harness
+    clock = FakeClock()
+    await restart(h, clock, approvers=["S0APPROVERS"])
+    await agent(h, "tell a@example.com we ship")
+    await allow(h, await h.wait(lambda: next(iter(asks(h)), None)), scope="requester")
+    await done(h)
+    await clock.advance(20 * 60, h.bot)  # the group's members must be looked up again
+    h.ws.fail_next("usergroups.users.list", status=500, times=1000)
+    await agent(h, "tell b@example.com we ship")
+    await h.wait(lambda: len(asks(h)) == 2)  # not decided blind, not stuck: people are asked
+    assert not compact(h)
